@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The test command (README): installs what a fresh Debian machine lacks, starts a throw-away
+# PostgreSQL for the store tests, runs the whole suite, and stops what it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+need_pkgs=()
+command -v sipp >/dev/null 2>&1 || need_pkgs+=(sip-tester)
+command -v espeak-ng >/dev/null 2>&1 || need_pkgs+=(espeak-ng)
+command -v sox >/dev/null 2>&1 || need_pkgs+=(sox)
+ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || need_pkgs+=(postgresql)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "test.sh: installing ${need_pkgs[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+pg_started=""
+cleanup() {
+  if [ -n "$pg_started" ]; then
+    as_root runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA" -m immediate stop >/dev/null 2>&1 || true
+    as_root rm -rf "$PGDATA"
+  fi
+}
+trap cleanup EXIT
+
+if [ -z "${ASTREINTE_TEST_PG_URL:-}" ]; then
+  PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  id postgres >/dev/null 2>&1 || as_root useradd --system --create-home postgres
+  PGDATA=$(mktemp -d /tmp/astreinte-pg.XXXXXX)
+  as_root chown postgres "$PGDATA"
+  PGPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  as_root runuser -u postgres -- "$PGBIN/initdb" -D "$PGDATA" -A trust -U postgres >/dev/null
+  as_root runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/log" -w \
+    -o "-p $PGPORT -k $PGDATA -c listen_addresses=127.0.0.1" start >/dev/null
+  pg_started=1
+  export ASTREINTE_TEST_PG_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
+  echo "test.sh: PostgreSQL for the tests at $ASTREINTE_TEST_PG_URL"
+fi
+
+cargo test -- "$@"

@@ -1,0 +1,15 @@
+//! astreinte: a telephony engine for a business-VoIP provider's support line.
+//!
+//! One module per concern (see DESIGN.md): `sip` speaks SIP, `media` moves RTP, `call` runs the
+//! flow of one call, `schedule` knows the hours, `store` keeps tickets, `triage` classifies them.
+//! Protocol and business logic are sans-I/O state machines; the async shells sit at the edges.
+
+pub mod call;
+pub mod config;
+pub mod engine;
+pub mod media;
+pub mod ops;
+pub mod schedule;
+pub mod sip;
+pub mod store;
+pub mod triage;

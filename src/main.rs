@@ -1,0 +1,89 @@
+//! The `astreinte` binary: the engine (`serve`) and its operator commands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use astreinte::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(name = "astreinte", version, about = "Support-line telephony engine: SIP, IVR, emergency voicemail, tickets, on-call paging")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the engine (default config: config/astreinte.toml, else the embedded defaults).
+    Serve {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration; each error names the file, the line and the fix.
+    CheckConfig {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    #[command(flatten)]
+    Ops(astreinte::ops::OpsCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ASTREINTE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("astreinte: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli.command));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("astreinte: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { config } => {
+            let (config, file) = match Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    eprintln!("astreinte: refusing to start on an invalid configuration");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            tracing::info!(config = %file.display(), "configuration loaded");
+            astreinte::engine::serve(config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { config } => match Config::load(config.as_deref()) {
+            Ok((_, file)) => {
+                println!("{}: ok", file.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::from(2))
+            }
+        },
+        Command::Ops(ops) => {
+            ops.run().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The contract between SIP (which negotiates media) and the media engine (which moves it).
+
+use std::net::SocketAddr;
+
+/// The audio codecs the engine speaks: G.711 at 8 kHz, 20 ms packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Codec {
+    /// G.711 µ-law, static payload type 0.
+    Pcmu,
+    /// G.711 A-law, static payload type 8.
+    Pcma,
+}
+
+impl Codec {
+    pub const fn static_payload_type(self) -> u8 {
+        match self {
+            Codec::Pcmu => 0,
+            Codec::Pcma => 8,
+        }
+    }
+
+    pub const fn encoding_name(self) -> &'static str {
+        match self {
+            Codec::Pcmu => "PCMU",
+            Codec::Pcma => "PCMA",
+        }
+    }
+}
+
+/// SDP direction attribute, as seen from the side that wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum MediaDirection {
+    #[default]
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+impl MediaDirection {
+    /// The direction we answer with when the peer offers `self` (RFC 3264 §6.1).
+    pub const fn answer(self) -> MediaDirection {
+        match self {
+            MediaDirection::SendRecv => MediaDirection::SendRecv,
+            MediaDirection::SendOnly => MediaDirection::RecvOnly,
+            MediaDirection::RecvOnly => MediaDirection::SendOnly,
+            MediaDirection::Inactive => MediaDirection::Inactive,
+        }
+    }
+
+    pub const fn attribute(self) -> &'static str {
+        match self {
+            MediaDirection::SendRecv => "sendrecv",
+            MediaDirection::SendOnly => "sendonly",
+            MediaDirection::RecvOnly => "recvonly",
+            MediaDirection::Inactive => "inactive",
+        }
+    }
+
+    /// Whether we may send RTP when we answered with this direction.
+    pub const fn we_send(self) -> bool {
+        matches!(self, MediaDirection::SendRecv | MediaDirection::SendOnly)
+    }
+
+    /// Whether we expect RTP from the peer when we answered with this direction.
+    pub const fn we_receive(self) -> bool {
+        matches!(self, MediaDirection::SendRecv | MediaDirection::RecvOnly)
+    }
+}
+
+/// What offer/answer settled for one call leg: where to send, in what, and which way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NegotiatedMedia {
+    /// The peer's RTP address from its SDP (symmetric RTP may replace it later).
+    pub remote_rtp: SocketAddr,
+    pub codec: Codec,
+    /// Payload type used on the wire for `codec` (the static one in practice).
+    pub payload_type: u8,
+    /// RFC 4733 telephone-event payload type, when both sides support it.
+    pub telephone_event_pt: Option<u8>,
+    /// Our direction in the answer: hold is `RecvOnly`/`Inactive` on our side.
+    pub direction: MediaDirection,
+    pub ptime_ms: u32,
+}
