@@ -1,7 +1,54 @@
-//! Wires the rooms together for `serve`: SIP endpoint, call flows, media, store.
+//! Wires the rooms together for `serve`: the SIP service, a flow per call, media ports.
 
+use anyhow::Context;
+use tracing::info;
+
+use crate::call::{self, RtpPorts};
 use crate::config::Config;
 
-pub async fn serve(_config: Config) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+/// Runs the engine until SIGINT/SIGTERM.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let (sip, mut incoming, sip_task) = crate::sip::transport::start(&config.sip)
+        .await
+        .context("starting SIP")?;
+    let (low, high) = config
+        .media
+        .port_range()
+        .context("[media] rtp_ports is invalid")?;
+    let ports = RtpPorts::new(sip.local_addr().ip(), low, high);
+    info!(sip = %sip.local_addr(), rtp = %config.media.rtp_ports, "astreinte running");
+    let call_config = config.call.clone();
+    let dispatcher = tokio::spawn(async move {
+        while let Some(call) = incoming.recv().await {
+            tokio::spawn(call::run_inbound(call, call_config.clone(), ports.clone()));
+        }
+    });
+    shutdown_signal().await;
+    info!("shutting down");
+    sip.shutdown();
+    let _ = sip_task.await;
+    dispatcher.abort();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
