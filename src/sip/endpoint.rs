@@ -544,7 +544,9 @@ impl Endpoint {
         }
         if let Err(Rejection { code, warning }) = validate_request(&req) {
             warn!(source = %from.addr, method = %req.method, code, reason = %warning, "invalid request refused");
-            if req.method != Method::Ack && req.top_via().is_some() {
+            // Responses go back to the source address, so even a request whose Via we
+            // cannot read can be told what is wrong.
+            if req.method != Method::Ack && req.headers.count("Via") > 0 {
                 let r = self.response(&req, from, code, Some(&warning));
                 self.send(from, r.to_bytes());
             }

@@ -856,19 +856,20 @@ impl Uri {
         if scheme != "sip" && scheme != "sips" {
             return None;
         }
-        let (rest, has_headers) = match rest.split_once('?') {
+        // The user part may hold '?', ';' and ',' (RFC 3261 user-unreserved); it ends at the
+        // last '@', since '@' cannot appear unescaped after it.
+        let (user, after_user) = match rest.rfind('@') {
+            Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+            None => (None, rest),
+        };
+        let (hostpart, has_headers) = match after_user.split_once('?') {
             Some((r, h)) => {
                 if h.is_empty() {
                     return None;
                 }
                 (r, true)
             }
-            None => (rest, false),
-        };
-        // The user part ends at the last '@' (the user may contain ';' and '?'-free oddities).
-        let (user, hostpart) = match rest.rfind('@') {
-            Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
-            None => (None, rest),
+            None => (after_user, false),
         };
         let (hostport, params) = match hostpart.split_once(';') {
             Some((h, p)) => (h, Params::parse(p)?),
