@@ -1,0 +1,195 @@
+//! Starts the built engine on free ports with a temporary config, and runs SIPp against it.
+//! Everything started here is stopped on drop, even when a test fails.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free port on 127.0.0.1 for both UDP and TCP.
+pub fn free_port() -> u16 {
+    for _ in 0..100 {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+pub struct Engine {
+    child: Option<Child>,
+    pub sip_port: u16,
+    pub dir: tempfile::TempDir,
+    pub log: PathBuf,
+}
+
+impl Engine {
+    /// Starts `astreinte serve` with `sip_extra` lines added to `[sip]` and `sections` appended.
+    pub fn start(sip_extra: &str, sections: &str) -> Engine {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sip_port = free_port();
+        let config = format!(
+            "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n{sip_extra}\n\n[media]\nrtp_ports = \"30000-39999\"\n\n[store]\nurl = \"sqlite://{}/astreinte.db\"\n\n{sections}\n",
+            dir.path().display()
+        );
+        let config_path = dir.path().join("astreinte.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let log = dir.path().join("engine.log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_astreinte"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .current_dir(dir.path())
+            .env("ASTREINTE_LOG", "info,astreinte=debug")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("start engine");
+        let mut engine = Engine {
+            child: Some(child),
+            sip_port,
+            dir,
+            log,
+        };
+        engine.wait_ready();
+        engine
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.sip_port))
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let local = sock.local_addr().unwrap();
+        let mut n = 0;
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("engine exited early ({status}):\n{}", self.log_text());
+                }
+            }
+            n += 1;
+            let msg = format!(
+                "OPTIONS sip:{} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKready{n}\r\nFrom: <sip:probe@{local}>;tag=p\r\nTo: <sip:{}>\r\nCall-ID: ready-{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+                self.addr(),
+                self.addr()
+            );
+            let _ = sock.send_to(msg.as_bytes(), self.addr());
+            let mut buf = [0u8; 4096];
+            if let Ok((len, _)) = sock.recv_from(&mut buf) {
+                if buf[..len].starts_with(b"SIP/2.0 200") {
+                    return;
+                }
+            }
+        }
+        panic!("engine not ready:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends one datagram and returns the first answer within `wait`, if any.
+    pub fn exchange_udp(&self, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(wait)).unwrap();
+        sock.send_to(bytes, self.addr()).ok()?;
+        let mut buf = vec![0u8; 65536];
+        let (n, _) = sock.recv_from(&mut buf).ok()?;
+        buf.truncate(n);
+        Some(buf)
+    }
+
+    /// Stops the engine (SIGTERM, then SIGKILL) and returns its log.
+    pub fn stop(&mut self) -> String {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.log_text()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(name)
+}
+
+/// Runs SIPp with a scenario against the engine; returns its output. SIPp exits 0 when every
+/// call succeeded.
+pub fn sipp(
+    engine: &Engine,
+    scenario_file: &str,
+    service: &str,
+    tcp: bool,
+    extra: &[&str],
+) -> Output {
+    let local_port = free_port();
+    let media_port = free_port();
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new("sipp");
+    cmd.current_dir(work.path())
+        .arg(engine.addr().to_string())
+        .args(["-sf", scenario(scenario_file).to_str().unwrap()])
+        .args(["-s", service])
+        .args(["-i", "127.0.0.1"])
+        .args(["-p", &local_port.to_string()])
+        .args(["-mp", &media_port.to_string()])
+        .args(["-m", "1", "-timeout", "20s", "-timeout_error", "-nostdin"])
+        .args(["-trace_err"])
+        .args(extra)
+        .stdin(Stdio::null());
+    if tcp {
+        cmd.args(["-t", "t1"]);
+    }
+    let out = cmd.output().expect("run sipp (install sip-tester)");
+    if !out.status.success() {
+        // Keep SIPp's error log in the failure message.
+        let mut errors = String::new();
+        if let Ok(entries) = std::fs::read_dir(work.path()) {
+            for e in entries.flatten() {
+                if let Ok(text) = std::fs::read_to_string(e.path()) {
+                    errors.push_str(&text);
+                }
+            }
+        }
+        let _ = std::io::stderr().write_all(errors.as_bytes());
+    }
+    out
+}
+
+pub fn assert_sipp_ok(engine: &Engine, out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: sipp failed ({:?})\n--- sipp stdout\n{}\n--- sipp stderr\n{}\n--- engine log\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        engine.log_text()
+    );
+}
