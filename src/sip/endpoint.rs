@@ -1822,11 +1822,11 @@ impl Endpoint {
                 let Some(txn) = self.client_txns.get_mut(&id) else {
                     return;
                 };
-                let resend = match (txn.is_invite, txn.state) {
-                    (true, ClientState::Calling) => true,
-                    (false, ClientState::Calling | ClientState::Proceeding) => true,
-                    _ => false,
-                };
+                let resend = matches!(
+                    (txn.is_invite, txn.state),
+                    (true, ClientState::Calling)
+                        | (false, ClientState::Calling | ClientState::Proceeding)
+                );
                 if !resend {
                     return;
                 }
@@ -1907,10 +1907,10 @@ impl Endpoint {
                     self.end_leg(leg_id, EndReason::SessionExpired);
                 }
             }
-            (TimerKind::RegisterRefresh, TimerTarget::Registration) => {
-                if self.registration.is_some() {
-                    self.send_register(now, None);
-                }
+            (TimerKind::RegisterRefresh, TimerTarget::Registration)
+                if self.registration.is_some() =>
+            {
+                self.send_register(now, None);
             }
             _ => {}
         }

@@ -1,0 +1,155 @@
+//! Outbound SIP for paging, against SIPp as the far end: a call to a phone that demands digest
+//! authentication, and an upstream registration with auth and refresh.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use astreinte::sip::endpoint::RegistrationState;
+use astreinte::sip::transport::{self, CallRequest, LegEvent};
+use astreinte::sip::{config::RegisterConfig, Credentials, SipConfig};
+use common::{free_port, scenario};
+
+struct Far {
+    child: Child,
+    port: u16,
+}
+
+impl Far {
+    fn start(file: &str) -> Far {
+        let port = free_port();
+        let media = free_port();
+        let child = Command::new("sipp")
+            .args(["-sf", scenario(file).to_str().unwrap()])
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-mp",
+                &media.to_string(),
+            ])
+            .args([
+                "-m",
+                "1",
+                "-timeout",
+                "20s",
+                "-timeout_error",
+                "-nostdin",
+                "-bg",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run sipp");
+        std::thread::sleep(Duration::from_millis(300));
+        Far { child, port }
+    }
+
+    /// Waits for SIPp (run with -bg it forks: wait for its port to be released).
+    fn wait_success(&mut self) -> bool {
+        let _ = self.child.wait();
+        for _ in 0..200 {
+            if std::net::UdpSocket::bind(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for Far {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn sip_config() -> SipConfig {
+    SipConfig {
+        listen: "127.0.0.1:0".into(),
+        ..SipConfig::default()
+    }
+}
+
+async fn next_event(events: &mut tokio::sync::mpsc::UnboundedReceiver<LegEvent>) -> LegEvent {
+    tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .expect("event within 10 s")
+        .expect("event")
+}
+
+#[tokio::test]
+async fn page_call_authenticates_is_answered_and_hung_up() {
+    let far = Far::start("uas_auth.xml");
+    let far_port = far.port;
+    let (sip, _incoming, task) = transport::start(&sip_config()).await.unwrap();
+    let (leg, mut events) = sip
+        .place_call(CallRequest {
+            target: format!("sip:tech@127.0.0.1:{far_port}"),
+            proxy: None,
+            from: "sip:astreinte@127.0.0.1".into(),
+            credentials: Some(Credentials {
+                username: "pager".into(),
+                password: "s3cret".into(),
+            }),
+            local_rtp: "127.0.0.1:30998".parse().unwrap(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(next_event(&mut events).await, LegEvent::Ringing);
+    match next_event(&mut events).await {
+        LegEvent::Answered { media: Some(m) } => assert_eq!(m.codec, astreinte::media::Codec::Pcma),
+        other => panic!("{other:?}"),
+    }
+    leg.hangup();
+    assert!(matches!(
+        next_event(&mut events).await,
+        LegEvent::Ended { .. }
+    ));
+    // Let the BYE transaction finish before SIPp is judged.
+    let mut far = far;
+    let ok = tokio::task::spawn_blocking(move || far.wait_success())
+        .await
+        .unwrap();
+    assert!(ok);
+    sip.shutdown();
+    let _ = task.await;
+}
+
+#[tokio::test]
+async fn registration_authenticates_and_refreshes() {
+    let far = Far::start("registrar_auth.xml");
+    let mut cfg = sip_config();
+    cfg.register = Some(RegisterConfig {
+        registrar: format!("sip:127.0.0.1:{}", far.port),
+        aor: "sip:5149073400@127.0.0.1".into(),
+        username: "5149073400".into(),
+        password: "pw".into(),
+        expires: 3600,
+    });
+    let (sip, _incoming, task) = transport::start(&cfg).await.unwrap();
+    let mut reg = sip.registration();
+    let mut states = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while states.len() < 2 {
+        tokio::time::timeout_at(deadline, reg.changed())
+            .await
+            .expect("registration events")
+            .unwrap();
+        let state = reg.borrow().clone();
+        states.push(state);
+    }
+    assert_eq!(
+        states[0],
+        Some(RegistrationState::Registered { expires: 2 })
+    );
+    assert_eq!(
+        states[1],
+        Some(RegistrationState::Registered { expires: 3600 })
+    );
+    sip.shutdown();
+    let _ = task.await;
+    drop(far);
+}
