@@ -164,10 +164,7 @@ fn probe(target: SocketAddr, calls: u32, interval: Duration) -> Vec<f64> {
         let t0 = Instant::now();
         sock.send_to(invite.as_bytes(), target).expect("send");
         let mut to_tag = String::new();
-        loop {
-            let Ok((n, _)) = sock.recv_from(&mut buf) else {
-                break;
-            };
+        while let Ok((n, _)) = sock.recv_from(&mut buf) {
             let text = String::from_utf8_lossy(&buf[..n]);
             if text.starts_with("SIP/2.0 200") && text.contains(&call_id) {
                 out.push(t0.elapsed().as_secs_f64() * 1e6);
