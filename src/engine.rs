@@ -15,7 +15,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .media
         .port_range()
         .context("[media] rtp_ports is invalid")?;
-    let ports = RtpPorts::new(sip.local_addr().ip(), low, high);
+    let ports = RtpPorts::new(sip.local_addr().ip(), sip.advertised_addr().ip(), low, high);
     info!(sip = %sip.local_addr(), rtp = %config.media.rtp_ports, "astreinte running");
     let call_config = config.call.clone();
     let dispatcher = tokio::spawn(async move {

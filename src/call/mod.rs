@@ -64,15 +64,18 @@ impl CallConfig {
 #[derive(Debug)]
 pub struct RtpPorts {
     ip: IpAddr,
+    /// The address written in SDP (differs from `ip` behind NAT or on a wildcard bind).
+    advertised: IpAddr,
     low: u16,
     high: u16,
     next: AtomicU32,
 }
 
 impl RtpPorts {
-    pub fn new(ip: IpAddr, low: u16, high: u16) -> Arc<RtpPorts> {
+    pub fn new(ip: IpAddr, advertised: IpAddr, low: u16, high: u16) -> Arc<RtpPorts> {
         Arc::new(RtpPorts {
             ip,
+            advertised,
             low: low + (low % 2),
             high,
             next: AtomicU32::new(0),
@@ -114,7 +117,7 @@ pub async fn run_inbound(call: InboundCall, config: CallConfig, ports: Arc<RtpPo
             }
         };
         let local = match rtp.local_addr() {
-            Ok(a) => a,
+            Ok(a) => SocketAddr::new(ports.advertised, a.port()),
             Err(_) => {
                 leg.reject(503);
                 return;

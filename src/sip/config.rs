@@ -151,6 +151,15 @@ impl SipConfig {
                 "set a positive number of requests per second, e.g. 200",
             ));
         }
+        if self.public_address.is_none()
+            && self.listen_addr().is_some_and(|a| a.ip().is_unspecified())
+        {
+            issues.push(ConfigIssue::new(
+                key("listen"),
+                format!("\"{}\" listens on every interface, so Contact and SDP need an address peers can reach", self.listen),
+                "add public_address = \"203.0.113.5\" (this machine's address as the trunk sees it) to [sip]",
+            ));
+        }
         if let Some(addr) = &self.public_address {
             if addr.parse::<std::net::IpAddr>().is_err() {
                 issues.push(ConfigIssue::new(

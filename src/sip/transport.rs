@@ -125,6 +125,7 @@ pub struct InboundCall {
 pub struct SipHandle {
     commands: mpsc::UnboundedSender<Command>,
     local_addr: SocketAddr,
+    advertised: SocketAddr,
     registration: watch::Receiver<Option<RegistrationState>>,
 }
 
@@ -144,6 +145,11 @@ impl SipHandle {
     /// The address SIP listens on (UDP and TCP).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address written in Contact and SDP: `public_address`, or the listen address.
+    pub fn advertised_addr(&self) -> SocketAddr {
+        self.advertised
     }
 
     /// Places an outbound call (paging). Never driven by a caller's request: only by the
@@ -266,6 +272,7 @@ pub async fn start(
     let handle = SipHandle {
         commands: cmd_tx.clone(),
         local_addr: bound,
+        advertised,
         registration: reg_rx,
     };
     if let Some(reg) = &config.register {
