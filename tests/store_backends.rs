@@ -606,3 +606,31 @@ async fn migrations_are_idempotent(s: &Store) {
     assert_eq!(s.migrate().await.unwrap(), 0);
 }
 both!(migrations_are_idempotent);
+
+async fn one_bad_ticket_does_not_fail_its_batch(s: &Store) {
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut t = new_ticket(Severity::S2, &format!("1438555{i:04}"), t0());
+            if i == 7 {
+                // No such account: the foreign key refuses this one ticket only.
+                t.account_id = Some(987_654);
+            }
+            s.create_ticket(&t).await.map(|t| t.number)
+        }));
+    }
+    let mut ok = 0;
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.unwrap() {
+            Ok(n) => {
+                ok += 1;
+                assert_eq!(s.events(&n).await.unwrap().len(), 2);
+                assert_eq!(s.page_jobs(&n).await.unwrap().len(), 2);
+            }
+            Err(e) => assert_eq!(i, 7, "{e}"),
+        }
+    }
+    assert_eq!(ok, 23);
+}
+both!(one_bad_ticket_does_not_fail_its_batch);

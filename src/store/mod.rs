@@ -16,6 +16,7 @@ pub mod durable;
 pub mod number;
 pub mod pages;
 pub mod tickets;
+mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -132,6 +133,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("the store's writer has stopped (the runtime is shutting down)")]
+    WriterStopped,
 }
 
 /// The database behind a [`Store`].
@@ -165,6 +168,7 @@ pub(crate) use {on_read, on_write};
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
+    writer: writer::Writer,
 }
 
 impl Store {
@@ -215,7 +219,8 @@ impl Store {
                 .await?;
             Db::Postgres(pool)
         };
-        Ok(Store { db })
+        let writer = writer::Writer::spawn(db.clone());
+        Ok(Store { db, writer })
     }
 
     /// Applies the pending migrations of this backend; returns how many were applied.

@@ -10,7 +10,7 @@ use serde::Serialize;
 use sqlx::Row;
 use tracing::{info, info_span, Instrument};
 
-use super::{micros, number, on_read, on_write, NewPage, Store, StoreError};
+use super::{micros, on_read, on_write, NewPage, Store, StoreError};
 use crate::schedule::sla::SlaTicket;
 use crate::schedule::Due;
 use crate::triage::Severity;
@@ -257,85 +257,59 @@ macro_rules! ticket_from_row {
     }};
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+/// The ticket as committed, without reading it back.
+fn created_ticket(id: i64, number: String, t: &NewTicket) -> Ticket {
+    let vm = t.voicemail.as_ref();
+    Ticket {
+        id,
+        number,
+        severity: t.severity,
+        status: Status::Open,
+        caller: t.caller.clone(),
+        callback_number: t.callback_number.clone(),
+        account_id: t.account_id,
+        account_code: None,
+        company: None,
+        language: t.language.clone(),
+        created_at: micros(t.created_at),
+        paged_at: None,
+        acknowledged_at: None,
+        called_back_at: None,
+        resolved_at: None,
+        cancelled_at: None,
+        callback_due_at: micros(t.due.callback_due_at),
+        resolution_due_at: micros(t.due.resolution_due_at),
+        voicemail_path: vm.map(|v| v.path.clone()),
+        voicemail_seconds: vm.map(|v| v.seconds),
+        speech_detected: vm.map(|v| v.speech_detected),
+        answers: t.answers.clone(),
+        classification_reasons: t.classification_reasons.clone(),
+        suspected_incident: t.suspected_incident,
+    }
 }
 
 impl Store {
     /// Creates a ticket with a fresh tracking number, its `created` and `classified` events and
     /// its page jobs, all in one transaction: no page job can exist without its ticket.
     /// The voicemail file must already be fsynced (`store::durable::fsync_file`).
+    ///
+    /// Concurrent calls are group-committed by the store's writer task (one transaction and one
+    /// disk flush for many tickets); each call returns only once its own ticket is committed.
     pub async fn create_ticket(&self, t: &NewTicket) -> Result<Ticket, StoreError> {
-        for _ in 0..8 {
-            let number = number::random();
-            let span = info_span!("create_ticket", ticket = %number, severity = %t.severity);
-            match self.insert_ticket(&number, t).instrument(span).await {
-                Ok(()) => {
-                    info!(ticket = %number, severity = %t.severity, "ticket created");
-                    return self.ticket(&number).await;
-                }
-                Err(StoreError::Db(e)) if is_unique_violation(&e) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(StoreError::NumbersExhausted)
-    }
-
-    async fn insert_ticket(&self, number: &str, t: &NewTicket) -> Result<(), StoreError> {
-        let answers = serde_json::to_string(&t.answers)
-            .map_err(|e| StoreError::Invalid(format!("answers: {e}")))?;
-        let reasons = serde_json::to_string(&t.classification_reasons)
-            .map_err(|e| StoreError::Invalid(format!("reasons: {e}")))?;
-        let now = micros(t.created_at);
-        let vm = t.voicemail.as_ref();
-        on_write!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO tickets (number, severity, status, caller, callback_number, account_id, \
-                 language, created_at, callback_due_at, resolution_due_at, voicemail_path, \
-                 voicemail_seconds, speech_detected, answers, classification_reasons, suspected_incident) \
-                 VALUES ($1, $2, 'open', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
-            )
-            .bind(number)
-            .bind(t.severity.as_str())
-            .bind(&t.caller)
-            .bind(&t.callback_number)
-            .bind(t.account_id)
-            .bind(&t.language)
-            .bind(now)
-            .bind(micros(t.due.callback_due_at))
-            .bind(micros(t.due.resolution_due_at))
-            .bind(vm.map(|v| v.path.clone()))
-            .bind(vm.map(|v| v.seconds))
-            .bind(vm.map(|v| v.speech_detected))
-            .bind(&answers)
-            .bind(&reasons)
-            .bind(t.suspected_incident)
-            .fetch_one(&mut *tx)
+        let span =
+            info_span!("create_ticket", ticket = tracing::field::Empty, severity = %t.severity);
+        let (id, number) = self
+            .writer
+            .create(t.clone())
+            .instrument(span.clone())
             .await?;
-            let events = "INSERT INTO ticket_events (ticket_id, at, kind, actor, from_status, to_status, \
-                          from_severity, to_severity, reason) VALUES ($1, $2, $3, $4, NULL, $5, NULL, $6, $7)";
-            sqlx::query(events)
-                .bind(id).bind(now).bind("created").bind(&t.actor)
-                .bind("open").bind(t.severity.as_str())
-                .bind(vm.map(|v| format!("voicemail {} ({:.1} s)", v.path, v.seconds)))
-                .execute(&mut *tx).await?;
-            sqlx::query(events)
-                .bind(id).bind(now).bind("classified").bind("triage")
-                .bind(Option::<&str>::None).bind(t.severity.as_str())
-                .bind(t.classification_reasons.join("; "))
-                .execute(&mut *tx).await?;
-            for p in &t.pages {
-                sqlx::query(
-                    "INSERT INTO page_jobs (ticket_id, channel, target, state, run_at, attempts, \
-                     created_at, updated_at) VALUES ($1, $2, $3, 'pending', $4, 0, $5, $5)",
-                )
-                .bind(id).bind(&p.channel).bind(&p.target).bind(micros(p.run_at)).bind(now)
-                .execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            Ok(())
-        })
+        span.record("ticket", number.as_str());
+        info!(parent: &span, ticket = %number, severity = %t.severity, "ticket created");
+        if t.account_id.is_some() {
+            // The account's code and company come from the accounts table.
+            return self.ticket(&number).await;
+        }
+        Ok(created_ticket(id, number, t))
     }
 
     /// The ticket with tracking number `number`.
