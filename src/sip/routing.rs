@@ -1,1 +1,3 @@
-pub fn normalize_number(_s: &str) -> Option<String> { Some(String::new()) }
+pub fn normalize_number(_s: &str) -> Option<String> {
+    Some(String::new())
+}

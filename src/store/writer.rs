@@ -92,6 +92,16 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Request>) {
     }
 }
 
+/// One of the first events of a new ticket.
+struct EventRow<'a> {
+    id: i64,
+    ticket: &'a NewTicket,
+    kind: &'static str,
+    actor: String,
+    to_status: Option<&'static str>,
+    reason: Option<String>,
+}
+
 /// "($1, $2, ...), ($8, ...)" for `rows` rows of `cols` columns.
 fn placeholders(rows: usize, cols: usize, fixed: &str) -> String {
     let mut s = String::with_capacity(rows * cols * 5);
@@ -180,11 +190,18 @@ async fn insert(db: &Db, tickets: &[&NewTicket]) -> Result<Vec<(i64, String)>, S
         let ids: Vec<i64> = ids.iter().map(|i| i.unwrap_or_default()).collect();
 
         // Two events per ticket: created (with the voicemail) and classified (with the reasons).
-        let mut events: Vec<(i64, &NewTicket, &'static str, String, Option<&'static str>, Option<String>)> = Vec::new();
+        let mut events: Vec<EventRow<'_>> = Vec::new();
         for (t, &id) in tickets.iter().zip(&ids) {
             let vm = t.voicemail.as_ref().map(|v| format!("voicemail {} ({:.1} s)", v.path, v.seconds));
-            events.push((id, t, "created", t.actor.clone(), Some("open"), vm));
-            events.push((id, t, "classified", "triage".into(), None, Some(t.classification_reasons.join("; "))));
+            events.push(EventRow { id, ticket: t, kind: "created", actor: t.actor.clone(), to_status: Some("open"), reason: vm });
+            events.push(EventRow {
+                id,
+                ticket: t,
+                kind: "classified",
+                actor: "triage".into(),
+                to_status: None,
+                reason: Some(t.classification_reasons.join("; ")),
+            });
         }
         for chunk in events.chunks(ROWS_PER_INSERT) {
             let sql = format!(
@@ -192,15 +209,15 @@ async fn insert(db: &Db, tickets: &[&NewTicket]) -> Result<Vec<(i64, String)>, S
                 placeholders(chunk.len(), 7, "")
             );
             let mut q = sqlx::query(&sql);
-            for (id, t, kind, actor, to_status, reason) in chunk {
+            for e in chunk {
                 q = q
-                    .bind(*id)
-                    .bind(micros(t.created_at))
-                    .bind(*kind)
-                    .bind(actor.as_str())
-                    .bind(*to_status)
-                    .bind(t.severity.as_str())
-                    .bind(reason.as_deref());
+                    .bind(e.id)
+                    .bind(micros(e.ticket.created_at))
+                    .bind(e.kind)
+                    .bind(e.actor.as_str())
+                    .bind(e.to_status)
+                    .bind(e.ticket.severity.as_str())
+                    .bind(e.reason.as_deref());
             }
             q.execute(&mut *tx).await?;
         }
