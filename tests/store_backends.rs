@@ -634,3 +634,48 @@ async fn one_bad_ticket_does_not_fail_its_batch(s: &Store) {
     assert_eq!(ok, 23);
 }
 both!(one_bad_ticket_does_not_fail_its_batch);
+
+#[tokio::test]
+async fn in_memory_sqlite_works_for_quick_tools() {
+    let s = Store::connect(&StoreConfig::with_url("sqlite::memory:"))
+        .await
+        .unwrap();
+    let t = s
+        .create_ticket(&new_ticket(Severity::S1, "15145550110", t0()))
+        .await
+        .unwrap();
+    assert_eq!(s.ticket(&t.number).await.unwrap().number, t.number);
+}
+
+#[tokio::test]
+async fn event_log_is_append_only_in_the_database() {
+    let (s, dir) = sqlite().await;
+    let t = s
+        .create_ticket(&new_ticket(Severity::S1, "15145550111", t0()))
+        .await
+        .unwrap();
+    let url = format!("sqlite://{}/sub/dir/astreinte.db", dir.path().display());
+    let raw = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let upd = sqlx::query("UPDATE ticket_events SET reason = 'rewritten'")
+        .execute(&raw)
+        .await;
+    assert!(upd.unwrap_err().to_string().contains("append-only"));
+    let del = sqlx::query("DELETE FROM ticket_events").execute(&raw).await;
+    assert!(del.unwrap_err().to_string().contains("append-only"));
+    assert_eq!(s.events(&t.number).await.unwrap().len(), 2);
+    if let Some(pg) = pg("append_only").await {
+        let t = pg
+            .store
+            .create_ticket(&new_ticket(Severity::S1, "15145550111", t0()))
+            .await
+            .unwrap();
+        let sql = format!(
+            "UPDATE {}.ticket_events SET reason = 'rewritten'",
+            pg.schema
+        );
+        let upd = sqlx::query(&sql).execute(&pg.admin).await;
+        assert!(upd.unwrap_err().to_string().contains("append-only"));
+        assert_eq!(pg.store.events(&t.number).await.unwrap().len(), 2);
+        pg.drop().await;
+    }
+}

@@ -205,10 +205,15 @@ impl Store {
                 .max_connections(1)
                 .connect_with(opts.clone())
                 .await?;
-            let read = SqlitePoolOptions::new()
-                .max_connections(cfg.max_connections.max(1))
-                .connect_with(opts)
-                .await?;
+            // An in-memory database exists once per connection: read through the writer.
+            let read = if cfg.url.contains(":memory:") || file.as_os_str() == ":memory:" {
+                write.clone()
+            } else {
+                SqlitePoolOptions::new()
+                    .max_connections(cfg.max_connections.max(1))
+                    .connect_with(opts)
+                    .await?
+            };
             Db::Sqlite { read, write }
         } else {
             let opts = PgConnectOptions::from_str(&cfg.url)?;
