@@ -42,6 +42,11 @@ pub enum OpsCommand {
         #[command(subcommand)]
         cmd: SlaCmd,
     },
+    /// Try the severity rules on an example, e.g. after editing a copy of the rules file.
+    Triage {
+        #[command(subcommand)]
+        cmd: TriageCmd,
+    },
     /// Customer accounts (registered numbers and contacts).
     Accounts {
         #[command(subcommand)]
@@ -51,6 +56,14 @@ pub enum OpsCommand {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ScheduleCmd {
+    /// The holiday closures of YEAR (legal dates and observed weekdays, plus admin dates).
+    Holidays {
+        year: i32,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        cfg: ConfigArg,
+    },
     /// Open or closed at TIME (RFC 3339, e.g. 2025-12-24T17:30:00-05:00, or "now"), why, and
     /// when that changes next.
     At {
@@ -59,6 +72,27 @@ pub enum ScheduleCmd {
         json: bool,
         #[command(flatten)]
         cfg: ConfigArg,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum TriageCmd {
+    /// Classify an example: the key pressed in the emergency menu and/or a transcript.
+    Check {
+        /// Rules file (default: the embedded config/triage-rules.toml).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Key pressed in the emergency menu.
+        #[arg(long)]
+        key: Option<char>,
+        /// What the caller said.
+        #[arg(long)]
+        transcript: Option<String>,
+        /// The voicemail held no speech.
+        #[arg(long)]
+        no_speech: bool,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -265,6 +299,57 @@ impl OpsCommand {
                     }
                     if let Some(m) = o.maintenance {
                         println!("planned maintenance window in progress: {m}");
+                    }
+                }
+                Ok(())
+            }
+            OpsCommand::Schedule {
+                cmd: ScheduleCmd::Holidays { year, json, cfg },
+            } => {
+                let config = load(&cfg)?;
+                let s = schedule_of(&config)?;
+                let days = s.holidays_in(year);
+                if json {
+                    let v: Vec<_> = days
+                        .iter()
+                        .map(|(d, name, observed)| json!({ "date": d, "name": name, "observed": observed }))
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    for (d, name, observed) in days {
+                        println!(
+                            "{} {}  {name}{}",
+                            d,
+                            d.format("%a"),
+                            if observed { " (observed)" } else { "" }
+                        );
+                    }
+                }
+                Ok(())
+            }
+            OpsCommand::Triage {
+                cmd:
+                    TriageCmd::Check {
+                        rules,
+                        key,
+                        transcript,
+                        no_speech,
+                        json,
+                    },
+            } => {
+                let t = crate::triage::Triage::from_config(&crate::triage::TriageConfig { rules })?;
+                let c = t.classify(&crate::triage::TriageInput {
+                    keypress: key,
+                    speech_detected: no_speech.then_some(false),
+                    transcript: transcript.as_deref(),
+                    ..Default::default()
+                });
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&c)?);
+                } else {
+                    println!("{}", c.severity);
+                    for r in &c.reasons {
+                        println!("  {r}");
                     }
                 }
                 Ok(())

@@ -304,3 +304,51 @@ async fn sla_report_and_accounts_import() {
         "{err}"
     );
 }
+
+#[test]
+fn schedule_holidays_and_triage_check() {
+    let e = env();
+    let text = ok(&e, &["schedule", "holidays", "2027"]);
+    assert!(
+        text.contains("2027-12-25 Sat  Christmas Day (Noël)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("2027-12-27 Mon  Christmas Day (Noël) (observed)"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 9);
+    let out = Command::new(env!("CARGO_BIN_EXE_astreinte"))
+        .args(["triage", "check", "--transcript", "we cannot receive faxes"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("S2\n"), "{text}");
+    let rules = e.config.with_file_name("rules.toml");
+    std::fs::write(
+        &rules,
+        "default_severity = \"S3\"\ndefault_reason = \"nothing matched\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_astreinte"))
+        .args([
+            "triage",
+            "check",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--transcript",
+            "no dial tone",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("S3\n"));
+    std::fs::write(&rules, "default_severity = \"S7\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_astreinte"))
+        .args(["triage", "check", "--rules", rules.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("triage rules"));
+}
