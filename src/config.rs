@@ -202,19 +202,14 @@ fn syntax_fix(message: &str) -> String {
         "give the value the type shown in config/astreinte.toml (strings in quotes, lists in [ ])"
             .into()
     } else {
-        "correct the TOML syntax at that line (see config/astreinte.toml for a valid example)"
-            .into()
+        "correct the TOML syntax at that line (see config/astreinte.toml for a valid example)".into()
     }
 }
 
 /// 1-based line of a byte offset.
 pub fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 /// Byte offset of the deepest part of `path` that exists in the document.
@@ -257,9 +252,7 @@ mod tests {
     #[test]
     fn syntax_error_names_line() {
         let text = "[sip]\nlisten = \"127.0.0.1:5060\"\nnumbers = [\"611\"\n";
-        let err = Config::parse(Path::new("x.toml"), text)
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse(Path::new("x.toml"), text).unwrap_err().to_string();
         assert!(err.starts_with("x.toml:"), "{err}");
         assert!(err.contains("fix:"), "{err}");
     }
@@ -267,9 +260,7 @@ mod tests {
     #[test]
     fn unknown_key_is_refused_with_line() {
         let text = "[sip]\nlisten = \"127.0.0.1:5060\"\nlisen = 3\n";
-        let err = Config::parse(Path::new("x.toml"), text)
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse(Path::new("x.toml"), text).unwrap_err().to_string();
         assert!(err.contains("x.toml:3"), "{err}");
         assert!(err.contains("unknown field"), "{err}");
     }
@@ -277,9 +268,7 @@ mod tests {
     #[test]
     fn semantic_error_names_line_key_and_fix() {
         let text = "[sip]\nlisten = \"127.0.0.1:5060\"\ntrusted = [\n  \"127.0.0.0/8\",\n  \"10.0.0/8\",\n]\n";
-        let err = Config::parse(Path::new("x.toml"), text)
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse(Path::new("x.toml"), text).unwrap_err().to_string();
         assert!(err.contains("x.toml:5: sip.trusted[1]"), "{err}");
         assert!(err.contains("fix:"), "{err}");
     }

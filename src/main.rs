@@ -8,11 +8,7 @@ use clap::{Parser, Subcommand};
 use astreinte::config::Config;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "astreinte",
-    version,
-    about = "Support-line telephony engine: SIP, IVR, emergency voicemail, tickets, on-call paging"
-)]
+#[command(name = "astreinte", version, about = "Support-line telephony engine: SIP, IVR, emergency voicemail, tickets, on-call paging")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,10 +39,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("astreinte: cannot start the runtime: {e}");

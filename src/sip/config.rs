@@ -163,33 +163,21 @@ impl SipConfig {
         if let Some(reg) = &self.register {
             if crate::sip::message::Uri::parse(&reg.registrar).is_none() {
                 issues.push(ConfigIssue::new(
-                    vec![
-                        KeySeg::Key("sip"),
-                        KeySeg::Key("register"),
-                        KeySeg::Key("registrar"),
-                    ],
+                    vec![KeySeg::Key("sip"), KeySeg::Key("register"), KeySeg::Key("registrar")],
                     format!("\"{}\" is not a SIP URI", reg.registrar),
                     "write a URI such as \"sip:registrar.example.net\"",
                 ));
             }
             if crate::sip::message::Uri::parse(&reg.aor).is_none() {
                 issues.push(ConfigIssue::new(
-                    vec![
-                        KeySeg::Key("sip"),
-                        KeySeg::Key("register"),
-                        KeySeg::Key("aor"),
-                    ],
+                    vec![KeySeg::Key("sip"), KeySeg::Key("register"), KeySeg::Key("aor")],
                     format!("\"{}\" is not a SIP URI", reg.aor),
                     "write the address of record, e.g. \"sip:5149073400@example.net\"",
                 ));
             }
             if reg.expires < 60 {
                 issues.push(ConfigIssue::new(
-                    vec![
-                        KeySeg::Key("sip"),
-                        KeySeg::Key("register"),
-                        KeySeg::Key("expires"),
-                    ],
+                    vec![KeySeg::Key("sip"), KeySeg::Key("register"), KeySeg::Key("expires")],
                     format!("{} seconds is too short a registration", reg.expires),
                     "use at least 60 seconds (3600 is usual)",
                 ));
@@ -199,11 +187,7 @@ impl SipConfig {
             if let Some(proxy) = &out.proxy {
                 if crate::sip::message::Uri::parse(proxy).is_none() {
                     issues.push(ConfigIssue::new(
-                        vec![
-                            KeySeg::Key("sip"),
-                            KeySeg::Key("outbound"),
-                            KeySeg::Key("proxy"),
-                        ],
+                        vec![KeySeg::Key("sip"), KeySeg::Key("outbound"), KeySeg::Key("proxy")],
                         format!("\"{proxy}\" is not a SIP URI"),
                         "write a URI such as \"sip:proxy.example.net:5060\"",
                     ));

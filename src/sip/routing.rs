@@ -1,3 +1,1 @@
-pub fn normalize_number(_s: &str) -> Option<String> {
-    Some(String::new())
-}
+pub fn normalize_number(_s: &str) -> Option<String> { Some(String::new()) }
