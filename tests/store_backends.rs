@@ -682,3 +682,53 @@ async fn event_log_is_append_only_in_the_database() {
         pg.drop().await;
     }
 }
+
+/// The engine and an operator's CLI are two processes on one SQLite file: their writes wait
+/// for each other instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_sqlite_file_write_together() {
+    let (engine, dir) = sqlite().await;
+    let url = format!("sqlite://{}/sub/dir/astreinte.db", dir.path().display());
+    let cli = Store::connect(&StoreConfig::with_url(url)).await.unwrap();
+    let mut nums = Vec::new();
+    for i in 0..20 {
+        let t = new_ticket(Severity::S1, &format!("1514666{i:04}"), t0());
+        nums.push(engine.create_ticket(&t).await.unwrap().number);
+    }
+    let creating = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            for i in 0..50 {
+                let t = new_ticket(Severity::S2, &format!("1514777{i:04}"), t0());
+                engine.create_ticket(&t).await.unwrap();
+            }
+        })
+    };
+    for n in &nums {
+        cli.transition(n, Action::Acknowledge, "marie", None, t0())
+            .await
+            .unwrap();
+        cli.reclassify(
+            n,
+            Severity::S2,
+            Due {
+                callback_due_at: t0(),
+                resolution_due_at: t0(),
+            },
+            "marie",
+            "partial",
+            t0(),
+        )
+        .await
+        .unwrap();
+    }
+    creating.await.unwrap();
+    let open = engine
+        .list_tickets(&ListFilter {
+            open_only: true,
+            limit: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(open.len(), 70);
+}

@@ -204,7 +204,7 @@ impl Store {
     ) -> Result<usize, StoreError> {
         let now = micros(now);
         on_write!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_with(self.db.begin_write()).await?;
             for a in accounts {
                 let id: i64 = sqlx::query_scalar(
                     "INSERT INTO accounts (code, company, address, created_at, updated_at) \

@@ -144,6 +144,18 @@ enum Db {
     Postgres(PgPool),
 }
 
+impl Db {
+    /// How a writing transaction starts. SQLite: take the write lock up front, so a
+    /// read-then-write transaction waits for another process's writer (busy_timeout) instead of
+    /// failing on a stale snapshot.
+    fn begin_write(&self) -> &'static str {
+        match self {
+            Db::Sqlite { .. } => "BEGIN IMMEDIATE",
+            Db::Postgres(_) => "BEGIN",
+        }
+    }
+}
+
 /// Runs `$body` with `$p` bound to the pool for reads, typed per backend.
 macro_rules! on_read {
     ($db:expr, $p:ident => $body:expr) => {

@@ -407,7 +407,7 @@ impl Store {
             col = action.column()
         );
         on_write!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_with(self.db.begin_write()).await?;
             let row = sqlx::query("SELECT id, status FROM tickets WHERE number = $1")
                 .bind(number)
                 .fetch_optional(&mut *tx)
@@ -470,7 +470,7 @@ impl Store {
         let span = info_span!("ticket_reclassify", ticket = %number, to = %severity);
         let work = async {
             on_write!(&self.db, pool => {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_with(self.db.begin_write()).await?;
                 let row = sqlx::query("SELECT id, status, severity FROM tickets WHERE number = $1")
                     .bind(number)
                     .fetch_optional(&mut *tx)

@@ -136,7 +136,7 @@ async fn insert(db: &Db, tickets: &[&NewTicket]) -> Result<Vec<(i64, String)>, S
     let mut numbers: Vec<Option<String>> = vec![None; tickets.len()];
     let mut ids: Vec<Option<i64>> = vec![None; tickets.len()];
     on_write!(db, pool => {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_with(db.begin_write()).await?;
         for _attempt in 0..8 {
             let todo: Vec<usize> = (0..tickets.len()).filter(|&i| ids[i].is_none()).collect();
             if todo.is_empty() {
