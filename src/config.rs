@@ -32,6 +32,8 @@ pub struct Config {
     #[serde(default)]
     pub schedule: ScheduleConfig,
     #[serde(default)]
+    pub triage: crate::triage::TriageConfig,
+    #[serde(default)]
     pub call: CallConfig,
 }
 
@@ -177,6 +179,7 @@ impl Config {
         config.media.validate(&mut issues);
         config.store.validate(&mut issues);
         config.schedule.validate(&mut issues);
+        config.triage.validate(&mut issues);
         config.call.validate(&mut issues);
         if issues.is_empty() {
             return Ok(config);

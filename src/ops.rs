@@ -1,20 +1,646 @@
-//! Operator subcommands beside `serve`: migrations, schedule checks, tickets and SLA reports.
+//! Operator subcommands beside `serve`: migrations, schedule checks, tickets, SLA reports and
+//! account imports. This is the CLI edge: errors become `anyhow` with a message for a human.
 
 use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde_json::json;
+
+use crate::config::Config;
+use crate::schedule::{sla, Schedule};
+use crate::store::{number, Action, ListFilter, Store, Ticket};
+use crate::triage::Severity;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArg {
+    /// Configuration file (default: config/astreinte.toml, else the embedded defaults).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
 
 #[derive(Debug, clap::Subcommand)]
 pub enum OpsCommand {
     /// Apply the database migrations and exit.
     Migrate {
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        cfg: ConfigArg,
     },
+    /// Business hours: is the line open at a given time, and why.
+    Schedule {
+        #[command(subcommand)]
+        cmd: ScheduleCmd,
+    },
+    /// List, show and update tickets.
+    Tickets {
+        #[command(subcommand)]
+        cmd: TicketsCmd,
+    },
+    /// SLA clocks: callbacks within target per severity.
+    Sla {
+        #[command(subcommand)]
+        cmd: SlaCmd,
+    },
+    /// Try the severity rules on an example, e.g. after editing a copy of the rules file.
+    Triage {
+        #[command(subcommand)]
+        cmd: TriageCmd,
+    },
+    /// Customer accounts (registered numbers and contacts).
+    Accounts {
+        #[command(subcommand)]
+        cmd: AccountsCmd,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ScheduleCmd {
+    /// The holiday closures of YEAR (legal dates and observed weekdays, plus admin dates).
+    Holidays {
+        year: i32,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        cfg: ConfigArg,
+    },
+    /// Open or closed at TIME (RFC 3339, e.g. 2025-12-24T17:30:00-05:00, or "now"), why, and
+    /// when that changes next.
+    At {
+        time: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        cfg: ConfigArg,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum TriageCmd {
+    /// Classify an example: the key pressed in the emergency menu and/or a transcript.
+    Check {
+        /// Rules file (default: the embedded config/triage-rules.toml).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Key pressed in the emergency menu.
+        #[arg(long)]
+        key: Option<char>,
+        /// What the caller said.
+        #[arg(long)]
+        transcript: Option<String>,
+        /// The voicemail held no speech.
+        #[arg(long)]
+        no_speech: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Update {
+    /// Tracking number (spaces and dashes allowed: "4821 0937").
+    pub number: String,
+    /// Who does it (recorded in the ticket's history).
+    #[arg(long)]
+    pub by: String,
+    /// Why (recorded in the ticket's history).
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub cfg: ConfigArg,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum TicketsCmd {
+    /// Tickets, newest first; --open: unfinished ones, most urgent callback first.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        open: bool,
+        /// At most this many (default 1000).
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+        #[command(flatten)]
+        cfg: ConfigArg,
+    },
+    /// One ticket with its history and page jobs.
+    Show {
+        number: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        cfg: ConfigArg,
+    },
+    /// A technician has taken the ticket in charge (stops pending pages).
+    Ack(Update),
+    /// The customer has been called back.
+    Callback(Update),
+    /// The problem is solved.
+    Resolve(Update),
+    /// Not a real request (wrong number, duplicate...).
+    Cancel(Update),
+    /// Change the severity (up or down); --severity and --reason are required.
+    Reclassify {
+        #[command(flatten)]
+        update: Update,
+        #[arg(long)]
+        severity: Severity,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SlaCmd {
+    /// Per severity: tickets, callbacks within target, median and p90 time to callback, misses.
+    Report {
+        /// First day (YYYY-MM-DD, local) or instant (RFC 3339); default: 30 days ago.
+        #[arg(long)]
+        from: Option<String>,
+        /// Day after the last (YYYY-MM-DD, local, exclusive) or instant; default: now.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        cfg: ConfigArg,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AccountsCmd {
+    /// Import (create or replace) accounts from a CSV file with the header
+    /// account,company,address,numbers,admin_name,admin_phone,admin_email,technical_name,
+    /// technical_phone,technical_email,billing_name,billing_phone,billing_email
+    /// (numbers separated by ";").
+    Import {
+        file: PathBuf,
+        #[command(flatten)]
+        cfg: ConfigArg,
+    },
+    /// One account with its numbers and contacts.
+    Show {
+        code: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        cfg: ConfigArg,
+    },
+}
+
+fn load(cfg: &ConfigArg) -> anyhow::Result<Config> {
+    let (config, _) = Config::load(cfg.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(config)
+}
+
+fn schedule_of(config: &Config) -> anyhow::Result<Schedule> {
+    Schedule::from_config(&config.schedule).map_err(|errs| {
+        anyhow::anyhow!(
+            "{}",
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })
+}
+
+async fn store_of(config: &Config) -> anyhow::Result<Store> {
+    Store::connect(&config.store)
+        .await
+        .with_context(|| format!("cannot open the store at {}", config.store.url))
+}
+
+/// "4821 0937" → "48210937", refusing a number whose check digit is wrong.
+fn tracking_number(s: &str) -> anyhow::Result<String> {
+    let n: String = s.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+    if !number::is_valid(&n) {
+        bail!("\"{s}\" is not a tracking number (8 digits with a check digit, e.g. 4821 0937)");
+    }
+    Ok(n)
+}
+
+fn local(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
+}
+
+fn parse_instant(s: &str, tz: Tz) -> anyhow::Result<DateTime<Utc>> {
+    if s == "now" {
+        return Ok(Utc::now());
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        if let Some(t) = tz
+            .from_local_datetime(&d.and_time(NaiveTime::MIN))
+            .earliest()
+        {
+            return Ok(t.with_timezone(&Utc));
+        }
+    }
+    bail!("\"{s}\" is neither RFC 3339 (2025-12-24T17:30:00-05:00) nor a date (2025-12-24)")
 }
 
 impl OpsCommand {
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
-            OpsCommand::Migrate { .. } => anyhow::bail!("migrations are not built yet"),
+            OpsCommand::Migrate { cfg } => {
+                let config = load(&cfg)?;
+                let store = Store::open(&config.store)
+                    .await
+                    .with_context(|| format!("cannot open the store at {}", config.store.url))?;
+                let n = store.migrate().await?;
+                println!("{}: {n} migration(s) applied", store.backend());
+                Ok(())
+            }
+            OpsCommand::Schedule {
+                cmd: ScheduleCmd::At { time, json, cfg },
+            } => {
+                let config = load(&cfg)?;
+                let s = schedule_of(&config)?;
+                let tz = s.timezone();
+                let t = if time == "now" {
+                    Utc::now()
+                } else {
+                    DateTime::parse_from_rfc3339(&time)
+                        .with_context(|| {
+                            format!("\"{time}\" is not an RFC 3339 time (e.g. 2025-12-24T17:30:00-05:00)")
+                        })?
+                        .with_timezone(&Utc)
+                };
+                let o = s.is_open(t);
+                if json {
+                    let v = json!({
+                        "time": t,
+                        "local": t.with_timezone(&tz).to_rfc3339(),
+                        "timezone": tz.name(),
+                        "open": o.open,
+                        "reason": o.reason.to_string(),
+                        "reason_detail": o.reason,
+                        "next_change": o.next_change,
+                        "next_change_local": o.next_change.map(|c| c.with_timezone(&tz).to_rfc3339()),
+                        "maintenance": o.maintenance,
+                    });
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    println!(
+                        "{}: {} ({})",
+                        local(t, tz),
+                        if o.open { "OPEN" } else { "CLOSED" },
+                        o.reason
+                    );
+                    match o.next_change {
+                        Some(c) => println!(
+                            "{} at {}",
+                            if o.open { "closes" } else { "opens" },
+                            local(c, tz)
+                        ),
+                        None => println!("no change within two years"),
+                    }
+                    if let Some(m) = o.maintenance {
+                        println!("planned maintenance window in progress: {m}");
+                    }
+                }
+                Ok(())
+            }
+            OpsCommand::Schedule {
+                cmd: ScheduleCmd::Holidays { year, json, cfg },
+            } => {
+                let config = load(&cfg)?;
+                let s = schedule_of(&config)?;
+                let days = s.holidays_in(year);
+                if json {
+                    let v: Vec<_> = days
+                        .iter()
+                        .map(|(d, name, observed)| json!({ "date": d, "name": name, "observed": observed }))
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    for (d, name, observed) in days {
+                        println!(
+                            "{} {}  {name}{}",
+                            d,
+                            d.format("%a"),
+                            if observed { " (observed)" } else { "" }
+                        );
+                    }
+                }
+                Ok(())
+            }
+            OpsCommand::Triage {
+                cmd:
+                    TriageCmd::Check {
+                        rules,
+                        key,
+                        transcript,
+                        no_speech,
+                        json,
+                    },
+            } => {
+                let t = crate::triage::Triage::from_config(&crate::triage::TriageConfig { rules })?;
+                let c = t.classify(&crate::triage::TriageInput {
+                    keypress: key,
+                    speech_detected: no_speech.then_some(false),
+                    transcript: transcript.as_deref(),
+                    ..Default::default()
+                });
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&c)?);
+                } else {
+                    println!("{}", c.severity);
+                    for r in &c.reasons {
+                        println!("  {r}");
+                    }
+                }
+                Ok(())
+            }
+            OpsCommand::Tickets { cmd } => run_tickets(cmd).await,
+            OpsCommand::Sla {
+                cmd:
+                    SlaCmd::Report {
+                        from,
+                        to,
+                        json,
+                        cfg,
+                    },
+            } => {
+                let config = load(&cfg)?;
+                let s = schedule_of(&config)?;
+                let tz = s.timezone();
+                let now = Utc::now();
+                let to = match to {
+                    Some(t) => parse_instant(&t, tz)?,
+                    None => now,
+                };
+                let from = match from {
+                    Some(f) => parse_instant(&f, tz)?,
+                    None => to - Duration::days(30),
+                };
+                if from >= to {
+                    bail!("--from must be before --to");
+                }
+                let store = store_of(&config).await?;
+                let rows = store.sla_tickets(from, to).await?;
+                let report = sla::report(&rows, now);
+                if json {
+                    let v = json!({ "from": from, "to": to, "generated_at": now, "severities": report });
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    println!("SLA report {} → {}", local(from, tz), local(to, tz));
+                    for r in &report {
+                        let m = |v: Option<f64>| {
+                            v.map(|x| format!("{x:.1} min"))
+                                .unwrap_or_else(|| "-".into())
+                        };
+                        println!(
+                            "{}: {} ticket(s), {} called back, {} within target, median {}, p90 {}, {} miss(es)",
+                            r.severity,
+                            r.tickets,
+                            r.called_back,
+                            r.within_target,
+                            m(r.median_minutes_to_callback),
+                            m(r.p90_minutes_to_callback),
+                            r.misses.len()
+                        );
+                        for miss in &r.misses {
+                            println!(
+                                "  miss {} due {} {}",
+                                number::grouped(&miss.number),
+                                local(miss.callback_due_at, tz),
+                                match miss.called_back_at {
+                                    Some(c) => format!(
+                                        "called back {} ({} min late)",
+                                        local(c, tz),
+                                        miss.late_minutes
+                                    ),
+                                    None =>
+                                        format!("not called back ({} min late)", miss.late_minutes),
+                                }
+                            );
+                        }
+                    }
+                }
+                Ok(())
+            }
+            OpsCommand::Accounts { cmd } => match cmd {
+                AccountsCmd::Import { file, cfg } => {
+                    let config = load(&cfg)?;
+                    let f = std::fs::File::open(&file)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
+                    let store = store_of(&config).await?;
+                    let n = store
+                        .import_accounts_csv(f, Utc::now())
+                        .await
+                        .with_context(|| format!("{}: nothing imported", file.display()))?;
+                    println!("{n} account(s) imported from {}", file.display());
+                    Ok(())
+                }
+                AccountsCmd::Show { code, json, cfg } => {
+                    let config = load(&cfg)?;
+                    let store = store_of(&config).await?;
+                    let Some(a) = store.account(&code).await? else {
+                        bail!("no account {code}");
+                    };
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&a)?);
+                    } else {
+                        println!(
+                            "{} — {}\n  address: {}\n  numbers: {}",
+                            a.code,
+                            a.company,
+                            a.address,
+                            a.numbers.join(", ")
+                        );
+                        for c in &a.contacts {
+                            println!("  {}: {} {} {}", c.role, c.name, c.phone, c.email);
+                        }
+                    }
+                    Ok(())
+                }
+            },
         }
     }
+}
+
+fn print_list(tickets: &[Ticket], tz: Tz) {
+    println!(
+        "{:<9}  {:<3}  {:<12}  {:<20}  {:<20}  {:<14}  ACCOUNT",
+        "NUMBER", "SEV", "STATUS", "CREATED", "CALLBACK DUE", "CALLER"
+    );
+    for t in tickets {
+        println!(
+            "{:<9}  {:<3}  {:<12}  {:<20}  {:<20}  {:<14}  {}",
+            number::grouped(&t.number),
+            t.severity,
+            t.status,
+            local(t.created_at, tz),
+            local(t.callback_due_at, tz),
+            t.caller,
+            t.account_code.as_deref().unwrap_or("-")
+        );
+    }
+}
+
+async fn run_tickets(cmd: TicketsCmd) -> anyhow::Result<()> {
+    match cmd {
+        TicketsCmd::List {
+            json,
+            open,
+            limit,
+            cfg,
+        } => {
+            let config = load(&cfg)?;
+            let tz = schedule_of(&config)?.timezone();
+            let store = store_of(&config).await?;
+            let tickets = store
+                .list_tickets(&ListFilter {
+                    open_only: open,
+                    limit: Some(limit),
+                })
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string(&tickets)?);
+            } else {
+                print_list(&tickets, tz);
+            }
+            Ok(())
+        }
+        TicketsCmd::Show {
+            number: n,
+            json,
+            cfg,
+        } => {
+            let n = tracking_number(&n)?;
+            let config = load(&cfg)?;
+            let tz = schedule_of(&config)?.timezone();
+            let store = store_of(&config).await?;
+            let t = store.ticket(&n).await?;
+            let events = store.events(&n).await?;
+            let jobs = store.page_jobs(&n).await?;
+            if json {
+                let mut v = serde_json::to_value(&t)?;
+                v["events"] = serde_json::to_value(&events)?;
+                v["page_jobs"] = serde_json::to_value(&jobs)?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
+            println!(
+                "ticket {} — {} {}",
+                number::grouped(&t.number),
+                t.severity,
+                t.status
+            );
+            println!(
+                "  caller {} (call back {}), language {}",
+                t.caller, t.callback_number, t.language
+            );
+            if let Some(code) = &t.account_code {
+                println!("  account {code} — {}", t.company.as_deref().unwrap_or(""));
+            }
+            println!("  created {}", local(t.created_at, tz));
+            println!(
+                "  callback due {}, resolution due {}",
+                local(t.callback_due_at, tz),
+                local(t.resolution_due_at, tz)
+            );
+            if let Some(p) = &t.voicemail_path {
+                println!(
+                    "  voicemail {p} ({:.1} s, {})",
+                    t.voicemail_seconds.unwrap_or(0.0),
+                    if t.speech_detected == Some(true) {
+                        "speech"
+                    } else {
+                        "no speech detected"
+                    }
+                );
+            }
+            for (q, a) in &t.answers {
+                println!("  {q}: {a}");
+            }
+            println!(
+                "  why {}: {}",
+                t.severity,
+                t.classification_reasons.join("; ")
+            );
+            println!("history:");
+            for e in &events {
+                let change = match (
+                    &e.from_status,
+                    &e.to_status,
+                    &e.from_severity,
+                    &e.to_severity,
+                ) {
+                    (_, _, Some(a), Some(b)) => format!(" {a} → {b}"),
+                    (Some(a), Some(b), _, _) => format!(" {a} → {b}"),
+                    _ => String::new(),
+                };
+                println!(
+                    "  {}  {}{} by {}{}",
+                    local(e.at, tz),
+                    e.kind,
+                    change,
+                    e.actor,
+                    e.reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                );
+            }
+            if !jobs.is_empty() {
+                println!("page jobs:");
+                for j in &jobs {
+                    println!(
+                        "  #{} {} → {} {:?} run at {} ({} attempt(s))",
+                        j.id,
+                        j.channel,
+                        j.target,
+                        j.state,
+                        local(j.run_at, tz),
+                        j.attempts
+                    );
+                }
+            }
+            Ok(())
+        }
+        TicketsCmd::Ack(u) => update(u, Action::Acknowledge).await,
+        TicketsCmd::Callback(u) => update(u, Action::CalledBack).await,
+        TicketsCmd::Resolve(u) => update(u, Action::Resolve).await,
+        TicketsCmd::Cancel(u) => update(u, Action::Cancel).await,
+        TicketsCmd::Reclassify {
+            update: u,
+            severity,
+        } => {
+            let n = tracking_number(&u.number)?;
+            let Some(reason) = u.reason.as_deref().filter(|r| !r.trim().is_empty()) else {
+                bail!("reclassify needs --reason TEXT: every reclassification keeps its reason");
+            };
+            let config = load(&u.cfg)?;
+            let s = schedule_of(&config)?;
+            let store = store_of(&config).await?;
+            let t = store.ticket(&n).await?;
+            // Deadlines follow the new severity, counted from when the customer called.
+            let due = s.due(severity, t.created_at);
+            let t = store
+                .reclassify(&n, severity, due, &u.by, reason, Utc::now())
+                .await?;
+            println!(
+                "ticket {} is now {} (callback due {})",
+                number::grouped(&t.number),
+                t.severity,
+                local(t.callback_due_at, s.timezone())
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn update(u: Update, action: Action) -> anyhow::Result<()> {
+    let n = tracking_number(&u.number)?;
+    let config = load(&u.cfg)?;
+    let store = store_of(&config).await?;
+    let t = store
+        .transition(&n, action, &u.by, u.reason.as_deref(), Utc::now())
+        .await?;
+    println!("ticket {} is now {}", number::grouped(&t.number), t.status);
+    Ok(())
 }

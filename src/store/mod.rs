@@ -1,8 +1,38 @@
-//! Tickets, voicemails, accounts and the page-job outbox (see the store issue).
+//! Tickets, voicemails, accounts and the page-job outbox, on SQLite (embedded default) or
+//! PostgreSQL (`[store] url = "postgres://..."`).
+//!
+//! Two code paths share the same SQL text (`$1` placeholders work on both) through the
+//! `on_read!`/`on_write!` macros, rather than `sqlx::Any`, so timestamps stay `TIMESTAMPTZ` on
+//! PostgreSQL and rows decode to chrono types on both. SQLite writes go through a one-connection
+//! pool: writers queue in the pool instead of sleeping in SQLite's busy handler.
+//!
+//! Durable order for a voicemail ticket (the call flow's duty, in this order):
+//! 1. write the WAV, then [`durable::fsync_file`] it (file and directory);
+//! 2. [`Store::create_ticket`]: ticket row, its first events and its page jobs in one transaction;
+//! 3. only then read the tracking number to the caller.
 
+pub mod accounts;
+pub mod durable;
+pub mod number;
+pub mod pages;
+pub mod tickets;
+mod writer;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::config::{ConfigIssue, KeySeg};
+
+pub use accounts::{Account, AccountRef, Contact, ContactRole};
+pub use pages::{NewPage, PageJob, PageOutcome, PageState};
+pub use tickets::{Action, Event, ListFilter, NewTicket, Status, Ticket, Voicemail};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -10,19 +40,44 @@ pub struct StoreConfig {
     /// "sqlite://PATH" (the default) or "postgres://...".
     #[serde(default = "default_url")]
     pub url: String,
+    /// Connections in the pool (PostgreSQL, and SQLite readers).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// SQLite only: "full" (default: every commit is on disk, survives power loss) or "normal"
+    /// (WAL commits survive a crash of the process but may lose the last ones on power loss).
+    #[serde(default = "default_sync")]
+    pub sqlite_synchronous: String,
 }
 
 fn default_url() -> String {
     "sqlite://data/astreinte.db".into()
 }
+fn default_max_connections() -> u32 {
+    8
+}
+fn default_sync() -> String {
+    "full".into()
+}
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { url: default_url() }
+        StoreConfig {
+            url: default_url(),
+            max_connections: default_max_connections(),
+            sqlite_synchronous: default_sync(),
+        }
     }
 }
 
 impl StoreConfig {
+    /// A store at `url` with the other settings at their defaults.
+    pub fn with_url(url: impl Into<String>) -> Self {
+        StoreConfig {
+            url: url.into(),
+            ..StoreConfig::default()
+        }
+    }
+
     pub fn validate(&self, issues: &mut Vec<ConfigIssue>) {
         if !(self.url.starts_with("sqlite:")
             || self.url.starts_with("postgres://")
@@ -34,5 +89,209 @@ impl StoreConfig {
                 "write \"sqlite://data/astreinte.db\" or \"postgres://user:pass@host/db\"",
             ));
         }
+        if self.max_connections == 0 {
+            issues.push(ConfigIssue::new(
+                vec![KeySeg::Key("store"), KeySeg::Key("max_connections")],
+                "a pool of 0 connections cannot serve anything",
+                "write a positive number such as 8",
+            ));
+        }
+        if !matches!(self.sqlite_synchronous.as_str(), "full" | "normal") {
+            issues.push(ConfigIssue::new(
+                vec![KeySeg::Key("store"), KeySeg::Key("sqlite_synchronous")],
+                format!("\"{}\" is not a synchronous mode", self.sqlite_synchronous),
+                "write \"full\" or \"normal\"",
+            ));
+        }
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create {path}: {source}")]
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("no ticket numbered {0}")]
+    NoSuchTicket(String),
+    #[error("ticket {number} is {from}: it cannot be {action}")]
+    BadTransition {
+        number: String,
+        from: Status,
+        action: &'static str,
+    },
+    #[error("ticket {0} changed while being updated; try again")]
+    Conflict(String),
+    #[error("no free tracking number after several tries")]
+    NumbersExhausted,
+    #[error("unexpected value in the database: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the store's writer has stopped (the runtime is shutting down)")]
+    WriterStopped,
+}
+
+/// The database behind a [`Store`].
+#[derive(Debug, Clone)]
+enum Db {
+    Sqlite { read: SqlitePool, write: SqlitePool },
+    Postgres(PgPool),
+}
+
+impl Db {
+    /// How a writing transaction starts. SQLite: take the write lock up front, so a
+    /// read-then-write transaction waits for another process's writer (busy_timeout) instead of
+    /// failing on a stale snapshot.
+    fn begin_write(&self) -> &'static str {
+        match self {
+            Db::Sqlite { .. } => "BEGIN IMMEDIATE",
+            Db::Postgres(_) => "BEGIN",
+        }
+    }
+}
+
+/// Runs `$body` with `$p` bound to the pool for reads, typed per backend.
+macro_rules! on_read {
+    ($db:expr, $p:ident => $body:expr) => {
+        match $db {
+            crate::store::Db::Sqlite { read: $p, .. } => $body,
+            crate::store::Db::Postgres($p) => $body,
+        }
+    };
+}
+/// Runs `$body` with `$p` bound to the pool for writes (SQLite: the single writer).
+macro_rules! on_write {
+    ($db:expr, $p:ident => $body:expr) => {
+        match $db {
+            crate::store::Db::Sqlite { write: $p, .. } => $body,
+            crate::store::Db::Postgres($p) => $body,
+        }
+    };
+}
+pub(crate) use {on_read, on_write};
+
+/// The store: cheap to clone (pools inside).
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Db,
+    writer: writer::Writer,
+}
+
+impl Store {
+    /// Opens the database (SQLite: creates the file and its directory, WAL mode) and applies
+    /// the migrations.
+    pub async fn connect(cfg: &StoreConfig) -> Result<Store, StoreError> {
+        let store = Store::open(cfg).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Opens without migrating (used by `migrate` itself and by tests of migrations).
+    pub async fn open(cfg: &StoreConfig) -> Result<Store, StoreError> {
+        let db = if cfg.url.starts_with("sqlite:") {
+            let sync = if cfg.sqlite_synchronous == "normal" {
+                SqliteSynchronous::Normal
+            } else {
+                SqliteSynchronous::Full
+            };
+            let opts = SqliteConnectOptions::from_str(&cfg.url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(sync)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            let file = opts.get_filename().to_path_buf();
+            if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(opts.clone())
+                .await?;
+            // An in-memory database exists once per connection: read through the writer.
+            let read = if cfg.url.contains(":memory:") || file.as_os_str() == ":memory:" {
+                write.clone()
+            } else {
+                SqlitePoolOptions::new()
+                    .max_connections(cfg.max_connections.max(1))
+                    .connect_with(opts)
+                    .await?
+            };
+            Db::Sqlite { read, write }
+        } else {
+            let opts = PgConnectOptions::from_str(&cfg.url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(cfg.max_connections.max(1))
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await?;
+            Db::Postgres(pool)
+        };
+        let writer = writer::Writer::spawn(db.clone());
+        Ok(Store { db, writer })
+    }
+
+    /// Applies the pending migrations of this backend; returns how many were applied.
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        match &self.db {
+            Db::Sqlite { write, .. } => {
+                let before = applied(write, true).await;
+                sqlx::migrate!("migrations/sqlite").run(write).await?;
+                Ok(applied(write, true).await.saturating_sub(before))
+            }
+            Db::Postgres(pool) => {
+                let before = applied_pg(pool).await;
+                sqlx::migrate!("migrations/postgres").run(pool).await?;
+                Ok(applied_pg(pool).await.saturating_sub(before))
+            }
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self.db {
+            Db::Sqlite { .. } => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn close(&self) {
+        match &self.db {
+            Db::Sqlite { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
+            Db::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+async fn applied(pool: &SqlitePool, _sqlite: bool) -> usize {
+    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await
+        .map(|n| n as usize)
+        .unwrap_or(0)
+}
+
+async fn applied_pg(pool: &PgPool) -> usize {
+    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await
+        .map(|n| n as usize)
+        .unwrap_or(0)
+}
+
+/// Timestamps are kept to the microsecond, what PostgreSQL stores, so both backends return
+/// exactly what was written.
+pub(crate) fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }

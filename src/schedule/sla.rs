@@ -1,0 +1,223 @@
+//! SLA clocks: callback and resolution deadlines per severity, and the SLA report.
+//!
+//! Guide section 5.1.2: after hours S1 is called back within 30 min and S2 within 60 (section
+//! 2.2 says 30 for every emergency; both are configuration). In business hours S1/S2 are taken in
+//! charge immediately and S3 within 24 business hours. Resolution: S1 2 h and S2 6 h of real
+//! time (24/7 support), S3 5 business days.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::Schedule;
+use crate::config::{ConfigIssue, KeySeg};
+use crate::triage::Severity;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlaConfig {
+    /// After-hours callback target for S1, in real minutes.
+    #[serde(default = "d30")]
+    pub s1_callback_minutes: u32,
+    /// After-hours callback target for S2, in real minutes.
+    #[serde(default = "d60")]
+    pub s2_callback_minutes: u32,
+    /// "Immediately" for S1/S2 voicemails left in business hours, in real minutes.
+    #[serde(default = "d5")]
+    pub in_hours_callback_minutes: u32,
+    /// S3 is taken in charge within this many business hours.
+    #[serde(default = "d24")]
+    pub s3_callback_business_hours: u32,
+    #[serde(default = "d2")]
+    pub s1_resolution_hours: u32,
+    #[serde(default = "d6")]
+    pub s2_resolution_hours: u32,
+    #[serde(default = "d5")]
+    pub s3_resolution_business_days: u32,
+}
+
+fn d2() -> u32 {
+    2
+}
+fn d5() -> u32 {
+    5
+}
+fn d6() -> u32 {
+    6
+}
+fn d24() -> u32 {
+    24
+}
+fn d30() -> u32 {
+    30
+}
+fn d60() -> u32 {
+    60
+}
+
+impl Default for SlaConfig {
+    fn default() -> Self {
+        SlaConfig {
+            s1_callback_minutes: 30,
+            s2_callback_minutes: 60,
+            in_hours_callback_minutes: 5,
+            s3_callback_business_hours: 24,
+            s1_resolution_hours: 2,
+            s2_resolution_hours: 6,
+            s3_resolution_business_days: 5,
+        }
+    }
+}
+
+impl SlaConfig {
+    pub fn validate(&self, issues: &mut Vec<ConfigIssue>) {
+        let zero = [
+            ("s1_callback_minutes", self.s1_callback_minutes),
+            ("s2_callback_minutes", self.s2_callback_minutes),
+            ("s1_resolution_hours", self.s1_resolution_hours),
+            ("s2_resolution_hours", self.s2_resolution_hours),
+            (
+                "s3_resolution_business_days",
+                self.s3_resolution_business_days,
+            ),
+        ];
+        for (key, v) in zero {
+            if v == 0 {
+                issues.push(ConfigIssue::new(
+                    vec![KeySeg::Key("schedule"), KeySeg::Key("sla"), KeySeg::Key(key)],
+                    "a target of 0 is always missed",
+                    "give a positive number (defaults: 30/60 min callback, 2 h/6 h/5 days resolution)",
+                ));
+            }
+        }
+    }
+}
+
+/// The deadlines stored on a ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Due {
+    pub callback_due_at: DateTime<Utc>,
+    pub resolution_due_at: DateTime<Utc>,
+}
+
+/// Deadlines for a ticket of `severity` created at `created`.
+pub fn due(s: &Schedule, severity: Severity, created: DateTime<Utc>) -> Due {
+    let c = &s.sla;
+    let open = s.is_open(created).open;
+    let real = |minutes: u32| Schedule::after_elapsed(created, minutes as i64);
+    match severity {
+        Severity::S1 | Severity::S2 => {
+            let callback = if open {
+                c.in_hours_callback_minutes
+            } else if severity == Severity::S1 {
+                c.s1_callback_minutes
+            } else {
+                c.s2_callback_minutes
+            };
+            let resolution = if severity == Severity::S1 {
+                c.s1_resolution_hours
+            } else {
+                c.s2_resolution_hours
+            };
+            Due {
+                callback_due_at: real(callback),
+                resolution_due_at: real(resolution * 60),
+            }
+        }
+        Severity::S3 => {
+            let hours = Duration::hours(c.s3_callback_business_hours as i64);
+            // An always-closed schedule has no business time: fall back to real time.
+            let callback = s
+                .add_business_time(created, hours)
+                .unwrap_or(created + hours);
+            let resolution = s
+                .add_business_days(created, c.s3_resolution_business_days)
+                .unwrap_or(created + Duration::days(c.s3_resolution_business_days as i64));
+            Due {
+                callback_due_at: callback,
+                resolution_due_at: resolution,
+            }
+        }
+    }
+}
+
+/// One ticket as the SLA report sees it.
+#[derive(Debug, Clone)]
+pub struct SlaTicket {
+    pub number: String,
+    pub severity: Severity,
+    pub created_at: DateTime<Utc>,
+    pub callback_due_at: DateTime<Utc>,
+    pub called_back_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlaMiss {
+    pub number: String,
+    pub callback_due_at: DateTime<Utc>,
+    /// None: still not called back at report time.
+    pub called_back_at: Option<DateTime<Utc>>,
+    pub late_minutes: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeverityReport {
+    pub severity: Severity,
+    pub tickets: usize,
+    pub called_back: usize,
+    pub within_target: usize,
+    pub median_minutes_to_callback: Option<f64>,
+    pub p90_minutes_to_callback: Option<f64>,
+    pub misses: Vec<SlaMiss>,
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
+}
+
+/// Per severity: tickets, callbacks within target, median and p90 time to callback, and the
+/// misses (late callbacks, and tickets past due with no callback at `now`).
+pub fn report(tickets: &[SlaTicket], now: DateTime<Utc>) -> Vec<SeverityReport> {
+    [Severity::S1, Severity::S2, Severity::S3]
+        .into_iter()
+        .map(|sev| {
+            let mine: Vec<&SlaTicket> = tickets.iter().filter(|t| t.severity == sev).collect();
+            let mut minutes: Vec<f64> = mine
+                .iter()
+                .filter_map(|t| {
+                    t.called_back_at
+                        .map(|c| (c - t.created_at).num_seconds() as f64 / 60.0)
+                })
+                .collect();
+            minutes.sort_by(|a, b| a.total_cmp(b));
+            let mut misses = Vec::new();
+            let mut within = 0;
+            for t in &mine {
+                let end = t.called_back_at.unwrap_or(now);
+                if end > t.callback_due_at {
+                    misses.push(SlaMiss {
+                        number: t.number.clone(),
+                        callback_due_at: t.callback_due_at,
+                        called_back_at: t.called_back_at,
+                        late_minutes: (end - t.callback_due_at).num_minutes(),
+                    });
+                } else if t.called_back_at.is_some() {
+                    within += 1;
+                }
+            }
+            SeverityReport {
+                severity: sev,
+                tickets: mine.len(),
+                called_back: minutes.len(),
+                within_target: within,
+                median_minutes_to_callback: percentile(&minutes, 50.0),
+                p90_minutes_to_callback: percentile(&minutes, 90.0),
+                misses,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,550 @@
+//! Tickets: creation with their first events and page jobs in one transaction, status
+//! transitions, reclassification, listing, and the append-only event log.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row;
+use tracing::{info, info_span, Instrument};
+
+use super::{micros, on_read, on_write, NewPage, Store, StoreError};
+use crate::schedule::sla::SlaTicket;
+use crate::schedule::Due;
+use crate::triage::Severity;
+
+/// open → paged → acknowledged → called back → resolved; cancelled from any non-final state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Open,
+    Paged,
+    Acknowledged,
+    CalledBack,
+    Resolved,
+    Cancelled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::Paged => "paged",
+            Status::Acknowledged => "acknowledged",
+            Status::CalledBack => "called_back",
+            Status::Resolved => "resolved",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Resolved | Status::Cancelled)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "open" => Status::Open,
+            "paged" => Status::Paged,
+            "acknowledged" => Status::Acknowledged,
+            "called_back" => Status::CalledBack,
+            "resolved" => Status::Resolved,
+            "cancelled" => Status::Cancelled,
+            other => return Err(StoreError::Corrupt(format!("ticket status \"{other}\""))),
+        })
+    }
+}
+
+/// What an operator or the paging work does to a ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// A page went out (paging work).
+    Page,
+    Acknowledge,
+    CalledBack,
+    Resolve,
+    Cancel,
+}
+
+impl Action {
+    fn to(self) -> Status {
+        match self {
+            Action::Page => Status::Paged,
+            Action::Acknowledge => Status::Acknowledged,
+            Action::CalledBack => Status::CalledBack,
+            Action::Resolve => Status::Resolved,
+            Action::Cancel => Status::Cancelled,
+        }
+    }
+
+    fn allowed_from(self, s: Status) -> bool {
+        use Status::*;
+        match self {
+            Action::Page => s == Open,
+            Action::Acknowledge => matches!(s, Open | Paged),
+            Action::CalledBack => matches!(s, Open | Paged | Acknowledged),
+            Action::Resolve | Action::Cancel => !s.is_final(),
+        }
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            Action::Page => "paged_at",
+            Action::Acknowledge => "acknowledged_at",
+            Action::CalledBack => "called_back_at",
+            Action::Resolve => "resolved_at",
+            Action::Cancel => "cancelled_at",
+        }
+    }
+
+    fn verb(self) -> &'static str {
+        match self {
+            Action::Page => "paged",
+            Action::Acknowledge => "acknowledged",
+            Action::CalledBack => "marked called back",
+            Action::Resolve => "resolved",
+            Action::Cancel => "cancelled",
+        }
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            Action::Page => "paged",
+            Action::Acknowledge => "acknowledged",
+            Action::CalledBack => "called_back",
+            Action::Resolve => "resolved",
+            Action::Cancel => "cancelled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Voicemail {
+    /// The WAV file, already fsynced (see `store::durable`).
+    pub path: String,
+    pub seconds: f64,
+    pub speech_detected: bool,
+}
+
+/// A ticket to create after a voicemail (or by hand).
+#[derive(Debug, Clone)]
+pub struct NewTicket {
+    pub severity: Severity,
+    pub caller: String,
+    pub callback_number: String,
+    /// From `Store::find_account_by_number`.
+    pub account_id: Option<i64>,
+    /// "fr" or "en".
+    pub language: String,
+    pub voicemail: Option<Voicemail>,
+    /// What the IVR collected (question → answer).
+    pub answers: BTreeMap<String, String>,
+    pub classification_reasons: Vec<String>,
+    pub suspected_incident: bool,
+    pub created_at: DateTime<Utc>,
+    pub due: Due,
+    /// Page jobs enqueued in the same transaction.
+    pub pages: Vec<NewPage>,
+    /// Who creates it: "ivr", an operator's name...
+    pub actor: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ticket {
+    pub id: i64,
+    /// Tracking number, digits only (see `store::number`).
+    pub number: String,
+    pub severity: Severity,
+    pub status: Status,
+    pub caller: String,
+    pub callback_number: String,
+    pub account_id: Option<i64>,
+    pub account_code: Option<String>,
+    pub company: Option<String>,
+    pub language: String,
+    pub created_at: DateTime<Utc>,
+    pub paged_at: Option<DateTime<Utc>>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub called_back_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub callback_due_at: DateTime<Utc>,
+    pub resolution_due_at: DateTime<Utc>,
+    pub voicemail_path: Option<String>,
+    pub voicemail_seconds: Option<f64>,
+    pub speech_detected: Option<bool>,
+    pub answers: BTreeMap<String, String>,
+    pub classification_reasons: Vec<String>,
+    pub suspected_incident: bool,
+}
+
+/// One line of a ticket's history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub actor: String,
+    pub from_status: Option<String>,
+    pub to_status: Option<String>,
+    pub from_severity: Option<String>,
+    pub to_severity: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Only tickets not resolved or cancelled (most urgent callback first).
+    pub open_only: bool,
+    pub limit: Option<i64>,
+}
+
+const TICKET_COLUMNS: &str = "t.id, t.number, t.severity, t.status, t.caller, t.callback_number, \
+    t.account_id, a.code AS account_code, a.company, t.language, t.created_at, t.paged_at, \
+    t.acknowledged_at, t.called_back_at, t.resolved_at, t.cancelled_at, t.callback_due_at, \
+    t.resolution_due_at, t.voicemail_path, t.voicemail_seconds, t.speech_detected, t.answers, \
+    t.classification_reasons, t.suspected_incident";
+
+const OPEN_STATUSES: &str = "('open', 'paged', 'acknowledged', 'called_back')";
+
+/// Decodes a ticket row (the same code for both backends' row types).
+macro_rules! ticket_from_row {
+    ($r:expr) => {{
+        let r = $r;
+        let severity: String = r.try_get("severity")?;
+        let status: String = r.try_get("status")?;
+        let answers: String = r.try_get("answers")?;
+        let reasons: String = r.try_get("classification_reasons")?;
+        Ticket {
+            id: r.try_get("id")?,
+            number: r.try_get("number")?,
+            severity: severity
+                .parse()
+                .map_err(|e: crate::triage::BadSeverity| StoreError::Corrupt(e.to_string()))?,
+            status: status.parse()?,
+            caller: r.try_get("caller")?,
+            callback_number: r.try_get("callback_number")?,
+            account_id: r.try_get("account_id")?,
+            account_code: r.try_get("account_code")?,
+            company: r.try_get("company")?,
+            language: r.try_get("language")?,
+            created_at: r.try_get("created_at")?,
+            paged_at: r.try_get("paged_at")?,
+            acknowledged_at: r.try_get("acknowledged_at")?,
+            called_back_at: r.try_get("called_back_at")?,
+            resolved_at: r.try_get("resolved_at")?,
+            cancelled_at: r.try_get("cancelled_at")?,
+            callback_due_at: r.try_get("callback_due_at")?,
+            resolution_due_at: r.try_get("resolution_due_at")?,
+            voicemail_path: r.try_get("voicemail_path")?,
+            voicemail_seconds: r.try_get("voicemail_seconds")?,
+            speech_detected: r.try_get("speech_detected")?,
+            answers: serde_json::from_str(&answers)
+                .map_err(|e| StoreError::Corrupt(format!("answers: {e}")))?,
+            classification_reasons: serde_json::from_str(&reasons)
+                .map_err(|e| StoreError::Corrupt(format!("classification_reasons: {e}")))?,
+            suspected_incident: r.try_get("suspected_incident")?,
+        }
+    }};
+}
+
+/// The ticket as committed, without reading it back.
+fn created_ticket(id: i64, number: String, t: &NewTicket) -> Ticket {
+    let vm = t.voicemail.as_ref();
+    Ticket {
+        id,
+        number,
+        severity: t.severity,
+        status: Status::Open,
+        caller: t.caller.clone(),
+        callback_number: t.callback_number.clone(),
+        account_id: t.account_id,
+        account_code: None,
+        company: None,
+        language: t.language.clone(),
+        created_at: micros(t.created_at),
+        paged_at: None,
+        acknowledged_at: None,
+        called_back_at: None,
+        resolved_at: None,
+        cancelled_at: None,
+        callback_due_at: micros(t.due.callback_due_at),
+        resolution_due_at: micros(t.due.resolution_due_at),
+        voicemail_path: vm.map(|v| v.path.clone()),
+        voicemail_seconds: vm.map(|v| v.seconds),
+        speech_detected: vm.map(|v| v.speech_detected),
+        answers: t.answers.clone(),
+        classification_reasons: t.classification_reasons.clone(),
+        suspected_incident: t.suspected_incident,
+    }
+}
+
+impl Store {
+    /// Creates a ticket with a fresh tracking number, its `created` and `classified` events and
+    /// its page jobs, all in one transaction: no page job can exist without its ticket.
+    /// The voicemail file must already be fsynced (`store::durable::fsync_file`).
+    ///
+    /// Concurrent calls are group-committed by the store's writer task (one transaction and one
+    /// disk flush for many tickets); each call returns only once its own ticket is committed.
+    pub async fn create_ticket(&self, t: &NewTicket) -> Result<Ticket, StoreError> {
+        let span =
+            info_span!("create_ticket", ticket = tracing::field::Empty, severity = %t.severity);
+        let (id, number) = self
+            .writer
+            .create(t.clone())
+            .instrument(span.clone())
+            .await?;
+        span.record("ticket", number.as_str());
+        info!(parent: &span, ticket = %number, severity = %t.severity, "ticket created");
+        if t.account_id.is_some() {
+            // The account's code and company come from the accounts table.
+            return self.ticket(&number).await;
+        }
+        Ok(created_ticket(id, number, t))
+    }
+
+    /// The ticket with tracking number `number`.
+    pub async fn ticket(&self, number: &str) -> Result<Ticket, StoreError> {
+        let sql = format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets t LEFT JOIN accounts a ON a.id = t.account_id \
+             WHERE t.number = $1"
+        );
+        on_read!(&self.db, pool => {
+            let row = sqlx::query(&sql).bind(number).fetch_optional(pool).await?;
+            match row {
+                Some(r) => Ok(ticket_from_row!(&r)),
+                None => Err(StoreError::NoSuchTicket(number.to_string())),
+            }
+        })
+    }
+
+    /// Tickets, newest first; with `open_only`, the unfinished ones, most urgent callback first.
+    pub async fn list_tickets(&self, f: &ListFilter) -> Result<Vec<Ticket>, StoreError> {
+        let limit = f.limit.unwrap_or(i64::MAX).max(0);
+        let sql = if f.open_only {
+            format!(
+                "SELECT {TICKET_COLUMNS} FROM tickets t LEFT JOIN accounts a ON a.id = t.account_id \
+                 WHERE t.status IN {OPEN_STATUSES} ORDER BY t.callback_due_at, t.id LIMIT $1"
+            )
+        } else {
+            format!(
+                "SELECT {TICKET_COLUMNS} FROM tickets t LEFT JOIN accounts a ON a.id = t.account_id \
+                 ORDER BY t.created_at DESC, t.id DESC LIMIT $1"
+            )
+        };
+        on_read!(&self.db, pool => {
+            let rows = sqlx::query(&sql).bind(limit).fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(ticket_from_row!(r));
+            }
+            Ok(out)
+        })
+    }
+
+    /// A ticket's history, oldest first.
+    pub async fn events(&self, number: &str) -> Result<Vec<Event>, StoreError> {
+        let sql = "SELECT e.at, e.kind, e.actor, e.from_status, e.to_status, e.from_severity, \
+                   e.to_severity, e.reason FROM ticket_events e JOIN tickets t ON t.id = e.ticket_id \
+                   WHERE t.number = $1 ORDER BY e.id";
+        on_read!(&self.db, pool => {
+            let rows = sqlx::query(sql).bind(number).fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(Event {
+                    at: r.try_get("at")?,
+                    kind: r.try_get("kind")?,
+                    actor: r.try_get("actor")?,
+                    from_status: r.try_get("from_status")?,
+                    to_status: r.try_get("to_status")?,
+                    from_severity: r.try_get("from_severity")?,
+                    to_severity: r.try_get("to_severity")?,
+                    reason: r.try_get("reason")?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Moves a ticket along its life (ack, callback, resolve, cancel, paged) and logs who and
+    /// why. Acknowledging, calling back, resolving or cancelling stops pending pages.
+    pub async fn transition(
+        &self,
+        number: &str,
+        action: Action,
+        by: &str,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Ticket, StoreError> {
+        let span = info_span!("ticket_transition", ticket = %number, action = action.kind());
+        self.transition_inner(number, action, by, reason, micros(now))
+            .instrument(span)
+            .await?;
+        info!(ticket = %number, by, action = action.kind(), "ticket updated");
+        self.ticket(number).await
+    }
+
+    async fn transition_inner(
+        &self,
+        number: &str,
+        action: Action,
+        by: &str,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let to = action.to();
+        let update = format!(
+            "UPDATE tickets SET status = $1, {col} = COALESCE({col}, $2) WHERE id = $3 AND status = $4",
+            col = action.column()
+        );
+        on_write!(&self.db, pool => {
+            let mut tx = pool.begin_with(self.db.begin_write()).await?;
+            let row = sqlx::query("SELECT id, status FROM tickets WHERE number = $1")
+                .bind(number)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else {
+                return Err(StoreError::NoSuchTicket(number.to_string()));
+            };
+            let id: i64 = row.try_get("id")?;
+            let from: Status = row.try_get::<String, _>("status")?.parse()?;
+            if !action.allowed_from(from) {
+                return Err(StoreError::BadTransition {
+                    number: number.to_string(),
+                    from,
+                    action: action.verb(),
+                });
+            }
+            let done = sqlx::query(&update)
+                .bind(to.as_str()).bind(now).bind(id).bind(from.as_str())
+                .execute(&mut *tx).await?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Conflict(number.to_string()));
+            }
+            sqlx::query(
+                "INSERT INTO ticket_events (ticket_id, at, kind, actor, from_status, to_status, reason) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(id).bind(now).bind(action.kind()).bind(by)
+            .bind(from.as_str()).bind(to.as_str()).bind(reason)
+            .execute(&mut *tx).await?;
+            if action != Action::Page {
+                sqlx::query(
+                    "UPDATE page_jobs SET state = 'cancelled', updated_at = $1 \
+                     WHERE ticket_id = $2 AND state = 'pending'",
+                )
+                .bind(now).bind(id)
+                .execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Changes a ticket's severity (up or down) with its new deadlines; the reason is required
+    /// and kept in the event log.
+    pub async fn reclassify(
+        &self,
+        number: &str,
+        severity: Severity,
+        due: Due,
+        by: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Ticket, StoreError> {
+        if reason.trim().is_empty() {
+            return Err(StoreError::Invalid(
+                "a reclassification needs a reason (--reason TEXT)".into(),
+            ));
+        }
+        let now = micros(now);
+        let span = info_span!("ticket_reclassify", ticket = %number, to = %severity);
+        let work = async {
+            on_write!(&self.db, pool => {
+                let mut tx = pool.begin_with(self.db.begin_write()).await?;
+                let row = sqlx::query("SELECT id, status, severity FROM tickets WHERE number = $1")
+                    .bind(number)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(row) = row else {
+                    return Err(StoreError::NoSuchTicket(number.to_string()));
+                };
+                let id: i64 = row.try_get("id")?;
+                let status: Status = row.try_get::<String, _>("status")?.parse()?;
+                let from: String = row.try_get("severity")?;
+                if status.is_final() {
+                    return Err(StoreError::BadTransition {
+                        number: number.to_string(),
+                        from: status,
+                        action: "reclassified",
+                    });
+                }
+                sqlx::query(
+                    "UPDATE tickets SET severity = $1, callback_due_at = $2, resolution_due_at = $3 \
+                     WHERE id = $4",
+                )
+                .bind(severity.as_str())
+                .bind(micros(due.callback_due_at))
+                .bind(micros(due.resolution_due_at))
+                .bind(id)
+                .execute(&mut *tx).await?;
+                sqlx::query(
+                    "INSERT INTO ticket_events (ticket_id, at, kind, actor, from_severity, to_severity, reason) \
+                     VALUES ($1, $2, 'reclassified', $3, $4, $5, $6)",
+                )
+                .bind(id).bind(now).bind(by).bind(&from).bind(severity.as_str()).bind(reason)
+                .execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok::<(), StoreError>(())
+            })
+        };
+        work.instrument(span).await?;
+        info!(ticket = %number, by, to = %severity, "ticket reclassified");
+        self.ticket(number).await
+    }
+
+    /// Distinct customers (account code, else the caller's number) with tickets created since
+    /// `since`: the correlation input of triage.
+    pub async fn recent_customers(&self, since: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        let sql = "SELECT DISTINCT COALESCE(a.code, t.caller) AS customer FROM tickets t \
+                   LEFT JOIN accounts a ON a.id = t.account_id WHERE t.created_at >= $1";
+        on_read!(&self.db, pool => {
+            let rows: Vec<String> = sqlx::query_scalar(sql).bind(micros(since)).fetch_all(pool).await?;
+            Ok(rows)
+        })
+    }
+
+    /// Tickets created in `[from, to)`, as the SLA report needs them.
+    pub async fn sla_tickets(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<SlaTicket>, StoreError> {
+        let sql = "SELECT number, severity, created_at, callback_due_at, called_back_at FROM tickets \
+                   WHERE created_at >= $1 AND created_at < $2 AND status <> 'cancelled' ORDER BY created_at";
+        on_read!(&self.db, pool => {
+            let rows = sqlx::query(sql).bind(micros(from)).bind(micros(to)).fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let sev: String = r.try_get("severity")?;
+                out.push(SlaTicket {
+                    number: r.try_get("number")?,
+                    severity: sev.parse().map_err(|e: crate::triage::BadSeverity| StoreError::Corrupt(e.to_string()))?,
+                    created_at: r.try_get("created_at")?,
+                    callback_due_at: r.try_get("callback_due_at")?,
+                    called_back_at: r.try_get("called_back_at")?,
+                });
+            }
+            Ok(out)
+        })
+    }
+}

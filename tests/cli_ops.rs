@@ -1,0 +1,354 @@
+//! The operator CLI against a temp SQLite store: what an admin or a script sees.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use astreinte::schedule::{Schedule, ScheduleConfig};
+use astreinte::store::{NewTicket, Store, StoreConfig, Voicemail};
+use astreinte::triage::Severity;
+use chrono::{TimeZone, Utc};
+
+struct Env {
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+    url: String,
+}
+
+fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/data/astreinte.db", dir.path().display());
+    let config = dir.path().join("astreinte.toml");
+    std::fs::write(&config, format!("[store]\nurl = \"{url}\"\n")).unwrap();
+    Env {
+        _dir: dir,
+        config,
+        url,
+    }
+}
+
+fn run(env: &Env, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_astreinte"));
+    cmd.args(args)
+        .arg("--config")
+        .arg(&env.config)
+        .env("ASTREINTE_LOG", "warn");
+    cmd.output().unwrap()
+}
+
+fn ok(env: &Env, args: &[&str]) -> String {
+    let out = run(env, args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(env: &Env, args: &[&str]) -> String {
+    let out = run(env, args);
+    assert!(!out.status.success(), "{args:?} should fail");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+async fn seed(url: &str, n: usize) -> Vec<String> {
+    let store = Store::connect(&StoreConfig::with_url(url)).await.unwrap();
+    let sched = Schedule::from_config(&ScheduleConfig::default()).unwrap();
+    let at = Utc.with_ymd_and_hms(2025, 3, 13, 3, 0, 0).unwrap();
+    let mut out = Vec::new();
+    for i in 0..n {
+        let sev = if i % 2 == 0 {
+            Severity::S1
+        } else {
+            Severity::S2
+        };
+        let t = store
+            .create_ticket(&NewTicket {
+                severity: sev,
+                caller: format!("1514555010{i}"),
+                callback_number: format!("1514555010{i}"),
+                account_id: None,
+                language: "fr".into(),
+                voicemail: Some(Voicemail {
+                    path: format!("/vm/{i}.wav"),
+                    seconds: 12.0,
+                    speech_detected: true,
+                }),
+                answers: Default::default(),
+                classification_reasons: vec!["caller chose 1".into()],
+                suspected_incident: false,
+                created_at: at,
+                due: sched.due(sev, at),
+                pages: vec![],
+                actor: "ivr".into(),
+            })
+            .await
+            .unwrap();
+        out.push(t.number);
+    }
+    store.close().await;
+    out
+}
+
+#[test]
+fn migrate_creates_the_store_and_is_idempotent() {
+    let e = env();
+    assert!(ok(&e, &["migrate"]).contains("sqlite: 1 migration(s) applied"));
+    assert!(ok(&e, &["migrate"]).contains("sqlite: 0 migration(s) applied"));
+    let path = e.url.trim_start_matches("sqlite://");
+    assert!(Path::new(path).exists());
+}
+
+#[test]
+fn schedule_at_explains_holidays_hours_and_maintenance() {
+    let e = env();
+    let v: serde_json::Value = serde_json::from_str(&ok(
+        &e,
+        &["schedule", "at", "2025-12-25T12:00:00-05:00", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(v["open"], false);
+    assert_eq!(v["reason"], "holiday: Christmas Day (Noël)");
+    assert_eq!(v["next_change"], "2025-12-26T13:00:00Z");
+    let text = ok(&e, &["schedule", "at", "2025-03-12T18:00:30-04:00"]);
+    assert!(text.contains("OPEN (business hours)"), "{text}");
+    assert!(text.contains("closes at 2025-03-12 18:01 EDT"), "{text}");
+    let text = ok(&e, &["schedule", "at", "2025-03-11T02:00:00-04:00"]);
+    assert!(text.contains("CLOSED (outside business hours)"), "{text}");
+    assert!(
+        text.contains("maintenance window in progress: Tue 00:01-04:00"),
+        "{text}"
+    );
+    let err = fails(&e, &["schedule", "at", "tomorrow"]);
+    assert!(err.contains("RFC 3339"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_list_show_and_update() {
+    let e = env();
+    let nums = seed(&e.url, 3).await;
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(&e, &["tickets", "list", "--json", "--open"])).unwrap();
+    assert_eq!(list.len(), 3);
+    for key in [
+        "number",
+        "severity",
+        "status",
+        "caller",
+        "callback_number",
+        "created_at",
+        "callback_due_at",
+        "voicemail_path",
+        "voicemail_seconds",
+        "speech_detected",
+        "classification_reasons",
+    ] {
+        assert!(list[0].get(key).is_some(), "missing {key}: {}", list[0]);
+    }
+    // S1 tickets (due in 30 min) come before the S2 one.
+    assert_eq!(list[0]["severity"], "S1");
+    assert_eq!(list[2]["severity"], "S2");
+
+    let n = &nums[0];
+    let grouped = format!("{} {}", &n[..4], &n[4..]);
+    assert!(ok(&e, &["tickets", "ack", &grouped, "--by", "marie"]).contains("acknowledged"));
+    ok(
+        &e,
+        &[
+            "tickets",
+            "callback",
+            n,
+            "--by",
+            "marie",
+            "--reason",
+            "spoke to Lise",
+        ],
+    );
+    ok(
+        &e,
+        &[
+            "tickets",
+            "resolve",
+            n,
+            "--by",
+            "marie",
+            "--reason",
+            "router replaced",
+        ],
+    );
+    let err = fails(&e, &["tickets", "ack", n, "--by", "paul"]);
+    assert!(
+        err.contains("is resolved: it cannot be acknowledged"),
+        "{err}"
+    );
+    let err = fails(
+        &e,
+        &[
+            "tickets",
+            "reclassify",
+            &nums[1],
+            "--by",
+            "marie",
+            "--severity",
+            "S3",
+        ],
+    );
+    assert!(err.contains("--reason"), "{err}");
+    ok(
+        &e,
+        &[
+            "tickets",
+            "reclassify",
+            &nums[1],
+            "--by",
+            "marie",
+            "--severity",
+            "S3",
+            "--reason",
+            "only the portal",
+        ],
+    );
+
+    let show: serde_json::Value =
+        serde_json::from_str(&ok(&e, &["tickets", "show", n, "--json"])).unwrap();
+    assert_eq!(show["status"], "resolved");
+    let kinds: Vec<&str> = show["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "created",
+            "classified",
+            "acknowledged",
+            "called_back",
+            "resolved"
+        ]
+    );
+    let text = ok(&e, &["tickets", "show", &nums[1]]);
+    assert!(
+        text.contains("reclassified S2 → S3 by marie: only the portal"),
+        "{text}"
+    );
+
+    let open: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(&e, &["tickets", "list", "--json", "--open"])).unwrap();
+    assert_eq!(open.len(), 2);
+    let err = fails(&e, &["tickets", "show", "12345674"]);
+    assert!(err.contains("no ticket numbered 12345674"), "{err}");
+    let err = fails(&e, &["tickets", "show", "12345678"]);
+    assert!(err.contains("not a tracking number"), "{err}");
+    let table = ok(&e, &["tickets", "list"]);
+    assert!(table.starts_with("NUMBER"), "{table}");
+    assert_eq!(table.lines().count(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sla_report_and_accounts_import() {
+    let e = env();
+    let nums = seed(&e.url, 2).await;
+    ok(&e, &["tickets", "callback", &nums[0], "--by", "marie"]);
+    let v: serde_json::Value = serde_json::from_str(&ok(
+        &e,
+        &[
+            "sla",
+            "report",
+            "--from",
+            "2025-03-01",
+            "--to",
+            "2025-04-01",
+            "--json",
+        ],
+    ))
+    .unwrap();
+    let s1 = &v["severities"][0];
+    assert_eq!(s1["severity"], "S1");
+    assert_eq!(s1["tickets"], 1);
+    // Called back "now", long after the 30-minute target of a 2025 ticket: a miss.
+    assert_eq!(s1["misses"].as_array().unwrap().len(), 1);
+    let text = ok(
+        &e,
+        &[
+            "sla",
+            "report",
+            "--from",
+            "2025-03-01",
+            "--to",
+            "2025-04-01",
+        ],
+    );
+    assert!(text.contains("S2: 1 ticket(s), 0 called back"), "{text}");
+
+    let csv = e.config.with_file_name("accounts.csv");
+    std::fs::write(
+        &csv,
+        "account,company,address,numbers,technical_name,technical_email\nACME,Acme inc.,,5145550199;5145550198,Jean Roy,jean@acme.example\n",
+    )
+    .unwrap();
+    assert!(
+        ok(&e, &["accounts", "import", csv.to_str().unwrap()]).contains("1 account(s) imported")
+    );
+    let a = ok(&e, &["accounts", "show", "ACME"]);
+    assert!(
+        a.contains("15145550199") && a.contains("technical: Jean Roy"),
+        "{a}"
+    );
+    std::fs::write(&csv, "account,company,numbers\nBAD,Bad,abc\n").unwrap();
+    let err = fails(&e, &["accounts", "import", csv.to_str().unwrap()]);
+    assert!(
+        err.contains("line 2") && err.contains("nothing imported"),
+        "{err}"
+    );
+}
+
+#[test]
+fn schedule_holidays_and_triage_check() {
+    let e = env();
+    let text = ok(&e, &["schedule", "holidays", "2027"]);
+    assert!(
+        text.contains("2027-12-25 Sat  Christmas Day (Noël)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("2027-12-27 Mon  Christmas Day (Noël) (observed)"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 9);
+    let out = Command::new(env!("CARGO_BIN_EXE_astreinte"))
+        .args(["triage", "check", "--transcript", "we cannot receive faxes"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("S2\n"), "{text}");
+    let rules = e.config.with_file_name("rules.toml");
+    std::fs::write(
+        &rules,
+        "default_severity = \"S3\"\ndefault_reason = \"nothing matched\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_astreinte"))
+        .args([
+            "triage",
+            "check",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--transcript",
+            "no dial tone",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("S3\n"));
+    std::fs::write(&rules, "default_severity = \"S7\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_astreinte"))
+        .args(["triage", "check", "--rules", rules.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("triage rules"));
+}
