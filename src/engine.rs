@@ -8,6 +8,20 @@ use crate::config::Config;
 
 /// Runs the engine until SIGINT/SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    // The store first: migrations run before any call can need a ticket.
+    let _store = crate::store::Store::connect(&config.store)
+        .await
+        .with_context(|| format!("opening the store at {}", config.store.url))?;
+    let _schedule = crate::schedule::Schedule::from_config(&config.schedule).map_err(|errors| {
+        anyhow::anyhow!(
+            "invalid [schedule]: {}",
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })?;
     let (sip, mut incoming, sip_task) = crate::sip::transport::start(&config.sip)
         .await
         .context("starting SIP")?;
