@@ -1,7 +1,15 @@
 //! The RTP media engine (see the media issue): port pool, pacing, codecs, DTMF, VAD, recording,
 //! bridging. Its interface to the call flow is commands in, events out.
 
+pub mod dtmf;
+pub mod g711;
+pub mod jitter;
+pub mod pacing;
+pub mod recorder;
+pub mod rfc4733;
+pub mod stats;
 pub mod types;
+pub mod vad;
 
 pub use types::{Codec, MediaDirection, NegotiatedMedia};
 
