@@ -5,6 +5,7 @@ pub mod dtmf;
 pub mod g711;
 pub mod jitter;
 pub mod pacing;
+pub mod prompts;
 pub mod recorder;
 pub mod rfc4733;
 pub mod stats;
