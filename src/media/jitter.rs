@@ -2,8 +2,8 @@
 //! sequence number, drops duplicates and late packets, and fills gaps with silence once a packet
 //! `depth` places later has arrived (or the caller drains it at the end).
 
-/// Samples per slot: one 20 ms packet at 8 kHz. Longer payloads are cut to this.
-pub const FRAME: usize = 160;
+/// Samples per slot: up to one 30 ms packet at 8 kHz. Longer payloads are cut to this.
+pub const FRAME: usize = 240;
 const CAP: usize = 16;
 /// Beyond this many missing packets (1 s), the buffer jumps instead of emitting silence.
 pub const MAX_GAP: u64 = 50;
