@@ -61,7 +61,7 @@ pub static ALAW_TO_LINEAR: [i16; 256] = build_table(true);
 
 /// 16-bit linear sample → µ-law code (G.191 `ulaw_compress`).
 #[inline]
-pub fn linear_to_ulaw(sample: i16) -> u8 {
+pub const fn linear_to_ulaw(sample: i16) -> u8 {
     let x = sample as i32;
     // Negative values use the one's complement, as the reference does: (~x) >> 2.
     let mut absno = if x < 0 {
@@ -85,7 +85,7 @@ pub fn linear_to_ulaw(sample: i16) -> u8 {
 
 /// 16-bit linear sample → A-law code (G.191 `alaw_compress`).
 #[inline]
-pub fn linear_to_alaw(sample: i16) -> u8 {
+pub const fn linear_to_alaw(sample: i16) -> u8 {
     let x = sample as i32;
     let mut ix = if x < 0 { (!x) >> 4 } else { x >> 4 };
     if ix > 15 {
@@ -154,12 +154,32 @@ pub const fn silence_code(codec: Codec) -> u8 {
     }
 }
 
-/// Transcode one G.711 payload into the other law through a 256-entry table.
+const fn build_transcode(from_alaw: bool) -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = if from_alaw {
+            linear_to_ulaw(alaw_expand(i as u8))
+        } else {
+            linear_to_alaw(ulaw_expand(i as u8))
+        };
+        i += 1;
+    }
+    t
+}
+
+/// µ-law code → A-law code (decode then encode, precomputed).
+pub static ULAW_TO_ALAW: [u8; 256] = build_transcode(false);
+/// A-law code → µ-law code.
+pub static ALAW_TO_ULAW: [u8; 256] = build_transcode(true);
+
+/// Transcode one G.711 code into the other law through a 256-entry table.
+#[inline]
 pub fn transcode_byte(from: Codec, to: Codec, code: u8) -> u8 {
-    if from == to {
-        code
-    } else {
-        encode_sample(to, decode_sample(from, code))
+    match (from, to) {
+        (Codec::Pcmu, Codec::Pcma) => ULAW_TO_ALAW[code as usize],
+        (Codec::Pcma, Codec::Pcmu) => ALAW_TO_ULAW[code as usize],
+        _ => code,
     }
 }
 
@@ -376,6 +396,10 @@ mod tests {
             let a = transcode_byte(Codec::Pcmu, Codec::Pcma, code);
             assert_eq!(a, linear_to_alaw(ULAW_TO_LINEAR[code as usize]));
             assert_eq!(transcode_byte(Codec::Pcma, Codec::Pcma, code), code);
+            assert_eq!(
+                transcode_byte(Codec::Pcma, Codec::Pcmu, code),
+                linear_to_ulaw(ALAW_TO_LINEAR[code as usize])
+            );
         }
     }
 }
