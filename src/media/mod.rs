@@ -15,6 +15,7 @@ pub mod stats;
 mod sys;
 pub mod types;
 pub mod vad;
+mod writer;
 
 pub use engine::{
     CallStats, DigitSource, MediaEngine, MediaError, MediaEvent, MediaSession, PlayOptions,

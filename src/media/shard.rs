@@ -22,13 +22,13 @@ use super::g711;
 use super::jitter::{JitterBuffer, Out, FRAME as MAX_FRAME};
 use super::pacing::{Pacer, RtpClock};
 use super::prompts::{PromptId, PromptSet, FRAME};
-use super::recorder::Recorder;
 use super::rfc4733::EventReceiver;
 use super::rtcp;
 use super::stats::{estimate_mos, RecvStats};
 use super::sys::{monotonic_ns, Epoll, Timer, Waker};
 use super::types::{Codec, MediaDirection, NegotiatedMedia};
 use super::vad::{FrameVad, SpeechEvent, SpeechTracker};
+use super::writer::RecWriter;
 
 pub const GRID_NS: u64 = 5_000_000;
 pub const PERIOD_NS: u64 = 20_000_000;
@@ -95,7 +95,9 @@ struct Playback {
 }
 
 struct Recording {
-    recorder: Recorder,
+    key: u64,
+    path: PathBuf,
+    samples: u64,
     max_samples: u64,
     end_after_silence_frames: Option<u32>,
     tracker: SpeechTracker,
@@ -312,17 +314,14 @@ impl Call {
     }
 
     /// One in-order 20 ms frame (or a gap) for the recorder and VAD.
-    fn record_frame(&mut self, pcm: Option<&[i16]>) {
+    fn record_frame(&mut self, pcm: Option<&[i16]>, writer: &mut RecWriter) {
         let Some(rec) = self.rec.as_mut() else { return };
         let zeros = [0i16; FRAME];
         let frame = pcm.unwrap_or(&zeros);
-        if let Err(e) = rec.recorder.write(frame) {
-            tracing::error!(parent: &self.span, error = %e, "recording write failed");
-            self.finish_recording();
-            return;
-        }
+        writer.frame(rec.key, frame);
+        rec.samples += frame.len() as u64;
         let vad = self.vad.get_or_insert_with(FrameVad::new);
-        let voiced = frame.len() == FRAME && vad.is_speech(frame);
+        let voiced = vad.is_speech(frame);
         match rec.tracker.push(voiced) {
             Some(SpeechEvent::Started { .. }) => {
                 let _ = self.events.send(MediaEvent::SpeechStarted);
@@ -335,29 +334,28 @@ impl Call {
         let silence_done = rec.end_after_silence_frames.is_some_and(|n| {
             rec.tracker.first_speech.is_some() && rec.tracker.silent_frames() >= n
         });
-        if silence_done || rec.recorder.samples() >= rec.max_samples {
-            self.finish_recording();
+        if silence_done || rec.samples >= rec.max_samples {
+            self.finish_recording(writer);
         }
     }
 
-    fn finish_recording(&mut self) {
-        if self.rec.is_none() {
+    fn finish_recording(&mut self, writer: &mut RecWriter) {
+        let Some(mut rec) = self.rec.take() else {
             return;
-        }
+        };
         // Drain what the jitter buffer still holds.
-        if let Some(rec) = self.rec.as_mut() {
-            let zeros = [0i16; FRAME];
-            while let Some(o) = self.jb.pop_any() {
-                let _ = match o {
-                    Out::Frame(f) => rec.recorder.write(f),
-                    Out::Gap => rec.recorder.write(&zeros),
-                    Out::Skipped(_) => Ok(()),
-                };
-            }
+        let zeros = [0i16; FRAME];
+        while let Some(o) = self.jb.pop_any() {
+            let f = match o {
+                Out::Frame(f) => f,
+                Out::Gap => &zeros[..],
+                Out::Skipped(_) => continue,
+            };
+            writer.frame(rec.key, f);
+            rec.samples += f.len() as u64;
         }
-        let Some(rec) = self.rec.take() else { return };
         self.jb = JitterBuffer::new(3);
-        let total = rec.recorder.samples();
+        let total = rec.samples;
         let frames = total / FRAME as u64;
         let t = &rec.tracker;
         let keep = match (t.first_speech, t.last_speech) {
@@ -371,28 +369,14 @@ impl Call {
         let speech_detected = keep.is_some();
         let (ks, ke) = keep.unwrap_or((0, total));
         let summary = RecordingSummary {
-            path: rec.recorder.path().to_owned(),
+            path: rec.path,
             duration_ms: total * 1000 / 8000,
             speech_detected,
             trimmed_start_ms: ks * 1000 / 8000,
             trimmed_end_ms: (total - ke.min(total)) * 1000 / 8000,
         };
-        let events = self.events.clone();
-        let span = self.span.clone();
-        // Finalising rewrites the file (trim) and renames it: off the media thread.
-        let spawned = std::thread::Builder::new()
-            .name("media-rec-finish".into())
-            .spawn(move || {
-                let _g = span.enter();
-                match rec.recorder.finish(keep) {
-                    Ok(_) => tracing::info!(path = %summary.path.display(), duration_ms = summary.duration_ms, speech = summary.speech_detected, "recording finished"),
-                    Err(e) => tracing::error!(error = %e, "recording finish failed"),
-                }
-                let _ = events.send(MediaEvent::RecordingFinished(summary));
-            });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot spawn recording finisher");
-        }
+        // Finalising (header, trim, rename) happens on the writer thread, which then reports.
+        writer.finish(rec.key, keep, summary);
     }
 }
 
@@ -419,6 +403,8 @@ pub struct Shard {
     last_grid: u64,
     buf: Box<[u8; 2048]>,
     pcm: Box<[i16; 2048]>,
+    writer: RecWriter,
+    next_rec_key: u64,
     stop: bool,
 }
 
@@ -448,6 +434,8 @@ impl Shard {
             last_grid: 0,
             buf: Box::new([0; 2048]),
             pcm: Box::new([0; 2048]),
+            writer: RecWriter::spawn(format!("media-rec-{index}"))?,
+            next_rec_key: 0,
             stop: false,
         })
     }
@@ -540,38 +528,34 @@ impl Shard {
                 }
             }
             Command::Record { id, path, opts } => {
-                if let Some(c) = self.call_mut(id) {
-                    c.finish_recording();
-                    let _g = c.span.enter();
-                    match Recorder::create(&path) {
-                        Ok(recorder) => {
-                            tracing::info!(path = %path.display(), "recording");
-                            c.jb = JitterBuffer::new(3);
-                            c.rec = Some(Recording {
-                                recorder,
-                                max_samples: opts.max_seconds as u64 * 8000,
-                                end_after_silence_frames: opts
-                                    .end_after_silence_ms
-                                    .map(|ms| (ms / 20).max(1)),
-                                tracker: SpeechTracker::new(3, 15),
-                            });
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot start recording");
-                            c.emit(MediaEvent::RecordingFinished(RecordingSummary {
-                                path,
-                                duration_ms: 0,
-                                speech_detected: false,
-                                trimmed_start_ms: 0,
-                                trimmed_end_ms: 0,
-                            }));
-                        }
-                    }
-                }
+                let Some(&idx) = self.by_id.get(&id) else {
+                    return;
+                };
+                let Some(c) = self.calls[idx].as_mut() else {
+                    return;
+                };
+                c.finish_recording(&mut self.writer);
+                tracing::info!(parent: &c.span, path = %path.display(), "recording");
+                self.next_rec_key += 1;
+                let key = self.next_rec_key;
+                self.writer
+                    .start(key, path.clone(), c.events.clone(), c.span.clone());
+                c.jb = JitterBuffer::new(3);
+                c.rec = Some(Recording {
+                    key,
+                    path,
+                    samples: 0,
+                    max_samples: opts.max_seconds as u64 * 8000,
+                    end_after_silence_frames: opts.end_after_silence_ms.map(|ms| (ms / 20).max(1)),
+                    tracker: SpeechTracker::new(3, 15),
+                });
             }
             Command::StopRecording(id) => {
-                if let Some(c) = self.call_mut(id) {
-                    c.finish_recording();
+                let Some(&idx) = self.by_id.get(&id) else {
+                    return;
+                };
+                if let Some(c) = self.calls[idx].as_mut() {
+                    c.finish_recording(&mut self.writer);
                 }
             }
             Command::Digit(id, d) => {
@@ -722,7 +706,7 @@ impl Shard {
         let Some(mut c) = self.calls[idx].take() else {
             return;
         };
-        c.finish_recording();
+        c.finish_recording(&mut self.writer);
         if c.pacer.is_some() {
             self.slots[c.slot].retain(|&i| i != idx);
         }
@@ -891,7 +875,7 @@ impl Shard {
                     Some(Out::Gap) => None,
                     Some(Out::Skipped(_)) => continue,
                 };
-                c.record_frame(frame.as_ref().map(|(a, l)| &a[..*l]));
+                c.record_frame(frame.as_ref().map(|(a, l)| &a[..*l]), &mut self.writer);
                 if c.rec.is_none() {
                     break;
                 }
