@@ -493,3 +493,47 @@ async fn bridge_relays_with_rewritten_headers_and_transcoding() {
     drop((a, b, c));
     eng.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_stops_the_stream_and_resume_continues_it_with_a_new_codec() {
+    let eng = engine("31120-31139", 1);
+    let mut s = eng.open_session("hold-test").unwrap();
+    let far = Far::new().await;
+    s.apply(media(far.addr(), Codec::Pcmu));
+    let p = far.recv().await;
+    let mut last_seq = u16::from_be_bytes([p[2], p[3]]);
+    // Put on hold: we answer recvonly, so we stop sending.
+    let mut held = media(far.addr(), Codec::Pcmu);
+    held.direction = MediaDirection::RecvOnly;
+    s.apply(held);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut buf = [0u8; 512];
+    while let Ok(Ok((n, _))) =
+        timeout(Duration::from_millis(30), far.sock.recv_from(&mut buf)).await
+    {
+        if n >= 12 && buf[1] & 0x7F == 0 {
+            last_seq = u16::from_be_bytes([buf[2], buf[3]]);
+        }
+    }
+    // On hold and silent for longer than the 1 s inactivity limit: no timeout, no RTP.
+    let quiet = timeout(Duration::from_millis(1500), far.sock.recv_from(&mut buf)).await;
+    assert!(quiet.is_err() || buf[1] & 0x7F != 0, "no RTP while on hold");
+    assert!(
+        timeout(Duration::from_millis(10), s.next_event())
+            .await
+            .is_err(),
+        "no MediaTimeout on hold"
+    );
+    // Resume with PCMA (a re-INVITE changed the codec): marker, next sequence number.
+    s.apply(media(far.addr(), Codec::Pcma));
+    let p = loop {
+        let p = far.recv().await;
+        if p[1] & 0x7F == 8 {
+            break p;
+        }
+    };
+    assert_eq!(p[1] & 0x80, 0x80, "marker at resume");
+    assert_eq!(u16::from_be_bytes([p[2], p[3]]), last_seq.wrapping_add(1));
+    drop(s);
+    eng.shutdown();
+}
