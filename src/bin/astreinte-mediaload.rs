@@ -36,6 +36,10 @@ struct Args {
     /// Do not record (play and detect only).
     #[arg(long)]
     no_record: bool,
+    /// Bridge legs in pairs instead (no prompts, no recording): far end A's packets are relayed
+    /// to far end B and back; reports the added latency send -> kernel receive.
+    #[arg(long)]
+    bridge: bool,
     #[arg(long, default_value = "prompts")]
     prompts: String,
     #[arg(long, default_value = "40000-49999")]
@@ -49,6 +53,16 @@ fn monotonic_ns() -> u64 {
     };
     // SAFETY: valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn realtime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
@@ -165,9 +179,12 @@ fn main() -> Result<()> {
     let mut legs = Vec::with_capacity(args.calls);
     let mut targets = Vec::with_capacity(args.calls);
     for i in 0..args.calls {
-        let s = engine
-            .open_session(&format!("load-{i}"))
-            .with_context(|| format!("opening leg {i}"))?;
+        let s = if args.bridge && i % 2 == 1 {
+            engine.open_session_near(&format!("load-{i}"), &sessions[i - 1])
+        } else {
+            engine.open_session(&format!("load-{i}"))
+        }
+        .with_context(|| format!("opening leg {i}"))?;
         let sock = UdpSocket::bind("127.0.0.1:0")?;
         sock.set_nonblocking(true)?;
         let one: libc::c_int = 1;
@@ -189,14 +206,20 @@ fn main() -> Result<()> {
             direction: MediaDirection::SendRecv,
             ptime_ms: 20,
         });
-        s.play(
-            &[PromptRef::named("en/greeting")],
-            PlayOptions {
-                barge_in: true,
-                repeat: true,
-            },
-        )?;
-        if !args.no_record {
+        if args.bridge {
+            if i % 2 == 1 {
+                s.bridge(&sessions[i - 1])?;
+            }
+        } else {
+            s.play(
+                &[PromptRef::named("en/greeting")],
+                PlayOptions {
+                    barge_in: true,
+                    repeat: true,
+                },
+            )?;
+        }
+        if !args.no_record && !args.bridge {
             s.record(
                 rec_dir.join(format!("{i}.wav")),
                 RecordOptions {
@@ -253,6 +276,8 @@ fn main() -> Result<()> {
                         pkt[8..12].copy_from_slice(&(i as u32).to_be_bytes());
                         let f = (round as usize + i) % frames;
                         pkt[12..].copy_from_slice(&speech_u[f * 160..(f + 1) * 160]);
+                        // The send time (CLOCK_REALTIME, as SO_TIMESTAMPNS) for bridge latency.
+                        pkt[12..20].copy_from_slice(&realtime_ns().to_be_bytes());
                         if send_socks[i].send_to(&pkt, targets[i]).is_ok() {
                             sent_total.fetch_add(1, Ordering::Relaxed);
                         }
@@ -265,10 +290,12 @@ fn main() -> Result<()> {
 
     // Receiver: epoll over the far-end sockets, recvmsg with the kernel receive timestamp.
     let receiver = {
+        let bridge = args.bridge;
         let stop = stop.clone();
         let measuring = measuring.clone();
         std::thread::Builder::new().name("load-recv".into()).spawn(
-            move || -> (Vec<u32>, Vec<Leg>) {
+            move || -> (Vec<u32>, Vec<u32>, Vec<Leg>) {
+                let mut lats: Vec<u32> = Vec::with_capacity(if bridge { 4_000_000 } else { 0 });
                 // SAFETY: plain syscalls on descriptors we own for the thread's life.
                 let ep = unsafe { libc::epoll_create1(0) };
                 for (i, l) in legs.iter().enumerate() {
@@ -326,6 +353,13 @@ fn main() -> Result<()> {
                                 }
                             }
                             let seq = u16::from_be_bytes([buf[2], buf[3]]);
+                            if measure && bridge && r >= 20 {
+                                let sent = u64::from_be_bytes([
+                                    buf[12], buf[13], buf[14], buf[15], buf[16], buf[17], buf[18],
+                                    buf[19],
+                                ]);
+                                lats.push((kts.saturating_sub(sent) / 1000) as u32);
+                            }
                             if measure {
                                 if let Some(prev) = l.last_seq {
                                     let d = seq.wrapping_sub(prev);
@@ -345,7 +379,7 @@ fn main() -> Result<()> {
                     }
                 }
                 unsafe { libc::close(ep) };
-                (devs, legs)
+                (devs, lats, legs)
             },
         )?
     };
@@ -364,7 +398,7 @@ fn main() -> Result<()> {
     measuring.store(false, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     let _ = sender.join();
-    let (mut devs, legs) = receiver
+    let (mut devs, mut lats, legs) = receiver
         .join()
         .map_err(|_| anyhow::anyhow!("receiver panicked"))?;
     std::thread::sleep(Duration::from_millis(100));
@@ -384,6 +418,17 @@ fn main() -> Result<()> {
     let _ = std::fs::remove_dir_all(&rec_dir);
 
     devs.sort_unstable();
+    lats.sort_unstable();
+    if args.bridge {
+        println!(
+            "bridge: far A send -> far B kernel receive through the engine (us, {} samples): p50 {} p99 {} p99.9 {} max {}",
+            lats.len(),
+            pct(&lats, 0.5),
+            pct(&lats, 0.99),
+            pct(&lats, 0.999),
+            lats.last().copied().unwrap_or(0)
+        );
+    }
     let recv_total: u64 = legs.iter().map(|l| l.received).sum();
     let lost_total: u64 = legs.iter().map(|l| l.lost).sum();
     let hz = 100.0; // USER_HZ
