@@ -84,9 +84,15 @@ fn sleep_until(ns: u64) {
 
 /// utime + stime (clock ticks) of this process's threads whose name starts with `prefix`.
 fn thread_cpu_ticks(prefix: &str) -> u64 {
-    let mut total = 0;
+    let (u, s) = thread_cpu_split(prefix);
+    u + s
+}
+
+/// (utime, stime) in clock ticks of the threads whose name starts with `prefix`.
+fn thread_cpu_split(prefix: &str) -> (u64, u64) {
+    let mut total = (0, 0);
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
+        return total;
     };
     for t in tasks.flatten() {
         let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
@@ -99,7 +105,8 @@ fn thread_cpu_ticks(prefix: &str) -> u64 {
             let f: Vec<&str> = rest.split_whitespace().collect();
             let ut: u64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0);
             let st: u64 = f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0);
-            total += ut + st;
+            total.0 += ut;
+            total.1 += st;
         }
     }
     total
@@ -388,10 +395,14 @@ fn main() -> Result<()> {
     measuring.store(true, Ordering::Relaxed);
     let sent0 = sent_total.load(Ordering::Relaxed);
     let cpu0 = thread_cpu_ticks("media-");
+    let split0 = thread_cpu_split("media-");
     let load_cpu0 = thread_cpu_ticks("load-");
+    let rec0 = thread_cpu_ticks("media-rec");
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(args.seconds));
     let cpu1 = thread_cpu_ticks("media-");
+    let split1 = thread_cpu_split("media-");
+    let rec1 = thread_cpu_ticks("media-rec");
     let load_cpu1 = thread_cpu_ticks("load-");
     let elapsed = t0.elapsed().as_secs_f64();
     let sent_in_window = sent_total.load(Ordering::Relaxed) - sent0;
@@ -475,6 +486,12 @@ fn main() -> Result<()> {
         media_cpu_s * 1e6 / handled.max(1) as f64,
         handled,
         load_cpu_s
+    );
+    println!(
+        "  of which user {:.2} s, system (kernel UDP, epoll, timers, file writes) {:.2} s; recording writer threads {:.2} s",
+        (split1.0 - split0.0) as f64 / hz,
+        (split1.1 - split0.1) as f64 / hz,
+        (rec1 - rec0) as f64 / hz
     );
     println!(
         "RSS: {} KiB before, {} KiB with {} legs open: {:.1} KiB per leg (engine and far-end sockets)",
