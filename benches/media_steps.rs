@@ -104,6 +104,12 @@ fn steps(c: &mut Criterion) {
             r.handle_packet(ts / 8, black_box(&[5, 10, 0, 160]))
         })
     });
+    g.bench_function("recorder_write_160", |b| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r =
+            astreinte::media::recorder::Recorder::create(&dir.path().join("b.wav")).unwrap();
+        b.iter(|| r.write(black_box(&pcm)).unwrap())
+    });
     g.finish();
 }
 

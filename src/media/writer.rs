@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -102,9 +102,22 @@ struct Open {
     span: tracing::Span,
 }
 
+/// How often the writer drains its queue. It polls rather than blocking in `recv` so that the
+/// media thread's `try_send` never has a sleeping receiver to wake (a futex syscall and a
+/// context switch per frame); 10 ms of write latency costs nothing.
+const POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
 fn run(rx: Receiver<RecMsg>) {
     let mut open: HashMap<u64, Open> = HashMap::new();
-    for msg in rx {
+    loop {
+        let msg = match rx.try_recv() {
+            Ok(m) => m,
+            Err(TryRecvError::Empty) => {
+                std::thread::sleep(POLL);
+                continue;
+            }
+            Err(TryRecvError::Disconnected) => break,
+        };
         match msg {
             RecMsg::Start {
                 key,
