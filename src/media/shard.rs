@@ -279,7 +279,7 @@ impl Call {
             let (lsr, dlsr) = match self.peer_report.sr_ntp_mid {
                 Some(mid) => (
                     mid,
-                    ((now - self.last_sr_rx_ns) * 65536 / 1_000_000_000) as u32,
+                    (now.saturating_sub(self.last_sr_rx_ns) * 65536 / 1_000_000_000) as u32,
                 ),
                 None => (0, 0),
             };
@@ -855,7 +855,9 @@ impl Shard {
         }
         let samples = g711::decode(codec, payload, &mut self.pcm[..]);
         let pcm = &self.pcm[..samples];
-        let inband_muted = c.last_4733_ns.is_some_and(|t| now - t < INBAND_MUTE_NS);
+        let inband_muted = c
+            .last_4733_ns
+            .is_some_and(|t| now.saturating_sub(t) < INBAND_MUTE_NS);
         let inband = c.dtmf.process(pcm);
         if let (Some(d), false) = (inband, inband_muted) {
             c.digit(d, DigitSource::InBand);
