@@ -1,10 +1,13 @@
-//! Wires the rooms together for `serve`: the SIP service, a flow per call, media ports.
+//! Wires the rooms together for `serve`: store, schedule, media engine, SIP service, and a
+//! flow per call.
+
+use std::path::PathBuf;
 
 use anyhow::Context;
-use tracing::info;
+use tracing::{info, warn};
 
-use crate::call::{self, RtpPorts};
 use crate::config::Config;
+use crate::media::{recover_unfinished, MediaEngine};
 
 /// Runs the engine until SIGINT/SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
@@ -22,19 +25,37 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 .join("; ")
         )
     })?;
+
+    // Recordings a crash left unfinished are made whole before anything else writes there.
+    let recordings = PathBuf::from(&config.media.recordings_dir);
+    std::fs::create_dir_all(&recordings)
+        .with_context(|| format!("creating {}", recordings.display()))?;
+    for r in recover_unfinished(&recordings) {
+        // The IVR issue turns these into voicemail tickets; until then they are kept and logged.
+        warn!(path = %r.path.display(), duration_ms = r.duration_ms, "recovered an unfinished recording");
+    }
+
+    let listen = config
+        .sip
+        .listen_addr()
+        .context("[sip] listen is invalid")?;
+    let media = MediaEngine::start(&config.media, listen.ip()).context("starting media")?;
     let (sip, mut incoming, sip_task) = crate::sip::transport::start(&config.sip)
         .await
         .context("starting SIP")?;
-    let (low, high) = config
-        .media
-        .port_range()
-        .context("[media] rtp_ports is invalid")?;
-    let ports = RtpPorts::new(sip.local_addr().ip(), sip.advertised_addr().ip(), low, high);
     info!(sip = %sip.local_addr(), rtp = %config.media.rtp_ports, "astreinte running");
     let call_config = config.call.clone();
+    let advertised = sip.advertised_addr().ip();
+    let flow_media = media.clone();
     let dispatcher = tokio::spawn(async move {
         while let Some(call) = incoming.recv().await {
-            tokio::spawn(call::run_inbound(call, call_config.clone(), ports.clone()));
+            tokio::spawn(crate::call::run_inbound(
+                call,
+                call_config.clone(),
+                flow_media.clone(),
+                advertised,
+                recordings.clone(),
+            ));
         }
     });
     shutdown_signal().await;
@@ -42,6 +63,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     sip.shutdown();
     let _ = sip_task.await;
     dispatcher.abort();
+    media.shutdown();
     Ok(())
 }
 

@@ -1,20 +1,19 @@
 //! The flow of one call, as the caller lives it.
 //!
-//! Until the IVR flow lands (its own issue), an answered call is kept up with its media port
-//! open until either side hangs up, `max_call_secs` passes, or the engine stops; the SIP dialog
-//! is complete and correct meanwhile.
+//! Until the IVR flow lands (its own issue), an answered call hears the greeting in a loop while
+//! what the caller says is recorded and the keys pressed are logged, until either side hangs up,
+//! the caller's RTP stops, `max_call_secs` passes, or the engine stops.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::net::UdpSocket;
-use tracing::{info, info_span, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::{ConfigIssue, KeySeg};
-use crate::sip::{EndReason, InboundCall, LegEvent};
+use crate::media::{MediaEngine, MediaEvent, PlayOptions, PromptRef, RecordOptions};
+use crate::sip::{InboundCall, LegEvent};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,70 +58,29 @@ impl CallConfig {
     }
 }
 
-/// RTP ports for calls: even ports of the configured range, tried in turn, so a port another
-/// process holds is skipped rather than fatal.
-#[derive(Debug)]
-pub struct RtpPorts {
-    ip: IpAddr,
-    /// The address written in SDP (differs from `ip` behind NAT or on a wildcard bind).
+/// Runs one inbound call to its end: until the IVR flow lands, it plays the greeting (French,
+/// then English) in a loop, records what the caller says, and logs the keys pressed.
+pub async fn run_inbound(
+    call: InboundCall,
+    config: CallConfig,
+    media: MediaEngine,
     advertised: IpAddr,
-    low: u16,
-    high: u16,
-    next: AtomicU32,
-}
-
-impl RtpPorts {
-    pub fn new(ip: IpAddr, advertised: IpAddr, low: u16, high: u16) -> Arc<RtpPorts> {
-        Arc::new(RtpPorts {
-            ip,
-            advertised,
-            low: low + (low % 2),
-            high,
-            next: AtomicU32::new(0),
-        })
-    }
-
-    /// Binds the next free even port.
-    pub async fn bind(&self) -> std::io::Result<UdpSocket> {
-        let slots = u32::from((self.high - self.low) / 2 + 1);
-        for _ in 0..slots {
-            let i = self.next.fetch_add(1, Ordering::Relaxed) % slots;
-            let port = self.low + (i as u16) * 2;
-            if let Ok(s) = UdpSocket::bind(SocketAddr::new(self.ip, port)).await {
-                return Ok(s);
-            }
-        }
-        Err(std::io::Error::new(
-            std::io::ErrorKind::AddrInUse,
-            "every RTP port of [media] rtp_ports is in use",
-        ))
-    }
-}
-
-/// Runs one inbound call to its end.
-pub async fn run_inbound(call: InboundCall, config: CallConfig, ports: Arc<RtpPorts>) {
+    recordings: PathBuf,
+) {
     let span = info_span!("call", call_id = %call.call.call_id, number = %call.call.number);
     async move {
-        let InboundCall {
-            call: info,
-            leg,
-            mut events,
-        } = call;
-        let rtp = match ports.bind().await {
+        let InboundCall { call: info, leg, mut events } = call;
+        let mut session = match media.open_session(&info.call_id) {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(error = %e, "no RTP port: 503");
+                warn!(error = %e, "no media session: 503");
                 leg.reject(503);
                 return;
             }
         };
-        let local = match rtp.local_addr() {
-            Ok(a) => SocketAddr::new(ports.advertised, a.port()),
-            Err(_) => {
-                leg.reject(503);
-                return;
-            }
-        };
+        if let Some(m) = info.media {
+            session.apply(m);
+        }
         if config.ring_ms > 0 {
             leg.ring();
             let ring = tokio::time::sleep(Duration::from_millis(config.ring_ms));
@@ -131,43 +89,73 @@ pub async fn run_inbound(call: InboundCall, config: CallConfig, ports: Arc<RtpPo
                 tokio::select! {
                     _ = &mut ring => break,
                     ev = events.recv() => match ev {
-                        Some(LegEvent::Ended { .. }) | None => return,
+                        Some(LegEvent::Ended { .. }) | None => {
+                            session.close().await;
+                            return;
+                        }
                         Some(_) => {}
                     },
                 }
             }
         }
-        leg.answer(local);
+        leg.answer(SocketAddr::new(advertised, session.local_rtp_addr().port()));
         let limit = tokio::time::sleep(Duration::from_secs(config.max_call_secs));
         tokio::pin!(limit);
-        let mut sink = vec![0u8; 2048];
         loop {
             tokio::select! {
                 ev = events.recv() => match ev {
-                    Some(LegEvent::Ended { reason }) => {
-                        log_end(&info.caller.uri, &reason);
-                        return;
+                    Some(LegEvent::Confirmed { media }) => {
+                        if let Some(m) = media {
+                            session.apply(m);
+                        }
+                        let greeting = [PromptRef::named("fr/greeting"), PromptRef::named("en/greeting")];
+                        if let Err(e) = session.play(&greeting, PlayOptions { barge_in: false, repeat: true }) {
+                            warn!(error = %e, "cannot play the greeting");
+                        }
+                        let path = recordings.join(format!("{}.wav", file_safe(&info.call_id)));
+                        session.record(path, RecordOptions { max_seconds: 300, end_after_silence_ms: None });
                     }
-                    Some(LegEvent::Dtmf { digit, .. }) => info!(%digit, "key pressed (SIP INFO)"),
-                    Some(LegEvent::Confirmed { media }) => info!(?media, "call up"),
-                    Some(LegEvent::MediaUpdated { media }) => info!(direction = ?media.direction, codec = ?media.codec, "media updated"),
+                    Some(LegEvent::MediaUpdated { media }) => session.apply(media),
+                    Some(LegEvent::Dtmf { digit, .. }) => session.inject_digit(digit),
+                    Some(LegEvent::Ended { .. }) | None => break,
                     Some(_) => {}
-                    None => return,
                 },
-                // Media is the media engine's; until it is wired, drain what the caller sends.
-                _ = rtp.recv_from(&mut sink) => {}
+                ev = session.next_event() => match ev {
+                    Some(MediaEvent::Digit { digit, source }) => info!(%digit, ?source, "key pressed"),
+                    Some(MediaEvent::MediaTimeout) => {
+                        info!("no RTP from the caller: hanging up");
+                        leg.hangup();
+                        break;
+                    }
+                    Some(MediaEvent::RecordingFinished(r)) => info!(path = %r.path.display(), duration_ms = r.duration_ms, speech = r.speech_detected, "recording saved"),
+                    Some(other) => debug!(?other, "media event"),
+                    None => break,
+                },
                 _ = &mut limit => {
                     info!(max_call_secs = config.max_call_secs, "call too long: hanging up");
                     leg.hangup();
-                    return;
+                    break;
                 }
             }
         }
+        let stats = session.close().await;
+        info!(sent = stats.packets_sent, received = stats.packets_received, lost = stats.packets_lost, jitter_ms = stats.jitter_ms, mos = stats.mos, "media statistics");
     }
     .instrument(span)
     .await
 }
 
-fn log_end(caller: &str, reason: &EndReason) {
-    tracing::debug!(%caller, %reason, "call flow finished");
+/// A Call-ID as a file name: anything but letters, digits, '-', '_' and '.' becomes '_'.
+fn file_safe(call_id: &str) -> String {
+    call_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(120)
+        .collect()
 }

@@ -1,8 +1,28 @@
 //! The RTP media engine (see the media issue): port pool, pacing, codecs, DTMF, VAD, recording,
 //! bridging. Its interface to the call flow is commands in, events out.
 
+pub mod dtmf;
+pub mod engine;
+pub mod g711;
+pub mod jitter;
+pub mod pacing;
+pub mod prompts;
+pub mod recorder;
+pub mod rfc4733;
+pub mod rtcp;
+mod shard;
+pub mod stats;
+mod sys;
 pub mod types;
+pub mod vad;
+mod writer;
 
+pub use engine::{
+    CallStats, DigitSource, MediaEngine, MediaError, MediaEvent, MediaSession, PlayOptions,
+    PlaybackId, RecordOptions, RecordingSummary,
+};
+pub use prompts::PromptRef;
+pub use recorder::{recover_unfinished, RecoveredRecording};
 pub use types::{Codec, MediaDirection, NegotiatedMedia};
 
 use serde::Deserialize;
@@ -18,6 +38,22 @@ pub struct MediaConfig {
     /// Seconds without RTP (while not on hold) before a call is ended.
     #[serde(default = "default_timeout")]
     pub inactivity_timeout_secs: u64,
+    /// Directory of prompts: `<lang>/<name>.wav`, 8 kHz mono 16-bit.
+    #[serde(default = "default_prompts_dir")]
+    pub prompts_dir: String,
+    /// Where voicemail recordings are written (and recovered from at start-up).
+    #[serde(default = "default_recordings_dir")]
+    pub recordings_dir: String,
+    /// Media threads; 0 means one per core.
+    #[serde(default)]
+    pub threads: usize,
+}
+
+pub(crate) fn default_prompts_dir() -> String {
+    "prompts".into()
+}
+fn default_recordings_dir() -> String {
+    "data/recordings".into()
 }
 
 fn default_ports() -> String {
@@ -32,6 +68,9 @@ impl Default for MediaConfig {
         MediaConfig {
             rtp_ports: default_ports(),
             inactivity_timeout_secs: default_timeout(),
+            prompts_dir: default_prompts_dir(),
+            recordings_dir: default_recordings_dir(),
+            threads: 0,
         }
     }
 }

@@ -1,0 +1,442 @@
+//! The media engine's public face: [`MediaEngine`] (threads, ports, prompts) and
+//! [`MediaSession`] (one call leg). Commands go to the leg's media thread over a channel plus an
+//! eventfd wake; events come back on a tokio channel for the call task to `select!` on.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc as tmpsc, oneshot};
+
+use super::prompts::{PromptError, PromptRef, PromptSet};
+use super::shard::{Command, OpenCall, Shard, ShardCtx};
+use super::sys::Waker;
+use super::types::NegotiatedMedia;
+use super::MediaConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("media: bad rtp_ports \"{0}\"")]
+    BadPorts(String),
+    #[error("media: no free RTP port in the pool")]
+    NoPorts,
+    #[error("media: {0}")]
+    Prompts(#[from] PromptError),
+    #[error("media: unknown prompt \"{0}\"")]
+    UnknownPrompt(String),
+    #[error("media: the two legs are on different media threads; open the second with open_session_near")]
+    NotColocated,
+    #[error("media: the engine is shut down")]
+    Stopped,
+    #[error("media: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Where a digit came from; the call flow treats all three alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigitSource {
+    Rfc4733,
+    InBand,
+    SipInfo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PlaybackId(pub u64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PlayOptions {
+    /// Stop at once when a digit arrives.
+    pub barge_in: bool,
+    /// Loop the playlist until stopped.
+    pub repeat: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordOptions {
+    pub max_seconds: u32,
+    /// End the recording after this much silence following speech.
+    pub end_after_silence_ms: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingSummary {
+    pub path: PathBuf,
+    /// Length of the audio received, before trimming.
+    pub duration_ms: u64,
+    pub speech_detected: bool,
+    /// Silence cut from the start and end of the saved file (original timing = these + file).
+    pub trimmed_start_ms: u64,
+    pub trimmed_end_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaEvent {
+    Digit {
+        digit: char,
+        source: DigitSource,
+    },
+    SpeechStarted,
+    SpeechEnded,
+    PlaybackFinished(PlaybackId),
+    RecordingFinished(RecordingSummary),
+    /// No RTP for `inactivity_timeout_secs` while the call is not on hold.
+    MediaTimeout,
+}
+
+/// Per-leg statistics at close, for the log and the ticket.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CallStats {
+    pub duration_ms: u64,
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    /// RFC 3550 cumulative loss (negative with duplicates).
+    pub packets_lost: i64,
+    /// RFC 3550 interarrival jitter.
+    pub jitter_ms: f64,
+    /// Estimated MOS (E-model, no delay term).
+    pub mos: f64,
+    /// From the peer's last RTCP report about our stream.
+    pub peer_fraction_lost: Option<u8>,
+    pub peer_jitter_ms: Option<f64>,
+    /// Packets from other sources than the latched peer (dropped).
+    pub foreign_packets: u64,
+    pub malformed_packets: u64,
+}
+
+/// Even RTP ports of `[media] rtp_ports`, least recently used first.
+pub struct PortPool {
+    free: VecDeque<u16>,
+}
+
+impl PortPool {
+    pub fn new(lo: u16, hi: u16) -> PortPool {
+        let first = lo + (lo & 1);
+        let free = (first..hi).step_by(2).collect();
+        PortPool { free }
+    }
+
+    pub fn len(&self) -> usize {
+        self.free.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.free.is_empty()
+    }
+
+    /// Bind an RTP/RTCP pair from the pool, skipping ports another process holds.
+    fn bind(&mut self, ip: IpAddr) -> Result<(u16, UdpSocket, UdpSocket), MediaError> {
+        for _ in 0..self.free.len() {
+            let Some(port) = self.free.pop_front() else {
+                break;
+            };
+            let rtp = UdpSocket::bind(SocketAddr::new(ip, port));
+            let rtcp = UdpSocket::bind(SocketAddr::new(ip, port + 1));
+            match (rtp, rtcp) {
+                (Ok(a), Ok(b)) => {
+                    a.set_nonblocking(true)?;
+                    b.set_nonblocking(true)?;
+                    return Ok((port, a, b));
+                }
+                _ => self.free.push_back(port),
+            }
+        }
+        Err(MediaError::NoPorts)
+    }
+
+    pub fn release(&mut self, port: u16) {
+        self.free.push_back(port);
+    }
+}
+
+struct ShardHandle {
+    tx: Mutex<Option<mpsc::Sender<Command>>>,
+    waker: Arc<Waker>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl ShardHandle {
+    fn send(&self, c: Command) -> bool {
+        let ok = match self.tx.lock() {
+            Ok(g) => g.as_ref().is_some_and(|tx| tx.send(c).is_ok()),
+            Err(_) => false,
+        };
+        if ok {
+            self.waker.wake();
+        }
+        ok
+    }
+}
+
+struct Inner {
+    shards: Vec<ShardHandle>,
+    ports: Arc<Mutex<PortPool>>,
+    prompts: Arc<PromptSet>,
+    bind_ip: IpAddr,
+    next_id: AtomicU64,
+    next_shard: AtomicUsize,
+}
+
+/// The media engine. Cheap to clone, `Send + Sync`.
+#[derive(Clone)]
+pub struct MediaEngine {
+    inner: Arc<Inner>,
+}
+
+impl MediaEngine {
+    /// Load and pre-encode the prompts, build the port pool, start the media threads.
+    pub fn start(config: &MediaConfig, bind_ip: IpAddr) -> Result<MediaEngine, MediaError> {
+        let (lo, hi) = config
+            .port_range()
+            .ok_or_else(|| MediaError::BadPorts(config.rtp_ports.clone()))?;
+        let dir = std::path::Path::new(&config.prompts_dir);
+        // The default directory may be absent when the engine runs from elsewhere: the same
+        // prompts are compiled in. A directory the admin named must exist.
+        let prompts = if !dir.exists() && config.prompts_dir == super::default_prompts_dir() {
+            tracing::info!("prompts/ not found here: using the bundled prompts");
+            PromptSet::bundled()?
+        } else {
+            PromptSet::load(dir)?
+        };
+        let prompts = Arc::new(prompts);
+        let ports = Arc::new(Mutex::new(PortPool::new(lo, hi)));
+        let threads = match config.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let mut shards = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let (tx, rx) = mpsc::channel();
+            let waker = Arc::new(Waker::new()?);
+            let ctx = ShardCtx {
+                prompts: prompts.clone(),
+                ports: ports.clone(),
+                inactivity_ns: config.inactivity_timeout_secs.saturating_mul(1_000_000_000),
+            };
+            // The shard is built on its own thread: its calls hold VAD state that is not Send.
+            let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+            let w = waker.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("media-{i}"))
+                .spawn(move || match Shard::new(i, ctx, rx, w) {
+                    Ok(shard) => {
+                        let _ = ready_tx.send(Ok(()));
+                        shard.run();
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                })?;
+            ready_rx.recv().map_err(|_| MediaError::Stopped)??;
+            shards.push(ShardHandle {
+                tx: Mutex::new(Some(tx)),
+                waker,
+                thread: Mutex::new(Some(thread)),
+            });
+        }
+        tracing::info!(threads, prompts = prompts.len(), ports = %config.rtp_ports, "media engine started");
+        Ok(MediaEngine {
+            inner: Arc::new(Inner {
+                shards,
+                ports,
+                prompts,
+                bind_ip,
+                next_id: AtomicU64::new(1),
+                next_shard: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    pub fn prompts(&self) -> &PromptSet {
+        &self.inner.prompts
+    }
+
+    pub fn free_ports(&self) -> usize {
+        self.inner.ports.lock().map_or(0, |p| p.len())
+    }
+
+    /// Allocate ports for a call leg on the next media thread (round robin). Not sending yet.
+    pub fn open_session(&self, call_id: &str) -> Result<MediaSession, MediaError> {
+        let shard = self.inner.next_shard.fetch_add(1, Ordering::Relaxed) % self.inner.shards.len();
+        self.open_on(call_id, shard)
+    }
+
+    /// Open a leg on the same media thread as `near`, so the two can be bridged without
+    /// crossing threads (the technician leg of a caller, say).
+    pub fn open_session_near(
+        &self,
+        call_id: &str,
+        near: &MediaSession,
+    ) -> Result<MediaSession, MediaError> {
+        self.open_on(call_id, near.shard)
+    }
+
+    fn open_on(&self, call_id: &str, shard: usize) -> Result<MediaSession, MediaError> {
+        let (port, rtp, rtcp) = self
+            .inner
+            .ports
+            .lock()
+            .map_err(|_| MediaError::Stopped)?
+            .bind(self.inner.bind_ip)?;
+        let local = rtp.local_addr()?;
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (etx, erx) = tmpsc::unbounded_channel();
+        let call_id: Arc<str> = call_id.into();
+        let open = OpenCall {
+            id,
+            call_id: call_id.clone(),
+            rtp,
+            rtcp,
+            port,
+            events: etx,
+        };
+        if !self.inner.shards[shard].send(Command::Open(Box::new(open))) {
+            // The sockets went with the command; the port goes back here.
+            if let Ok(mut p) = self.inner.ports.lock() {
+                p.release(port);
+            }
+            return Err(MediaError::Stopped);
+        }
+        Ok(MediaSession {
+            id,
+            shard,
+            call_id,
+            local,
+            inner: self.inner.clone(),
+            events: erx,
+            next_playback: AtomicU64::new(1),
+            closed: false,
+        })
+    }
+
+    /// Stop the media threads (closing every leg) and wait for them.
+    pub fn shutdown(&self) {
+        for s in &self.inner.shards {
+            s.send(Command::Shutdown);
+        }
+        for s in &self.inner.shards {
+            if let Ok(mut t) = s.thread.lock() {
+                if let Some(t) = t.take() {
+                    let _ = t.join();
+                }
+            }
+            if let Ok(mut tx) = s.tx.lock() {
+                tx.take();
+            }
+        }
+    }
+}
+
+/// One call leg. Dropping it closes it and returns its ports.
+pub struct MediaSession {
+    id: u64,
+    shard: usize,
+    call_id: Arc<str>,
+    local: SocketAddr,
+    inner: Arc<Inner>,
+    events: tmpsc::UnboundedReceiver<MediaEvent>,
+    next_playback: AtomicU64,
+    closed: bool,
+}
+
+impl MediaSession {
+    fn send(&self, c: Command) {
+        self.inner.shards[self.shard].send(c);
+    }
+
+    pub fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    /// Our RTP address, for the SDP answer (RTCP is the next port).
+    pub fn local_rtp_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Start media, or update it on a re-INVITE (hold, codec change, new address).
+    pub fn apply(&self, media: NegotiatedMedia) {
+        self.send(Command::Apply(self.id, media));
+    }
+
+    /// Play a playlist (replacing any current one, which then reports finished).
+    pub fn play(&self, prompts: &[PromptRef], opts: PlayOptions) -> Result<PlaybackId, MediaError> {
+        let mut list = Vec::with_capacity(prompts.len());
+        self.inner
+            .prompts
+            .resolve(prompts, &mut list)
+            .map_err(MediaError::UnknownPrompt)?;
+        let playback = PlaybackId(self.next_playback.fetch_add(1, Ordering::Relaxed));
+        self.send(Command::Play {
+            id: self.id,
+            playback,
+            list,
+            opts,
+        });
+        Ok(playback)
+    }
+
+    pub fn stop_playback(&self) {
+        self.send(Command::StopPlayback(self.id));
+    }
+
+    /// Record what the peer sends into `path` (8 kHz mono 16-bit WAV; `path.part` meanwhile).
+    pub fn record(&self, path: PathBuf, opts: RecordOptions) {
+        self.send(Command::Record {
+            id: self.id,
+            path,
+            opts,
+        });
+    }
+
+    pub fn stop_recording(&self) {
+        self.send(Command::StopRecording(self.id));
+    }
+
+    /// A digit that arrived by SIP INFO.
+    pub fn inject_digit(&self, digit: char) {
+        self.send(Command::Digit(self.id, digit));
+    }
+
+    /// Relay this leg and `other` to each other. Both must be on the same media thread.
+    pub fn bridge(&self, other: &MediaSession) -> Result<(), MediaError> {
+        if self.shard != other.shard {
+            return Err(MediaError::NotColocated);
+        }
+        self.send(Command::Bridge(self.id, other.id));
+        Ok(())
+    }
+
+    pub fn unbridge(&self) {
+        self.send(Command::Unbridge(self.id));
+    }
+
+    /// The next event; `None` once the leg is closed.
+    pub async fn next_event(&mut self) -> Option<MediaEvent> {
+        self.events.recv().await
+    }
+
+    /// Close the leg and get its statistics.
+    pub async fn close(mut self) -> CallStats {
+        let (tx, rx) = oneshot::channel();
+        self.closed = true;
+        self.send(Command::Close {
+            id: self.id,
+            reply: Some(tx),
+        });
+        rx.await.unwrap_or_default()
+    }
+}
+
+impl Drop for MediaSession {
+    fn drop(&mut self) {
+        if !self.closed {
+            self.send(Command::Close {
+                id: self.id,
+                reply: None,
+            });
+        }
+    }
+}

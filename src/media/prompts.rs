@@ -1,0 +1,336 @@
+//! Prompts: WAV files under `prompts_dir/<lang>/<name>.wav` (8 kHz mono 16-bit), decoded once at
+//! start-up and held pre-encoded in both G.711 laws, so playing one is a copy of 160 bytes per
+//! packet. Names are `"<lang>/<name>"`, e.g. `"fr/greeting"`; digits are `"<lang>/digit-N"`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::g711;
+use super::types::Codec;
+
+/// 20 ms at 8 kHz.
+pub const FRAME: usize = 160;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PromptError {
+    #[error("prompts directory {0}: {1}")]
+    Dir(PathBuf, std::io::Error),
+    #[error("prompt {path}: {reason}")]
+    Bad { path: PathBuf, reason: String },
+}
+
+/// What to play: a loaded prompt by name, or digits read out one prompt each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptRef {
+    Named(String),
+    /// Read out `digits` with the `<lang>/digit-N` prompts; other characters are skipped.
+    Digits {
+        lang: String,
+        digits: String,
+    },
+}
+
+impl PromptRef {
+    pub fn named(name: impl Into<String>) -> Self {
+        PromptRef::Named(name.into())
+    }
+    pub fn digits(lang: impl Into<String>, digits: impl Into<String>) -> Self {
+        PromptRef::Digits {
+            lang: lang.into(),
+            digits: digits.into(),
+        }
+    }
+}
+
+/// Index of a loaded prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PromptId(pub u32);
+
+pub struct Prompt {
+    pub name: String,
+    pub samples: usize,
+    /// Encoded audio padded with silence to whole 20 ms frames.
+    pub pcmu: Box<[u8]>,
+    pub pcma: Box<[u8]>,
+}
+
+impl Prompt {
+    pub fn from_samples(name: String, pcm: &[i16]) -> Prompt {
+        let frames = pcm.len().div_ceil(FRAME).max(1);
+        let mut pcmu = vec![g711::silence_code(Codec::Pcmu); frames * FRAME];
+        let mut pcma = vec![g711::silence_code(Codec::Pcma); frames * FRAME];
+        g711::encode(Codec::Pcmu, pcm, &mut pcmu);
+        g711::encode(Codec::Pcma, pcm, &mut pcma);
+        Prompt {
+            name,
+            samples: pcm.len(),
+            pcmu: pcmu.into_boxed_slice(),
+            pcma: pcma.into_boxed_slice(),
+        }
+    }
+
+    pub fn frames(&self) -> usize {
+        self.pcmu.len() / FRAME
+    }
+
+    /// Frame `i` in `codec`, `None` past the end.
+    #[inline]
+    pub fn frame(&self, codec: Codec, i: usize) -> Option<&[u8]> {
+        let data = match codec {
+            Codec::Pcmu => &self.pcmu,
+            Codec::Pcma => &self.pcma,
+        };
+        data.get(i * FRAME..(i + 1) * FRAME)
+    }
+}
+
+/// The prompts shipped in `prompts/`, compiled in so the engine runs from any directory with
+/// its embedded defaults.
+const BUNDLED: &[(&str, &[u8])] = &[
+    (
+        "fr/greeting",
+        include_bytes!("../../prompts/fr/greeting.wav"),
+    ),
+    ("fr/beep", include_bytes!("../../prompts/fr/beep.wav")),
+    ("fr/digit-0", include_bytes!("../../prompts/fr/digit-0.wav")),
+    ("fr/digit-1", include_bytes!("../../prompts/fr/digit-1.wav")),
+    ("fr/digit-2", include_bytes!("../../prompts/fr/digit-2.wav")),
+    ("fr/digit-3", include_bytes!("../../prompts/fr/digit-3.wav")),
+    ("fr/digit-4", include_bytes!("../../prompts/fr/digit-4.wav")),
+    ("fr/digit-5", include_bytes!("../../prompts/fr/digit-5.wav")),
+    ("fr/digit-6", include_bytes!("../../prompts/fr/digit-6.wav")),
+    ("fr/digit-7", include_bytes!("../../prompts/fr/digit-7.wav")),
+    ("fr/digit-8", include_bytes!("../../prompts/fr/digit-8.wav")),
+    ("fr/digit-9", include_bytes!("../../prompts/fr/digit-9.wav")),
+    (
+        "en/greeting",
+        include_bytes!("../../prompts/en/greeting.wav"),
+    ),
+    ("en/beep", include_bytes!("../../prompts/en/beep.wav")),
+    ("en/digit-0", include_bytes!("../../prompts/en/digit-0.wav")),
+    ("en/digit-1", include_bytes!("../../prompts/en/digit-1.wav")),
+    ("en/digit-2", include_bytes!("../../prompts/en/digit-2.wav")),
+    ("en/digit-3", include_bytes!("../../prompts/en/digit-3.wav")),
+    ("en/digit-4", include_bytes!("../../prompts/en/digit-4.wav")),
+    ("en/digit-5", include_bytes!("../../prompts/en/digit-5.wav")),
+    ("en/digit-6", include_bytes!("../../prompts/en/digit-6.wav")),
+    ("en/digit-7", include_bytes!("../../prompts/en/digit-7.wav")),
+    ("en/digit-8", include_bytes!("../../prompts/en/digit-8.wav")),
+    ("en/digit-9", include_bytes!("../../prompts/en/digit-9.wav")),
+];
+
+#[derive(Default)]
+pub struct PromptSet {
+    prompts: Vec<Prompt>,
+    by_name: HashMap<String, PromptId>,
+}
+
+impl PromptSet {
+    /// Load every `<dir>/<lang>/*.wav`. A file in the wrong format stops start-up with its
+    /// path and the reason.
+    pub fn load(dir: &Path) -> Result<PromptSet, PromptError> {
+        let mut set = PromptSet::default();
+        let langs = std::fs::read_dir(dir).map_err(|e| PromptError::Dir(dir.to_owned(), e))?;
+        let mut files = Vec::new();
+        for lang in langs.flatten() {
+            if !lang.path().is_dir() {
+                continue;
+            }
+            let Ok(entries) = std::fs::read_dir(lang.path()) else {
+                continue;
+            };
+            for f in entries.flatten() {
+                let p = f.path();
+                if p.extension().and_then(|x| x.to_str()) == Some("wav") {
+                    files.push(p);
+                }
+            }
+        }
+        files.sort();
+        for p in files {
+            let (Some(stem), Some(lang)) = (
+                p.file_stem().and_then(|s| s.to_str()),
+                p.parent()
+                    .and_then(|d| d.file_name())
+                    .and_then(|s| s.to_str()),
+            ) else {
+                continue;
+            };
+            let name = format!("{lang}/{stem}");
+            let pcm = read_wav(&p)?;
+            set.insert(Prompt::from_samples(name, &pcm));
+        }
+        Ok(set)
+    }
+
+    /// The bundled prompts (see `BUNDLED`).
+    pub fn bundled() -> Result<PromptSet, PromptError> {
+        let mut set = PromptSet::default();
+        for (name, bytes) in BUNDLED {
+            let path = Path::new(name);
+            let reader = hound::WavReader::new(std::io::Cursor::new(*bytes)).map_err(|e| {
+                PromptError::Bad {
+                    path: path.to_owned(),
+                    reason: e.to_string(),
+                }
+            })?;
+            let pcm = samples_8k_mono(path, reader)?;
+            set.insert(Prompt::from_samples((*name).to_string(), &pcm));
+        }
+        Ok(set)
+    }
+
+    pub fn insert(&mut self, p: Prompt) -> PromptId {
+        let id = PromptId(self.prompts.len() as u32);
+        self.by_name.insert(p.name.clone(), id);
+        self.prompts.push(p);
+        id
+    }
+
+    pub fn get(&self, id: PromptId) -> Option<&Prompt> {
+        self.prompts.get(id.0 as usize)
+    }
+
+    pub fn id(&self, name: &str) -> Option<PromptId> {
+        self.by_name.get(name).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.prompts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.prompts.is_empty()
+    }
+
+    /// Resolve a playlist to prompt ids; unknown names are reported as `Err(name)`.
+    pub fn resolve(&self, refs: &[PromptRef], out: &mut Vec<PromptId>) -> Result<(), String> {
+        for r in refs {
+            match r {
+                PromptRef::Named(n) => out.push(self.id(n).ok_or_else(|| n.clone())?),
+                PromptRef::Digits { lang, digits } => {
+                    for d in digits.chars().filter(char::is_ascii_digit) {
+                        let n = format!("{lang}/digit-{d}");
+                        out.push(self.id(&n).ok_or(n)?);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_wav(path: &Path) -> Result<Vec<i16>, PromptError> {
+    let bad = |reason: String| PromptError::Bad {
+        path: path.to_owned(),
+        reason,
+    };
+    let r = hound::WavReader::open(path).map_err(|e| bad(e.to_string()))?;
+    samples_8k_mono(path, r)
+}
+
+fn samples_8k_mono<R: std::io::Read>(
+    path: &Path,
+    mut r: hound::WavReader<R>,
+) -> Result<Vec<i16>, PromptError> {
+    let bad = |reason: String| PromptError::Bad {
+        path: path.to_owned(),
+        reason,
+    };
+    let s = r.spec();
+    if s.channels != 1
+        || s.sample_rate != 8000
+        || s.bits_per_sample != 16
+        || s.sample_format != hound::SampleFormat::Int
+    {
+        return Err(bad(format!(
+            "is {} Hz, {} channel(s), {} bits; prompts must be 8000 Hz mono 16-bit PCM \
+             (convert with: sox IN -r 8000 -c 1 -b 16 OUT)",
+            s.sample_rate, s.channels, s.bits_per_sample
+        )));
+    }
+    r.samples::<i16>()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_prompts() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts")
+    }
+
+    #[test]
+    fn bundled_prompts_load_in_both_languages_and_both_laws() {
+        let set = PromptSet::load(&repo_prompts()).unwrap();
+        for lang in ["fr", "en"] {
+            for name in ["greeting", "beep"] {
+                assert!(set.id(&format!("{lang}/{name}")).is_some(), "{lang}/{name}");
+            }
+            for d in 0..10 {
+                assert!(set.id(&format!("{lang}/digit-{d}")).is_some());
+            }
+        }
+        let id = set.id("fr/greeting").unwrap();
+        let p = set.get(id).unwrap();
+        let pcm = read_wav(&repo_prompts().join("fr/greeting.wav")).unwrap();
+        assert_eq!(p.samples, pcm.len());
+        assert!(
+            p.samples > 8000 * 3,
+            "greeting is only {} samples",
+            p.samples
+        );
+        for (i, &s) in pcm.iter().enumerate() {
+            assert_eq!(p.pcmu[i], g711::linear_to_ulaw(s));
+            assert_eq!(p.pcma[i], g711::linear_to_alaw(s));
+        }
+        // Padding is silence, whole frames.
+        assert_eq!(p.pcmu.len() % FRAME, 0);
+        assert!(p.pcmu[pcm.len()..].iter().all(|&c| c == 0xFF));
+        assert!(p.frame(Codec::Pcma, p.frames()).is_none());
+    }
+
+    #[test]
+    fn playlists_resolve_digits_and_report_unknown_names() {
+        let set = PromptSet::load(&repo_prompts()).unwrap();
+        let mut ids = vec![];
+        set.resolve(
+            &[
+                PromptRef::named("en/greeting"),
+                PromptRef::digits("fr", "T-402"),
+            ],
+            &mut ids,
+        )
+        .unwrap();
+        assert_eq!(ids.len(), 4);
+        assert_eq!(ids[1], set.id("fr/digit-4").unwrap());
+        assert_eq!(ids[3], set.id("fr/digit-2").unwrap());
+        let mut ids = vec![];
+        assert_eq!(
+            set.resolve(&[PromptRef::named("de/greeting")], &mut ids),
+            Err("de/greeting".into())
+        );
+    }
+
+    #[test]
+    fn wrong_format_is_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("fr")).unwrap();
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 16000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(dir.path().join("fr/x.wav"), spec).unwrap();
+        w.write_sample(0i16).unwrap();
+        w.finalize().unwrap();
+        let err = PromptSet::load(dir.path()).err().unwrap().to_string();
+        assert!(
+            err.contains("16000 Hz") && err.contains("fr/x.wav"),
+            "{err}"
+        );
+    }
+}

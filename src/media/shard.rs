@@ -1,0 +1,953 @@
+//! One media thread: owns a shard of calls, wakes on a 5 ms grid (timerfd, absolute deadlines on
+//! CLOCK_MONOTONIC) to send the calls whose 20 ms schedule falls on that phase, and on socket
+//! readiness (epoll) to receive. Commands arrive on a channel with an eventfd wake; events leave
+//! on each call's tokio channel. Nothing here blocks except `epoll_wait`.
+
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::{Arc, Mutex};
+
+use rtp_rs::RtpReader;
+use tokio::sync::{mpsc::UnboundedSender, oneshot};
+
+use super::dtmf::DtmfDetector;
+use super::engine::{
+    CallStats, DigitSource, MediaEvent, PlayOptions, PlaybackId, PortPool, RecordOptions,
+    RecordingSummary,
+};
+use super::g711;
+use super::jitter::{JitterBuffer, Out, FRAME as MAX_FRAME};
+use super::pacing::{Pacer, RtpClock};
+use super::prompts::{PromptId, PromptSet, FRAME};
+use super::rfc4733::EventReceiver;
+use super::rtcp;
+use super::stats::{estimate_mos, RecvStats};
+use super::sys::{monotonic_ns, Epoll, Timer, Waker};
+use super::types::{Codec, MediaDirection, NegotiatedMedia};
+use super::vad::{FrameVad, SpeechEvent, SpeechTracker};
+use super::writer::RecWriter;
+
+pub const GRID_NS: u64 = 5_000_000;
+pub const PERIOD_NS: u64 = 20_000_000;
+const SLOTS: usize = (PERIOD_NS / GRID_NS) as usize;
+const RTCP_INTERVAL_NS: u64 = 5_000_000_000;
+const MAX_CATCHUP: u64 = 3;
+const TOKEN_TIMER: u64 = u64::MAX;
+const TOKEN_WAKER: u64 = u64::MAX - 1;
+/// In-band detection is muted this long after an RFC 4733 packet (phones that send both).
+const INBAND_MUTE_NS: u64 = 1_000_000_000;
+/// Silence kept around speech when trimming a recording: 200 ms.
+const TRIM_MARGIN_FRAMES: u64 = 10;
+
+static SILENCE_PCMU: [u8; FRAME] = [0xFF; FRAME];
+static SILENCE_PCMA: [u8; FRAME] = [0xD5; FRAME];
+
+pub struct OpenCall {
+    pub id: u64,
+    pub call_id: Arc<str>,
+    pub rtp: UdpSocket,
+    pub rtcp: UdpSocket,
+    pub port: u16,
+    pub events: UnboundedSender<MediaEvent>,
+}
+
+pub enum Command {
+    Open(Box<OpenCall>),
+    Apply(u64, NegotiatedMedia),
+    Play {
+        id: u64,
+        playback: PlaybackId,
+        list: Vec<PromptId>,
+        opts: PlayOptions,
+    },
+    StopPlayback(u64),
+    Record {
+        id: u64,
+        path: PathBuf,
+        opts: RecordOptions,
+    },
+    StopRecording(u64),
+    Digit(u64, char),
+    Bridge(u64, u64),
+    Unbridge(u64),
+    Close {
+        id: u64,
+        reply: Option<oneshot::Sender<CallStats>>,
+    },
+    Shutdown,
+}
+
+pub struct ShardCtx {
+    pub prompts: Arc<PromptSet>,
+    pub ports: Arc<Mutex<PortPool>>,
+    pub inactivity_ns: u64,
+}
+
+struct Playback {
+    id: PlaybackId,
+    list: Vec<PromptId>,
+    idx: usize,
+    frame: usize,
+    opts: PlayOptions,
+}
+
+struct Recording {
+    key: u64,
+    path: PathBuf,
+    samples: u64,
+    max_samples: u64,
+    end_after_silence_frames: Option<u32>,
+    tracker: SpeechTracker,
+}
+
+struct Call {
+    span: tracing::Span,
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    port: u16,
+    events: UnboundedSender<MediaEvent>,
+    media: Option<NegotiatedMedia>,
+    remote: Option<SocketAddr>,
+    latched: bool,
+    pacer: Option<Pacer>,
+    slot: usize,
+    clock: RtpClock,
+    last_tick: u64,
+    marker_next: bool,
+    playback: Option<Playback>,
+    rx: RecvStats,
+    rx_ssrc: Option<u32>,
+    jb: JitterBuffer,
+    te: EventReceiver,
+    dtmf: DtmfDetector,
+    last_4733_ns: Option<u64>,
+    vad: Option<FrameVad>,
+    rec: Option<Recording>,
+    bridge: Option<usize>,
+    relay_ts_offset: Option<u32>,
+    opened_ns: u64,
+    last_rx_ns: u64,
+    timed_out: bool,
+    next_rtcp_ns: u64,
+    sent_packets: u64,
+    sent_octets: u64,
+    peer_report: rtcp::PeerReport,
+    last_sr_rx_ns: u64,
+    foreign_packets: u64,
+    bad_packets: u64,
+}
+
+impl Call {
+    fn emit(&self, ev: MediaEvent) {
+        let _ = self.events.send(ev);
+    }
+
+    fn token(idx: usize, gen: u32, rtcp: bool) -> u64 {
+        (idx as u64) << 32 | (gen as u64) << 1 | rtcp as u64
+    }
+
+    fn sending(&self) -> bool {
+        self.bridge.is_none()
+            && self.remote.is_some()
+            && self.media.is_some_and(|m| m.direction.we_send())
+    }
+
+    fn stats(&self, now: u64) -> CallStats {
+        let expected = self.rx.expected();
+        let lost = self.rx.lost();
+        let loss_pct = if expected > 0 {
+            lost.max(0) as f64 * 100.0 / expected as f64
+        } else {
+            0.0
+        };
+        let jitter_ms = self.rx.jitter() as f64 / 8.0;
+        CallStats {
+            duration_ms: (now.saturating_sub(self.opened_ns)) / 1_000_000,
+            packets_sent: self.sent_packets,
+            packets_received: self.rx.received,
+            packets_lost: lost,
+            jitter_ms,
+            mos: estimate_mos(0.0, jitter_ms, loss_pct),
+            peer_fraction_lost: self.peer_report.block.map(|b| b.fraction_lost),
+            peer_jitter_ms: self.peer_report.block.map(|b| b.jitter as f64 / 8.0),
+            foreign_packets: self.foreign_packets,
+            malformed_packets: self.bad_packets,
+        }
+    }
+
+    fn stop_playback(&mut self) {
+        if let Some(p) = self.playback.take() {
+            self.emit(MediaEvent::PlaybackFinished(p.id));
+        }
+    }
+
+    fn digit(&mut self, digit: char, source: DigitSource) {
+        tracing::info!(parent: &self.span, %digit, ?source, "digit");
+        self.emit(MediaEvent::Digit { digit, source });
+        if self.playback.as_ref().is_some_and(|p| p.opts.barge_in) {
+            self.stop_playback();
+        }
+    }
+
+    /// The payload for this tick: the current prompt frame or silence.
+    fn next_payload<'a>(&mut self, prompts: &'a PromptSet, codec: Codec) -> &'a [u8] {
+        let silence: &'static [u8] = match codec {
+            Codec::Pcmu => &SILENCE_PCMU,
+            Codec::Pcma => &SILENCE_PCMA,
+        };
+        let Some(p) = self.playback.as_mut() else {
+            return silence;
+        };
+        loop {
+            let Some(prompt) = p.list.get(p.idx).and_then(|&id| prompts.get(id)) else {
+                if p.opts.repeat && !p.list.is_empty() && p.idx > 0 {
+                    p.idx = 0;
+                    p.frame = 0;
+                    continue;
+                }
+                self.stop_playback();
+                return silence;
+            };
+            if let Some(f) = prompt.frame(codec, p.frame) {
+                if p.idx == 0 && p.frame == 0 {
+                    self.marker_next = true;
+                }
+                p.frame += 1;
+                return f;
+            }
+            p.idx += 1;
+            p.frame = 0;
+        }
+    }
+
+    fn send_tick(&mut self, tick: u64, prompts: &PromptSet, buf: &mut [u8]) {
+        self.last_tick = tick;
+        if !self.sending() {
+            return;
+        }
+        let (Some(m), Some(remote)) = (self.media, self.remote) else {
+            return;
+        };
+        let payload = self.next_payload(prompts, m.codec);
+        let n = 12 + payload.len();
+        buf[12..n].copy_from_slice(payload);
+        let ts = self.clock.timestamp(tick);
+        let seq = self.clock.next_seq();
+        write_header(
+            buf,
+            self.marker_next,
+            m.payload_type,
+            seq,
+            ts,
+            self.clock.ssrc,
+        );
+        self.marker_next = false;
+        if self.rtp.send_to(&buf[..n], remote).is_ok() {
+            self.sent_packets += 1;
+            self.sent_octets += payload.len() as u64;
+        }
+        // A playlist that just ran out reports now, not a tick later.
+        if let Some(p) = &self.playback {
+            if p.idx >= p.list.len() && !p.opts.repeat {
+                self.stop_playback();
+            }
+        }
+    }
+
+    fn rtcp_due(&mut self, now: u64) {
+        if now < self.next_rtcp_ns {
+            return;
+        }
+        self.next_rtcp_ns = now + RTCP_INTERVAL_NS;
+        let Some(remote) = self.remote else { return };
+        let dest = SocketAddr::new(remote.ip(), remote.port().wrapping_add(1));
+        let sender = (self.sent_packets > 0).then(|| rtcp::SenderInfo {
+            ntp: rtcp::ntp_from_unix_ns(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0),
+            ),
+            rtp_ts: self.clock.timestamp(self.last_tick),
+            packets: self.sent_packets as u32,
+            octets: self.sent_octets as u32,
+        });
+        let block = self.rx_ssrc.map(|ssrc| {
+            let (lsr, dlsr) = match self.peer_report.sr_ntp_mid {
+                Some(mid) => (
+                    mid,
+                    (now.saturating_sub(self.last_sr_rx_ns) * 65536 / 1_000_000_000) as u32,
+                ),
+                None => (0, 0),
+            };
+            rtcp::ReportBlock {
+                ssrc,
+                fraction_lost: self.rx.take_fraction_lost(),
+                cumulative_lost: self.rx.lost().clamp(i32::MIN as i64, i32::MAX as i64) as i32,
+                ext_highest_seq: self.rx.extended_max() as u32,
+                jitter: self.rx.jitter(),
+                lsr,
+                dlsr,
+            }
+        });
+        let mut out = [0u8; 52];
+        let n = rtcp::write_report(&mut out, self.clock.ssrc, sender, block);
+        let _ = self.rtcp.send_to(&out[..n], dest);
+    }
+
+    fn inactivity(&mut self, now: u64, timeout: u64) {
+        let on_hold = self
+            .media
+            .map_or(true, |m| m.direction != MediaDirection::SendRecv);
+        if on_hold || self.timed_out {
+            return;
+        }
+        if now.saturating_sub(self.last_rx_ns) >= timeout {
+            self.timed_out = true;
+            let _g = self.span.enter();
+            tracing::warn!("no RTP for {} s", timeout / 1_000_000_000);
+            self.emit(MediaEvent::MediaTimeout);
+        }
+    }
+
+    /// One in-order 20 ms frame (or a gap) for the recorder and VAD.
+    fn record_frame(&mut self, pcm: Option<&[i16]>, writer: &mut RecWriter) {
+        let Some(rec) = self.rec.as_mut() else { return };
+        let zeros = [0i16; FRAME];
+        let frame = pcm.unwrap_or(&zeros);
+        writer.frame(rec.key, frame);
+        rec.samples += frame.len() as u64;
+        let vad = self.vad.get_or_insert_with(FrameVad::new);
+        let voiced = vad.is_speech(frame);
+        match rec.tracker.push(voiced) {
+            Some(SpeechEvent::Started { .. }) => {
+                let _ = self.events.send(MediaEvent::SpeechStarted);
+            }
+            Some(SpeechEvent::Ended { .. }) => {
+                let _ = self.events.send(MediaEvent::SpeechEnded);
+            }
+            None => {}
+        }
+        let silence_done = rec.end_after_silence_frames.is_some_and(|n| {
+            rec.tracker.first_speech.is_some() && rec.tracker.silent_frames() >= n
+        });
+        if silence_done || rec.samples >= rec.max_samples {
+            self.finish_recording(writer);
+        }
+    }
+
+    fn finish_recording(&mut self, writer: &mut RecWriter) {
+        let Some(mut rec) = self.rec.take() else {
+            return;
+        };
+        // Drain what the jitter buffer still holds.
+        let zeros = [0i16; FRAME];
+        while let Some(o) = self.jb.pop_any() {
+            let f = match o {
+                Out::Frame(f) => f,
+                Out::Gap => &zeros[..],
+                Out::Skipped(_) => continue,
+            };
+            writer.frame(rec.key, f);
+            rec.samples += f.len() as u64;
+        }
+        self.jb = JitterBuffer::new(3);
+        let total = rec.samples;
+        let frames = total / FRAME as u64;
+        let t = &rec.tracker;
+        let keep = match (t.first_speech, t.last_speech) {
+            (Some(a), Some(b)) => {
+                let start = a.saturating_sub(TRIM_MARGIN_FRAMES) * FRAME as u64;
+                let end = ((b + 1 + TRIM_MARGIN_FRAMES).min(frames)) * FRAME as u64;
+                Some((start, end.max(start)))
+            }
+            _ => None,
+        };
+        let speech_detected = keep.is_some();
+        let (ks, ke) = keep.unwrap_or((0, total));
+        let summary = RecordingSummary {
+            path: rec.path,
+            duration_ms: total * 1000 / 8000,
+            speech_detected,
+            trimmed_start_ms: ks * 1000 / 8000,
+            trimmed_end_ms: (total - ke.min(total)) * 1000 / 8000,
+        };
+        // Finalising (header, trim, rename) happens on the writer thread, which then reports.
+        writer.finish(rec.key, keep, summary);
+    }
+}
+
+fn write_header(buf: &mut [u8], marker: bool, pt: u8, seq: u16, ts: u32, ssrc: u32) {
+    buf[0] = 0x80;
+    buf[1] = (marker as u8) << 7 | (pt & 0x7F);
+    buf[2..4].copy_from_slice(&seq.to_be_bytes());
+    buf[4..8].copy_from_slice(&ts.to_be_bytes());
+    buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
+}
+
+pub struct Shard {
+    index: usize,
+    ctx: ShardCtx,
+    rx: Receiver<Command>,
+    waker: Arc<Waker>,
+    epoll: Epoll,
+    timer: Timer,
+    calls: Vec<Option<Call>>,
+    free: Vec<usize>,
+    gens: Vec<u32>,
+    by_id: std::collections::HashMap<u64, usize>,
+    slots: [Vec<usize>; SLOTS],
+    last_grid: u64,
+    buf: Box<[u8; 2048]>,
+    pcm: Box<[i16; 2048]>,
+    writer: RecWriter,
+    next_rec_key: u64,
+    stop: bool,
+}
+
+impl Shard {
+    pub fn new(
+        index: usize,
+        ctx: ShardCtx,
+        rx: Receiver<Command>,
+        waker: Arc<Waker>,
+    ) -> std::io::Result<Shard> {
+        let epoll = Epoll::new()?;
+        let timer = Timer::new()?;
+        epoll.add(timer.raw(), TOKEN_TIMER)?;
+        epoll.add(waker.raw(), TOKEN_WAKER)?;
+        Ok(Shard {
+            index,
+            ctx,
+            rx,
+            waker,
+            epoll,
+            timer,
+            calls: Vec::new(),
+            free: Vec::new(),
+            gens: Vec::new(),
+            by_id: Default::default(),
+            slots: Default::default(),
+            last_grid: 0,
+            buf: Box::new([0; 2048]),
+            pcm: Box::new([0; 2048]),
+            writer: RecWriter::spawn(format!("media-rec-{index}"))?,
+            next_rec_key: 0,
+            stop: false,
+        })
+    }
+
+    pub fn run(mut self) {
+        let span = tracing::info_span!("media", shard = self.index);
+        let _g = span.enter();
+        let now = monotonic_ns();
+        self.last_grid = now / GRID_NS;
+        if let Err(e) = self.timer.arm_at((self.last_grid + 1) * GRID_NS) {
+            tracing::error!(error = %e, "cannot arm media timer");
+            return;
+        }
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+        while !self.stop {
+            let n = match self.epoll.wait(&mut events, -1) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(error = %e, "epoll_wait failed");
+                    break;
+                }
+            };
+            let now = monotonic_ns();
+            let mut grid = false;
+            for ev in &events[..n] {
+                match ev.u64 {
+                    TOKEN_TIMER => {
+                        self.timer.ack();
+                        grid = true;
+                    }
+                    TOKEN_WAKER => {
+                        self.waker.ack();
+                        self.drain_commands(now);
+                    }
+                    token => self.readable(token, now),
+                }
+            }
+            if grid {
+                self.on_grid(now);
+            }
+        }
+        let ids: Vec<u64> = self.by_id.keys().copied().collect();
+        for id in ids {
+            self.close(id, None, monotonic_ns());
+        }
+    }
+
+    fn drain_commands(&mut self, now: u64) {
+        loop {
+            match self.rx.try_recv() {
+                Ok(c) => self.command(c, now),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    self.stop = true;
+                    break;
+                }
+            }
+        }
+    }
+
+    fn call_mut(&mut self, id: u64) -> Option<&mut Call> {
+        let idx = *self.by_id.get(&id)?;
+        self.calls.get_mut(idx)?.as_mut()
+    }
+
+    fn command(&mut self, c: Command, now: u64) {
+        match c {
+            Command::Open(o) => self.open(*o, now),
+            Command::Apply(id, m) => self.apply(id, m, now),
+            Command::Play {
+                id,
+                playback,
+                list,
+                opts,
+            } => {
+                if let Some(c) = self.call_mut(id) {
+                    c.stop_playback();
+                    c.playback = Some(Playback {
+                        id: playback,
+                        list,
+                        idx: 0,
+                        frame: 0,
+                        opts,
+                    });
+                }
+            }
+            Command::StopPlayback(id) => {
+                if let Some(c) = self.call_mut(id) {
+                    c.stop_playback();
+                }
+            }
+            Command::Record { id, path, opts } => {
+                let Some(&idx) = self.by_id.get(&id) else {
+                    return;
+                };
+                let Some(c) = self.calls[idx].as_mut() else {
+                    return;
+                };
+                c.finish_recording(&mut self.writer);
+                tracing::info!(parent: &c.span, path = %path.display(), "recording");
+                self.next_rec_key += 1;
+                let key = self.next_rec_key;
+                self.writer
+                    .start(key, path.clone(), c.events.clone(), c.span.clone());
+                c.jb = JitterBuffer::new(3);
+                c.rec = Some(Recording {
+                    key,
+                    path,
+                    samples: 0,
+                    max_samples: opts.max_seconds as u64 * 8000,
+                    end_after_silence_frames: opts.end_after_silence_ms.map(|ms| (ms / 20).max(1)),
+                    tracker: SpeechTracker::new(3, 15),
+                });
+            }
+            Command::StopRecording(id) => {
+                let Some(&idx) = self.by_id.get(&id) else {
+                    return;
+                };
+                if let Some(c) = self.calls[idx].as_mut() {
+                    c.finish_recording(&mut self.writer);
+                }
+            }
+            Command::Digit(id, d) => {
+                if let Some(c) = self.call_mut(id) {
+                    c.digit(d, DigitSource::SipInfo);
+                }
+            }
+            Command::Bridge(a, b) => {
+                let (Some(&ia), Some(&ib)) = (self.by_id.get(&a), self.by_id.get(&b)) else {
+                    return;
+                };
+                if ia == ib {
+                    return;
+                }
+                for (x, y) in [(ia, ib), (ib, ia)] {
+                    if let Some(c) = self.calls[x].as_mut() {
+                        c.bridge = Some(y);
+                        c.relay_ts_offset = None;
+                        c.stop_playback();
+                    }
+                }
+            }
+            Command::Unbridge(a) => {
+                let Some(&ia) = self.by_id.get(&a) else {
+                    return;
+                };
+                let peer = self.calls[ia].as_mut().and_then(|c| c.bridge.take());
+                for x in [Some(ia), peer].into_iter().flatten() {
+                    if let Some(c) = self.calls[x].as_mut() {
+                        c.bridge = None;
+                        c.marker_next = true;
+                    }
+                }
+            }
+            Command::Close { id, reply } => self.close(id, reply, now),
+            Command::Shutdown => self.stop = true,
+        }
+    }
+
+    fn open(&mut self, o: OpenCall, now: u64) {
+        let idx = self.free.pop().unwrap_or_else(|| {
+            self.calls.push(None);
+            self.gens.push(0);
+            self.calls.len() - 1
+        });
+        self.gens[idx] = self.gens[idx].wrapping_add(1) & 0x7FFF_FFFF;
+        let gen = self.gens[idx];
+        let span = tracing::info_span!("call", call_id = %o.call_id, port = o.port);
+        for (sock, rtcp) in [(&o.rtp, false), (&o.rtcp, true)] {
+            if let Err(e) = self
+                .epoll
+                .add(sock.as_raw_fd(), Call::token(idx, gen, rtcp))
+            {
+                let _g = span.enter();
+                tracing::error!(error = %e, "cannot watch socket");
+            }
+        }
+        self.by_id.insert(o.id, idx);
+        self.calls[idx] = Some(Call {
+            span,
+            rtp: o.rtp,
+            rtcp: o.rtcp,
+            port: o.port,
+            events: o.events,
+            media: None,
+            remote: None,
+            latched: false,
+            pacer: None,
+            slot: 0,
+            clock: RtpClock {
+                ssrc: rand::random(),
+                ts_base: rand::random(),
+                samples_per_tick: FRAME as u32,
+                seq: rand::random(),
+            },
+            last_tick: 0,
+            marker_next: true,
+            playback: None,
+            rx: RecvStats::default(),
+            rx_ssrc: None,
+            jb: JitterBuffer::new(3),
+            te: EventReceiver::new(),
+            dtmf: DtmfDetector::new(),
+            last_4733_ns: None,
+            vad: None,
+            rec: None,
+            bridge: None,
+            relay_ts_offset: None,
+            opened_ns: now,
+            last_rx_ns: now,
+            timed_out: false,
+            next_rtcp_ns: now + RTCP_INTERVAL_NS,
+            sent_packets: 0,
+            sent_octets: 0,
+            peer_report: Default::default(),
+            last_sr_rx_ns: now,
+            foreign_packets: 0,
+            bad_packets: 0,
+        });
+    }
+
+    fn apply(&mut self, id: u64, m: NegotiatedMedia, now: u64) {
+        let Some(&idx) = self.by_id.get(&id) else {
+            return;
+        };
+        // Least-loaded phase slot for a call that starts its schedule now.
+        let slot = (0..SLOTS).min_by_key(|&s| self.slots[s].len()).unwrap_or(0);
+        let Some(c) = self.calls[idx].as_mut() else {
+            return;
+        };
+        let _g = c.span.enter();
+        tracing::info!(remote = %m.remote_rtp, codec = ?m.codec, direction = ?m.direction, "media applied");
+        if c.media.map_or(true, |old| old.remote_rtp != m.remote_rtp) {
+            c.remote = Some(m.remote_rtp);
+            c.latched = false;
+        }
+        let was_sending = c.sending();
+        c.media = Some(m);
+        if c.sending() && !was_sending {
+            c.marker_next = true;
+        }
+        c.last_rx_ns = now;
+        c.timed_out = false;
+        if c.pacer.is_none() {
+            // First grid point at or after now with this slot's phase.
+            let g = now / GRID_NS + 1;
+            let g = g + ((slot as u64 + SLOTS as u64 - g % SLOTS as u64) % SLOTS as u64);
+            c.pacer = Some(Pacer::new(g * GRID_NS, PERIOD_NS, MAX_CATCHUP));
+            c.slot = slot;
+            self.slots[slot].push(idx);
+        }
+    }
+
+    fn close(&mut self, id: u64, reply: Option<oneshot::Sender<CallStats>>, now: u64) {
+        let Some(idx) = self.by_id.remove(&id) else {
+            if let Some(r) = reply {
+                let _ = r.send(CallStats::default());
+            }
+            return;
+        };
+        // Unbridge the peer.
+        if let Some(peer) = self.calls[idx].as_ref().and_then(|c| c.bridge) {
+            if let Some(p) = self.calls[peer].as_mut() {
+                p.bridge = None;
+                p.marker_next = true;
+            }
+        }
+        let Some(mut c) = self.calls[idx].take() else {
+            return;
+        };
+        c.finish_recording(&mut self.writer);
+        if c.pacer.is_some() {
+            self.slots[c.slot].retain(|&i| i != idx);
+        }
+        self.epoll.delete(c.rtp.as_raw_fd());
+        self.epoll.delete(c.rtcp.as_raw_fd());
+        let stats = c.stats(now);
+        {
+            let _g = c.span.enter();
+            tracing::info!(
+                sent = stats.packets_sent,
+                received = stats.packets_received,
+                lost = stats.packets_lost,
+                jitter_ms = stats.jitter_ms,
+                mos = stats.mos,
+                "media closed"
+            );
+        }
+        let port = c.port;
+        drop(c); // closes the sockets before the port goes back
+        if let Ok(mut p) = self.ctx.ports.lock() {
+            p.release(port);
+        }
+        self.free.push(idx);
+        if let Some(r) = reply {
+            let _ = r.send(stats);
+        }
+    }
+
+    fn on_grid(&mut self, now: u64) {
+        let g_now = now / GRID_NS;
+        let from = (self.last_grid + 1).max(g_now.saturating_sub(SLOTS as u64 - 1));
+        let inactivity = self.ctx.inactivity_ns;
+        for g in from..=g_now {
+            let slot = (g % SLOTS as u64) as usize;
+            for &idx in &self.slots[slot] {
+                let Some(c) = self.calls[idx].as_mut() else {
+                    continue;
+                };
+                if let Some(p) = c.pacer.as_mut() {
+                    let due = p.poll(now);
+                    for t in due.first..due.first + due.count {
+                        c.send_tick(t, &self.ctx.prompts, &mut self.buf[..]);
+                    }
+                }
+                c.rtcp_due(now);
+                c.inactivity(now, inactivity);
+            }
+        }
+        self.last_grid = g_now;
+        let _ = self.timer.arm_at((g_now + 1) * GRID_NS);
+    }
+
+    fn readable(&mut self, token: u64, now: u64) {
+        let idx = (token >> 32) as usize;
+        let gen = ((token >> 1) & 0x7FFF_FFFF) as u32;
+        let is_rtcp = token & 1 == 1;
+        if self.gens.get(idx) != Some(&gen) {
+            return;
+        }
+        for _ in 0..64 {
+            let Some(c) = self.calls.get(idx).and_then(Option::as_ref) else {
+                return;
+            };
+            let sock = if is_rtcp { &c.rtcp } else { &c.rtp };
+            let (n, src) = match sock.recv_from(&mut self.buf[..]) {
+                Ok(x) => x,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(_) => return, // ICMP errors etc.: nothing to read now
+            };
+            if is_rtcp {
+                if let Some(c) = self.calls[idx].as_mut() {
+                    let rep = rtcp::parse(&self.buf[..n]);
+                    if rep.sr_ntp_mid.is_some() {
+                        c.last_sr_rx_ns = now;
+                    }
+                    if rep.sr_ntp_mid.is_some() || rep.block.is_some() {
+                        c.peer_report = rep;
+                    }
+                }
+            } else {
+                self.handle_rtp(idx, n, src, now);
+            }
+        }
+    }
+
+    fn handle_rtp(&mut self, idx: usize, n: usize, src: SocketAddr, now: u64) {
+        let Some(c) = self.calls[idx].as_mut() else {
+            return;
+        };
+        let Some(m) = c.media else { return };
+        let pkt = &self.buf[..n];
+        let Ok(rtp) = RtpReader::new(pkt) else {
+            c.bad_packets += 1;
+            return;
+        };
+        if !c.latched {
+            if c.remote != Some(src) {
+                let _g = c.span.enter();
+                tracing::info!(%src, "symmetric RTP: latched to source");
+            }
+            c.remote = Some(src);
+            c.latched = true;
+        } else if c.remote != Some(src) {
+            c.foreign_packets += 1;
+            return;
+        }
+        c.last_rx_ns = now;
+        c.timed_out = false;
+        let pt = rtp.payload_type();
+        let ts = rtp.timestamp();
+        let payload = rtp.payload();
+        let marker = rtp.mark();
+        let (off, len) = (
+            n - payload.len() - rtp.padding().unwrap_or(0) as usize,
+            payload.len(),
+        );
+        if Some(pt) == m.telephone_event_pt {
+            c.last_4733_ns = Some(now);
+            let digit = c.te.handle_packet(ts, payload);
+            if let Some(peer) = c.bridge {
+                self.relay(idx, peer, marker, ts, off, len, true);
+            }
+            if let Some(d) = digit {
+                if let Some(c) = self.calls[idx].as_mut() {
+                    c.digit(d, DigitSource::Rfc4733);
+                }
+            }
+            return;
+        }
+        let codec = match pt {
+            0 => Codec::Pcmu,
+            8 => Codec::Pcma,
+            p if p == m.payload_type => m.codec,
+            _ => {
+                c.bad_packets += 1;
+                return;
+            }
+        };
+        c.rx_ssrc = Some(rtp.ssrc());
+        let arrival = (now / 125_000) as u32;
+        let ext =
+            c.rx.handle_packet(u16::from(rtp.sequence_number()), ts, arrival);
+        if let Some(peer) = c.bridge {
+            self.relay(idx, peer, marker, ts, off, len, false);
+            return;
+        }
+        let samples = g711::decode(codec, payload, &mut self.pcm[..]);
+        let pcm = &self.pcm[..samples];
+        let inband_muted = c
+            .last_4733_ns
+            .is_some_and(|t| now.saturating_sub(t) < INBAND_MUTE_NS);
+        let inband = c.dtmf.process(pcm);
+        if let (Some(d), false) = (inband, inband_muted) {
+            c.digit(d, DigitSource::InBand);
+        }
+        if c.rec.is_some() {
+            if let Some(ext) = ext {
+                let _ = c.jb.push(ext, pcm);
+            }
+            loop {
+                let frame = match c.jb.pop_ready() {
+                    None => break,
+                    Some(Out::Frame(f)) => {
+                        let mut a = [0i16; MAX_FRAME];
+                        a[..f.len()].copy_from_slice(f);
+                        Some((a, f.len()))
+                    }
+                    Some(Out::Gap) => None,
+                    Some(Out::Skipped(_)) => continue,
+                };
+                c.record_frame(frame.as_ref().map(|(a, l)| &a[..*l]), &mut self.writer);
+                if c.rec.is_none() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Forward the packet in `self.buf[..n]` (payload at `off`) from call `from` to its bridge
+    /// peer `to`: the peer's SSRC, its sequence numbers, timestamps shifted onto its timeline,
+    /// payload transcoded when the two legs use different laws.
+    #[allow(clippy::too_many_arguments)]
+    fn relay(
+        &mut self,
+        from: usize,
+        to: usize,
+        marker: bool,
+        ts: u32,
+        off: usize,
+        len: usize,
+        event: bool,
+    ) {
+        let in_codec = self.calls[from]
+            .as_ref()
+            .and_then(|c| c.media)
+            .map(|m| m.codec);
+        let Some(p) = self.calls.get_mut(to).and_then(Option::as_mut) else {
+            return;
+        };
+        let (Some(pm), Some(remote)) = (p.media, p.remote) else {
+            return;
+        };
+        if !pm.direction.we_send() {
+            return;
+        }
+        let out_pt = if event {
+            match pm.telephone_event_pt {
+                Some(pt) => pt,
+                None => return,
+            }
+        } else {
+            pm.payload_type
+        };
+        let offset = *p
+            .relay_ts_offset
+            .get_or_insert_with(|| p.clock.timestamp(p.last_tick).wrapping_sub(ts));
+        let out_ts = ts.wrapping_add(offset);
+        let seq = p.clock.next_seq();
+        let mut out = [0u8; 12 + 480];
+        let len = len.min(480);
+        let payload = &self.buf[off..off + len];
+        match (event, in_codec) {
+            (false, Some(ic)) if ic != pm.codec => {
+                for (o, &b) in out[12..12 + len].iter_mut().zip(payload) {
+                    *o = g711::transcode_byte(ic, pm.codec, b);
+                }
+            }
+            _ => out[12..12 + len].copy_from_slice(payload),
+        }
+        write_header(
+            &mut out,
+            marker || p.marker_next,
+            out_pt,
+            seq,
+            out_ts,
+            p.clock.ssrc,
+        );
+        p.marker_next = false;
+        if p.rtp.send_to(&out[..12 + len], remote).is_ok() {
+            p.sent_packets += 1;
+            p.sent_octets += len as u64;
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The recording writer: one thread per media thread that owns the WAV files, so file I/O
+//! (page-cache writes, dirty-page throttling, header flushes, trimming) never stalls pacing.
+//! Frames cross on a bounded, preallocated channel; when it is full the frame is dropped and
+//! counted (an overrun) rather than blocking the media thread.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::engine::{MediaEvent, RecordingSummary};
+use super::jitter::FRAME as MAX_FRAME;
+use super::recorder::Recorder;
+
+/// Frames the writer may lag behind: 8192 × 20 ms over 500 calls is ~330 ms of disk stall.
+const QUEUE: usize = 8192;
+
+/// Frames travel by value in the preallocated channel slots: boxing them (what clippy's
+/// `large_enum_variant` suggests) would allocate once per packet.
+#[allow(clippy::large_enum_variant)]
+pub enum RecMsg {
+    Start {
+        key: u64,
+        path: PathBuf,
+        events: UnboundedSender<MediaEvent>,
+        span: tracing::Span,
+    },
+    Frame {
+        key: u64,
+        len: u16,
+        pcm: [i16; MAX_FRAME],
+    },
+    Finish {
+        key: u64,
+        keep: Option<(u64, u64)>,
+        summary: RecordingSummary,
+    },
+}
+
+pub struct RecWriter {
+    tx: SyncSender<RecMsg>,
+    pub overruns: u64,
+}
+
+impl RecWriter {
+    pub fn spawn(name: String) -> std::io::Result<RecWriter> {
+        let (tx, rx) = sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || run(rx))?;
+        Ok(RecWriter { tx, overruns: 0 })
+    }
+
+    pub fn start(
+        &self,
+        key: u64,
+        path: PathBuf,
+        events: UnboundedSender<MediaEvent>,
+        span: tracing::Span,
+    ) {
+        let _ = self.tx.send(RecMsg::Start {
+            key,
+            path,
+            events,
+            span,
+        });
+    }
+
+    /// Queue one frame without blocking; `false` if the writer is behind and it was dropped.
+    pub fn frame(&mut self, key: u64, pcm: &[i16]) -> bool {
+        let len = pcm.len().min(MAX_FRAME);
+        let mut a = [0i16; MAX_FRAME];
+        a[..len].copy_from_slice(&pcm[..len]);
+        match self.tx.try_send(RecMsg::Frame {
+            key,
+            len: len as u16,
+            pcm: a,
+        }) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.overruns += 1;
+                if self.overruns.is_power_of_two() {
+                    tracing::warn!(
+                        overruns = self.overruns,
+                        "recording writer behind: frames dropped"
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    pub fn finish(&self, key: u64, keep: Option<(u64, u64)>, summary: RecordingSummary) {
+        let _ = self.tx.send(RecMsg::Finish { key, keep, summary });
+    }
+}
+
+struct Open {
+    recorder: Option<Recorder>,
+    events: UnboundedSender<MediaEvent>,
+    span: tracing::Span,
+}
+
+/// How often the writer drains its queue. It polls rather than blocking in `recv` so that the
+/// media thread's `try_send` never has a sleeping receiver to wake (a futex syscall and a
+/// context switch per frame); 10 ms of write latency costs nothing.
+const POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
+fn run(rx: Receiver<RecMsg>) {
+    let mut open: HashMap<u64, Open> = HashMap::new();
+    loop {
+        let msg = match rx.try_recv() {
+            Ok(m) => m,
+            Err(TryRecvError::Empty) => {
+                std::thread::sleep(POLL);
+                continue;
+            }
+            Err(TryRecvError::Disconnected) => break,
+        };
+        match msg {
+            RecMsg::Start {
+                key,
+                path,
+                events,
+                span,
+            } => {
+                let recorder = match Recorder::create(&path) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        tracing::error!(parent: &span, error = %e, "cannot start recording");
+                        None
+                    }
+                };
+                open.insert(
+                    key,
+                    Open {
+                        recorder,
+                        events,
+                        span,
+                    },
+                );
+            }
+            RecMsg::Frame { key, len, pcm } => {
+                if let Some(o) = open.get_mut(&key) {
+                    if let Some(r) = o.recorder.as_mut() {
+                        if let Err(e) = r.write(&pcm[..len as usize]) {
+                            tracing::error!(parent: &o.span, error = %e, "recording write failed");
+                            o.recorder = None;
+                        }
+                    }
+                }
+            }
+            RecMsg::Finish { key, keep, summary } => {
+                let Some(o) = open.remove(&key) else { continue };
+                let _g = o.span.enter();
+                match o.recorder.map(|r| r.finish(keep)) {
+                    Some(Ok(_)) => tracing::info!(
+                        path = %summary.path.display(),
+                        duration_ms = summary.duration_ms,
+                        speech = summary.speech_detected,
+                        "recording finished"
+                    ),
+                    Some(Err(e)) => tracing::error!(error = %e, "recording finish failed"),
+                    None => {}
+                }
+                let _ = o.events.send(MediaEvent::RecordingFinished(summary));
+            }
+        }
+    }
+    // The media thread is gone: finalise what is still open, untrimmed.
+    for (_, o) in open {
+        if let Some(r) = o.recorder {
+            let _ = r.finish(None);
+        }
+    }
+}

@@ -1,0 +1,539 @@
+//! The media engine over real UDP sockets, with plain sockets as the far end (no SIP).
+//! Checks are on content and order, never on timing, so a loaded machine slows them but does
+//! not fail them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use astreinte::media::dtmf;
+use astreinte::media::g711;
+use astreinte::media::prompts::PromptSet;
+use astreinte::media::rfc4733::TelephoneEvent;
+use astreinte::media::{
+    Codec, DigitSource, MediaConfig, MediaDirection, MediaEngine, MediaEvent, MediaSession,
+    NegotiatedMedia, PlayOptions, PromptRef, RecordOptions,
+};
+use tokio::net::UdpSocket;
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn prompts_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts")
+}
+
+fn engine(ports: &str, inactivity: u64) -> MediaEngine {
+    let cfg = MediaConfig {
+        rtp_ports: ports.into(),
+        inactivity_timeout_secs: inactivity,
+        prompts_dir: prompts_dir().to_string_lossy().into_owned(),
+        threads: 2,
+        ..MediaConfig::default()
+    };
+    MediaEngine::start(&cfg, "127.0.0.1".parse().unwrap()).unwrap()
+}
+
+fn media(remote: SocketAddr, codec: Codec) -> NegotiatedMedia {
+    NegotiatedMedia {
+        remote_rtp: remote,
+        codec,
+        payload_type: codec.static_payload_type(),
+        telephone_event_pt: Some(101),
+        direction: MediaDirection::SendRecv,
+        ptime_ms: 20,
+    }
+}
+
+struct Far {
+    sock: UdpSocket,
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+}
+
+impl Far {
+    async fn new() -> Far {
+        Far {
+            sock: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            ssrc: 0x1122_3344,
+            seq: 1000,
+            ts: 50_000,
+        }
+    }
+    fn addr(&self) -> SocketAddr {
+        self.sock.local_addr().unwrap()
+    }
+    fn packet(&mut self, pt: u8, marker: bool, ts: u32, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, (marker as u8) << 7 | pt];
+        p.extend_from_slice(&self.seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&self.ssrc.to_be_bytes());
+        p.extend_from_slice(payload);
+        self.seq = self.seq.wrapping_add(1);
+        p
+    }
+    /// Send one 20 ms audio frame.
+    async fn audio(&mut self, to: SocketAddr, codec: Codec, pcm: &[i16]) {
+        let mut enc = vec![0u8; pcm.len()];
+        g711::encode(codec, pcm, &mut enc);
+        let ts = self.ts;
+        let p = self.packet(codec.static_payload_type(), false, ts, &enc);
+        self.ts = self.ts.wrapping_add(pcm.len() as u32);
+        self.sock.send_to(&p, to).await.unwrap();
+    }
+    /// An RFC 4733 event: three updates (the second sent twice) and three end packets.
+    async fn rfc4733_digit(&mut self, to: SocketAddr, digit: char) {
+        let event = astreinte::media::rfc4733::digit_to_event(digit).unwrap();
+        let ts = self.ts;
+        for (i, (end, dur)) in [
+            (false, 160),
+            (false, 320),
+            (false, 320),
+            (false, 480),
+            (true, 800),
+            (true, 800),
+            (true, 800),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut b = [0u8; 4];
+            TelephoneEvent {
+                event,
+                end,
+                volume: 10,
+                duration: dur,
+            }
+            .write(&mut b);
+            let p = self.packet(101, i == 0, ts, &b);
+            self.sock.send_to(&p, to).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.ts = self.ts.wrapping_add(800);
+    }
+    async fn recv(&self) -> Vec<u8> {
+        let mut buf = vec![0u8; 2048];
+        let (n, _) = timeout(WAIT, self.sock.recv_from(&mut buf))
+            .await
+            .expect("no RTP from engine")
+            .unwrap();
+        buf.truncate(n);
+        buf
+    }
+}
+
+async fn next_event(s: &mut MediaSession) -> MediaEvent {
+    timeout(WAIT, s.next_event())
+        .await
+        .expect("no media event")
+        .expect("session closed")
+}
+
+/// Wait for an event matching `f`, skipping others.
+async fn wait_for(s: &mut MediaSession, f: impl Fn(&MediaEvent) -> bool) -> MediaEvent {
+    loop {
+        let e = next_event(s).await;
+        if f(&e) {
+            return e;
+        }
+    }
+}
+
+fn wav(path: &Path) -> Vec<i16> {
+    hound::WavReader::open(path)
+        .unwrap()
+        .samples::<i16>()
+        .map(|s| s.unwrap())
+        .collect()
+}
+
+async fn check_prompt_stream(codec: Codec, prompt: &str, ports: &str) {
+    let eng = engine(ports, 30);
+    let mut s = eng.open_session("prompt-test").unwrap();
+    let far = Far::new().await;
+    s.apply(media(far.addr(), codec));
+    // The stream starts with silence before any prompt: it never stops while the call is up.
+    let first = far.recv().await;
+    assert_eq!(first[1] & 0x7F, codec.static_payload_type());
+    let pb = s
+        .play(&[PromptRef::named(prompt)], PlayOptions::default())
+        .unwrap();
+
+    let set = PromptSet::load(&prompts_dir()).unwrap();
+    let p = set.get(set.id(prompt).unwrap()).unwrap();
+    let want: Vec<i16> = {
+        let src = wav(&prompts_dir().join(format!("{prompt}.wav")));
+        let mut enc = vec![0u8; src.len()];
+        g711::encode(codec, &src, &mut enc);
+        let mut dec = vec![0i16; src.len()];
+        g711::decode(codec, &enc, &mut dec);
+        dec
+    };
+    let mut prev: Option<(u16, u32, u32)> = Some((
+        u16::from_be_bytes([first[2], first[3]]),
+        u32::from_be_bytes([first[4], first[5], first[6], first[7]]),
+        u32::from_be_bytes([first[8], first[9], first[10], first[11]]),
+    ));
+    let mut audio: Option<Vec<i16>> = None;
+    let mut after = 0;
+    let zero = g711::decode_sample(codec, g711::silence_code(codec));
+    loop {
+        let pkt = far.recv().await;
+        let seq = u16::from_be_bytes([pkt[2], pkt[3]]);
+        let ts = u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]);
+        let ssrc = u32::from_be_bytes([pkt[8], pkt[9], pkt[10], pkt[11]]);
+        if let Some((ps, pt, pssrc)) = prev {
+            assert_eq!(seq, ps.wrapping_add(1), "sequence numbers are continuous");
+            assert_eq!(ssrc, pssrc);
+            // Timestamps advance by 160 per packet (more only if the engine skipped ticks).
+            assert_eq!(ts.wrapping_sub(pt) % 160, 0);
+        }
+        prev = Some((seq, ts, ssrc));
+        let marker = pkt[1] & 0x80 != 0;
+        assert_eq!(pkt.len(), 12 + 160);
+        let mut dec = [0i16; 160];
+        g711::decode(codec, &pkt[12..], &mut dec);
+        match audio.as_mut() {
+            None if marker => audio = Some(dec.to_vec()),
+            None => assert!(dec.iter().all(|&x| x == zero), "silence before the prompt"),
+            Some(a) if a.len() < p.frames() * 160 => a.extend_from_slice(&dec),
+            Some(_) => {
+                // Silence after the prompt: the stream goes on.
+                assert!(dec.iter().all(|&x| x == zero));
+                after += 1;
+                if after == 3 {
+                    break;
+                }
+            }
+        }
+    }
+    let audio = audio.unwrap();
+    assert_eq!(
+        &audio[..want.len()],
+        &want[..],
+        "decoded stream equals the prompt file"
+    );
+    assert!(audio[want.len()..].iter().all(|&x| x == zero));
+    let e = wait_for(&mut s, |e| matches!(e, MediaEvent::PlaybackFinished(_))).await;
+    assert_eq!(e, MediaEvent::PlaybackFinished(pb));
+    let free = eng.free_ports();
+    let stats = s.close().await;
+    assert!(stats.packets_sent >= p.frames() as u64);
+    // The ports go back to the pool.
+    assert_eq!(eng.free_ports(), free + 1);
+    eng.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompt_stream_pcmu_matches_the_file() {
+    check_prompt_stream(Codec::Pcmu, "en/digit-7", "31000-31019").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompt_stream_pcma_matches_the_file() {
+    check_prompt_stream(Codec::Pcma, "fr/digit-3", "31020-31039").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digits_from_all_three_sources_and_barge_in() {
+    let eng = engine("31040-31059", 30);
+    let mut s = eng.open_session("dtmf-test").unwrap();
+    let mut far = Far::new().await;
+    s.apply(media(far.addr(), Codec::Pcmu));
+    let to = s.local_rtp_addr();
+    let pb = s
+        .play(
+            &[PromptRef::named("fr/greeting")],
+            PlayOptions {
+                barge_in: true,
+                repeat: true,
+            },
+        )
+        .unwrap();
+    far.recv().await;
+
+    // In-band first (before any RFC 4733 packet mutes it): '5' 100 ms, then silence.
+    let mut sample = 0;
+    for _ in 0..5 {
+        let mut f = [0i16; 160];
+        dtmf::generate('5', 6000.0, 6000.0, sample, &mut f);
+        sample += 160;
+        far.audio(to, Codec::Pcmu, &f).await;
+    }
+    for _ in 0..5 {
+        far.audio(to, Codec::Pcmu, &[0; 160]).await;
+    }
+    let e = wait_for(&mut s, |e| matches!(e, MediaEvent::Digit { .. })).await;
+    assert_eq!(
+        e,
+        MediaEvent::Digit {
+            digit: '5',
+            source: DigitSource::InBand
+        }
+    );
+    // Barge-in stopped the looping greeting.
+    let e = next_event(&mut s).await;
+    assert_eq!(e, MediaEvent::PlaybackFinished(pb));
+
+    for d in ['1', '2', '#'] {
+        far.rfc4733_digit(to, d).await;
+    }
+    for d in ['1', '2', '#'] {
+        let e = wait_for(&mut s, |e| matches!(e, MediaEvent::Digit { .. })).await;
+        assert_eq!(
+            e,
+            MediaEvent::Digit {
+                digit: d,
+                source: DigitSource::Rfc4733
+            }
+        );
+    }
+    s.inject_digit('9');
+    let e = next_event(&mut s).await;
+    assert_eq!(
+        e,
+        MediaEvent::Digit {
+            digit: '9',
+            source: DigitSource::SipInfo
+        }
+    );
+    // Nothing else: retransmitted end packets did not make extra digits.
+    assert!(timeout(Duration::from_millis(300), s.next_event())
+        .await
+        .is_err());
+    drop(s);
+    eng.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_equals_what_was_sent_within_one_packet() {
+    let dir = tempfile::tempdir().unwrap();
+    let eng = engine("31060-31079", 30);
+    let mut s = eng.open_session("rec-test").unwrap();
+    let mut far = Far::new().await;
+    s.apply(media(far.addr(), Codec::Pcma));
+    let to = s.local_rtp_addr();
+    far.recv().await; // the engine is running this call
+    let path = dir.path().join("vm.wav");
+    s.record(
+        path.clone(),
+        RecordOptions {
+            max_seconds: 60,
+            end_after_silence_ms: None,
+        },
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // 1 s of silence, 3 s of speech (the English greeting), 1 s of silence.
+    let speech = wav(&prompts_dir().join("en/greeting.wav"));
+    let mut sent: Vec<i16> = vec![0; 8000];
+    sent.extend_from_slice(&speech[..24000]);
+    sent.extend(std::iter::repeat(0).take(8000));
+    let frames: Vec<&[i16]> = sent.chunks(160).collect();
+    let mut i = 0;
+    while i < frames.len() {
+        // Swap every 25th pair to exercise the jitter buffer's reordering.
+        if i % 25 == 3 && i + 1 < frames.len() {
+            let (s0, t0) = (far.seq, far.ts);
+            far.seq = s0.wrapping_add(1);
+            far.ts = t0 + 160;
+            far.audio(to, Codec::Pcma, frames[i + 1]).await;
+            far.seq = s0;
+            far.ts = t0;
+            far.audio(to, Codec::Pcma, frames[i]).await;
+            far.seq = s0.wrapping_add(2);
+            far.ts = t0 + 320;
+            i += 2;
+        } else {
+            far.audio(to, Codec::Pcma, frames[i]).await;
+            i += 1;
+        }
+        if i % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.stop_recording();
+    let e = wait_for(&mut s, |e| matches!(e, MediaEvent::RecordingFinished(_))).await;
+    let MediaEvent::RecordingFinished(sum) = e else {
+        unreachable!()
+    };
+    assert_eq!(sum.path, path);
+    assert!(sum.speech_detected);
+    // The G.711 round trip of what was sent.
+    let mut enc = vec![0u8; sent.len()];
+    g711::encode(Codec::Pcma, &sent, &mut enc);
+    let mut want = vec![0i16; sent.len()];
+    g711::decode(Codec::Pcma, &enc, &mut want);
+    assert!(
+        (sum.duration_ms as i64 - 5000).abs() <= 20,
+        "duration {} ms",
+        sum.duration_ms
+    );
+    let got = wav(&path);
+    let start = (sum.trimmed_start_ms * 8) as usize;
+    assert!(
+        sum.trimmed_start_ms >= 600,
+        "leading silence trimmed: {}",
+        sum.trimmed_start_ms
+    );
+    assert!(
+        sum.trimmed_end_ms >= 300,
+        "trailing silence trimmed: {}",
+        sum.trimmed_end_ms
+    );
+    assert!(got.len() + 160 >= want.len() - start - (sum.trimmed_end_ms * 8) as usize);
+    assert_eq!(
+        &got[..],
+        &want[start..start + got.len()],
+        "recording equals the audio sent"
+    );
+    drop(s);
+    eng.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_ends_a_message_and_no_rtp_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let eng = engine("31080-31099", 1);
+    let mut s = eng.open_session("timeout-test").unwrap();
+    let mut far = Far::new().await;
+    s.apply(media(far.addr(), Codec::Pcmu));
+    let to = s.local_rtp_addr();
+    far.recv().await;
+    s.record(
+        dir.path().join("m.wav"),
+        RecordOptions {
+            max_seconds: 60,
+            end_after_silence_ms: Some(400),
+        },
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let speech = wav(&prompts_dir().join("en/greeting.wav"));
+    for f in speech[..8000]
+        .chunks(160)
+        .chain(std::iter::repeat(&[0i16; 160][..]).take(40))
+    {
+        far.audio(to, Codec::Pcmu, f).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    wait_for(&mut s, |e| *e == MediaEvent::SpeechStarted).await;
+    wait_for(&mut s, |e| *e == MediaEvent::SpeechEnded).await;
+    let e = wait_for(&mut s, |e| matches!(e, MediaEvent::RecordingFinished(_))).await;
+    let MediaEvent::RecordingFinished(sum) = e else {
+        unreachable!()
+    };
+    assert!(sum.speech_detected);
+    assert!(
+        sum.duration_ms < 1900,
+        "ended by silence, not by the sender: {}",
+        sum.duration_ms
+    );
+    // Then the far end goes quiet: MediaTimeout after the 1 s inactivity limit.
+    wait_for(&mut s, |e| *e == MediaEvent::MediaTimeout).await;
+    drop(s);
+    eng.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_relays_with_rewritten_headers_and_transcoding() {
+    let eng = engine("31100-31119", 30);
+    let a = eng.open_session("caller").unwrap();
+    let b = eng.open_session_near("tech", &a).unwrap();
+    let c = eng.open_session("other").unwrap();
+    assert!(
+        a.bridge(&c).is_err(),
+        "legs on different threads are refused"
+    );
+    let mut fa = Far::new().await;
+    let mut fb = Far::new().await;
+    a.apply(media(fa.addr(), Codec::Pcmu));
+    b.apply(media(fb.addr(), Codec::Pcma));
+    fa.recv().await;
+    let b_ssrc = {
+        let p = fb.recv().await;
+        u32::from_be_bytes([p[8], p[9], p[10], p[11]])
+    };
+    a.bridge(&b).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Drain what B received before the bridge took effect.
+    for f in [&fa, &fb] {
+        while let Ok(Ok(_)) =
+            timeout(Duration::from_millis(30), f.sock.recv_from(&mut [0u8; 512])).await
+        {}
+    }
+    let ramp: Vec<i16> = (0..160).map(|i| (i * 150 - 12000) as i16).collect();
+    let (to_a, to_b) = (a.local_rtp_addr(), b.local_rtp_addr());
+    fa.audio(to_a, Codec::Pcmu, &ramp).await;
+    let p = fb.recv().await;
+    assert_eq!(p[1] & 0x7F, 8, "transcoded to PCMA for B");
+    assert_eq!(
+        u32::from_be_bytes([p[8], p[9], p[10], p[11]]),
+        b_ssrc,
+        "B's own SSRC"
+    );
+    for (i, &code) in p[12..].iter().enumerate() {
+        let u = g711::linear_to_ulaw(ramp[i]);
+        assert_eq!(code, g711::transcode_byte(Codec::Pcmu, Codec::Pcma, u));
+    }
+    let seq1 = u16::from_be_bytes([p[2], p[3]]);
+    fa.audio(to_a, Codec::Pcmu, &ramp).await;
+    let p2 = fb.recv().await;
+    assert_eq!(u16::from_be_bytes([p2[2], p2[3]]), seq1.wrapping_add(1));
+    let ts1 = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+    assert_eq!(
+        u32::from_be_bytes([p2[4], p2[5], p2[6], p2[7]]),
+        ts1.wrapping_add(160)
+    );
+    // DTMF passes through as telephone-events, and B's side hears it the other way too.
+    fb.audio(to_b, Codec::Pcma, &ramp).await;
+    let q = fa.recv().await;
+    assert_eq!(q[1] & 0x7F, 0);
+    drop((a, b, c));
+    eng.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_stops_the_stream_and_resume_continues_it_with_a_new_codec() {
+    let eng = engine("31120-31139", 1);
+    let mut s = eng.open_session("hold-test").unwrap();
+    let far = Far::new().await;
+    s.apply(media(far.addr(), Codec::Pcmu));
+    let p = far.recv().await;
+    let mut last_seq = u16::from_be_bytes([p[2], p[3]]);
+    // Put on hold: we answer recvonly, so we stop sending.
+    let mut held = media(far.addr(), Codec::Pcmu);
+    held.direction = MediaDirection::RecvOnly;
+    s.apply(held);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut buf = [0u8; 512];
+    while let Ok(Ok((n, _))) =
+        timeout(Duration::from_millis(30), far.sock.recv_from(&mut buf)).await
+    {
+        if n >= 12 && buf[1] & 0x7F == 0 {
+            last_seq = u16::from_be_bytes([buf[2], buf[3]]);
+        }
+    }
+    // On hold and silent for longer than the 1 s inactivity limit: no timeout, no RTP.
+    let quiet = timeout(Duration::from_millis(1500), far.sock.recv_from(&mut buf)).await;
+    assert!(quiet.is_err() || buf[1] & 0x7F != 0, "no RTP while on hold");
+    assert!(
+        timeout(Duration::from_millis(10), s.next_event())
+            .await
+            .is_err(),
+        "no MediaTimeout on hold"
+    );
+    // Resume with PCMA (a re-INVITE changed the codec): marker, next sequence number.
+    s.apply(media(far.addr(), Codec::Pcma));
+    let p = loop {
+        let p = far.recv().await;
+        if p[1] & 0x7F == 8 {
+            break p;
+        }
+    };
+    assert_eq!(p[1] & 0x80, 0x80, "marker at resume");
+    assert_eq!(u16::from_be_bytes([p[2], p[3]]), last_seq.wrapping_add(1));
+    drop(s);
+    eng.shutdown();
+}

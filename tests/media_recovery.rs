@@ -1,0 +1,147 @@
+//! `kill -9` during a recording, then start-up recovery: the WAV left behind is patched and
+//! holds what was received, less at most about one second.
+//!
+//! The parent test re-runs this test binary as a child that records a stream it sends itself,
+//! kills it with SIGKILL once enough audio is flowing, and recovers the file.
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use astreinte::media::{
+    g711, recover_unfinished, Codec, MediaConfig, MediaDirection, MediaEngine, NegotiatedMedia,
+    RecordOptions,
+};
+
+const CHILD_ENV: &str = "ASTREINTE_MEDIA_RECOVERY_CHILD";
+
+fn speech() -> Vec<i16> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/en/greeting.wav");
+    hound::WavReader::open(p)
+        .unwrap()
+        .samples::<i16>()
+        .map(|s| s.unwrap())
+        .collect()
+}
+
+/// Runs only as the child: records what it sends until it is killed.
+#[test]
+fn child_records_until_killed() {
+    let Some(dir) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let cfg = MediaConfig {
+        rtp_ports: "31200-31219".into(),
+        prompts_dir: Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("prompts")
+            .to_string_lossy()
+            .into_owned(),
+        threads: 1,
+        ..MediaConfig::default()
+    };
+    let eng = MediaEngine::start(&cfg, "127.0.0.1".parse().unwrap()).unwrap();
+    let s = eng.open_session("killed").unwrap();
+    let far = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.apply(NegotiatedMedia {
+        remote_rtp: far.local_addr().unwrap(),
+        codec: Codec::Pcmu,
+        payload_type: 0,
+        telephone_event_pt: None,
+        direction: MediaDirection::SendRecv,
+        ptime_ms: 20,
+    });
+    s.record(
+        dir.join("vm.wav"),
+        RecordOptions {
+            max_seconds: 600,
+            end_after_silence_ms: None,
+        },
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let audio = speech();
+    let to = s.local_rtp_addr();
+    let start = Instant::now();
+    for (i, frame) in audio.chunks_exact(160).cycle().enumerate() {
+        let mut p = vec![0x80u8, 0];
+        p.extend_from_slice(&(i as u16).to_be_bytes());
+        p.extend_from_slice(&((i as u32) * 160).to_be_bytes());
+        p.extend_from_slice(&[1, 2, 3, 4]);
+        let mut enc = [0u8; 160];
+        g711::encode(Codec::Pcmu, frame, &mut enc);
+        p.extend_from_slice(&enc);
+        far.send_to(&p, to).unwrap();
+        if i == 200 {
+            // 4 s sent: tell the parent how many samples are out.
+            std::fs::write(dir.join("ready"), format!("{}", (i + 1) * 160)).unwrap();
+        }
+        // Paced at 20 ms on a fixed schedule.
+        let next = start + Duration::from_millis(20 * (i as u64 + 1));
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+}
+
+#[test]
+fn recording_survives_kill_9() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_records_until_killed",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, dir.path())
+        .spawn()
+        .unwrap();
+    let ready = dir.path().join("ready");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(Instant::now() < deadline, "child never got going");
+        assert!(child.try_wait().unwrap().is_none(), "child exited early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sent_at_ready: usize = std::fs::read_to_string(&ready).unwrap().parse().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let part = dir.path().join("vm.wav.part");
+    assert!(part.exists(), "an unfinished recording is left behind");
+    let rec = recover_unfinished(dir.path());
+    assert_eq!(rec.len(), 1);
+    let path = dir.path().join("vm.wav");
+    assert_eq!(rec[0].path, path);
+    let got: Vec<i16> = hound::WavReader::open(&path)
+        .unwrap()
+        .samples::<i16>()
+        .map(|s| s.unwrap())
+        .collect();
+    assert_eq!(got.len() as u64, rec[0].samples);
+    // At most about one second lost: 1 s flush interval plus the jitter buffer's depth.
+    assert!(
+        got.len() + 8000 + 3 * 160 >= sent_at_ready,
+        "recovered {} samples, {} had been sent",
+        got.len(),
+        sent_at_ready
+    );
+    // And it is exactly the audio sent (G.711 round trip), from the first sample.
+    let audio = speech();
+    let mut want = Vec::new();
+    for frame in audio
+        .chunks_exact(160)
+        .cycle()
+        .take(got.len().div_ceil(160))
+    {
+        let mut enc = [0u8; 160];
+        g711::encode(Codec::Pcmu, frame, &mut enc);
+        let mut dec = [0i16; 160];
+        g711::decode(Codec::Pcmu, &enc, &mut dec);
+        want.extend_from_slice(&dec);
+    }
+    assert_eq!(&got[..], &want[..got.len()]);
+}
