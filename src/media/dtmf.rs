@@ -205,7 +205,7 @@ mod tests {
             let mut tone = vec![0i16; on_ms * 8];
             generate(d, row_amp, col_amp, sig.len(), &mut tone);
             sig.extend(tone);
-            sig.extend(std::iter::repeat(0i16).take(off_ms * 8));
+            sig.extend(std::iter::repeat_n(0i16, off_ms * 8));
         }
         for s in sig.iter_mut() {
             *s = (*s as f32 + n.next(noise)).clamp(-32768.0, 32767.0) as i16;

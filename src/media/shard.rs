@@ -301,7 +301,7 @@ impl Call {
     fn inactivity(&mut self, now: u64, timeout: u64) {
         let on_hold = self
             .media
-            .map_or(true, |m| m.direction != MediaDirection::SendRecv);
+            .is_none_or(|m| m.direction != MediaDirection::SendRecv);
         if on_hold || self.timed_out {
             return;
         }
@@ -668,7 +668,7 @@ impl Shard {
         };
         let _g = c.span.enter();
         tracing::info!(remote = %m.remote_rtp, codec = ?m.codec, direction = ?m.direction, "media applied");
-        if c.media.map_or(true, |old| old.remote_rtp != m.remote_rtp) {
+        if c.media.is_none_or(|old| old.remote_rtp != m.remote_rtp) {
             c.remote = Some(m.remote_rtp);
             c.latched = false;
         }
