@@ -329,7 +329,7 @@ async fn recording_equals_what_was_sent_within_one_packet() {
     let speech = wav(&prompts_dir().join("en/greeting.wav"));
     let mut sent: Vec<i16> = vec![0; 8000];
     sent.extend_from_slice(&speech[..24000]);
-    sent.extend(std::iter::repeat(0).take(8000));
+    sent.extend(std::iter::repeat_n(0, 8000));
     let frames: Vec<&[i16]> = sent.chunks(160).collect();
     let mut i = 0;
     while i < frames.len() {
@@ -413,7 +413,7 @@ async fn silence_ends_a_message_and_no_rtp_times_out() {
     let speech = wav(&prompts_dir().join("en/greeting.wav"));
     for f in speech[..8000]
         .chunks(160)
-        .chain(std::iter::repeat(&[0i16; 160][..]).take(40))
+        .chain(std::iter::repeat_n(&[0i16; 160][..], 40))
     {
         far.audio(to, Codec::Pcmu, f).await;
         tokio::time::sleep(Duration::from_millis(2)).await;
