@@ -3,7 +3,26 @@
 use md5::{Digest as _, Md5};
 use sha2::Sha256;
 
-use super::message::split_list;
+use super::message::{split_list, Response};
+
+/// User name and password for digest authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+/// The digest challenge a 401 or 407 carries, and the header name that answers it
+/// (`Authorization` or `Proxy-Authorization`).
+pub fn challenge_of(resp: &Response) -> Option<(Challenge, &'static str)> {
+    let (asks, answer) = match resp.code {
+        401 => ("WWW-Authenticate", "Authorization"),
+        407 => ("Proxy-Authenticate", "Proxy-Authorization"),
+        _ => return None,
+    };
+    let challenge = resp.headers.get_all(asks).find_map(Challenge::parse)?;
+    Some((challenge, answer))
+}
 
 /// A parsed `WWW-Authenticate` / `Proxy-Authenticate: Digest ...` challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +111,11 @@ impl Challenge {
             qop_auth,
             stale,
         })
+    }
+
+    /// The answer for `method` on `uri`, with a fresh client nonce.
+    pub fn authorize(&self, cred: &Credentials, method: &str, uri: &str, cnonce: &str) -> String {
+        self.respond(&cred.username, &cred.password, method, uri, cnonce, 1)
     }
 
     /// The `Authorization` value answering this challenge for `method` on `uri`.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use tracing::{debug, info, info_span, warn, Span};
 
-use super::digest::Challenge;
+use super::digest::challenge_of;
 use super::message::{
     self, reason_phrase, split_list, uri_scheme, Message, Method, NameAddr, Request, Response, Uri,
 };
@@ -196,12 +196,7 @@ pub enum Event {
     Registration(RegistrationState),
 }
 
-/// User name and password for digest authentication.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-}
+pub use super::digest::Credentials;
 
 /// An outbound call to place.
 #[derive(Debug, Clone)]
@@ -1114,18 +1109,11 @@ impl Endpoint {
             r.body = body;
         }
         if is_invite {
-            let bytes = r.to_bytes();
-            self.respond(now, &key, r);
             if let Some(leg) = self.legs.get_mut(&leg_id) {
                 leg.reinvite_pending = true;
-                leg.pending_ok = Some(PendingOk {
-                    bytes,
-                    cseq: req.cseq().map(|c| c.seq).unwrap_or(0),
-                    interval: self.config.timers.t1,
-                    offer_in_ok,
-                });
             }
-            self.arm_ok_timers(now, leg_id);
+            let cseq = req.cseq().map(|c| c.seq).unwrap_or(0);
+            self.send_2xx_until_ack(now, &key, leg_id, r, cseq, offer_in_ok);
         } else {
             self.respond(now, &key, r);
         }
@@ -1147,6 +1135,30 @@ impl Endpoint {
                 .push("Session-Expires", format!("{};refresher=uac", se.as_secs()));
             r.headers.push("Require", "timer");
         }
+    }
+
+    /// Sends a 2xx to an INVITE and keeps it for retransmission until the ACK comes
+    /// (RFC 3261 §13.3.1.4); without ACK the call is ended with BYE.
+    fn send_2xx_until_ack(
+        &mut self,
+        now: Instant,
+        key: &TxnKey,
+        leg_id: LegId,
+        ok: Response,
+        cseq: u32,
+        offer_in_ok: bool,
+    ) {
+        let bytes = ok.to_bytes();
+        self.respond(now, key, ok);
+        if let Some(leg) = self.legs.get_mut(&leg_id) {
+            leg.pending_ok = Some(PendingOk {
+                bytes,
+                cseq,
+                interval: self.config.timers.t1,
+                offer_in_ok,
+            });
+        }
+        self.arm_ok_timers(now, leg_id);
     }
 
     fn arm_ok_timers(&mut self, now: Instant, leg_id: LegId) {
@@ -1377,17 +1389,8 @@ impl Endpoint {
         self.add_dialog_headers(&mut r, interval, interval.is_some());
         r.headers.push("Content-Type", "application/sdp");
         r.body = body;
-        let bytes = r.to_bytes();
-        self.respond(now, &key, r);
-        if let Some(leg) = self.legs.get_mut(&leg_id) {
-            leg.pending_ok = Some(PendingOk {
-                bytes,
-                cseq: req.cseq().map(|c| c.seq).unwrap_or(0),
-                interval: self.config.timers.t1,
-                offer_in_ok,
-            });
-        }
-        self.arm_ok_timers(now, leg_id);
+        let cseq = req.cseq().map(|c| c.seq).unwrap_or(0);
+        self.send_2xx_until_ack(now, &key, leg_id, r, cseq, offer_in_ok);
         info!(parent: &span, rtp = %local_rtp, "answered");
         true
     }
@@ -1611,30 +1614,13 @@ impl Endpoint {
                 .push_back(Event::Answered { leg: leg_id, media });
             return;
         }
-        if (code == 401 || code == 407) && leg.auth_attempts == 0 {
-            let header = if code == 401 {
-                "WWW-Authenticate"
-            } else {
-                "Proxy-Authenticate"
-            };
-            let challenge = resp.headers.get_all(header).find_map(Challenge::parse);
-            if let (Some(ch), Some(cred)) = (challenge, leg.credentials.clone()) {
+        if leg.auth_attempts == 0 {
+            if let (Some((ch, header)), Some(cred)) = (challenge_of(&resp), leg.credentials.clone())
+            {
                 leg.auth_attempts += 1;
                 leg.local_cseq += 1;
-                let auth = ch.respond(
-                    &cred.username,
-                    &cred.password,
-                    "INVITE",
-                    &leg.remote_target,
-                    &random_token(12),
-                    1,
-                );
-                let name = if code == 401 {
-                    "Authorization"
-                } else {
-                    "Proxy-Authorization"
-                };
-                self.send_invite(now, leg_id, Some((name, auth)));
+                let auth = ch.authorize(&cred, "INVITE", &leg.remote_target, &random_token(12));
+                self.send_invite(now, leg_id, Some((header, auth)));
                 return;
             }
         }
@@ -1718,33 +1704,18 @@ impl Endpoint {
                 }));
             return;
         }
-        if (code == 401 || code == 407) && reg.auth_attempts < 2 {
-            let header = if code == 401 {
-                "WWW-Authenticate"
-            } else {
-                "Proxy-Authenticate"
-            };
-            if let Some(ch) = resp.headers.get_all(header).find_map(Challenge::parse) {
-                // A second challenge is only worth answering when the nonce was stale.
-                if reg.auth_attempts == 0 || ch.stale {
-                    reg.auth_attempts += 1;
-                    let cred = reg.spec.credentials.clone();
-                    let auth = ch.respond(
-                        &cred.username,
-                        &cred.password,
-                        "REGISTER",
-                        &reg.spec.registrar,
-                        &random_token(12),
-                        1,
-                    );
-                    let name = if code == 401 {
-                        "Authorization"
-                    } else {
-                        "Proxy-Authorization"
-                    };
-                    self.send_register(now, Some((name, auth)));
-                    return;
-                }
+        if let Some((ch, header)) = challenge_of(&resp) {
+            // A second challenge is only worth answering when the nonce was stale.
+            if reg.auth_attempts == 0 || (reg.auth_attempts == 1 && ch.stale) {
+                reg.auth_attempts += 1;
+                let auth = ch.authorize(
+                    &reg.spec.credentials,
+                    "REGISTER",
+                    &reg.spec.registrar,
+                    &random_token(12),
+                );
+                self.send_register(now, Some((header, auth)));
+                return;
             }
         }
         self.registration_failed(now, Some(code));

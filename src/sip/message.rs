@@ -543,6 +543,11 @@ fn body_for(headers: &Headers, body_all: &[u8]) -> Result<Vec<u8>, String> {
 
 /// Splits a header value at top-level commas (not inside quotes or angle brackets).
 pub fn split_list(v: &str) -> Vec<&str> {
+    split_top_level(v, ',')
+}
+
+/// Splits at `sep` outside quoted strings (with their escapes) and angle brackets.
+fn split_top_level(v: &str, sep: char) -> Vec<&str> {
     let mut out = Vec::new();
     let mut depth_angle = 0i32;
     let mut in_quote = false;
@@ -563,9 +568,9 @@ pub fn split_list(v: &str) -> Vec<&str> {
             '"' => in_quote = true,
             '<' => depth_angle += 1,
             '>' => depth_angle -= 1,
-            ',' if depth_angle == 0 => {
+            c if c == sep && depth_angle == 0 => {
                 out.push(&v[start..i]);
-                start = i + 1;
+                start = i + c.len_utf8();
             }
             _ => {}
         }
@@ -784,32 +789,7 @@ impl Params {
 
 /// Splits at semicolons outside quoted strings.
 fn split_semis(s: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut in_quote = false;
-    let mut escaped = false;
-    let mut start = 0;
-    for (i, c) in s.char_indices() {
-        if in_quote {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_quote = false;
-            }
-            continue;
-        }
-        match c {
-            '"' => in_quote = true,
-            ';' => {
-                out.push(&s[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    out.push(&s[start..]);
-    out
+    split_top_level(s, ';')
 }
 
 /// The content of a quoted string (RFC 3261 quoted-pair unescaped); None if unbalanced.
