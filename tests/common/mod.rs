@@ -31,7 +31,12 @@ pub struct Engine {
 impl Engine {
     /// Starts `astreinte serve` with `sip_extra` lines added to `[sip]` and `sections` appended.
     pub fn start(sip_extra: &str, sections: &str) -> Engine {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Engine::start_in(tempfile::tempdir().expect("tempdir"), sip_extra, sections)
+    }
+
+    /// Like [`Engine::start`], in an existing working directory (e.g. one a killed engine left
+    /// behind, see [`Engine::into_dir`]); its config and log are rewritten, the rest is kept.
+    pub fn start_in(dir: tempfile::TempDir, sip_extra: &str, sections: &str) -> Engine {
         let sip_port = free_port();
         let config = format!(
             "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n{sip_extra}\n\n[media]\nrtp_ports = \"30000-39999\"\n\n[store]\nurl = \"sqlite://{}/astreinte.db\"\n\n{sections}\n",
@@ -125,6 +130,25 @@ impl Engine {
             let _ = child.wait();
         }
         self.log_text()
+    }
+}
+
+impl Engine {
+    /// Kills the engine with SIGKILL (no clean-up at all) and waits for it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-9", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the engine if it still runs and hands over its working directory, which then
+    /// outlives it (for [`Engine::start_in`]).
+    pub fn into_dir(mut self) -> tempfile::TempDir {
+        self.stop();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"))
     }
 }
 

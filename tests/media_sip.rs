@@ -1,0 +1,347 @@
+//! Media over real SIP calls: a softphone hears the greeting and is recorded, SIPp's RFC 4733
+//! and SIP INFO digits reach the call, and a recording cut by `kill -9` is recovered.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use astreinte::media::{g711, Codec};
+use common::{assert_sipp_ok, free_port, sipp, Engine};
+
+fn wav_spec() -> hound::WavSpec {
+    hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    }
+}
+
+fn read_wav(path: &Path) -> Vec<i16> {
+    let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let spec = r.spec();
+    assert_eq!(
+        (spec.channels, spec.sample_rate, spec.bits_per_sample),
+        (1, 8000, 16),
+        "{}: {spec:?}",
+        path.display()
+    );
+    r.samples::<i16>().map(|s| s.unwrap()).collect()
+}
+
+/// Files in `dir` whose name ends with `suffix`.
+fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.to_string_lossy().ends_with(suffix))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// 1 s of silence, `tone_secs` of 440 Hz, 1 s of silence.
+fn tone_signal(tone_secs: f64) -> Vec<i16> {
+    let mut v = vec![0i16; 8000];
+    let n = (tone_secs * 8000.0) as usize;
+    for i in 0..n {
+        let x = (i as f64 * 440.0 * 2.0 * std::f64::consts::PI / 8000.0).sin() * 8000.0;
+        v.push(x as i16);
+    }
+    v.extend(std::iter::repeat_n(0i16, 8000));
+    v
+}
+
+/// A headless baresip config that sends `say.wav` and dumps what it decodes to
+/// `dump-*-dec.wav` (sndfile module).
+fn baresip_dir(say: &[i16]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let sip_port = free_port();
+    // Outside the engine's RTP range (30000-39999).
+    let rtp = 40000 + (sip_port % 200) * 40;
+    std::fs::write(
+        dir.path().join("config"),
+        format!(
+            "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\naudio_player aufile,{d}/heard.wav\naudio_source aufile,{d}/say.wav\naudio_alert aufile,/dev/null\nrtp_ports {rtp}-{}\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\nmodule sndfile.so\nmodule account.so\nmodule menu.so\nmodule uuid.so\nsnd_path {d}\n",
+            rtp + 39
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("accounts"),
+        "<sip:tester@127.0.0.1>;audio_codecs=PCMU;regint=0\n",
+    )
+    .unwrap();
+    let mut w = hound::WavWriter::create(dir.path().join("say.wav"), wav_spec()).unwrap();
+    for &s in say {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+    dir
+}
+
+/// What a PCMU receiver decodes from the prompt: `decode(encode(prompt))`.
+fn pcmu_roundtrip(pcm: &[i16]) -> Vec<i16> {
+    let mut enc = vec![0u8; pcm.len()];
+    g711::encode(Codec::Pcmu, pcm, &mut enc);
+    let mut dec = vec![0i16; pcm.len()];
+    g711::decode(Codec::Pcmu, &enc, &mut dec);
+    dec
+}
+
+/// Whether a decoded sample is the one we sent. Exact, except that baresip's µ-law table
+/// (libre's) decodes the two zero codes (0xFF, 0x7F) to ±2 where ITU-T G.711 says 0.
+fn same_sample(heard: i16, want: i16) -> bool {
+    heard == want || (want == 0 && heard.abs() <= 2)
+}
+
+/// The longest run of samples of `heard` that equals `want` once aligned, searching every
+/// alignment of the window `want[from..from + probe]` in `heard`.
+fn longest_exact_run(heard: &[i16], want: &[i16], from: usize, probe: usize) -> usize {
+    let key = &want[from..from + probe];
+    let mut best = 0;
+    for o in 0..heard.len().saturating_sub(probe) {
+        if !heard[o..o + probe]
+            .iter()
+            .zip(key)
+            .all(|(&h, &w)| same_sample(h, w))
+        {
+            continue;
+        }
+        // Extend both ways from the matching window.
+        let mut start = 0;
+        while start < from && start < o && same_sample(heard[o - start - 1], want[from - start - 1])
+        {
+            start += 1;
+        }
+        let mut end = probe;
+        while o + end < heard.len()
+            && from + end < want.len()
+            && same_sample(heard[o + end], want[from + end])
+        {
+            end += 1;
+        }
+        best = best.max(start + end);
+    }
+    best
+}
+
+/// Energy of 20 ms frames.
+fn frame_rms(pcm: &[i16]) -> Vec<f64> {
+    pcm.chunks(160)
+        .map(|c| (c.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / c.len() as f64).sqrt())
+        .collect()
+}
+
+/// Goertzel power of `freq` in `pcm`, relative to the total power.
+fn goertzel_share(pcm: &[i16], freq: f64) -> f64 {
+    let k = 2.0 * (2.0 * std::f64::consts::PI * freq / 8000.0).cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in pcm {
+        let s = x as f64 + k * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    let power = s1 * s1 + s2 * s2 - k * s1 * s2;
+    let total: f64 = pcm.iter().map(|&s| (s as f64).powi(2)).sum();
+    // A pure tone over N samples gives power ≈ total * N / 2.
+    power / (total * pcm.len() as f64 / 2.0)
+}
+
+#[test]
+fn baresip_hears_the_greeting_and_is_recorded() {
+    let engine = Engine::start("", "");
+    let say = tone_signal(3.0);
+    let dir = baresip_dir(&say);
+    let out = Command::new("timeout")
+        .args(["40", "baresip", "-f", dir.path().to_str().unwrap()])
+        .args(["-e", &format!("/dial sip:611@{}", engine.addr()), "-t", "8"])
+        .output()
+        .expect("run baresip (apt-get install baresip)");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let log = engine.log_text();
+    assert!(
+        said.contains("Call established"),
+        "baresip:\n{said}\nengine:\n{log}"
+    );
+
+    // (a) baresip decoded the French greeting sample for sample.
+    let dumps = files_ending(dir.path(), "-dec.wav");
+    assert_eq!(dumps.len(), 1, "decoded dumps {dumps:?}\nbaresip:\n{said}");
+    let heard = read_wav(&dumps[0]);
+    let prompt = read_wav(&Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/fr/greeting.wav"));
+    let want = pcmu_roundtrip(&prompt);
+    // Probe with a loud stretch 0.5 s into the prompt, then extend the exact match.
+    let run = longest_exact_run(&heard, &want, 4000, 800);
+    assert!(
+        run >= 8000,
+        "longest exact match with the greeting: {run} samples (heard {} samples)",
+        heard.len()
+    );
+
+    // (b) the engine recorded the tone baresip sent: 3 s of 440 Hz after 1 s of silence.
+    let recordings = engine.dir.path().join("data/recordings");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut saved = files_ending(&recordings, ".wav");
+    while saved.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        saved = files_ending(&recordings, ".wav");
+    }
+    let log = engine.log_text();
+    assert_eq!(saved.len(), 1, "recordings {saved:?}\n{log}");
+    let rec = read_wav(&saved[0]);
+    let rms = frame_rms(&rec);
+    let loud: Vec<usize> = (0..rms.len()).filter(|&i| rms[i] > 1000.0).collect();
+    assert!(
+        !loud.is_empty(),
+        "recording is silent ({} samples)\n{log}",
+        rec.len()
+    );
+    let (first, last) = (loud[0], *loud.last().unwrap());
+    // One unbroken tone of 3 s (150 packets), give or take one packet.
+    assert_eq!(loud.len(), last - first + 1, "tone broken up: {loud:?}");
+    assert!(
+        (149..=151).contains(&loud.len()),
+        "tone lasts {} frames of 20 ms, sent 150",
+        loud.len()
+    );
+    // Leading silence is trimmed to the 200 ms margin kept around speech (VAD).
+    assert!((9..=11).contains(&first), "tone starts at frame {first}");
+    let tone = &rec[first * 160..(last + 1) * 160];
+    let share = goertzel_share(tone, 440.0);
+    assert!(share > 0.9, "440 Hz carries {share:.3} of the tone's power");
+    assert!(goertzel_share(tone, 1000.0) < 0.01);
+    // What baresip sent was recorded sample for sample through PCMU.
+    let sent = pcmu_roundtrip(&say[8000..8000 + 24000]);
+    let run = longest_exact_run(tone, &sent, 800, 800);
+    assert!(
+        run >= 23000,
+        "recorded tone matches what was sent for {run} samples"
+    );
+}
+
+/// The digits the engine logged as pressed, in order, from `source`.
+fn keys_pressed(log: &str, source: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("key pressed") && l.contains(&format!("source={source}")))
+        .filter_map(|l| l.split("digit=").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn rfc4733_digits_from_sipp_pcaps_are_pressed_once_each() {
+    let engine = Engine::start("", "");
+    let out = sipp(&engine, "uac_dtmf_rfc4733.xml", "611", false, &[]);
+    assert_sipp_ok(&engine, &out, "RFC 4733 pcaps");
+    // Each pcap is one event: start packets, then the end packet sent three times.
+    let log = engine.log_text();
+    assert_eq!(
+        keys_pressed(&log, "Rfc4733"),
+        ["1", "3", "5", "7", "9", "*", "#", "0"],
+        "{log}"
+    );
+    assert_eq!(log.matches("key pressed").count(), 8, "{log}");
+}
+
+#[test]
+fn sip_info_digit_is_pressed() {
+    let engine = Engine::start("", "");
+    let out = sipp(&engine, "uac_dtmf_info.xml", "611", false, &[]);
+    assert_sipp_ok(&engine, &out, "SIP INFO");
+    let log = engine.log_text();
+    assert_eq!(keys_pressed(&log, "SipInfo"), ["5"], "{log}");
+    assert_eq!(log.matches("key pressed").count(), 1, "{log}");
+}
+
+/// Kills a child process (by its id) when dropped, even when the test fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn recording_cut_by_kill_9_is_recovered_at_restart() {
+    let mut engine = Engine::start("", "");
+    // 1 s of silence, then a tone for longer than the call lasts.
+    let dir = baresip_dir(&tone_signal(12.0));
+    let baresip = Command::new("baresip")
+        .args(["-f", dir.path().to_str().unwrap()])
+        .args([
+            "-e",
+            &format!("/dial sip:611@{}", engine.addr()),
+            "-t",
+            "30",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run baresip (apt-get install baresip)");
+    let _baresip = KillOnDrop(baresip);
+
+    // The recording starts when the call is answered.
+    let recordings = engine.dir.path().join("data/recordings");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut parts = files_ending(&recordings, ".wav.part");
+    while parts.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no recording started\n{}",
+            engine.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        parts = files_ending(&recordings, ".wav.part");
+    }
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_millis(3500));
+    let talked = started.elapsed();
+    engine.kill9();
+    let first_log = engine.log_text();
+    assert!(!first_log.contains("recording saved"), "{first_log}");
+    assert_eq!(files_ending(&recordings, ".wav.part"), parts, "{first_log}");
+    assert!(files_ending(&recordings, ".wav").is_empty());
+
+    // A new engine in the same working directory makes the recording whole.
+    let engine = Engine::start_in(engine.into_dir(), "", "");
+    let log = engine.log_text();
+    assert_eq!(
+        log.matches("recovered an unfinished recording").count(),
+        1,
+        "{log}"
+    );
+    assert!(files_ending(&recordings, ".part").is_empty(), "{log}");
+    let saved = files_ending(&recordings, ".wav");
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    let rec = read_wav(&saved[0]);
+    // Flushed at least every second: at most one second (plus scheduling slack) is lost.
+    let secs = rec.len() as f64 / 8000.0;
+    let talked = talked.as_secs_f64();
+    assert!(
+        secs > talked - 1.5 && secs < talked + 0.2,
+        "recovered {secs:.2} s of a call killed after {talked:.2} s"
+    );
+    // Its content is what baresip sent: about 1 s of silence, then the 440 Hz tone.
+    let rms = frame_rms(&rec);
+    let first = rms.iter().position(|&r| r > 1000.0).expect("no tone");
+    // 50 frames of silence were sent first; the recording may miss the first packets or two if
+    // they beat the ACK.
+    assert!((46..=51).contains(&first), "tone starts at frame {first}");
+    let tone = &rec[first * 160..];
+    assert!(
+        frame_rms(tone).iter().all(|&r| r > 1000.0),
+        "tone broken up"
+    );
+    assert!(goertzel_share(tone, 440.0) > 0.9);
+}
