@@ -10,7 +10,7 @@ use common::{free_port, Engine};
 fn baresip_dir(sip_port: u16) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
-    let rtp = 31000 + (sip_port % 100) * 40;
+    let rtp = 40000 + (sip_port % 200) * 40; // outside the engine's 30000-39999
     std::fs::write(
         dir.path().join("config"),
         format!(

@@ -12,7 +12,9 @@ use serde::Deserialize;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::{ConfigIssue, KeySeg};
-use crate::media::{MediaEngine, MediaEvent, PlayOptions, PromptRef, RecordOptions};
+use crate::media::{
+    MediaEngine, MediaEvent, PlayOptions, PromptRef, RecordOptions, RecordingSummary,
+};
 use crate::sip::{InboundCall, LegEvent};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -101,6 +103,7 @@ pub async fn run_inbound(
         leg.answer(SocketAddr::new(advertised, session.local_rtp_addr().port()));
         let limit = tokio::time::sleep(Duration::from_secs(config.max_call_secs));
         tokio::pin!(limit);
+        let mut recording = false;
         loop {
             tokio::select! {
                 ev = events.recv() => match ev {
@@ -114,6 +117,7 @@ pub async fn run_inbound(
                         }
                         let path = recordings.join(format!("{}.wav", file_safe(&info.call_id)));
                         session.record(path, RecordOptions { max_seconds: 300, end_after_silence_ms: None });
+                        recording = true;
                     }
                     Some(LegEvent::MediaUpdated { media }) => session.apply(media),
                     Some(LegEvent::Dtmf { digit, .. }) => session.inject_digit(digit),
@@ -127,7 +131,10 @@ pub async fn run_inbound(
                         leg.hangup();
                         break;
                     }
-                    Some(MediaEvent::RecordingFinished(r)) => info!(path = %r.path.display(), duration_ms = r.duration_ms, speech = r.speech_detected, "recording saved"),
+                    Some(MediaEvent::RecordingFinished(r)) => {
+                        log_saved(&r);
+                        recording = false;
+                    }
                     Some(other) => debug!(?other, "media event"),
                     None => break,
                 },
@@ -138,11 +145,35 @@ pub async fn run_inbound(
                 }
             }
         }
+        // A recording in progress is finished (and its event read) before the session closes,
+        // so what the caller said is saved and reported even when they hang up mid-message.
+        let drain = tokio::time::sleep(Duration::from_secs(2));
+        tokio::pin!(drain);
+        if recording {
+            session.stop_recording();
+        }
+        while recording {
+            tokio::select! {
+                ev = session.next_event() => match ev {
+                    Some(MediaEvent::RecordingFinished(r)) => {
+                        log_saved(&r);
+                        recording = false;
+                    }
+                    Some(_) => {}
+                    None => recording = false,
+                },
+                _ = &mut drain => recording = false,
+            }
+        }
         let stats = session.close().await;
         info!(sent = stats.packets_sent, received = stats.packets_received, lost = stats.packets_lost, jitter_ms = stats.jitter_ms, mos = stats.mos, "media statistics");
     }
     .instrument(span)
     .await
+}
+
+fn log_saved(r: &RecordingSummary) {
+    info!(path = %r.path.display(), duration_ms = r.duration_ms, speech = r.speech_detected, "recording saved");
 }
 
 /// A Call-ID as a file name: anything but letters, digits, '-', '_' and '.' becomes '_'.
