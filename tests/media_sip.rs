@@ -294,11 +294,13 @@ fn recording_cut_by_kill_9_is_recovered_at_restart() {
             "30",
         ])
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
+        .stdout(std::fs::File::create(dir.path().join("baresip.log")).unwrap())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("run baresip (apt-get install baresip)");
     let _baresip = KillOnDrop(baresip);
+    let baresip_log =
+        || std::fs::read_to_string(dir.path().join("baresip.log")).unwrap_or_default();
 
     // The recording starts when the call is answered.
     let recordings = engine.dir.path().join("data/recordings");
@@ -307,8 +309,9 @@ fn recording_cut_by_kill_9_is_recovered_at_restart() {
     while parts.is_empty() {
         assert!(
             Instant::now() < deadline,
-            "no recording started\n{}",
-            engine.log_text()
+            "no recording started\n--- engine\n{}\n--- baresip\n{}",
+            engine.log_text(),
+            baresip_log()
         );
         std::thread::sleep(Duration::from_millis(20));
         parts = files_ending(&recordings, ".wav.part");

@@ -9,7 +9,7 @@ use std::time::Duration;
 use astreinte::sip::endpoint::RegistrationState;
 use astreinte::sip::transport::{self, CallRequest, LegEvent};
 use astreinte::sip::{config::RegisterConfig, Credentials, SipConfig};
-use common::{free_port, scenario};
+use common::{free_media_base, free_port, scenario};
 
 struct Far {
     child: Child,
@@ -19,7 +19,7 @@ struct Far {
 impl Far {
     fn start(file: &str) -> Far {
         let port = free_port();
-        let media = free_port();
+        let media = free_media_base();
         let child = Command::new("sipp")
             .args(["-sf", scenario(file).to_str().unwrap()])
             .args([

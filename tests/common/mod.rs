@@ -21,6 +21,19 @@ pub fn free_port() -> u16 {
     panic!("no free port");
 }
 
+/// A base port for SIPp's media: SIPp binds the port and the three above it (audio and video
+/// RTP/RTCP), so all four must be free.
+pub fn free_media_base() -> u16 {
+    for _ in 0..200 {
+        let p = free_port();
+        if p % 2 == 0 && p < 65530 && (1..4).all(|i| UdpSocket::bind(("127.0.0.1", p + i)).is_ok())
+        {
+            return p;
+        }
+    }
+    panic!("no four free ports in a row");
+}
+
 pub struct Engine {
     child: Option<Child>,
     pub sip_port: u16,
@@ -173,8 +186,30 @@ pub fn sipp(
     tcp: bool,
     extra: &[&str],
 ) -> Output {
+    // Ports are picked free but may be taken by another test before SIPp binds them: a bind
+    // failure is retried with new ports, any other failure is the test's.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (out, errors) = sipp_once(engine, scenario_file, service, tcp, extra);
+        let bind_failed = String::from_utf8_lossy(&out.stderr).contains("Unable to bind")
+            || errors.contains("Unable to bind");
+        if out.status.success() || !bind_failed || attempt == 3 {
+            let _ = std::io::stderr().write_all(errors.as_bytes());
+            return out;
+        }
+    }
+}
+
+fn sipp_once(
+    engine: &Engine,
+    scenario_file: &str,
+    service: &str,
+    tcp: bool,
+    extra: &[&str],
+) -> (Output, String) {
     let local_port = free_port();
-    let media_port = free_port();
+    let media_port = free_media_base();
     let work = tempfile::tempdir().expect("tempdir");
     let mut cmd = Command::new("sipp");
     cmd.current_dir(work.path())
@@ -192,9 +227,9 @@ pub fn sipp(
         cmd.args(["-t", "t1"]);
     }
     let out = cmd.output().expect("run sipp (install sip-tester)");
+    // SIPp's error log, for the failure message.
+    let mut errors = String::new();
     if !out.status.success() {
-        // Keep SIPp's error log in the failure message.
-        let mut errors = String::new();
         if let Ok(entries) = std::fs::read_dir(work.path()) {
             for e in entries.flatten() {
                 if let Ok(text) = std::fs::read_to_string(e.path()) {
@@ -202,9 +237,8 @@ pub fn sipp(
                 }
             }
         }
-        let _ = std::io::stderr().write_all(errors.as_bytes());
     }
-    out
+    (out, errors)
 }
 
 pub fn assert_sipp_ok(engine: &Engine, out: &Output, what: &str) {
