@@ -798,3 +798,41 @@ fn registration_authenticates_and_refreshes_before_expiry() {
         .all(|r| r.method.as_str() == "REGISTER" && r.top_via() == refresh[0].top_via()));
     assert_eq!(refresh[0].cseq().unwrap().seq, reg2.cseq().unwrap().seq + 1);
 }
+
+#[test]
+fn answer_that_beats_our_cancel_is_acked_and_hung_up() {
+    let mut h = Harness::new();
+    let leg = h.ep.place_call(
+        h.now,
+        OutboundCall {
+            target: "sip:tech@127.0.0.1:5999".into(),
+            next_hop: h.peer,
+            from: "sip:astreinte@127.0.0.1".into(),
+            credentials: None,
+            local_rtp: "127.0.0.1:20008".parse().unwrap(),
+        },
+    );
+    let inv = requests(&mut h).remove(0);
+    h.send(&respond_to(&inv, 180, "", ""));
+    h.ep.hangup(h.now, leg);
+    let cancel = requests(&mut h).remove(0);
+    assert_eq!(cancel.method.as_str(), "CANCEL");
+    assert!(h.events().contains(&Event::Ended {
+        leg,
+        reason: EndReason::LocalHangup
+    }));
+    // The phone was answered before the CANCEL arrived.
+    h.send(&respond_to(
+        &inv,
+        200,
+        "Contact: <sip:tech@127.0.0.1:5999>\nContent-Type: application/sdp\n",
+        SDP,
+    ));
+    let sent = requests(&mut h);
+    let methods: Vec<&str> = sent.iter().map(|r| r.method.as_str()).collect();
+    assert_eq!(methods, vec!["ACK", "BYE"]);
+    assert_eq!(sent[1].uri, "sip:tech@127.0.0.1:5999");
+    assert_eq!(sent[1].to().unwrap().tag(), Some("far"));
+    assert_eq!(sent[1].cseq().unwrap().seq, inv.cseq().unwrap().seq + 1);
+    assert!(h.events().is_empty(), "the leg was already reported ended");
+}

@@ -74,7 +74,15 @@ impl Endpoint {
                 );
             } else {
                 txn.state = ClientState::Terminated;
-                self.client_txns.remove(&txn_id);
+                let invite = self.client_txns.remove(&txn_id).and_then(|t| t.invite);
+                if let (ClientPurpose::Invite(leg), Some(invite)) = (purpose, invite) {
+                    if !self.legs.contains_key(&leg) {
+                        // Answered after we hung up (our CANCEL lost the race): the dialog
+                        // exists at the far end, so ACK it and BYE it (RFC 3261 §15).
+                        self.ack_and_bye_stray_2xx(now, peer, &invite, &resp);
+                        return;
+                    }
+                }
             }
         } else {
             txn.state = ClientState::Completed;
@@ -334,7 +342,6 @@ impl Endpoint {
     pub(super) fn outbound_final(&mut self, now: Instant, leg_id: LegId, resp: Response) {
         let code = resp.code;
         let Some(leg) = self.legs.get_mut(&leg_id) else {
-            // Answered after we hung up: ACK and BYE it (RFC 3261 §15).
             return;
         };
         if (200..300).contains(&code) {
@@ -377,6 +384,50 @@ impl Endpoint {
             }
         }
         self.end_leg(leg_id, EndReason::Rejected(code));
+    }
+
+    /// ACK then BYE for a 2xx whose leg we already ended.
+    pub(super) fn ack_and_bye_stray_2xx(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        invite: &Request,
+        ok: &Response,
+    ) {
+        let target = ok
+            .headers
+            .list("Contact")
+            .first()
+            .and_then(|c| header_uri(c))
+            .unwrap_or_else(|| invite.uri.clone());
+        let seq = invite.cseq().map(|c| c.seq).unwrap_or(1);
+        let mut requests = Vec::with_capacity(2);
+        for (method, cseq) in [(Method::Ack, seq), (Method::Bye, seq + 1)] {
+            let mut r = Request::new(method.clone(), target.clone());
+            r.headers
+                .push("Via", self.via(peer.transport, &new_branch()));
+            r.headers.push("Max-Forwards", "70");
+            for route in ok.headers.list("Record-Route").iter().rev() {
+                r.headers.push("Route", route.clone());
+            }
+            for name in ["From", "Call-ID"] {
+                if let Some(v) = invite.headers.get(name) {
+                    r.headers.push(name, v);
+                }
+            }
+            if let Some(to) = ok.headers.get("To") {
+                r.headers.push("To", to);
+            }
+            r.headers.push("CSeq", format!("{cseq} {method}"));
+            requests.push(r);
+        }
+        let mut requests = requests.into_iter();
+        if let Some(ack) = requests.next() {
+            self.send(peer, ack.to_bytes());
+        }
+        if let Some(bye) = requests.next() {
+            self.start_client_txn(now, peer, bye, ClientPurpose::Bye);
+        }
     }
 }
 
