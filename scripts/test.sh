@@ -41,4 +41,11 @@ if [ -z "${ASTREINTE_TEST_PG_URL:-}" ]; then
   echo "test.sh: PostgreSQL for the tests at $ASTREINTE_TEST_PG_URL"
 fi
 
-cargo test -- "$@"
+log=$(mktemp /tmp/astreinte-test.XXXXXX)
+status=0
+cargo test --lib --bins --tests -- "$@" 2>&1 | tee "$log" || status=$?
+# One closing line over every test binary (cargo prints one per binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+rm -f "$log"
+exit "$status"
