@@ -115,7 +115,15 @@ pub async fn run_inbound(
                         if let Err(e) = session.play(&greeting, PlayOptions { barge_in: false, repeat: true }) {
                             warn!(error = %e, "cannot play the greeting");
                         }
-                        let path = recordings.join(format!("{}.wav", file_safe(&info.call_id)));
+                        // Time and leg first: two Call-IDs that read alike as file names, or one
+                        // reused after a restart, never share a file.
+                        let name = format!(
+                            "{}-{}-{}.wav",
+                            chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+                            leg.id().0,
+                            file_safe(&info.call_id)
+                        );
+                        let path = recordings.join(name);
                         session.record(path, RecordOptions { max_seconds: 300, end_after_silence_ms: None });
                         recording = true;
                     }
