@@ -25,7 +25,7 @@ use super::prompts::{PromptId, PromptSet, FRAME};
 use super::rfc4733::EventReceiver;
 use super::rtcp;
 use super::stats::{estimate_mos, RecvStats};
-use super::sys::{monotonic_ns, Epoll, Timer, Waker};
+use super::sys::{monotonic_ns, pin_to_nth_cpu, set_realtime, Epoll, Timer, Waker};
 use super::types::{Codec, MediaDirection, NegotiatedMedia};
 use super::vad::{FrameVad, SpeechEvent, SpeechTracker};
 use super::writer::RecWriter;
@@ -84,6 +84,8 @@ pub struct ShardCtx {
     pub prompts: Arc<PromptSet>,
     pub ports: Arc<Mutex<PortPool>>,
     pub inactivity_ns: u64,
+    pub realtime_priority: u8,
+    pub pin: bool,
 }
 
 struct Playback {
@@ -443,6 +445,7 @@ impl Shard {
     pub fn run(mut self) {
         let span = tracing::info_span!("media", shard = self.index);
         let _g = span.enter();
+        self.scheduling();
         let now = monotonic_ns();
         self.last_grid = now / GRID_NS;
         if let Err(e) = self.timer.arm_at((self.last_grid + 1) * GRID_NS) {
@@ -480,6 +483,33 @@ impl Shard {
         let ids: Vec<u64> = self.by_id.keys().copied().collect();
         for id in ids {
             self.close(id, None, monotonic_ns());
+        }
+    }
+
+    /// Real-time priority (and pinning) for this thread, when configured and permitted. The
+    /// recording writer thread was spawned before this and keeps the normal scheduler.
+    fn scheduling(&self) {
+        if self.ctx.pin {
+            match pin_to_nth_cpu(self.index) {
+                Ok(cpu) => tracing::debug!(cpu, "media thread pinned"),
+                Err(e) => tracing::info!(error = %e, "media thread not pinned"),
+            }
+        }
+        let prio = self.ctx.realtime_priority;
+        if prio > 0 {
+            match set_realtime(prio) {
+                Ok(()) => tracing::debug!(prio, "media thread on SCHED_FIFO"),
+                Err(e) => {
+                    static LOGGED: std::sync::atomic::AtomicBool =
+                        std::sync::atomic::AtomicBool::new(false);
+                    if !LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        tracing::info!(
+                            error = %e,
+                            "media threads stay on the normal scheduler (SCHED_FIFO not permitted)"
+                        );
+                    }
+                }
+            }
         }
     }
 

@@ -158,3 +158,40 @@ impl Waker {
         self.fd.as_raw_fd()
     }
 }
+
+/// Put the calling thread under SCHED_FIFO at `priority` (1-99).
+pub fn set_realtime(priority: u8) -> io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: libc::c_int::from(priority.clamp(1, 99)),
+    };
+    // SAFETY: `param` is valid for the call; pid 0 is the calling thread.
+    cvt(unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) })?;
+    Ok(())
+}
+
+/// Pin the calling thread to the `nth` CPU of those it may run on now.
+pub fn pin_to_nth_cpu(nth: usize) -> io::Result<usize> {
+    // SAFETY: cpu_set_t is plain data; the calls get valid pointers and its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        cvt(libc::sched_getaffinity(
+            0,
+            std::mem::size_of::<libc::cpu_set_t>(),
+            &mut set,
+        ))?;
+        let allowed: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect();
+        let cpu = *allowed
+            .get(nth % allowed.len().max(1))
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut one);
+        cvt(libc::sched_setaffinity(
+            0,
+            std::mem::size_of::<libc::cpu_set_t>(),
+            &one,
+        ))?;
+        Ok(cpu)
+    }
+}
