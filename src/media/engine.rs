@@ -102,7 +102,8 @@ pub struct CallStats {
     /// From the peer's last RTCP report about our stream.
     pub peer_fraction_lost: Option<u8>,
     pub peer_jitter_ms: Option<f64>,
-    /// Packets from other sources than the latched peer (dropped).
+    /// Packets from other sources than the latched peer (dropped). Once latched, the RTP
+    /// socket is connected to the peer and the kernel drops such packets uncounted.
     pub foreign_packets: u64,
     pub malformed_packets: u64,
 }

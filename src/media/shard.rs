@@ -25,7 +25,8 @@ use super::rfc4733::EventReceiver;
 use super::rtcp;
 use super::stats::{estimate_mos, RecvStats};
 use super::sys::{
-    monotonic_ns, pin_to_nth_cpu, set_realtime, Epoll, RecvBatch, Timer, Waker, RECV_BATCH,
+    disconnect_udp, monotonic_ns, pin_to_nth_cpu, set_realtime, Epoll, RecvBatch, Timer, Waker,
+    RECV_BATCH,
 };
 use super::types::{Codec, MediaDirection, NegotiatedMedia};
 use super::vad::{FrameVad, SpeechEvent, SpeechTracker};
@@ -115,6 +116,8 @@ struct Call {
     media: Option<NegotiatedMedia>,
     remote: Option<SocketAddr>,
     latched: bool,
+    /// The address the RTP socket is connected to (the latched peer).
+    connected: Option<SocketAddr>,
     pacer: Option<Pacer>,
     slot: usize,
     clock: RtpClock,
@@ -150,6 +153,20 @@ impl Call {
 
     fn token(idx: usize, gen: u32, rtcp: bool) -> u64 {
         (idx as u64) << 32 | (gen as u64) << 1 | rtcp as u64
+    }
+
+    /// Once latched, the RTP socket is connected to the peer: sends skip the per-packet route
+    /// lookup, and the kernel drops other sources (which the latch ignored anyway).
+    fn connect(&mut self, peer: SocketAddr) {
+        self.connected = self.rtp.connect(peer).is_ok().then_some(peer);
+    }
+
+    fn send_rtp(&self, pkt: &[u8], remote: SocketAddr) -> bool {
+        if self.connected == Some(remote) {
+            self.rtp.send(pkt).is_ok()
+        } else {
+            self.rtp.send_to(pkt, remote).is_ok()
+        }
     }
 
     fn sending(&self) -> bool {
@@ -248,7 +265,7 @@ impl Call {
             self.clock.ssrc,
         );
         self.marker_next = false;
-        if self.rtp.send_to(&buf[..n], remote).is_ok() {
+        if self.send_rtp(&buf[..n], remote) {
             self.sent_packets += 1;
             self.sent_octets += payload.len() as u64;
         }
@@ -661,6 +678,7 @@ impl Shard {
             media: None,
             remote: None,
             latched: false,
+            connected: None,
             pacer: None,
             slot: 0,
             clock: RtpClock {
@@ -709,6 +727,10 @@ impl Shard {
         if c.media.is_none_or(|old| old.remote_rtp != m.remote_rtp) {
             c.remote = Some(m.remote_rtp);
             c.latched = false;
+            // Accept any source again until the new peer is latched.
+            if c.connected.take().is_some() {
+                let _ = disconnect_udp(&c.rtp);
+            }
         }
         let was_sending = c.sending();
         c.media = Some(m);
@@ -894,6 +916,7 @@ impl Shard {
             }
             c.remote = Some(src);
             c.latched = true;
+            c.connect(src);
         } else if c.remote != Some(src) {
             c.foreign_packets += 1;
             return;
@@ -1030,7 +1053,7 @@ impl Shard {
             p.clock.ssrc,
         );
         p.marker_next = false;
-        if p.rtp.send_to(&out[..12 + len], remote).is_ok() {
+        if p.send_rtp(&out[..12 + len], remote) {
             p.sent_packets += 1;
             p.sent_octets += len as u64;
         }

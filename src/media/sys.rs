@@ -290,3 +290,20 @@ fn sockaddr_to_std(a: &libc::sockaddr_storage) -> Option<SocketAddr> {
         _ => None,
     }
 }
+
+/// Dissolve a UDP socket's association (connect to AF_UNSPEC) so it receives from anyone.
+pub fn disconnect_udp(sock: &std::net::UdpSocket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: sockaddr is plain data; AF_UNSPEC with its size is the documented way.
+    let mut sa: libc::sockaddr = unsafe { std::mem::zeroed() };
+    sa.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+    // SAFETY: valid descriptor and address of the stated size.
+    cvt(unsafe {
+        libc::connect(
+            sock.as_raw_fd(),
+            &sa,
+            std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
