@@ -417,6 +417,10 @@ pub struct Shard {
     /// The unbridged calls' sockets, polled once per tick.
     bulk: Epoll,
     bulk_events: Vec<libc::epoll_event>,
+    /// Unbridged calls' sockets go on `bulk` (served per tick). Only under SCHED_FIFO: a
+    /// normally scheduled thread woken late does a whole tick's receives late, and measured
+    /// worse (p99 20 ms at 1,000 calls) than waking for each packet (p99 1.6-2.3 ms).
+    batched_rx: bool,
     rbatch: RecvBatch,
     timer: Timer,
     calls: Vec<Option<Call>>,
@@ -451,6 +455,7 @@ impl Shard {
             epoll,
             bulk: Epoll::new()?,
             bulk_events: vec![libc::epoll_event { events: 0, u64: 0 }; 512],
+            batched_rx: false,
             rbatch: RecvBatch::new(),
             timer,
             calls: Vec::new(),
@@ -503,7 +508,9 @@ impl Shard {
             }
             if grid {
                 self.on_grid(now);
-                self.drain_bulk(now);
+                if self.batched_rx {
+                    self.drain_bulk(now);
+                }
             }
         }
         let ids: Vec<u64> = self.by_id.keys().copied().collect();
@@ -514,7 +521,7 @@ impl Shard {
 
     /// Real-time priority (and pinning) for this thread, when configured and permitted. The
     /// recording writer thread was spawned before this and keeps the normal scheduler.
-    fn scheduling(&self) {
+    fn scheduling(&mut self) {
         if self.ctx.pin {
             match pin_to_nth_cpu(self.index) {
                 Ok(cpu) => tracing::debug!(cpu, "media thread pinned"),
@@ -524,7 +531,10 @@ impl Shard {
         let prio = self.ctx.realtime_priority;
         if prio > 0 {
             match set_realtime(prio) {
-                Ok(()) => tracing::debug!(prio, "media thread on SCHED_FIFO"),
+                Ok(()) => {
+                    tracing::debug!(prio, "media thread on SCHED_FIFO");
+                    self.batched_rx = true;
+                }
                 Err(e) => {
                     static LOGGED: std::sync::atomic::AtomicBool =
                         std::sync::atomic::AtomicBool::new(false);
@@ -663,7 +673,12 @@ impl Shard {
         let gen = self.gens[idx];
         let span = tracing::info_span!("call", call_id = %o.call_id, port = o.port);
         for (sock, rtcp) in [(&o.rtp, false), (&o.rtcp, true)] {
-            if let Err(e) = self.bulk.add(sock.as_raw_fd(), Call::token(idx, gen, rtcp)) {
+            let set = if self.batched_rx {
+                &self.bulk
+            } else {
+                &self.epoll
+            };
+            if let Err(e) = set.add(sock.as_raw_fd(), Call::token(idx, gen, rtcp)) {
                 let _g = span.enter();
                 tracing::error!(error = %e, "cannot watch socket");
             }
@@ -892,7 +907,11 @@ impl Shard {
         let fd = c.rtp.as_raw_fd();
         self.epoll.delete(fd);
         self.bulk.delete(fd);
-        let set = if immediate { &self.epoll } else { &self.bulk };
+        let set = if immediate || !self.batched_rx {
+            &self.epoll
+        } else {
+            &self.bulk
+        };
         if let Err(e) = set.add(fd, Call::token(idx, self.gens[idx], false)) {
             let _g = c.span.enter();
             tracing::error!(error = %e, "cannot watch socket");
