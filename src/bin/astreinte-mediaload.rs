@@ -40,6 +40,12 @@ struct Args {
     /// to far end B and back; reports the added latency send -> kernel receive.
     #[arg(long)]
     bridge: bool,
+    /// SCHED_FIFO priority of the media threads (0: normal scheduler).
+    #[arg(long, default_value_t = 10)]
+    rt_prio: u8,
+    /// Pin media thread i to CPU i.
+    #[arg(long)]
+    pin: bool,
     #[arg(long, default_value = "prompts")]
     prompts: String,
     #[arg(long, default_value = "40000-49999")]
@@ -165,6 +171,8 @@ fn main() -> Result<()> {
         rtp_ports: args.ports.clone(),
         prompts_dir: args.prompts.clone(),
         threads: args.threads,
+        realtime_priority: args.rt_prio,
+        pin_threads: args.pin,
         ..MediaConfig::default()
     };
     let rss0 = rss_kib();

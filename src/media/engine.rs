@@ -102,7 +102,8 @@ pub struct CallStats {
     /// From the peer's last RTCP report about our stream.
     pub peer_fraction_lost: Option<u8>,
     pub peer_jitter_ms: Option<f64>,
-    /// Packets from other sources than the latched peer (dropped).
+    /// Packets from other sources than the latched peer (dropped). Once latched, the RTP
+    /// socket is connected to the peer and the kernel drops such packets uncounted.
     pub foreign_packets: u64,
     pub malformed_packets: u64,
 }
@@ -215,6 +216,8 @@ impl MediaEngine {
                 prompts: prompts.clone(),
                 ports: ports.clone(),
                 inactivity_ns: config.inactivity_timeout_secs.saturating_mul(1_000_000_000),
+                realtime_priority: config.realtime_priority,
+                pin: config.pin_threads,
             };
             // The shard is built on its own thread: its calls hold VAD state that is not Send.
             let (ready_tx, ready_rx) = mpsc::sync_channel(1);

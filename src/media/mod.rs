@@ -47,6 +47,17 @@ pub struct MediaConfig {
     /// Media threads; 0 means one per core.
     #[serde(default)]
     pub threads: usize,
+    /// SCHED_FIFO priority of the media threads (1-99; 0 keeps the normal scheduler). Needs
+    /// root or CAP_SYS_NICE; without it the threads run normally and one line is logged.
+    #[serde(default = "default_rt_priority")]
+    pub realtime_priority: u8,
+    /// Pin media thread i to CPU i (mod the CPUs this process may use).
+    #[serde(default)]
+    pub pin_threads: bool,
+}
+
+fn default_rt_priority() -> u8 {
+    10
 }
 
 pub(crate) fn default_prompts_dir() -> String {
@@ -71,6 +82,8 @@ impl Default for MediaConfig {
             prompts_dir: default_prompts_dir(),
             recordings_dir: default_recordings_dir(),
             threads: 0,
+            realtime_priority: default_rt_priority(),
+            pin_threads: false,
         }
     }
 }

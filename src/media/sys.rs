@@ -2,6 +2,7 @@
 //! and the monotonic clock. Each wrapper owns its descriptor and closes it on drop.
 
 use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// CLOCK_MONOTONIC in nanoseconds (the clock timerfd uses, so deadlines compare directly).
@@ -157,4 +158,152 @@ impl Waker {
     pub fn raw(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
+}
+
+/// Put the calling thread under SCHED_FIFO at `priority` (1-99).
+pub fn set_realtime(priority: u8) -> io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: libc::c_int::from(priority.clamp(1, 99)),
+    };
+    // SAFETY: `param` is valid for the call; pid 0 is the calling thread.
+    cvt(unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) })?;
+    Ok(())
+}
+
+/// Pin the calling thread to the `nth` CPU of those it may run on now.
+pub fn pin_to_nth_cpu(nth: usize) -> io::Result<usize> {
+    // SAFETY: cpu_set_t is plain data; the calls get valid pointers and its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        cvt(libc::sched_getaffinity(
+            0,
+            std::mem::size_of::<libc::cpu_set_t>(),
+            &mut set,
+        ))?;
+        let allowed: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect();
+        let cpu = *allowed
+            .get(nth % allowed.len().max(1))
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut one);
+        cvt(libc::sched_setaffinity(
+            0,
+            std::mem::size_of::<libc::cpu_set_t>(),
+            &one,
+        ))?;
+        Ok(cpu)
+    }
+}
+
+/// Packets per `recvmmsg`: a socket rarely holds more than one 20 ms packet per 5 ms tick.
+pub const RECV_BATCH: usize = 4;
+const RECV_BUF: usize = 2048;
+
+/// Buffers for draining one socket with a single `recvmmsg` per readiness (instead of a
+/// `recvfrom` per packet plus one that fails with EAGAIN).
+pub struct RecvBatch {
+    bufs: Box<[[u8; RECV_BUF]; RECV_BATCH]>,
+    addrs: [libc::sockaddr_storage; RECV_BATCH],
+    lens: [usize; RECV_BATCH],
+}
+
+impl RecvBatch {
+    pub fn new() -> RecvBatch {
+        RecvBatch {
+            bufs: Box::new([[0; RECV_BUF]; RECV_BATCH]),
+            // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
+            addrs: unsafe { std::mem::zeroed() },
+            lens: [0; RECV_BATCH],
+        }
+    }
+
+    /// Receive up to `RECV_BATCH` packets without blocking; returns how many (0 when none or
+    /// on error). Fewer than `RECV_BATCH` means the socket was drained.
+    pub fn recv(&mut self, fd: RawFd) -> usize {
+        let mut iov: [libc::iovec; RECV_BATCH] = std::array::from_fn(|i| libc::iovec {
+            iov_base: self.bufs[i].as_mut_ptr().cast(),
+            iov_len: RECV_BUF,
+        });
+        // SAFETY: mmsghdr is plain data; zero is a valid starting value.
+        let mut msgs: [libc::mmsghdr; RECV_BATCH] = unsafe { std::mem::zeroed() };
+        for (i, m) in msgs.iter_mut().enumerate() {
+            m.msg_hdr.msg_iov = &mut iov[i];
+            m.msg_hdr.msg_iovlen = 1;
+            m.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+        }
+        // SAFETY: every pointer in `msgs` refers to live buffers of the stated sizes.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                msgs.as_mut_ptr(),
+                RECV_BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n <= 0 {
+            return 0;
+        }
+        let n = n as usize;
+        for (len, m) in self.lens.iter_mut().zip(&msgs[..n]) {
+            *len = m.msg_len as usize;
+        }
+        n
+    }
+
+    /// Packet `i` of the last `recv` and where it came from.
+    pub fn packet(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
+        let src = sockaddr_to_std(&self.addrs[i])?;
+        Some((&self.bufs[i][..self.lens[i].min(RECV_BUF)], src))
+    }
+}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn sockaddr_to_std(a: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match a.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in.
+            let v4: &libc::sockaddr_in = unsafe { &*(a as *const _ as *const libc::sockaddr_in) };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr)),
+                u16::from_be(v4.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6.
+            let v6: &libc::sockaddr_in6 = unsafe { &*(a as *const _ as *const libc::sockaddr_in6) };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(v6.sin6_addr.s6_addr),
+                u16::from_be(v6.sin6_port),
+                v6.sin6_flowinfo,
+                v6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Dissolve a UDP socket's association (connect to AF_UNSPEC) so it receives from anyone.
+pub fn disconnect_udp(sock: &std::net::UdpSocket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: sockaddr is plain data; AF_UNSPEC with its size is the documented way.
+    let mut sa: libc::sockaddr = unsafe { std::mem::zeroed() };
+    sa.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+    // SAFETY: valid descriptor and address of the stated size.
+    cvt(unsafe {
+        libc::connect(
+            sock.as_raw_fd(),
+            &sa,
+            std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
 }
