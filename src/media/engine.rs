@@ -140,6 +140,7 @@ impl PortPool {
                 (Ok(a), Ok(b)) => {
                     a.set_nonblocking(true)?;
                     b.set_nonblocking(true)?;
+                    super::sys::enable_rx_timestamps(std::os::fd::AsRawFd::as_raw_fd(&a));
                     return Ok((port, a, b));
                 }
                 _ => self.free.push_back(port),

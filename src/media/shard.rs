@@ -25,8 +25,8 @@ use super::rfc4733::EventReceiver;
 use super::rtcp;
 use super::stats::{estimate_mos, RecvStats};
 use super::sys::{
-    disconnect_udp, monotonic_ns, pin_to_nth_cpu, set_realtime, Epoll, RecvBatch, Timer, Waker,
-    RECV_BATCH,
+    disconnect_udp, monotonic_ns, pin_to_nth_cpu, realtime_ns, set_realtime, Epoll, RecvBatch,
+    Timer, Waker, RECV_BATCH,
 };
 use super::types::{Codec, MediaDirection, NegotiatedMedia};
 use super::vad::{FrameVad, SpeechEvent, SpeechTracker};
@@ -872,7 +872,8 @@ impl Shard {
                         }
                     }
                 } else {
-                    self.handle_rtp(idx, len, src, now);
+                    let arrival_ns = self.rbatch.arrival_ns(i).unwrap_or_else(realtime_ns);
+                    self.handle_rtp(idx, len, src, now, arrival_ns);
                 }
             }
             if n < RECV_BATCH {
@@ -918,7 +919,8 @@ impl Shard {
         }
     }
 
-    fn handle_rtp(&mut self, idx: usize, n: usize, src: SocketAddr, now: u64) {
+    /// `arrival_ns` is the kernel's receive time (CLOCK_REALTIME), for RFC 3550 jitter.
+    fn handle_rtp(&mut self, idx: usize, n: usize, src: SocketAddr, now: u64, arrival_ns: u64) {
         let Some(c) = self.calls[idx].as_mut() else {
             return;
         };
@@ -973,7 +975,8 @@ impl Shard {
             }
         };
         c.rx_ssrc = Some(rtp.ssrc());
-        let arrival = (now / 125_000) as u32;
+        // RTP clock units (8 kHz) of the arrival time; only differences matter.
+        let arrival = (arrival_ns / 125_000) as u32;
         let ext =
             c.rx.handle_packet(u16::from(rtp.sequence_number()), ts, arrival);
         if let Some(peer) = c.bridge {

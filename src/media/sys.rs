@@ -207,6 +207,41 @@ pub struct RecvBatch {
     bufs: Box<[[u8; RECV_BUF]; RECV_BATCH]>,
     addrs: [libc::sockaddr_storage; RECV_BATCH],
     lens: [usize; RECV_BATCH],
+    /// Ancillary data (the kernel's receive timestamp); u64 for cmsghdr alignment.
+    ctrl: [[u64; CTRL_WORDS]; RECV_BATCH],
+    /// Kernel receive time of each packet (CLOCK_REALTIME ns), when the socket gives it.
+    stamps: [Option<u64>; RECV_BATCH],
+}
+
+const CTRL_WORDS: usize = 8;
+
+/// Asks the kernel to stamp each datagram with its arrival time (SO_TIMESTAMPNS), so
+/// interarrival jitter is measured at arrival, not when a batched receive gets to it.
+pub fn enable_rx_timestamps(fd: RawFd) -> bool {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid fd and a pointer to a c_int of the size passed.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
+    }
+}
+
+/// CLOCK_REALTIME in ns: the clock of the kernel's receive stamps, for packets without one.
+pub fn realtime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write into.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
 }
 
 impl RecvBatch {
@@ -216,6 +251,8 @@ impl RecvBatch {
             // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
             addrs: unsafe { std::mem::zeroed() },
             lens: [0; RECV_BATCH],
+            ctrl: [[0; CTRL_WORDS]; RECV_BATCH],
+            stamps: [None; RECV_BATCH],
         }
     }
 
@@ -233,6 +270,8 @@ impl RecvBatch {
             m.msg_hdr.msg_iovlen = 1;
             m.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
             m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+            m.msg_hdr.msg_control = self.ctrl[i].as_mut_ptr().cast();
+            m.msg_hdr.msg_controllen = CTRL_WORDS * 8;
         }
         // SAFETY: every pointer in `msgs` refers to live buffers of the stated sizes.
         let n = unsafe {
@@ -248,10 +287,16 @@ impl RecvBatch {
             return 0;
         }
         let n = n as usize;
-        for (len, m) in self.lens.iter_mut().zip(&msgs[..n]) {
-            *len = m.msg_len as usize;
+        for (i, m) in msgs[..n].iter().enumerate() {
+            self.lens[i] = m.msg_len as usize;
+            self.stamps[i] = receive_stamp(&m.msg_hdr);
         }
         n
+    }
+
+    /// Kernel arrival time of packet `i` (CLOCK_REALTIME ns), if the socket stamps packets.
+    pub fn arrival_ns(&self, i: usize) -> Option<u64> {
+        self.stamps.get(i).copied().flatten()
     }
 
     /// Packet `i` of the last `recv` and where it came from.
@@ -259,6 +304,28 @@ impl RecvBatch {
         let src = sockaddr_to_std(&self.addrs[i])?;
         Some((&self.bufs[i][..self.lens[i].min(RECV_BUF)], src))
     }
+}
+
+/// The SCM_TIMESTAMPNS stamp of a received message, if present.
+fn receive_stamp(hdr: &libc::msghdr) -> Option<u64> {
+    // SAFETY: `hdr` was filled by recvmmsg; the CMSG macros walk its control buffer within
+    // msg_controllen, and the data of an SCM_TIMESTAMPNS message is a timespec.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
+                return Some(
+                    (ts.tv_sec as u64)
+                        .wrapping_mul(1_000_000_000)
+                        .wrapping_add(ts.tv_nsec as u64),
+                );
+            }
+            cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+        }
+    }
+    None
 }
 
 impl Default for RecvBatch {
@@ -306,4 +373,36 @@ pub fn disconnect_udp(sock: &std::net::UdpSocket) -> io::Result<()> {
         )
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    /// The receive stamp is the kernel's arrival time, not the time the batch was read.
+    #[test]
+    fn batched_receive_reports_kernel_arrival_time() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        assert!(enable_rx_timestamps(rx.as_raw_fd()));
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.send_to(b"one", rx.local_addr().unwrap()).unwrap();
+        tx.send_to(b"two", rx.local_addr().unwrap()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut batch = RecvBatch::new();
+        let read_at = realtime_ns();
+        assert_eq!(batch.recv(rx.as_raw_fd()), 2);
+        let first = batch.arrival_ns(0).expect("stamped");
+        let second = batch.arrival_ns(1).expect("stamped");
+        assert!(second >= first);
+        assert!(
+            read_at.saturating_sub(first) >= 40_000_000,
+            "stamp taken at arrival"
+        );
+        assert_eq!(
+            batch.packet(1).map(|(p, _)| p.to_vec()),
+            Some(b"two".to_vec())
+        );
+    }
 }
