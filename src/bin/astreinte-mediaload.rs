@@ -5,6 +5,30 @@
 //! and the media threads' CPU time per packet handled (from /proc/self/task/*/stat).
 //!
 //! nice -n 10 cargo run --release --bin astreinte-mediaload -- --calls 1000 --seconds 20
+//!
+//! Over SIP (`--sip ADDR`): the tool starts its own SIP endpoint (127.0.0.1, a free port), places
+//! N calls to `sip:611@ADDR` ramped at `--setup-rate` calls/s (200 by default) so call set-up
+//! is over before the measurement starts, learns each call's engine RTP address from the SDP
+//! answer, then streams and measures as above. Engine CPU and RSS are read from /proc of the
+//! engine's PID (`--engine-pid PID`, or the process holding the UDP port of ADDR); far end ->
+//! engine loss comes from the engine's own RTCP reports (each far end has RTCP on RTP port + 1,
+//! `--local-ports`). The engine's config needs `[sip] rate_limit_per_source` raised for one
+//! source placing N calls, and an `[media] rtp_ports` range of at least 2 x N ports:
+//!
+//! ```text
+//! # /tmp/load.toml
+//! [sip]
+//! listen = "127.0.0.1:5090"
+//! rate_limit_per_source = 100000
+//! [media]
+//! rtp_ports = "30000-33999"
+//! recordings_dir = "/tmp/load-rec"
+//! [store]
+//! url = "sqlite:///tmp/load.db"
+//!
+//! cargo run --release -- serve --config /tmp/load.toml &
+//! target/release/astreinte-mediaload --sip 127.0.0.1:5090 --calls 1000 --seconds 15
+//! ```
 
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
@@ -50,6 +74,19 @@ struct Args {
     prompts: String,
     #[arg(long, default_value = "40000-49999")]
     ports: String,
+    /// Place the calls over SIP to `sip:611@ADDR` (an engine started with `astreinte serve`)
+    /// instead of opening sessions in-process.
+    #[arg(long, value_name = "ADDR")]
+    sip: Option<String>,
+    /// PID of the engine measured in `--sip` mode (found by its SIP listening port otherwise).
+    #[arg(long)]
+    engine_pid: Option<u32>,
+    /// Calls set up per second in `--sip` mode.
+    #[arg(long, default_value_t = 200)]
+    setup_rate: u32,
+    /// Local RTP ports of the far ends in `--sip` mode (even port RTP, port+1 RTCP).
+    #[arg(long, default_value = "50000-59999")]
+    local_ports: String,
 }
 
 fn monotonic_ns() -> u64 {
@@ -88,16 +125,21 @@ fn sleep_until(ns: u64) {
     };
 }
 
-/// utime + stime (clock ticks) of this process's threads whose name starts with `prefix`.
-fn thread_cpu_ticks(prefix: &str) -> u64 {
-    let (u, s) = thread_cpu_split(prefix);
+/// `/proc/PID` (`None`: this process).
+fn proc_dir(pid: Option<u32>) -> String {
+    pid.map_or_else(|| "/proc/self".to_string(), |p| format!("/proc/{p}"))
+}
+
+/// utime + stime (clock ticks) of the threads of `pid` whose name starts with `prefix`.
+fn thread_cpu_ticks(pid: Option<u32>, prefix: &str) -> u64 {
+    let (u, s) = thread_cpu_split(pid, prefix);
     u + s
 }
 
-/// (utime, stime) in clock ticks of the threads whose name starts with `prefix`.
-fn thread_cpu_split(prefix: &str) -> (u64, u64) {
+/// (utime, stime) in clock ticks of the threads of `pid` whose name starts with `prefix`.
+fn thread_cpu_split(pid: Option<u32>, prefix: &str) -> (u64, u64) {
     let mut total = (0, 0);
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+    let Ok(tasks) = std::fs::read_dir(format!("{}/task", proc_dir(pid))) else {
         return total;
     };
     for t in tasks.flatten() {
@@ -118,8 +160,8 @@ fn thread_cpu_split(prefix: &str) -> (u64, u64) {
     total
 }
 
-fn rss_kib() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+fn rss_kib(pid: Option<u32>) -> u64 {
+    let s = std::fs::read_to_string(format!("{}/status", proc_dir(pid))).unwrap_or_default();
     s.lines()
         .find(|l| l.starts_with("VmRSS:"))
         .and_then(|l| l.split_whitespace().nth(1))
@@ -156,106 +198,29 @@ fn pct(sorted: &[u32], p: f64) -> u32 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
-    raise_nofile();
-    if !Path::new(&args.prompts).join("en/greeting.wav").exists() {
-        bail!(
-            "no prompts at {} (run from the repository root or pass --prompts)",
-            args.prompts
-        );
-    }
-    let rec_dir = std::env::temp_dir().join(format!("astreinte-mediaload-{}", std::process::id()));
-    std::fs::create_dir_all(&rec_dir)?;
-    let cfg = MediaConfig {
-        rtp_ports: args.ports.clone(),
-        prompts_dir: args.prompts.clone(),
-        threads: args.threads,
-        realtime_priority: args.rt_prio,
-        pin_threads: args.pin,
-        ..MediaConfig::default()
-    };
-    let rss0 = rss_kib();
-    let engine = MediaEngine::start(&cfg, "127.0.0.1".parse()?)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+/// What one measured run saw.
+struct RunResult {
+    devs: Vec<u32>,
+    lats: Vec<u32>,
+    legs: Vec<Leg>,
+    elapsed: f64,
+    sent_in_window: u64,
+    cpu: u64,
+    split: (u64, u64),
+    rec: u64,
+    load_cpu: u64,
+    proc_cpu: u64,
+}
 
-    // The speech the far ends send: the English greeting, PCMU, looped.
-    let speech: Vec<i16> =
-        hound::WavReader::open(Path::new(&args.prompts).join("en/greeting.wav"))?
-            .samples::<i16>()
-            .collect::<Result<_, _>>()?;
-    let mut speech_u = vec![0u8; speech.len() / 160 * 160];
-    g711::encode(Codec::Pcmu, &speech[..speech_u.len()], &mut speech_u);
-    let speech_u = Arc::new(speech_u);
-
-    let mut sessions = Vec::with_capacity(args.calls);
-    let mut legs = Vec::with_capacity(args.calls);
-    let mut targets = Vec::with_capacity(args.calls);
-    for i in 0..args.calls {
-        let s = if args.bridge && i % 2 == 1 {
-            engine.open_session_near(&format!("load-{i}"), &sessions[i - 1])
-        } else {
-            engine.open_session(&format!("load-{i}"))
-        }
-        .with_context(|| format!("opening leg {i}"))?;
-        let sock = UdpSocket::bind("127.0.0.1:0")?;
-        sock.set_nonblocking(true)?;
-        let one: libc::c_int = 1;
-        // SAFETY: valid fd and option value.
-        unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_TIMESTAMPNS,
-                (&one as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        s.apply(NegotiatedMedia {
-            remote_rtp: sock.local_addr()?,
-            codec: Codec::Pcmu,
-            payload_type: 0,
-            telephone_event_pt: Some(101),
-            direction: MediaDirection::SendRecv,
-            ptime_ms: 20,
-        });
-        if args.bridge {
-            if i % 2 == 1 {
-                s.bridge(&sessions[i - 1])?;
-            }
-        } else {
-            s.play(
-                &[PromptRef::named("en/greeting")],
-                PlayOptions {
-                    barge_in: true,
-                    repeat: true,
-                },
-            )?;
-        }
-        if !args.no_record && !args.bridge {
-            s.record(
-                rec_dir.join(format!("{i}.wav")),
-                RecordOptions {
-                    max_seconds: 3600,
-                    end_after_silence_ms: None,
-                },
-            );
-        }
-        targets.push(s.local_rtp_addr());
-        legs.push(Leg {
-            sock,
-            last_arrival: 0,
-            last_seq: None,
-            received: 0,
-            lost: 0,
-        });
-        sessions.push(s);
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    let rss1 = rss_kib();
-
+/// Streams speech from every far end to its engine address, receives the engine's streams and
+/// measures over `args.seconds` after `args.warmup`; CPU is read from the threads of `pid`.
+fn stream(
+    args: &Args,
+    mut legs: Vec<Leg>,
+    targets: Vec<std::net::SocketAddr>,
+    speech_u: Arc<Vec<u8>>,
+    pid: Option<u32>,
+) -> Result<RunResult> {
     let stop = Arc::new(AtomicBool::new(false));
     let measuring = Arc::new(AtomicBool::new(false));
     let sent_total = Arc::new(AtomicU64::new(0));
@@ -402,25 +367,441 @@ fn main() -> Result<()> {
     std::thread::sleep(Duration::from_secs(args.warmup));
     measuring.store(true, Ordering::Relaxed);
     let sent0 = sent_total.load(Ordering::Relaxed);
-    let cpu0 = thread_cpu_ticks("media-");
-    let split0 = thread_cpu_split("media-");
-    let load_cpu0 = thread_cpu_ticks("load-");
-    let rec0 = thread_cpu_ticks("media-rec");
+    let cpu0 = thread_cpu_ticks(pid, "media-");
+    let proc0 = thread_cpu_ticks(pid, "");
+    let split0 = thread_cpu_split(pid, "media-");
+    let load_cpu0 = thread_cpu_ticks(None, "load-");
+    let rec0 = thread_cpu_ticks(pid, "media-rec");
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(args.seconds));
-    let cpu1 = thread_cpu_ticks("media-");
-    let split1 = thread_cpu_split("media-");
-    let rec1 = thread_cpu_ticks("media-rec");
-    let load_cpu1 = thread_cpu_ticks("load-");
+    let cpu1 = thread_cpu_ticks(pid, "media-");
+    let proc1 = thread_cpu_ticks(pid, "");
+    let split1 = thread_cpu_split(pid, "media-");
+    let rec1 = thread_cpu_ticks(pid, "media-rec");
+    let load_cpu1 = thread_cpu_ticks(None, "load-");
     let elapsed = t0.elapsed().as_secs_f64();
     let sent_in_window = sent_total.load(Ordering::Relaxed) - sent0;
     measuring.store(false, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     let _ = sender.join();
-    let (mut devs, mut lats, legs) = receiver
+    let (devs, lats, legs) = receiver
         .join()
         .map_err(|_| anyhow::anyhow!("receiver panicked"))?;
     std::thread::sleep(Duration::from_millis(100));
+    Ok(RunResult {
+        devs,
+        lats,
+        legs,
+        elapsed,
+        sent_in_window,
+        cpu: cpu1 - cpu0,
+        split: (split1.0 - split0.0, split1.1 - split0.1),
+        rec: rec1 - rec0,
+        load_cpu: load_cpu1 - load_cpu0,
+        proc_cpu: proc1 - proc0,
+    })
+}
+
+/// The speech the far ends send: the English greeting, PCMU, looped.
+fn load_speech(prompts: &str) -> Result<Arc<Vec<u8>>> {
+    let speech: Vec<i16> = hound::WavReader::open(Path::new(prompts).join("en/greeting.wav"))?
+        .samples::<i16>()
+        .collect::<Result<_, _>>()?;
+    let mut speech_u = vec![0u8; speech.len() / 160 * 160];
+    g711::encode(Codec::Pcmu, &speech[..speech_u.len()], &mut speech_u);
+    Ok(Arc::new(speech_u))
+}
+
+/// Non-blocking, with kernel receive timestamps (SO_TIMESTAMPNS).
+fn set_timestamps(sock: &UdpSocket) -> Result<()> {
+    sock.set_nonblocking(true)?;
+    let one: libc::c_int = 1;
+    // SAFETY: valid fd and option value.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    Ok(())
+}
+
+/// The process holding a UDP socket bound to `port` (from /proc/net/udp and /proc/*/fd).
+fn find_pid_by_udp_port(port: u16) -> Option<u32> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let Some(local) = f.get(1) else { continue };
+            let Some((_, p)) = local.rsplit_once(':') else {
+                continue;
+            };
+            if u16::from_str_radix(p, 16).ok() == Some(port) {
+                if let Some(inode) = f.get(9) {
+                    inodes.push(format!("socket:[{inode}]"));
+                }
+            }
+        }
+    }
+    let me = std::process::id();
+    for d in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = d.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(d.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(link) = std::fs::read_link(fd.path()) {
+                if inodes.iter().any(|i| link.as_os_str() == i.as_str()) {
+                    return Some(pid);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Cumulative loss (24-bit signed) in the first report block of the last SR/RR the engine sent to
+/// this RTCP socket, if any.
+fn last_reported_loss(sock: &UdpSocket) -> Option<i64> {
+    let mut buf = [0u8; 1500];
+    let mut last = None;
+    while let Ok(n) = sock.recv(&mut buf) {
+        let r = astreinte::media::rtcp::parse(&buf[..n]);
+        if let Some(b) = r.block {
+            last = Some(b.cumulative_lost as i64);
+        }
+    }
+    last
+}
+
+/// `--sip ADDR`: N calls placed over SIP to a running engine, ramped at `--setup-rate`.
+fn run_sip(args: Args) -> Result<()> {
+    use astreinte::sip::{transport, CallRequest, LegEvent, SipConfig};
+    let addr = args.sip.clone().unwrap_or_default();
+    let engine_sip: std::net::SocketAddr = addr
+        .parse()
+        .with_context(|| format!("--sip {addr}: want IP:PORT"))?;
+    let speech_u = load_speech(&args.prompts)?;
+    let (pid, how) = match args.engine_pid {
+        Some(p) => (p, "--engine-pid"),
+        None => (
+            find_pid_by_udp_port(engine_sip.port()).with_context(|| {
+                format!(
+                    "no process listens on UDP port {}; pass --engine-pid",
+                    engine_sip.port()
+                )
+            })?,
+            "found by its SIP port",
+        ),
+    };
+    println!("engine PID {pid} ({how}); SIP {engine_sip}");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("load-sip")
+        .enable_all()
+        .build()?;
+
+    // Far-end sockets: RTP on an even port, RTCP on the port above (the engine's reports).
+    let (lo, hi) = args
+        .local_ports
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.parse::<u16>().ok()?, b.parse::<u16>().ok()?)))
+        .context("--local-ports: want LOW-HIGH")?;
+    let mut socks = Vec::with_capacity(args.calls);
+    let mut port = lo + (lo & 1);
+    while socks.len() < args.calls {
+        if port >= hi {
+            bail!(
+                "--local-ports {} holds fewer than {} free pairs",
+                args.local_ports,
+                args.calls
+            );
+        }
+        if let (Ok(r), Ok(c)) = (
+            UdpSocket::bind(("127.0.0.1", port)),
+            UdpSocket::bind(("127.0.0.1", port + 1)),
+        ) {
+            set_timestamps(&r)?;
+            c.set_nonblocking(true)?;
+            socks.push((r, c));
+        }
+        port += 2;
+    }
+
+    let rss0 = rss_kib(Some(pid));
+    let (sip, _incoming, sip_task) = rt.block_on(async {
+        let cfg = SipConfig {
+            listen: "127.0.0.1:0".into(),
+            rate_limit_per_source: 1_000_000,
+            ..SipConfig::default()
+        };
+        transport::start(&cfg).await
+    })?;
+    let t_setup = Instant::now();
+    let placed = rt.block_on(async {
+        let mut tick =
+            tokio::time::interval(Duration::from_secs_f64(1.0 / args.setup_rate.max(1) as f64));
+        let mut tasks = Vec::with_capacity(args.calls);
+        for (i, (r, _)) in socks.iter().enumerate() {
+            tick.tick().await;
+            let sip = sip.clone();
+            let req = CallRequest {
+                target: format!("sip:611@{engine_sip}"),
+                proxy: None,
+                from: format!("sip:load{i}@{}", sip.local_addr()),
+                credentials: None,
+                local_rtp: r.local_addr()?,
+            };
+            tasks.push(tokio::spawn(async move {
+                let (leg, mut events) = sip.place_call(req).await?;
+                let answered = tokio::time::timeout(Duration::from_secs(15), async {
+                    while let Some(ev) = events.recv().await {
+                        match ev {
+                            LegEvent::Answered { media } => return media.map(|m| m.remote_rtp),
+                            LegEvent::Ended { .. } => return None,
+                            _ => {}
+                        }
+                    }
+                    None
+                })
+                .await
+                .ok()
+                .flatten();
+                anyhow::Ok((leg, events, answered))
+            }));
+        }
+        let mut out = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            out.push(t.await??);
+        }
+        anyhow::Ok(out)
+    })?;
+    let setup_s = t_setup.elapsed().as_secs_f64();
+    let failed = placed.iter().filter(|p| p.2.is_none()).count();
+    if failed > 0 {
+        bail!(
+            "{failed} of {} calls were not answered with media",
+            args.calls
+        );
+    }
+    println!(
+        "{} calls answered over SIP in {:.1} s ({:.0} calls/s)",
+        args.calls,
+        setup_s,
+        args.calls as f64 / setup_s
+    );
+    let mut legs = Vec::with_capacity(args.calls);
+    let mut rtcp = Vec::with_capacity(args.calls);
+    let mut targets = Vec::with_capacity(args.calls);
+    let mut handles = Vec::with_capacity(args.calls);
+    for ((r, c), (leg, events, remote)) in socks.into_iter().zip(placed) {
+        targets.push(remote.expect("checked above"));
+        legs.push(Leg {
+            sock: r,
+            last_arrival: 0,
+            last_seq: None,
+            received: 0,
+            lost: 0,
+        });
+        rtcp.push(c);
+        handles.push((leg, events));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let rss1 = rss_kib(Some(pid));
+
+    let RunResult {
+        mut devs,
+        legs,
+        elapsed,
+        sent_in_window,
+        cpu,
+        split,
+        rec,
+        load_cpu,
+        proc_cpu,
+        ..
+    } = stream(&args, legs, targets, speech_u, Some(pid))?;
+
+    // The engine's view of our streams: the last RTCP report of each call (sent every 5 s).
+    let reports: Vec<i64> = rtcp.iter().filter_map(last_reported_loss).collect();
+    let engine_lost: i64 = reports.iter().sum();
+    // Calls the engine ended on its own during the run.
+    let mut ended_early = 0;
+    for (_, events) in handles.iter_mut() {
+        while let Ok(ev) = events.try_recv() {
+            if matches!(ev, LegEvent::Ended { .. }) {
+                ended_early += 1;
+            }
+        }
+    }
+    drop(handles); // hangs every call up (BYE)
+    rt.block_on(async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        sip.shutdown();
+        let _ = tokio::time::timeout(Duration::from_secs(3), sip_task).await;
+    });
+
+    devs.sort_unstable();
+    let recv_total: u64 = legs.iter().map(|l| l.received).sum();
+    let lost_total: u64 = legs.iter().map(|l| l.lost).sum();
+    let hz = 100.0;
+    let handled = recv_total + sent_in_window;
+    println!(
+        "calls {} over SIP  measured {:.1} s  ended by the engine during the run: {}",
+        args.calls, elapsed, ended_early
+    );
+    println!(
+        "engine -> far end: {} packets, lost {} ({:.4} %)",
+        recv_total,
+        lost_total,
+        lost_total as f64 * 100.0 / (recv_total + lost_total).max(1) as f64
+    );
+    println!(
+        "far end -> engine: {} sent in the window; engine RTCP reports cumulative lost {} ({} of {} calls reported)",
+        sent_in_window,
+        engine_lost,
+        reports.len(),
+        args.calls
+    );
+    println!(
+        "inter-arrival deviation from 20 ms (us, kernel timestamps, {} samples): p50 {} p99 {} p99.9 {} max {}",
+        devs.len(),
+        pct(&devs, 0.5),
+        pct(&devs, 0.99),
+        pct(&devs, 0.999),
+        devs.last().copied().unwrap_or(0)
+    );
+    println!(
+        "engine media threads CPU {:.2} s = {:.2} us per packet handled ({} sent + received); whole engine process {:.2} s = {:.2} us/pkt; load tool CPU {:.2} s",
+        cpu as f64 / hz,
+        cpu as f64 / hz * 1e6 / handled.max(1) as f64,
+        handled,
+        proc_cpu as f64 / hz,
+        proc_cpu as f64 / hz * 1e6 / handled.max(1) as f64,
+        load_cpu as f64 / hz
+    );
+    println!(
+        "  media threads user {:.2} s, system {:.2} s; recording writer threads {:.2} s",
+        split.0 as f64 / hz,
+        split.1 as f64 / hz,
+        rec as f64 / hz
+    );
+    println!(
+        "engine RSS: {} KiB before the calls, {} KiB with {} calls up: {:.1} KiB per call",
+        rss0,
+        rss1,
+        args.calls,
+        rss1.saturating_sub(rss0) as f64 / args.calls.max(1) as f64
+    );
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    raise_nofile();
+    if !Path::new(&args.prompts).join("en/greeting.wav").exists() {
+        bail!(
+            "no prompts at {} (run from the repository root or pass --prompts)",
+            args.prompts
+        );
+    }
+    if args.sip.is_some() {
+        return run_sip(args);
+    }
+    let rec_dir = std::env::temp_dir().join(format!("astreinte-mediaload-{}", std::process::id()));
+    std::fs::create_dir_all(&rec_dir)?;
+    let cfg = MediaConfig {
+        rtp_ports: args.ports.clone(),
+        prompts_dir: args.prompts.clone(),
+        threads: args.threads,
+        realtime_priority: args.rt_prio,
+        pin_threads: args.pin,
+        ..MediaConfig::default()
+    };
+    let rss0 = rss_kib(None);
+    let engine = MediaEngine::start(&cfg, "127.0.0.1".parse()?)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+
+    let speech_u = load_speech(&args.prompts)?;
+
+    let mut sessions = Vec::with_capacity(args.calls);
+    let mut legs = Vec::with_capacity(args.calls);
+    let mut targets = Vec::with_capacity(args.calls);
+    for i in 0..args.calls {
+        let s = if args.bridge && i % 2 == 1 {
+            engine.open_session_near(&format!("load-{i}"), &sessions[i - 1])
+        } else {
+            engine.open_session(&format!("load-{i}"))
+        }
+        .with_context(|| format!("opening leg {i}"))?;
+        let sock = UdpSocket::bind("127.0.0.1:0")?;
+        set_timestamps(&sock)?;
+        s.apply(NegotiatedMedia {
+            remote_rtp: sock.local_addr()?,
+            codec: Codec::Pcmu,
+            payload_type: 0,
+            telephone_event_pt: Some(101),
+            direction: MediaDirection::SendRecv,
+            ptime_ms: 20,
+        });
+        if args.bridge {
+            if i % 2 == 1 {
+                s.bridge(&sessions[i - 1])?;
+            }
+        } else {
+            s.play(
+                &[PromptRef::named("en/greeting")],
+                PlayOptions {
+                    barge_in: true,
+                    repeat: true,
+                },
+            )?;
+        }
+        if !args.no_record && !args.bridge {
+            s.record(
+                rec_dir.join(format!("{i}.wav")),
+                RecordOptions {
+                    max_seconds: 3600,
+                    end_after_silence_ms: None,
+                },
+            );
+        }
+        targets.push(s.local_rtp_addr());
+        legs.push(Leg {
+            sock,
+            last_arrival: 0,
+            last_seq: None,
+            received: 0,
+            lost: 0,
+        });
+        sessions.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let rss1 = rss_kib(None);
+
+    let RunResult {
+        mut devs,
+        mut lats,
+        legs,
+        elapsed,
+        sent_in_window,
+        cpu,
+        split,
+        rec,
+        load_cpu,
+        ..
+    } = stream(&args, legs, targets, speech_u, None)?;
 
     let mut engine_received = 0u64;
     let mut engine_lost = 0i64;
@@ -451,8 +832,8 @@ fn main() -> Result<()> {
     let recv_total: u64 = legs.iter().map(|l| l.received).sum();
     let lost_total: u64 = legs.iter().map(|l| l.lost).sum();
     let hz = 100.0; // USER_HZ
-    let media_cpu_s = (cpu1 - cpu0) as f64 / hz;
-    let load_cpu_s = (load_cpu1 - load_cpu0) as f64 / hz;
+    let media_cpu_s = cpu as f64 / hz;
+    let load_cpu_s = load_cpu as f64 / hz;
     let handled = recv_total + sent_in_window; // engine sent (= tool received) + engine received
     println!(
         "calls {}  measured {:.1} s  media threads {}",
@@ -497,9 +878,9 @@ fn main() -> Result<()> {
     );
     println!(
         "  of which user {:.2} s, system (kernel UDP, epoll, timers, file writes) {:.2} s; recording writer threads {:.2} s",
-        (split1.0 - split0.0) as f64 / hz,
-        (split1.1 - split0.1) as f64 / hz,
-        (rec1 - rec0) as f64 / hz
+        split.0 as f64 / hz,
+        split.1 as f64 / hz,
+        rec as f64 / hz
     );
     println!(
         "RSS: {} KiB before, {} KiB with {} legs open: {:.1} KiB per leg (engine and far-end sockets)",
