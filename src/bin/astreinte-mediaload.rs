@@ -604,7 +604,10 @@ fn run_sip(args: Args) -> Result<()> {
     let mut targets = Vec::with_capacity(args.calls);
     let mut handles = Vec::with_capacity(args.calls);
     for ((r, c), (leg, events, remote)) in socks.into_iter().zip(placed) {
-        targets.push(remote.expect("checked above"));
+        let Some(remote) = remote else {
+            bail!("a call was answered without an RTP address");
+        };
+        targets.push(remote);
         legs.push(Leg {
             sock: r,
             last_arrival: 0,

@@ -142,6 +142,22 @@ impl Headers {
         self.push(name, value);
     }
 
+    pub fn cseq(&self) -> Option<CSeq> {
+        self.get("CSeq").and_then(CSeq::parse)
+    }
+
+    /// The first Via value (the one a response goes back along).
+    pub fn top_via(&self) -> Option<Via> {
+        let first = self
+            .get("Via")
+            .and_then(|v| split_list(v).into_iter().next())?;
+        Via::parse(first)
+    }
+
+    pub fn to(&self) -> Option<NameAddr> {
+        self.get("To").and_then(NameAddr::parse)
+    }
+
     /// Replaces the first occurrence of `name` keeping its position.
     pub fn set_in_place(&mut self, name: &str, value: String) {
         if let Some(h) = self
@@ -607,14 +623,11 @@ impl Request {
     }
 
     pub fn cseq(&self) -> Option<CSeq> {
-        self.headers.get("CSeq").and_then(CSeq::parse)
+        self.headers.cseq()
     }
 
     pub fn top_via(&self) -> Option<Via> {
-        self.headers
-            .get("Via")
-            .and_then(|v| split_list(v).into_iter().next().map(str::to_string))
-            .and_then(|v| Via::parse(&v))
+        self.headers.top_via()
     }
 
     pub fn from(&self) -> Option<NameAddr> {
@@ -622,7 +635,7 @@ impl Request {
     }
 
     pub fn to(&self) -> Option<NameAddr> {
-        self.headers.get("To").and_then(NameAddr::parse)
+        self.headers.to()
     }
 }
 
@@ -637,18 +650,15 @@ impl Response {
     }
 
     pub fn cseq(&self) -> Option<CSeq> {
-        self.headers.get("CSeq").and_then(CSeq::parse)
+        self.headers.cseq()
     }
 
     pub fn top_via(&self) -> Option<Via> {
-        self.headers
-            .get("Via")
-            .and_then(|v| split_list(v).into_iter().next().map(str::to_string))
-            .and_then(|v| Via::parse(&v))
+        self.headers.top_via()
     }
 
     pub fn to(&self) -> Option<NameAddr> {
-        self.headers.get("To").and_then(NameAddr::parse)
+        self.headers.to()
     }
 }
 
