@@ -26,6 +26,8 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
+# Interrupted or terminated: still stop PostgreSQL (the EXIT trap runs on exit).
+trap 'exit 130' INT TERM
 
 if [ -z "${ASTREINTE_TEST_PG_URL:-}" ]; then
   PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
