@@ -247,6 +247,16 @@ fn keys_pressed(log: &str, source: &str) -> Vec<String> {
 
 #[test]
 fn rfc4733_digits_from_sipp_pcaps_are_pressed_once_each() {
+    // SIPp plays pcaps through a raw socket, which needs root (CI runs as root). Elsewhere the
+    // test says so and stops, unless CI is set: there it must run.
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root && std::env::var_os("CI").is_none() {
+        eprintln!("SKIP rfc4733_digits_from_sipp_pcaps_are_pressed_once_each: SIPp needs root to play pcaps");
+        return;
+    }
     let engine = Engine::start("", "");
     let out = sipp(&engine, "uac_dtmf_rfc4733.xml", "611", false, &[]);
     assert_sipp_ok(&engine, &out, "RFC 4733 pcaps");
