@@ -191,6 +191,18 @@ struct Leg {
     lost: u64,
 }
 
+/// The receive side's figures: deviation of inter-arrival from 20 ms, sorted `devs` in µs.
+fn print_deviation(devs: &[u32]) {
+    println!(
+        "inter-arrival deviation from 20 ms (us, kernel timestamps, {} samples): p50 {} p99 {} p99.9 {} max {}",
+        devs.len(),
+        pct(devs, 0.5),
+        pct(devs, 0.99),
+        pct(devs, 0.999),
+        devs.last().copied().unwrap_or(0)
+    );
+}
+
 fn pct(sorted: &[u32], p: f64) -> u32 {
     if sorted.is_empty() {
         return 0;
@@ -675,14 +687,7 @@ fn run_sip(args: Args) -> Result<()> {
         reports.len(),
         args.calls
     );
-    println!(
-        "inter-arrival deviation from 20 ms (us, kernel timestamps, {} samples): p50 {} p99 {} p99.9 {} max {}",
-        devs.len(),
-        pct(&devs, 0.5),
-        pct(&devs, 0.99),
-        pct(&devs, 0.999),
-        devs.last().copied().unwrap_or(0)
-    );
+    print_deviation(&devs);
     println!(
         "engine media threads CPU {:.2} s = {:.2} us per packet handled ({} sent + received); whole engine process {:.2} s = {:.2} us/pkt; load tool CPU {:.2} s",
         cpu as f64 / hz,
@@ -863,14 +868,7 @@ fn main() -> Result<()> {
         "far end -> engine: engine counted {} received, RFC 3550 lost {} (whole run)",
         engine_received, engine_lost
     );
-    println!(
-        "inter-arrival deviation from 20 ms (us, kernel timestamps, {} samples): p50 {} p99 {} p99.9 {} max {}",
-        devs.len(),
-        pct(&devs, 0.5),
-        pct(&devs, 0.99),
-        pct(&devs, 0.999),
-        devs.last().copied().unwrap_or(0)
-    );
+    print_deviation(&devs);
     println!(
         "media CPU {:.2} s over {:.1} s = {:.2} us per packet handled ({} sent + received); load tool CPU {:.2} s",
         media_cpu_s,

@@ -349,14 +349,7 @@ impl Endpoint {
         };
         let ok = self.response(&req, from, 200, None);
         self.respond(now, &key, ok);
-        if let Some(invite) = self
-            .legs
-            .get(&leg_id)
-            .and_then(|l| l.invite_request.clone())
-        {
-            let local_tag = self.legs.get(&leg_id).map(|l| l.local_tag.clone());
-            let mut r = self.response(&invite, from, 487, None);
-            set_to_tag(&mut r, local_tag.as_deref());
+        if let Some((invite_key, r)) = self.response_to_offer(leg_id, 487) {
             self.respond(now, &invite_key, r);
         }
         self.end_leg(leg_id, EndReason::Cancelled);
@@ -690,18 +683,31 @@ impl Endpoint {
 
     /// Sends 180 Ringing for an offered inbound leg.
     pub fn ring(&mut self, now: Instant, leg_id: LegId) {
-        let Some(leg) = self.legs.get(&leg_id) else {
+        let Some((key, mut r)) = self.response_to_offer(leg_id, 180) else {
             return;
         };
-        let (Some(key), Some(req)) = (leg.invite_txn.clone(), leg.invite_request.clone()) else {
-            return;
+        r.headers.push("Contact", self.contact());
+        self.respond(now, &key, r);
+    }
+
+    /// A response to a leg's pending INVITE, with our dialog tag. A final one (≥ 200) takes the
+    /// INVITE from the leg: nothing else may answer it after.
+    pub(super) fn response_to_offer(
+        &mut self,
+        leg_id: LegId,
+        code: u16,
+    ) -> Option<(TxnKey, Response)> {
+        let leg = self.legs.get_mut(&leg_id)?;
+        let (key, req) = if code >= 200 {
+            (leg.invite_txn.take()?, leg.invite_request.take()?)
+        } else {
+            (leg.invite_txn.clone()?, leg.invite_request.clone()?)
         };
         let tag = leg.local_tag.clone();
         let peer = leg.peer;
-        let mut r = self.response(&req, peer, 180, None);
+        let mut r = self.response(&req, peer, code, None);
         set_to_tag(&mut r, Some(&tag));
-        r.headers.push("Contact", self.contact());
-        self.respond(now, &key, r);
+        Some((key, r))
     }
 
     /// Answers an offered inbound leg with media at `local_rtp`. Returns false if the leg is
@@ -754,16 +760,9 @@ impl Endpoint {
         } else {
             480
         };
-        let Some(leg) = self.legs.get_mut(&leg_id) else {
+        let Some((key, r)) = self.response_to_offer(leg_id, code) else {
             return;
         };
-        let (Some(key), Some(req)) = (leg.invite_txn.take(), leg.invite_request.take()) else {
-            return;
-        };
-        let tag = leg.local_tag.clone();
-        let peer = leg.peer;
-        let mut r = self.response(&req, peer, code, None);
-        set_to_tag(&mut r, Some(&tag));
         self.respond(now, &key, r);
         self.end_leg(leg_id, EndReason::Refused(code));
     }
