@@ -1,5 +1,6 @@
 //! WAV recorder (8 kHz mono 16-bit, `hound`): written as audio arrives, header and buffers
-//! flushed every second so a `kill -9` loses at most one second. A recording in progress lives
+//! flushed every 0.9 s of audio so a `kill -9` loses at most one second (with the 80 ms the
+//! media thread stages). A recording in progress lives
 //! at `NAME.part` and is renamed to `NAME` when finished; at start-up [`recover_unfinished`]
 //! patches the header of any `.part` left behind and renames it.
 
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 use hound::{SampleFormat, WavSpec, WavWriter};
 
 pub const SAMPLE_RATE: u32 = 8000;
-const FLUSH_EVERY: u32 = SAMPLE_RATE; // one second of samples
+const FLUSH_EVERY: u32 = SAMPLE_RATE * 9 / 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {

@@ -26,11 +26,11 @@ use super::rtcp;
 use super::stats::{estimate_mos, RecvStats};
 use super::sys::{
     disconnect_udp, monotonic_ns, pin_to_nth_cpu, realtime_ns, set_realtime, Epoll, RecvBatch,
-    Timer, Waker, RECV_BATCH,
+    Timer, Waker,
 };
 use super::types::{Codec, MediaDirection, NegotiatedMedia};
 use super::vad::{FrameVad, SpeechEvent, SpeechTracker};
-use super::writer::RecWriter;
+use super::writer::{RecWriter, CHUNK, STAGE_FLUSH};
 
 pub const GRID_NS: u64 = 5_000_000;
 pub const PERIOD_NS: u64 = 20_000_000;
@@ -105,6 +105,24 @@ struct Recording {
     max_samples: u64,
     end_after_silence_frames: Option<u32>,
     tracker: SpeechTracker,
+    /// Audio not yet handed to the writer (under `STAGE_FLUSH` samples between frames).
+    stage: Vec<i16>,
+}
+
+impl Recording {
+    fn stage(&mut self, pcm: &[i16], writer: &mut RecWriter) {
+        self.stage.extend_from_slice(pcm);
+        if self.stage.len() >= STAGE_FLUSH {
+            self.hand_over(writer);
+        }
+    }
+
+    fn hand_over(&mut self, writer: &mut RecWriter) {
+        for chunk in self.stage.chunks(CHUNK) {
+            writer.audio(self.key, chunk);
+        }
+        self.stage.clear();
+    }
 }
 
 struct Call {
@@ -338,7 +356,7 @@ impl Call {
         let Some(rec) = self.rec.as_mut() else { return };
         let zeros = [0i16; FRAME];
         let frame = pcm.unwrap_or(&zeros);
-        writer.frame(rec.key, frame);
+        rec.stage(frame, writer);
         rec.samples += frame.len() as u64;
         let vad = self.vad.get_or_insert_with(FrameVad::new);
         let voiced = vad.is_speech(frame);
@@ -371,9 +389,10 @@ impl Call {
                 Out::Gap => &zeros[..],
                 Out::Skipped(_) => continue,
             };
-            writer.frame(rec.key, f);
+            rec.stage(f, writer);
             rec.samples += f.len() as u64;
         }
+        rec.hand_over(writer);
         self.jb = JitterBuffer::new(3);
         let total = rec.samples;
         let frames = total / FRAME as u64;
@@ -614,6 +633,7 @@ impl Shard {
                     max_samples: opts.max_seconds as u64 * 8000,
                     end_after_silence_frames: opts.end_after_silence_ms.map(|ms| (ms / 20).max(1)),
                     tracker: SpeechTracker::new(3, 15),
+                    stage: Vec::with_capacity(CHUNK),
                 });
             }
             Command::StopRecording(id) => {
@@ -844,40 +864,36 @@ impl Shard {
         if self.gens.get(idx) != Some(&gen) {
             return;
         }
-        for _ in 0..16 {
-            let Some(c) = self.calls.get(idx).and_then(Option::as_ref) else {
-                return;
+        let Some(c) = self.calls.get(idx).and_then(Option::as_ref) else {
+            return;
+        };
+        let fd = if is_rtcp {
+            c.rtcp.as_raw_fd()
+        } else {
+            c.rtp.as_raw_fd()
+        };
+        // One packet per readiness: epoll is level-triggered, so a second queued packet is
+        // reported again (errors, e.g. ICMP, read as nothing to read).
+        let n = self.rbatch.recv(fd);
+        for i in 0..n {
+            let Some((pkt, src)) = self.rbatch.packet(i) else {
+                continue;
             };
-            let fd = if is_rtcp {
-                c.rtcp.as_raw_fd()
-            } else {
-                c.rtp.as_raw_fd()
-            };
-            // One recvmmsg drains the socket (errors, e.g. ICMP, read as nothing to read).
-            let n = self.rbatch.recv(fd);
-            for i in 0..n {
-                let Some((pkt, src)) = self.rbatch.packet(i) else {
-                    continue;
-                };
-                let len = pkt.len();
-                self.buf[..len].copy_from_slice(pkt);
-                if is_rtcp {
-                    if let Some(c) = self.calls[idx].as_mut() {
-                        let rep = rtcp::parse(&self.buf[..len]);
-                        if rep.sr_ntp_mid.is_some() {
-                            c.last_sr_rx_ns = now;
-                        }
-                        if rep.sr_ntp_mid.is_some() || rep.block.is_some() {
-                            c.peer_report = rep;
-                        }
+            let len = pkt.len();
+            self.buf[..len].copy_from_slice(pkt);
+            if is_rtcp {
+                if let Some(c) = self.calls[idx].as_mut() {
+                    let rep = rtcp::parse(&self.buf[..len]);
+                    if rep.sr_ntp_mid.is_some() {
+                        c.last_sr_rx_ns = now;
                     }
-                } else {
-                    let arrival_ns = self.rbatch.arrival_ns(i).unwrap_or_else(realtime_ns);
-                    self.handle_rtp(idx, len, src, now, arrival_ns);
+                    if rep.sr_ntp_mid.is_some() || rep.block.is_some() {
+                        c.peer_report = rep;
+                    }
                 }
-            }
-            if n < RECV_BATCH {
-                return;
+            } else {
+                let arrival_ns = self.rbatch.arrival_ns(i).unwrap_or_else(realtime_ns);
+                self.handle_rtp(idx, len, src, now, arrival_ns);
             }
         }
     }
@@ -885,15 +901,18 @@ impl Shard {
     /// Serve the sockets of unbridged calls: polled once per grid tick (one `epoll_wait` for
     /// all of them) rather than waking the thread for each packet. Their audio goes to the
     /// recorder, VAD and digit detectors, for which up to 5 ms of extra delay is nothing.
+    /// Each round reads one packet per ready socket; the level-triggered set then holds only
+    /// the sockets with more queued (a burst), so rounds repeat until it is empty: a burst is
+    /// drained at once, and the common case costs one empty `epoll_wait` per tick.
     fn drain_bulk(&mut self, now: u64) {
         let mut events = std::mem::take(&mut self.bulk_events);
-        for _ in 0..8 {
+        for _ in 0..64 {
             let n = self.bulk.wait(&mut events, 0).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
             for ev in &events[..n] {
                 self.readable(ev.u64, now);
-            }
-            if n < events.len() {
-                break;
             }
         }
         self.bulk_events = events;

@@ -1,7 +1,9 @@
 //! The recording writer: one thread per media thread that owns the WAV files, so file I/O
 //! (page-cache writes, dirty-page throttling, header flushes, trimming) never stalls pacing.
-//! Frames cross on a bounded, preallocated channel; when it is full the frame is dropped and
-//! counted (an overrun) rather than blocking the media thread.
+//! Audio crosses in chunks of up to 100 ms (the media thread stages 80 ms per recording, so a
+//! chunk is one channel message and one copy instead of four) on a bounded, preallocated
+//! channel; when it is full the chunk is dropped and counted (an overrun) rather than blocking
+//! the media thread.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,11 +15,17 @@ use super::engine::{MediaEvent, RecordingSummary};
 use super::jitter::FRAME as MAX_FRAME;
 use super::recorder::Recorder;
 
-/// Frames the writer may lag behind: 8192 × 20 ms over 500 calls is ~330 ms of disk stall.
-const QUEUE: usize = 8192;
+/// Samples per chunk: 100 ms.
+pub const CHUNK: usize = 800;
+/// A call hands its staged audio over once it holds this much (80 ms): one more frame of up to
+/// `MAX_FRAME` samples still fits in a chunk.
+pub const STAGE_FLUSH: usize = CHUNK - MAX_FRAME;
 
-/// Frames travel by value in the preallocated channel slots: boxing them (what clippy's
-/// `large_enum_variant` suggests) would allocate once per packet.
+/// Chunks the writer may lag behind: 2048 × 80 ms over 500 calls is ~330 ms of disk stall.
+const QUEUE: usize = 2048;
+
+/// Chunks travel by value in the preallocated channel slots: boxing them (what clippy's
+/// `large_enum_variant` suggests) would allocate once per chunk.
 #[allow(clippy::large_enum_variant)]
 pub enum RecMsg {
     Start {
@@ -26,10 +34,10 @@ pub enum RecMsg {
         events: UnboundedSender<MediaEvent>,
         span: tracing::Span,
     },
-    Frame {
+    Audio {
         key: u64,
         len: u16,
-        pcm: [i16; MAX_FRAME],
+        pcm: [i16; CHUNK],
     },
     Finish {
         key: u64,
@@ -67,12 +75,13 @@ impl RecWriter {
         });
     }
 
-    /// Queue one frame without blocking; `false` if the writer is behind and it was dropped.
-    pub fn frame(&mut self, key: u64, pcm: &[i16]) -> bool {
-        let len = pcm.len().min(MAX_FRAME);
-        let mut a = [0i16; MAX_FRAME];
+    /// Queue up to one chunk of audio without blocking (the caller stages at most `CHUNK`
+    /// samples); `false` if the writer is behind and it was dropped.
+    pub fn audio(&mut self, key: u64, pcm: &[i16]) -> bool {
+        let len = pcm.len().min(CHUNK);
+        let mut a = [0i16; CHUNK];
         a[..len].copy_from_slice(&pcm[..len]);
-        match self.tx.try_send(RecMsg::Frame {
+        match self.tx.try_send(RecMsg::Audio {
             key,
             len: len as u16,
             pcm: a,
@@ -83,7 +92,7 @@ impl RecWriter {
                 if self.overruns.is_power_of_two() {
                     tracing::warn!(
                         overruns = self.overruns,
-                        "recording writer behind: frames dropped"
+                        "recording writer behind: audio dropped"
                     );
                 }
                 false
@@ -141,7 +150,7 @@ fn run(rx: Receiver<RecMsg>) {
                     },
                 );
             }
-            RecMsg::Frame { key, len, pcm } => {
+            RecMsg::Audio { key, len, pcm } => {
                 if let Some(o) = open.get_mut(&key) {
                     if let Some(r) = o.recorder.as_mut() {
                         if let Err(e) = r.write(&pcm[..len as usize]) {
