@@ -70,6 +70,9 @@ struct Args {
     /// Pin media thread i to CPU i.
     #[arg(long)]
     pin: bool,
+    /// Keep epoll and a syscall per packet instead of io_uring (to compare)
+    #[arg(long)]
+    no_io_uring: bool,
     #[arg(long, default_value = "prompts")]
     prompts: String,
     #[arg(long, default_value = "40000-49999")]
@@ -733,6 +736,7 @@ fn main() -> Result<()> {
         threads: args.threads,
         realtime_priority: args.rt_prio,
         pin_threads: args.pin,
+        io_uring: !args.no_io_uring,
         ..MediaConfig::default()
     };
     let rss0 = rss_kib(None);

@@ -219,6 +219,7 @@ impl MediaEngine {
                 inactivity_ns: config.inactivity_timeout_secs.saturating_mul(1_000_000_000),
                 realtime_priority: config.realtime_priority,
                 pin: config.pin_threads,
+                io_uring: config.io_uring,
             };
             // The shard is built on its own thread: its calls hold VAD state that is not Send.
             let (ready_tx, ready_rx) = mpsc::sync_channel(1);

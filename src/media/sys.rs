@@ -337,7 +337,7 @@ impl Default for RecvBatch {
     }
 }
 
-fn sockaddr_to_std(a: &libc::sockaddr_storage) -> Option<SocketAddr> {
+pub(crate) fn sockaddr_to_std(a: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match a.ss_family as libc::c_int {
         libc::AF_INET => {
             // SAFETY: the family says this storage holds a sockaddr_in.
@@ -408,7 +408,10 @@ mod tests {
             let first = batch.arrival_ns(0).expect("stamped");
             // The second packet waits for the next readiness, with its own stamp.
             assert_eq!(batch.recv(rx.as_raw_fd()), 1);
-            assert_eq!(batch.packet(0).map(|(p, _)| p.to_vec()), Some(b"two".to_vec()));
+            assert_eq!(
+                batch.packet(0).map(|(p, _)| p.to_vec()),
+                Some(b"two".to_vec())
+            );
             let second = batch.arrival_ns(0).expect("stamped");
             assert!(second >= first);
             assert_eq!(batch.recv(rx.as_raw_fd()), 0, "drained");
