@@ -1,5 +1,7 @@
-//! Media over real SIP calls: a softphone hears the greeting and is recorded, SIPp's RFC 4733
-//! and SIP INFO digits reach the call, and a recording cut by `kill -9` is recovered.
+//! Media over real SIP calls: a softphone hears the greeting and is recorded, SIPp echoes the
+//! greeting back and it is recorded sample for sample, SIPp's PCMA in 30 ms packets is recorded
+//! exactly, SIPp's RFC 4733 and SIP INFO digits reach the call, and a recording cut by
+//! `kill -9` is recovered.
 
 mod common;
 
@@ -154,6 +156,99 @@ fn goertzel_share(pcm: &[i16], freq: f64) -> f64 {
     power / (total * pcm.len() as f64 / 2.0)
 }
 
+/// The one recording the engine saved for the call that just ended, and the engine's log.
+fn saved_recording(engine: &Engine) -> (Vec<i16>, String) {
+    let recordings = engine.dir.path().join("data/recordings");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut saved = files_ending(&recordings, ".wav");
+    while saved.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        saved = files_ending(&recordings, ".wav");
+    }
+    let mut log = engine.log_text();
+    while !log.contains("recording saved") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        log = engine.log_text();
+    }
+    assert_eq!(saved.len(), 1, "recordings {saved:?}\n{log}");
+    // The caller hung up mid-recording: the flow still reports the saved message.
+    assert!(
+        log.contains("recording saved") && log.contains("speech=true"),
+        "{log}"
+    );
+    (read_wav(&saved[0]), log)
+}
+
+/// The RTP payloads of a pcap of Ethernet/IPv4/UDP/RTP packets, in file order.
+fn pcap_rtp_payloads(path: &Path) -> Vec<Vec<u8>> {
+    let d = std::fs::read(path).unwrap();
+    assert_eq!(&d[..4], &[0xD4, 0xC3, 0xB2, 0xA1], "little-endian pcap");
+    let mut off = 24;
+    let mut out = Vec::new();
+    while off + 16 <= d.len() {
+        let incl = u32::from_le_bytes(d[off + 8..off + 12].try_into().unwrap()) as usize;
+        let pkt = &d[off + 16..off + 16 + incl];
+        off += 16 + incl;
+        let ip = &pkt[14..];
+        let udp = &ip[(ip[0] & 0x0F) as usize * 4..];
+        out.push(udp[8 + 12..].to_vec());
+    }
+    out
+}
+
+#[test]
+fn sipp_echoes_the_greeting_and_it_is_recorded() {
+    // SIPp with -rtp_echo returns every RTP packet it receives: what the engine records is the
+    // greeting as it reached SIPp.
+    let engine = Engine::start("", "");
+    let out = sipp(&engine, "uac_echo.xml", "611", false, &["-rtp_echo"]);
+    assert_sipp_ok(&engine, &out, "echo");
+    let (rec, log) = saved_recording(&engine);
+    let prompt = read_wav(&Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/fr/greeting.wav"));
+    let want = pcmu_roundtrip(&prompt);
+    // The call lasts 4 s: at least 3 s of the greeting come back unaltered.
+    let run = longest_exact_run(&rec, &want, 4000, 800);
+    assert!(
+        run >= 24000,
+        "longest exact match with the greeting: {run} samples (recorded {})\n{log}",
+        rec.len()
+    );
+}
+
+#[test]
+fn pcma_in_30ms_packets_from_sipp_is_recorded_exactly() {
+    // As for the RFC 4733 pcaps: SIPp needs root to play a pcap.
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root && std::env::var_os("CI").is_none() {
+        eprintln!("SKIP pcma_in_30ms_packets_from_sipp_is_recorded_exactly: SIPp needs root to play pcaps");
+        return;
+    }
+    let pcap = Path::new("/usr/share/sip-tester/g711a.pcap");
+    let payloads = pcap_rtp_payloads(pcap);
+    assert!(payloads.iter().all(|p| p.len() == 240), "30 ms packets");
+    let sent: Vec<u8> = payloads.concat();
+    let mut want = vec![0i16; sent.len()];
+    g711::decode(Codec::Pcma, &sent, &mut want);
+
+    let engine = Engine::start("", "");
+    let out = sipp(&engine, "uac_pcap_g711a.xml", "611", false, &[]);
+    assert_sipp_ok(&engine, &out, "PCMA pcap");
+    let (rec, log) = saved_recording(&engine);
+    assert!(log.contains("codec=Pcma"), "{log}");
+    // Probe 1 s in; the match must then run through nearly all of the 7 s sent (only silence
+    // trimmed at the ends may be missing).
+    let run = longest_exact_run(&rec, &want, 8000, 800);
+    assert!(
+        run >= want.len() * 9 / 10,
+        "recording matches the 30 ms packets sent for {run} of {} samples (recorded {})\n{log}",
+        want.len(),
+        rec.len()
+    );
+}
+
 #[test]
 fn baresip_hears_the_greeting_and_is_recorded() {
     let engine = Engine::start("", "");
@@ -186,25 +281,7 @@ fn baresip_hears_the_greeting_and_is_recorded() {
     );
 
     // (b) the engine recorded the tone baresip sent: 3 s of 440 Hz after 1 s of silence.
-    let recordings = engine.dir.path().join("data/recordings");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut saved = files_ending(&recordings, ".wav");
-    while saved.is_empty() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        saved = files_ending(&recordings, ".wav");
-    }
-    let mut log = engine.log_text();
-    while !log.contains("recording saved") && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        log = engine.log_text();
-    }
-    assert_eq!(saved.len(), 1, "recordings {saved:?}\n{log}");
-    // The caller hung up mid-recording: the flow still reports the saved message.
-    assert!(
-        log.contains("recording saved") && log.contains("speech=true"),
-        "{log}"
-    );
-    let rec = read_wav(&saved[0]);
+    let (rec, log) = saved_recording(&engine);
     let rms = frame_rms(&rec);
     let loud: Vec<usize> = (0..rms.len()).filter(|&i| rms[i] > 1000.0).collect();
     assert!(

@@ -110,6 +110,10 @@ struct Recording {
     tracker: SpeechTracker,
     /// Audio not yet handed to the writer (under `STAGE_FLUSH` samples between frames).
     stage: Vec<i16>,
+    /// Audio not yet seen by the VAD (under one 20 ms frame).
+    vad_carry: Vec<i16>,
+    /// Samples per packet of the caller's stream, for filling a lost one.
+    packet_len: usize,
 }
 
 impl Recording {
@@ -369,27 +373,44 @@ impl Call {
     }
 
     /// One in-order 20 ms frame (or a gap) for the recorder and VAD.
+    /// One in-order packet's audio (or a gap) for the recorder and VAD. Packets may carry
+    /// 10 to 30 ms; the VAD and speech tracker always see 20 ms frames, so their frame counts
+    /// (trim margins, silence to end a message) mean the same time whatever the caller sends.
     fn record_frame(&mut self, pcm: Option<&[i16]>, writer: &mut RecWriter) {
         let Some(rec) = self.rec.as_mut() else { return };
-        let zeros = [0i16; FRAME];
-        let frame = pcm.unwrap_or(&zeros);
+        let zeros = [0i16; MAX_FRAME];
+        let frame = match pcm {
+            Some(p) => {
+                rec.packet_len = p.len().clamp(1, MAX_FRAME);
+                p
+            }
+            // A lost packet: as long as the ones around it.
+            None => &zeros[..rec.packet_len],
+        };
         rec.stage(frame, writer);
         rec.samples += frame.len() as u64;
+        rec.vad_carry.extend_from_slice(frame);
         let vad = self.vad.get_or_insert_with(FrameVad::new);
-        let voiced = vad.is_speech(frame);
-        match rec.tracker.push(voiced) {
-            Some(SpeechEvent::Started { .. }) => {
-                let _ = self.events.send(MediaEvent::SpeechStarted);
+        let mut used = 0;
+        let mut done = false;
+        while rec.vad_carry.len() - used >= FRAME {
+            let voiced = vad.is_speech(&rec.vad_carry[used..used + FRAME]);
+            used += FRAME;
+            match rec.tracker.push(voiced) {
+                Some(SpeechEvent::Started { .. }) => {
+                    let _ = self.events.send(MediaEvent::SpeechStarted);
+                }
+                Some(SpeechEvent::Ended { .. }) => {
+                    let _ = self.events.send(MediaEvent::SpeechEnded);
+                }
+                None => {}
             }
-            Some(SpeechEvent::Ended { .. }) => {
-                let _ = self.events.send(MediaEvent::SpeechEnded);
-            }
-            None => {}
+            done |= rec.end_after_silence_frames.is_some_and(|n| {
+                rec.tracker.first_speech.is_some() && rec.tracker.silent_frames() >= n
+            });
         }
-        let silence_done = rec.end_after_silence_frames.is_some_and(|n| {
-            rec.tracker.first_speech.is_some() && rec.tracker.silent_frames() >= n
-        });
-        if silence_done || rec.samples >= rec.max_samples {
+        rec.vad_carry.drain(..used);
+        if done || rec.samples >= rec.max_samples {
             self.finish_recording(writer);
         }
     }
@@ -399,11 +420,11 @@ impl Call {
             return;
         };
         // Drain what the jitter buffer still holds.
-        let zeros = [0i16; FRAME];
+        let zeros = [0i16; MAX_FRAME];
         while let Some(o) = self.jb.pop_any() {
             let f = match o {
                 Out::Frame(f) => f,
-                Out::Gap => &zeros[..],
+                Out::Gap => &zeros[..rec.packet_len],
                 Out::Skipped(_) => continue,
             };
             rec.stage(f, writer);
@@ -662,6 +683,8 @@ impl Shard {
                     end_after_silence_frames: opts.end_after_silence_ms.map(|ms| (ms / 20).max(1)),
                     tracker: SpeechTracker::new(3, 15),
                     stage: Vec::with_capacity(CHUNK),
+                    vad_carry: Vec::with_capacity(FRAME + MAX_FRAME),
+                    packet_len: FRAME,
                 });
             }
             Command::StopRecording(id) => {
