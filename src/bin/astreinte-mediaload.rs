@@ -70,9 +70,14 @@ struct Args {
     /// Pin media thread i to CPU i.
     #[arg(long)]
     pin: bool,
-    /// Keep epoll and a syscall per packet instead of io_uring (to compare)
+    /// Keep epoll and a syscall per packet instead of io_uring (to compare).
     #[arg(long)]
     no_io_uring: bool,
+    /// The far ends' send grid (µs): each leg sends on its own phase of the 20 ms cycle, and
+    /// the legs sharing a phase send back to back. Independent phones are spread evenly; a
+    /// coarse grid (1000) sends bursts of calls/20 packets every millisecond.
+    #[arg(long, default_value_t = 1000)]
+    send_grid_us: u64,
     #[arg(long, default_value = "prompts")]
     prompts: String,
     #[arg(long, default_value = "40000-49999")]
@@ -241,6 +246,9 @@ fn stream(
     let sent_total = Arc::new(AtomicU64::new(0));
 
     // Sender: each far end sends one packet every 20 ms, phases spread over the 20 ms cycle.
+    let grid_ns = args.send_grid_us.clamp(10, 20_000) * 1000;
+    let phases = (20_000_000 / grid_ns).max(1);
+    let grid_ns = 20_000_000 / phases;
     let send_socks: Vec<UdpSocket> = legs
         .iter()
         .map(|l| l.sock.try_clone())
@@ -252,6 +260,9 @@ fn stream(
         std::thread::Builder::new()
             .name("load-send".into())
             .spawn(move || {
+                // Wake on the grid, not up to 50 µs later (the default timer slack).
+                // SAFETY: plain prctl on this thread.
+                unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong) };
                 let n = send_socks.len();
                 let start = monotonic_ns() + 10_000_000;
                 let mut pkt = [0u8; 172];
@@ -259,10 +270,10 @@ fn stream(
                 let frames = speech_u.len() / 160;
                 let mut tick = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    // 1 ms sub-ticks: legs with i % 20 == sub send now.
-                    let sub = (tick % 20) as usize;
-                    let round = tick / 20;
-                    sleep_until(start + tick * 1_000_000);
+                    // Sub-ticks of `grid_ns`: legs with i % phases == sub send now.
+                    let sub = (tick % phases) as usize;
+                    let round = tick / phases;
+                    sleep_until(start + tick * grid_ns);
                     let mut i = sub;
                     while i < n {
                         let seq = (round as u16).wrapping_add(i as u16 * 7);
@@ -276,7 +287,7 @@ fn stream(
                         if send_socks[i].send_to(&pkt, targets[i]).is_ok() {
                             sent_total.fetch_add(1, Ordering::Relaxed);
                         }
-                        i += 20;
+                        i += phases as usize;
                     }
                     tick += 1;
                 }
