@@ -24,13 +24,20 @@ fn prompts_dir() -> PathBuf {
 }
 
 fn engine(ports: &str, inactivity: u64) -> MediaEngine {
-    let cfg = MediaConfig {
+    engine_with(ports, inactivity, |_| {})
+}
+
+/// An engine with some settings changed, e.g. to run the receive paths the default does not
+/// take on this machine.
+fn engine_with(ports: &str, inactivity: u64, tweak: impl FnOnce(&mut MediaConfig)) -> MediaEngine {
+    let mut cfg = MediaConfig {
         rtp_ports: ports.into(),
         inactivity_timeout_secs: inactivity,
         prompts_dir: prompts_dir().to_string_lossy().into_owned(),
         threads: 2,
         ..MediaConfig::default()
     };
+    tweak(&mut cfg);
     MediaEngine::start(&cfg, "127.0.0.1".parse().unwrap()).unwrap()
 }
 
@@ -308,8 +315,25 @@ async fn digits_from_all_three_sources_and_barge_in() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recording_equals_what_was_sent_within_one_packet() {
+    // The default: io_uring under real-time priority where permitted (else what the machine
+    // allows, which the two tests below force).
+    recording_round_trip(engine("31060-31079", 30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_round_trip_through_epoll_receives() {
+    // io_uring refused (old kernel, container seccomp): the per-tick epoll set.
+    recording_round_trip(engine_with("31240-31259", 30, |c| c.io_uring = false)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_round_trip_on_the_normal_scheduler() {
+    // No real-time priority: a wake-up per packet.
+    recording_round_trip(engine_with("31260-31279", 30, |c| c.realtime_priority = 0)).await;
+}
+
+async fn recording_round_trip(eng: MediaEngine) {
     let dir = tempfile::tempdir().unwrap();
-    let eng = engine("31060-31079", 30);
     let mut s = eng.open_session("rec-test").unwrap();
     let mut far = Far::new().await;
     s.apply(media(far.addr(), Codec::Pcma));
