@@ -179,6 +179,27 @@ fn saved_recording(engine: &Engine) -> (Vec<i16>, String) {
     (read_wav(&saved[0]), log)
 }
 
+/// The French greeting, the first prompt a caller hears, as PCMU carries it.
+fn french_greeting_through_pcmu() -> Vec<i16> {
+    pcmu_roundtrip(&read_wav(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/fr/greeting.wav"),
+    ))
+}
+
+/// SIPp plays pcaps through a raw socket, which needs root (CI runs as root). Elsewhere a pcap
+/// test says so and stops, unless CI is set: there it must run.
+fn can_play_pcaps(test: &str) -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root && std::env::var_os("CI").is_none() {
+        eprintln!("SKIP {test}: SIPp needs root to play pcaps");
+        return false;
+    }
+    true
+}
+
 /// The RTP payloads of a pcap of Ethernet/IPv4/UDP/RTP packets, in file order.
 fn pcap_rtp_payloads(path: &Path) -> Vec<Vec<u8>> {
     let d = std::fs::read(path).unwrap();
@@ -204,8 +225,7 @@ fn sipp_echoes_the_greeting_and_it_is_recorded() {
     let out = sipp(&engine, "uac_echo.xml", "611", false, &["-rtp_echo"]);
     assert_sipp_ok(&engine, &out, "echo");
     let (rec, log) = saved_recording(&engine);
-    let prompt = read_wav(&Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/fr/greeting.wav"));
-    let want = pcmu_roundtrip(&prompt);
+    let want = french_greeting_through_pcmu();
     // The call lasts 4 s: at least 3 s of the greeting come back unaltered.
     let run = longest_exact_run(&rec, &want, 4000, 800);
     assert!(
@@ -217,13 +237,7 @@ fn sipp_echoes_the_greeting_and_it_is_recorded() {
 
 #[test]
 fn pcma_in_30ms_packets_from_sipp_is_recorded_exactly() {
-    // As for the RFC 4733 pcaps: SIPp needs root to play a pcap.
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !root && std::env::var_os("CI").is_none() {
-        eprintln!("SKIP pcma_in_30ms_packets_from_sipp_is_recorded_exactly: SIPp needs root to play pcaps");
+    if !can_play_pcaps("pcma_in_30ms_packets_from_sipp_is_recorded_exactly") {
         return;
     }
     let pcap = Path::new("/usr/share/sip-tester/g711a.pcap");
@@ -270,8 +284,7 @@ fn baresip_hears_the_greeting_and_is_recorded() {
     let dumps = files_ending(dir.path(), "-dec.wav");
     assert_eq!(dumps.len(), 1, "decoded dumps {dumps:?}\nbaresip:\n{said}");
     let heard = read_wav(&dumps[0]);
-    let prompt = read_wav(&Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/fr/greeting.wav"));
-    let want = pcmu_roundtrip(&prompt);
+    let want = french_greeting_through_pcmu();
     // Probe with a loud stretch 0.5 s into the prompt, then extend the exact match.
     let run = longest_exact_run(&heard, &want, 4000, 800);
     assert!(
@@ -324,14 +337,7 @@ fn keys_pressed(log: &str, source: &str) -> Vec<String> {
 
 #[test]
 fn rfc4733_digits_from_sipp_pcaps_are_pressed_once_each() {
-    // SIPp plays pcaps through a raw socket, which needs root (CI runs as root). Elsewhere the
-    // test says so and stops, unless CI is set: there it must run.
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !root && std::env::var_os("CI").is_none() {
-        eprintln!("SKIP rfc4733_digits_from_sipp_pcaps_are_pressed_once_each: SIPp needs root to play pcaps");
+    if !can_play_pcaps("rfc4733_digits_from_sipp_pcaps_are_pressed_once_each") {
         return;
     }
     let engine = Engine::start("", "");

@@ -598,7 +598,10 @@ impl Shard {
                     if self.ctx.io_uring {
                         // Created here, on the media thread: the ring's only submitter.
                         match Uring::new() {
-                            Ok(u) => self.uring = Some(u),
+                            Ok(u) => {
+                                tracing::debug!("receiving and sending through io_uring");
+                                self.uring = Some(u);
+                            }
                             Err(e) => tracing::info!(error = %e, "io_uring not available: epoll"),
                         }
                     }
