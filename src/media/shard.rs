@@ -372,7 +372,6 @@ impl Call {
         }
     }
 
-    /// One in-order 20 ms frame (or a gap) for the recorder and VAD.
     /// One in-order packet's audio (or a gap) for the recorder and VAD. Packets may carry
     /// 10 to 30 ms; the VAD and speech tracker always see 20 ms frames, so their frame counts
     /// (trim margins, silence to end a message) mean the same time whatever the caller sends.
