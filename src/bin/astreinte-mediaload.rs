@@ -645,7 +645,6 @@ fn run_sip(args: Args) -> Result<()> {
         handles.push((leg, events));
     }
     std::thread::sleep(Duration::from_millis(500));
-    let rss1 = rss_kib(Some(pid));
 
     let RunResult {
         mut devs,
@@ -659,6 +658,8 @@ fn run_sip(args: Args) -> Result<()> {
         proc_cpu,
         ..
     } = stream(&args, legs, targets, speech_u, Some(pid))?;
+    // After the run, calls still up: every buffer the engine cycles through has been touched.
+    let rss1 = rss_kib(Some(pid));
 
     // The engine's view of our streams: the last RTCP report of each call (sent every 5 s).
     let reports: Vec<i64> = rtcp.iter().filter_map(last_reported_loss).collect();
@@ -718,7 +719,7 @@ fn run_sip(args: Args) -> Result<()> {
         rec as f64 / hz
     );
     println!(
-        "engine RSS: {} KiB before the calls, {} KiB with {} calls up: {:.1} KiB per call",
+        "engine RSS: {} KiB before the calls, {} KiB after the run with {} calls up: {:.1} KiB per call",
         rss0,
         rss1,
         args.calls,
