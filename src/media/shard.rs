@@ -915,7 +915,7 @@ impl Shard {
             }
         }
         if let Some(u) = self.uring.as_mut() {
-            if let Err(e) = u.submit_sends() {
+            if let Err(e) = u.submit() {
                 tracing::warn!(error = %e, "io_uring submit failed");
             }
         }
