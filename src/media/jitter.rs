@@ -48,7 +48,6 @@ pub struct JitterBuffer {
     depth: u64,
     pending: Option<u64>,
     pending_slot: Box<Slot>,
-    out_buf: [i16; FRAME],
     pub gaps: u64,
     pub duplicates: u64,
     pub late: u64,
@@ -64,7 +63,6 @@ impl JitterBuffer {
             depth: depth.clamp(1, CAP - 1) as u64,
             pending: None,
             pending_slot: Box::new(EMPTY),
-            out_buf: [0; FRAME],
             gaps: 0,
             duplicates: 0,
             late: 0,
@@ -72,6 +70,7 @@ impl JitterBuffer {
     }
 
     pub fn push(&mut self, ext_seq: u64, pcm: &[i16]) -> Push {
+        self.unpark();
         let next = *self.next.get_or_insert(ext_seq);
         if ext_seq < next {
             self.late += 1;
@@ -81,13 +80,7 @@ impl JitterBuffer {
             self.duplicates += 1;
             return Push::Duplicate;
         }
-        let mut slot = Slot {
-            seq: ext_seq,
-            filled: true,
-            len: pcm.len().min(FRAME) as u16,
-            pcm: [0; FRAME],
-        };
-        slot.pcm[..slot.len as usize].copy_from_slice(&pcm[..slot.len as usize]);
+        let len = pcm.len().min(FRAME);
         if ext_seq >= next + CAP as u64 {
             // Too far ahead to hold in the ring yet: park it until the ring drains to it.
             // (The caller drains after every push, so at most one is ever parked.)
@@ -98,7 +91,7 @@ impl JitterBuffer {
                 }
             }
             self.pending = Some(ext_seq);
-            *self.pending_slot = slot;
+            fill(&mut self.pending_slot, ext_seq, &pcm[..len]);
             self.highest = self.highest.max(ext_seq);
             return Push::Accepted;
         }
@@ -107,7 +100,8 @@ impl JitterBuffer {
             self.duplicates += 1;
             return Push::Duplicate;
         }
-        self.slots[i] = slot;
+        // Written in place: only the packet's samples are copied.
+        fill(&mut self.slots[i], ext_seq, &pcm[..len]);
         self.highest = self.highest.max(ext_seq);
         Push::Accepted
     }
@@ -131,6 +125,7 @@ impl JitterBuffer {
     }
 
     fn emit(&mut self) -> Out<'_> {
+        self.unpark();
         let next = self.next.unwrap_or(0);
         // A long hole with nothing buffered before the parked packet: jump over it.
         if let Some(p) = self.pending {
@@ -143,12 +138,12 @@ impl JitterBuffer {
         }
         let i = (next % CAP as u64) as usize;
         self.next = Some(next + 1);
-        self.unpark();
+        // The slot is handed out as it is (no copy); a packet parked for it waits until the
+        // next push or pop (`unpark` at their start), so it cannot overwrite it first.
         if self.slots[i].filled && self.slots[i].seq == next {
             self.slots[i].filled = false;
             let len = self.slots[i].len as usize;
-            self.out_buf[..len].copy_from_slice(&self.slots[i].pcm[..len]);
-            Out::Frame(&self.out_buf[..len])
+            Out::Frame(&self.slots[i].pcm[..len])
         } else {
             self.gaps += 1;
             Out::Gap
@@ -172,6 +167,13 @@ impl JitterBuffer {
             }
         }
     }
+}
+
+fn fill(slot: &mut Slot, seq: u64, pcm: &[i16]) {
+    slot.seq = seq;
+    slot.filled = true;
+    slot.len = pcm.len() as u16;
+    slot.pcm[..pcm.len()].copy_from_slice(pcm);
 }
 
 #[cfg(test)]
@@ -235,6 +237,17 @@ mod tests {
         let mut jb = JitterBuffer::new(1);
         assert_eq!(run(&mut jb, &[1, 3, 2, 4]), ["1", "gap", "3", "4"]);
         assert_eq!(jb.late, 1);
+    }
+
+    #[test]
+    fn a_packet_parked_a_whole_ring_ahead_does_not_overwrite_the_one_due() {
+        // 17 lands in 1's slot (16 slots): 1 must still come out before 17 takes its place.
+        let mut jb = JitterBuffer::new(2);
+        let out = run(&mut jb, &[1, 17]);
+        assert_eq!(out[0], "1");
+        assert_eq!(&out[1..16], vec!["gap"; 15].as_slice());
+        assert_eq!(out[16], "17");
+        assert_eq!(out.len(), 17);
     }
 
     #[test]

@@ -130,6 +130,52 @@ impl Recording {
         }
         self.stage.clear();
     }
+
+    /// One in-order packet's audio (or a gap) for the recorder and VAD; `true` when the
+    /// recording is complete (silence after speech, or its length limit). Packets may carry
+    /// 10 to 30 ms; the VAD and speech tracker always see 20 ms frames, so their frame counts
+    /// (trim margins, silence to end a message) mean the same time whatever the caller sends.
+    fn take(
+        &mut self,
+        pcm: Option<&[i16]>,
+        vad: &mut Option<FrameVad>,
+        events: &UnboundedSender<MediaEvent>,
+        writer: &mut RecWriter,
+    ) -> bool {
+        let zeros = [0i16; MAX_FRAME];
+        let frame = match pcm {
+            Some(p) => {
+                self.packet_len = p.len().clamp(1, MAX_FRAME);
+                p
+            }
+            // A lost packet: as long as the ones around it.
+            None => &zeros[..self.packet_len],
+        };
+        self.stage(frame, writer);
+        self.samples += frame.len() as u64;
+        self.vad_carry.extend_from_slice(frame);
+        let vad = vad.get_or_insert_with(FrameVad::new);
+        let mut used = 0;
+        let mut done = false;
+        while self.vad_carry.len() - used >= FRAME {
+            let voiced = vad.is_speech(&self.vad_carry[used..used + FRAME]);
+            used += FRAME;
+            match self.tracker.push(voiced) {
+                Some(SpeechEvent::Started { .. }) => {
+                    let _ = events.send(MediaEvent::SpeechStarted);
+                }
+                Some(SpeechEvent::Ended { .. }) => {
+                    let _ = events.send(MediaEvent::SpeechEnded);
+                }
+                None => {}
+            }
+            done |= self.end_after_silence_frames.is_some_and(|n| {
+                self.tracker.first_speech.is_some() && self.tracker.silent_frames() >= n
+            });
+        }
+        self.vad_carry.drain(..used);
+        done || self.samples >= self.max_samples
+    }
 }
 
 struct Call {
@@ -369,48 +415,6 @@ impl Call {
             let _g = self.span.enter();
             tracing::warn!("no RTP for {} s", timeout / 1_000_000_000);
             self.emit(MediaEvent::MediaTimeout);
-        }
-    }
-
-    /// One in-order packet's audio (or a gap) for the recorder and VAD. Packets may carry
-    /// 10 to 30 ms; the VAD and speech tracker always see 20 ms frames, so their frame counts
-    /// (trim margins, silence to end a message) mean the same time whatever the caller sends.
-    fn record_frame(&mut self, pcm: Option<&[i16]>, writer: &mut RecWriter) {
-        let Some(rec) = self.rec.as_mut() else { return };
-        let zeros = [0i16; MAX_FRAME];
-        let frame = match pcm {
-            Some(p) => {
-                rec.packet_len = p.len().clamp(1, MAX_FRAME);
-                p
-            }
-            // A lost packet: as long as the ones around it.
-            None => &zeros[..rec.packet_len],
-        };
-        rec.stage(frame, writer);
-        rec.samples += frame.len() as u64;
-        rec.vad_carry.extend_from_slice(frame);
-        let vad = self.vad.get_or_insert_with(FrameVad::new);
-        let mut used = 0;
-        let mut done = false;
-        while rec.vad_carry.len() - used >= FRAME {
-            let voiced = vad.is_speech(&rec.vad_carry[used..used + FRAME]);
-            used += FRAME;
-            match rec.tracker.push(voiced) {
-                Some(SpeechEvent::Started { .. }) => {
-                    let _ = self.events.send(MediaEvent::SpeechStarted);
-                }
-                Some(SpeechEvent::Ended { .. }) => {
-                    let _ = self.events.send(MediaEvent::SpeechEnded);
-                }
-                None => {}
-            }
-            done |= rec.end_after_silence_frames.is_some_and(|n| {
-                rec.tracker.first_speech.is_some() && rec.tracker.silent_frames() >= n
-            });
-        }
-        rec.vad_carry.drain(..used);
-        if done || rec.samples >= rec.max_samples {
-            self.finish_recording(writer);
         }
     }
 
@@ -1163,25 +1167,24 @@ impl Shard {
         if let (Some(d), false) = (inband, inband_muted) {
             c.digit(d, DigitSource::InBand);
         }
-        if c.rec.is_some() {
+        if let Some(rec) = c.rec.as_mut() {
             if let Some(ext) = ext {
                 let _ = c.jb.push(ext, pcm);
             }
-            loop {
-                let frame = match c.jb.pop_ready() {
-                    None => break,
-                    Some(Out::Frame(f)) => {
-                        let mut a = [0i16; MAX_FRAME];
-                        a[..f.len()].copy_from_slice(f);
-                        Some((a, f.len()))
-                    }
-                    Some(Out::Gap) => None,
-                    Some(Out::Skipped(_)) => continue,
+            let mut done = false;
+            while let Some(o) = c.jb.pop_ready() {
+                let frame = match o {
+                    Out::Frame(f) => Some(f),
+                    Out::Gap => None,
+                    Out::Skipped(_) => continue,
                 };
-                c.record_frame(frame.as_ref().map(|(a, l)| &a[..*l]), &mut self.writer);
-                if c.rec.is_none() {
+                if rec.take(frame, &mut c.vad, &c.events, &mut self.writer) {
+                    done = true;
                     break;
                 }
+            }
+            if done {
+                c.finish_recording(&mut self.writer);
             }
         }
     }
