@@ -1,8 +1,8 @@
 //! WAV recorder (8 kHz mono 16-bit, `hound`): written as audio arrives, header and buffers
 //! flushed every 0.9 s of audio so a `kill -9` loses at most one second (with the 80 ms the
-//! media thread stages). A recording in progress lives
-//! at `NAME.part` and is renamed to `NAME` when finished; at start-up [`recover_unfinished`]
-//! patches the header of any `.part` left behind and renames it.
+//! media thread stages). A recording in progress lives at `NAME.part` and is renamed to `NAME`
+//! when finished; at start-up [`recover_unfinished`] patches the header of any `.part` left
+//! behind and renames it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};

@@ -76,32 +76,44 @@ pub enum Received {
     Ended { key: RecvKey, error: i32 },
 }
 
-/// The ring of buffers the kernel fills for multishot receives.
+/// The ring of buffers the kernel fills for multishot receives. Both blocks are raw
+/// allocations: the kernel writes into buffers we have handed over while we read others, so
+/// no Rust reference ever spans the whole data block.
 struct BufRing {
     entries: *mut types::BufRingEntry,
-    layout: std::alloc::Layout,
-    data: Box<[u8]>,
+    entries_layout: std::alloc::Layout,
+    data: *mut u8,
+    data_layout: std::alloc::Layout,
     tail: u16,
 }
 
 impl BufRing {
     fn new() -> io::Result<BufRing> {
-        let layout = std::alloc::Layout::from_size_align(
+        let bad = |_| io::Error::from(io::ErrorKind::InvalidInput);
+        let entries_layout = std::alloc::Layout::from_size_align(
             BUFS as usize * std::mem::size_of::<types::BufRingEntry>(),
             4096,
         )
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        // SAFETY: a non-zero size; the block is freed in Drop with the same layout.
-        let entries = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<types::BufRingEntry>();
-        if entries.is_null() {
-            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
-        }
+        .map_err(bad)?;
+        let data_layout =
+            std::alloc::Layout::from_size_align(BUFS as usize * BUF_LEN, 4096).map_err(bad)?;
+        // SAFETY: non-zero sizes; each block is freed in Drop with its layout.
+        let (entries, data) = unsafe {
+            (
+                std::alloc::alloc_zeroed(entries_layout).cast::<types::BufRingEntry>(),
+                std::alloc::alloc_zeroed(data_layout),
+            )
+        };
         let mut ring = BufRing {
             entries,
-            layout,
-            data: vec![0u8; BUFS as usize * BUF_LEN].into_boxed_slice(),
+            entries_layout,
+            data,
+            data_layout,
             tail: 0,
         };
+        if entries.is_null() || data.is_null() {
+            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
+        }
         for bid in 0..BUFS {
             ring.push(bid);
         }
@@ -111,13 +123,16 @@ impl BufRing {
 
     /// Hand buffer `bid` back to the kernel (visible after `publish`).
     fn push(&mut self, bid: u16) {
+        let bid = bid % BUFS;
         let idx = (self.tail & (BUFS - 1)) as usize;
-        let addr = self.data[bid as usize * BUF_LEN..].as_ptr() as u64;
-        // SAFETY: idx < BUFS, inside the allocation; the kernel only reads entries up to tail.
-        let e = unsafe { &mut *self.entries.add(idx) };
-        e.set_addr(addr);
-        e.set_len(BUF_LEN as u32);
-        e.set_bid(bid);
+        // SAFETY: bid < BUFS, so the address is inside the data block; idx < BUFS, inside the
+        // entries block, and the kernel only reads entries up to the published tail.
+        unsafe {
+            let e = &mut *self.entries.add(idx);
+            e.set_addr(self.data.add(bid as usize * BUF_LEN) as u64);
+            e.set_len(BUF_LEN as u32);
+            e.set_bid(bid);
+        }
         self.tail = self.tail.wrapping_add(1);
     }
 
@@ -129,17 +144,27 @@ impl BufRing {
         }
     }
 
+    /// Buffer `bid`, which the kernel has completed into and not yet been handed back.
     fn buffer(&self, bid: u16) -> &[u8] {
-        let start = (bid as usize % BUFS as usize) * BUF_LEN;
-        &self.data[start..start + BUF_LEN]
+        let start = (bid % BUFS) as usize * BUF_LEN;
+        // SAFETY: inside the data block; the kernel does not write this buffer until `push`
+        // hands it back, and the borrow ends before that (`poll` copies the packet out first).
+        unsafe { std::slice::from_raw_parts(self.data.add(start), BUF_LEN) }
     }
 }
 
 impl Drop for BufRing {
     fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout; the ring that used it is gone (the
-        // `Uring` drops its `IoUring` first).
-        unsafe { std::alloc::dealloc(self.entries.cast(), self.layout) };
+        // SAFETY: allocated in `new` with these layouts (null when that allocation failed);
+        // the ring that used them is gone (the `Uring` drops its `IoUring` first).
+        unsafe {
+            if !self.entries.is_null() {
+                std::alloc::dealloc(self.entries.cast(), self.entries_layout);
+            }
+            if !self.data.is_null() {
+                std::alloc::dealloc(self.data, self.data_layout);
+            }
+        }
     }
 }
 
@@ -265,10 +290,10 @@ impl Uring {
     /// during the call (MSG_DONTWAIT: a full socket buffer fails the send instead of parking
     /// it), so their slots are free afterwards.
     pub fn submit(&mut self) -> io::Result<()> {
-        if self.ring.submission().is_empty() {
-            return Ok(());
+        // Queued sends may already have gone with an early submit (a full queue, in `push`).
+        if !self.ring.submission().is_empty() {
+            self.ring.submit()?;
         }
-        self.ring.submit()?;
         self.queued_sends = 0;
         Ok(())
     }
