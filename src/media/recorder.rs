@@ -1,8 +1,11 @@
-//! WAV recorder (8 kHz mono 16-bit, `hound`): written as audio arrives, header and buffers
-//! flushed every 0.9 s of audio so a `kill -9` loses at most one second (with the 80 ms the
-//! media thread stages). A recording in progress lives at `NAME.part` and is renamed to `NAME`
-//! when finished; at start-up [`recover_unfinished`] patches the header of any `.part` left
-//! behind and renames it.
+//! WAV recorder (8 kHz mono 16-bit, `hound`): written as audio arrives through a buffer that
+//! holds 0.9 s of audio, so the data reaches the file at least that often and a `kill -9` loses
+//! at most one second (with the 80 ms the media thread stages). The header's sizes are written
+//! only when the recording finishes: rewriting them every second cost three syscalls per call
+//! per second, and the sizes of a file cut short are known anyway. A recording in progress
+//! lives at `NAME.part` and is renamed to `NAME` when finished; at start-up
+//! [`recover_unfinished`] patches the header of any `.part` left behind from its length and
+//! renames it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -11,7 +14,8 @@ use std::path::{Path, PathBuf};
 use hound::{SampleFormat, WavSpec, WavWriter};
 
 pub const SAMPLE_RATE: u32 = 8000;
-const FLUSH_EVERY: u32 = SAMPLE_RATE * 9 / 10;
+/// Bytes of audio buffered before they are written to the file: 0.9 s.
+const BUFFER_BYTES: usize = SAMPLE_RATE as usize * 2 * 9 / 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -50,7 +54,6 @@ pub struct Recorder {
     part: PathBuf,
     path: PathBuf,
     samples: u64,
-    since_flush: u32,
 }
 
 impl Recorder {
@@ -64,16 +67,21 @@ impl Recorder {
                 })?;
             }
         }
-        let writer = WavWriter::create(&part, spec()).map_err(|source| RecordError::Wav {
+        let file = File::create(&part).map_err(|source| RecordError::Io {
             path: part.clone(),
             source,
         })?;
+        let writer = WavWriter::new(BufWriter::with_capacity(BUFFER_BYTES, file), spec()).map_err(
+            |source| RecordError::Wav {
+                path: part.clone(),
+                source,
+            },
+        )?;
         Ok(Recorder {
             writer,
             part,
             path: path.to_owned(),
             samples: 0,
-            since_flush: 0,
         })
     }
 
@@ -94,15 +102,8 @@ impl Recorder {
             path: self.part.clone(),
             source,
         })?;
+        // Into the 0.9 s buffer, which writes itself to the file when full.
         self.samples += pcm.len() as u64;
-        self.since_flush += pcm.len() as u32;
-        if self.since_flush >= FLUSH_EVERY {
-            self.since_flush = 0;
-            self.writer.flush().map_err(|source| RecordError::Wav {
-                path: self.part.clone(),
-                source,
-            })?;
-        }
         Ok(())
     }
 
