@@ -10,16 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use astreinte::media::{g711, Codec};
-use common::{assert_sipp_ok, free_port, sipp, Engine};
-
-fn wav_spec() -> hound::WavSpec {
-    hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    }
-}
+use common::{assert_sipp_ok, baresip_dir, sipp, Engine};
 
 fn read_wav(path: &Path) -> Vec<i16> {
     let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -57,35 +48,6 @@ fn tone_signal(tone_secs: f64) -> Vec<i16> {
     }
     v.extend(std::iter::repeat_n(0i16, 8000));
     v
-}
-
-/// A headless baresip config that sends `say.wav` and dumps what it decodes to
-/// `dump-*-dec.wav` (sndfile module).
-fn baresip_dir(say: &[i16]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let sip_port = free_port();
-    // Outside the engine's RTP range (30000-39999).
-    let rtp = 40000 + (sip_port % 200) * 40;
-    std::fs::write(
-        dir.path().join("config"),
-        format!(
-            "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\naudio_player aufile,{d}/heard.wav\naudio_source aufile,{d}/say.wav\naudio_alert aufile,/dev/null\nrtp_ports {rtp}-{}\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\nmodule sndfile.so\nmodule account.so\nmodule menu.so\nmodule uuid.so\nsnd_path {d}\n",
-            rtp + 39
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("accounts"),
-        "<sip:tester@127.0.0.1>;audio_codecs=PCMU;regint=0\n",
-    )
-    .unwrap();
-    let mut w = hound::WavWriter::create(dir.path().join("say.wav"), wav_spec()).unwrap();
-    for &s in say {
-        w.write_sample(s).unwrap();
-    }
-    w.finalize().unwrap();
-    dir
 }
 
 /// What a PCMU receiver decodes from the prompt: `decode(encode(prompt))`.
@@ -267,7 +229,7 @@ fn pcma_in_30ms_packets_from_sipp_is_recorded_exactly() {
 fn baresip_hears_the_greeting_and_is_recorded() {
     let engine = Engine::start("", "");
     let say = tone_signal(3.0);
-    let dir = baresip_dir(&say);
+    let dir = baresip_dir(&say, "audio_codecs=PCMU;");
     let out = Command::new("timeout")
         .args(["40", "baresip", "-f", dir.path().to_str().unwrap()])
         .args(["-e", &format!("/dial sip:611@{}", engine.addr()), "-t", "8"])
@@ -377,7 +339,7 @@ impl Drop for KillOnDrop {
 fn recording_cut_by_kill_9_is_recovered_at_restart() {
     let mut engine = Engine::start("", "");
     // 1 s of silence, then a tone for longer than the call lasts.
-    let dir = baresip_dir(&tone_signal(12.0));
+    let dir = baresip_dir(&tone_signal(12.0), "audio_codecs=PCMU;");
     let baresip = Command::new("baresip")
         .args(["-f", dir.path().to_str().unwrap()])
         .args([

@@ -4,46 +4,19 @@ mod common;
 
 use std::process::Command;
 
-use common::{free_port, Engine};
+use common::{baresip_dir, Engine};
 
-/// Writes a baresip config that sends `say.wav` and dumps what it hears to `dump-*-dec.wav`.
-fn baresip_dir(sip_port: u16) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let rtp = 40000 + (sip_port % 200) * 40; // outside the engine's 30000-39999
-    std::fs::write(
-        dir.path().join("config"),
-        format!(
-            "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\naudio_player aufile,{d}/heard.wav\naudio_source aufile,{d}/say.wav\naudio_alert aufile,/dev/null\nrtp_ports {rtp}-{}\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\nmodule sndfile.so\nmodule account.so\nmodule menu.so\nmodule uuid.so\nsnd_path {d}\n",
-            rtp + 39
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("accounts"),
-        "<sip:tester@127.0.0.1>;regint=0\n",
-    )
-    .unwrap();
-    // Two seconds of a 440 Hz tone: baresip hangs up when its source file ends.
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(dir.path().join("say.wav"), spec).unwrap();
-    for i in 0..16000 {
-        let v = (i as f64 * 440.0 * 2.0 * std::f64::consts::PI / 8000.0).sin() * 8000.0;
-        w.write_sample(v as i16).unwrap();
-    }
-    w.finalize().unwrap();
-    dir
+/// Two seconds of a 440 Hz tone: baresip hangs up when its source file ends.
+fn tone_2s() -> Vec<i16> {
+    (0..16000)
+        .map(|i| ((i as f64 * 440.0 * 2.0 * std::f64::consts::PI / 8000.0).sin() * 8000.0) as i16)
+        .collect()
 }
 
 #[test]
 fn baresip_calls_611_and_hangs_up() {
     let engine = Engine::start("", "");
-    let dir = baresip_dir(free_port());
+    let dir = baresip_dir(&tone_2s(), "");
     let out = Command::new("timeout")
         .args(["30", "baresip", "-f", dir.path().to_str().unwrap()])
         .args(["-e", &format!("/dial sip:611@{}", engine.addr()), "-t", "4"])

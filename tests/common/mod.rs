@@ -251,3 +251,39 @@ pub fn assert_sipp_ok(engine: &Engine, out: &Output, what: &str) {
         engine.log_text()
     );
 }
+
+/// A headless baresip config directory: it sends `say` (8 kHz mono 16-bit) from `say.wav` and
+/// dumps what it decodes to `dump-*-dec.wav` (sndfile module). `account` adds parameters to
+/// the account line (e.g. `audio_codecs=PCMU;`). SIP and RTP on free ports outside the
+/// engine's RTP range (30000-39999).
+pub fn baresip_dir(say: &[i16], account: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display();
+    let sip_port = free_port();
+    let rtp = 40000 + (sip_port % 200) * 40;
+    std::fs::write(
+        dir.path().join("config"),
+        format!(
+            "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\naudio_player aufile,{d}/heard.wav\naudio_source aufile,{d}/say.wav\naudio_alert aufile,/dev/null\nrtp_ports {rtp}-{}\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\nmodule sndfile.so\nmodule account.so\nmodule menu.so\nmodule uuid.so\nsnd_path {d}\n",
+            rtp + 39
+        ),
+    )
+    .expect("write baresip config");
+    std::fs::write(
+        dir.path().join("accounts"),
+        format!("<sip:tester@127.0.0.1>;{account}regint=0\n"),
+    )
+    .expect("write baresip accounts");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(dir.path().join("say.wav"), spec).expect("say.wav");
+    for &v in say {
+        w.write_sample(v).expect("write say.wav");
+    }
+    w.finalize().expect("finish say.wav");
+    dir
+}
