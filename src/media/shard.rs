@@ -321,7 +321,7 @@ impl Call {
         tick: u64,
         prompts: &PromptSet,
         buf: &mut [u8],
-        ring: Option<&mut Uring>,
+        ring: Option<(&mut Uring, u32)>,
     ) {
         self.last_tick = tick;
         if !self.sending() {
@@ -345,8 +345,9 @@ impl Call {
         );
         self.marker_next = false;
         let sent = match ring {
-            Some(r) if self.connected == Some(remote) => {
-                r.queue_send(self.rtp.as_raw_fd(), &buf[..n]) || self.send_rtp(&buf[..n], remote)
+            Some((r, idx)) if self.connected == Some(remote) => {
+                r.queue_send(self.rtp.as_raw_fd(), idx, &buf[..n])
+                    || self.send_rtp(&buf[..n], remote)
             }
             _ => self.send_rtp(&buf[..n], remote),
         };
@@ -872,8 +873,11 @@ impl Shard {
             self.epoll.delete(fd);
             self.bulk.delete(fd);
         }
-        if let (Some(key), Some(u)) = (c.recv_key.take(), self.uring.as_mut()) {
-            u.cancel(key);
+        if let Some(u) = self.uring.as_mut() {
+            if let Some(key) = c.recv_key.take() {
+                u.cancel(key);
+            }
+            u.release(idx as u32);
         }
         let stats = c.stats(now);
         {
@@ -911,7 +915,8 @@ impl Shard {
                 if let Some(p) = c.pacer.as_mut() {
                     let due = p.poll(now);
                     for t in due.first..due.first + due.count {
-                        c.send_tick(t, &self.ctx.prompts, &mut self.buf[..], self.uring.as_mut());
+                        let ring = self.uring.as_mut().map(|u| (u, idx as u32));
+                        c.send_tick(t, &self.ctx.prompts, &mut self.buf[..], ring);
                     }
                 }
                 c.rtcp_due(now);

@@ -34,6 +34,9 @@ const BUF_GROUP: u16 = 0;
 const SEND_SLOTS: usize = 1024;
 const SEND_LEN: usize = 12 + 480;
 
+/// Registered-file slots per ring at most (call slots beyond it use plain descriptors).
+const FIXED_FILES: u32 = 8192;
+
 /// user_data of our own requests; receive requests carry `RecvKey::user_data()`.
 const UD_SEND: u64 = u64::MAX;
 const UD_CANCEL: u64 = u64::MAX - 1;
@@ -180,6 +183,10 @@ pub struct Uring {
     /// (a send that succeeds posts no completion: fewer to reap each tick).
     pub send_errors: u64,
     next_arm: u32,
+    /// The descriptor registered in each fixed-file slot (-1: none). Requests on a registered
+    /// socket name its slot: the kernel skips the descriptor lookup and its reference count
+    /// (shared by all threads) on every send and receive.
+    files: Vec<RawFd>,
     /// Completions taken since the last enter, and enters in this `poll` round.
     since_enter: u32,
     rounds: u32,
@@ -207,6 +214,12 @@ impl Uring {
                 0,
             )?;
         }
+        // A ring without a file table still works, on descriptors.
+        let capacity = fixed_file_capacity();
+        let files = match ring.submitter().register_files_sparse(capacity) {
+            Ok(()) => vec![-1; capacity as usize],
+            Err(_) => Vec::new(),
+        };
         // SAFETY: msghdr is plain data; zero is a valid value.
         let mut msg: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
         msg.msg_namelen = NAME_LEN;
@@ -219,6 +232,7 @@ impl Uring {
             queued_sends: 0,
             send_errors: 0,
             next_arm: 0,
+            files,
             since_enter: 0,
             rounds: 0,
         })
@@ -244,28 +258,60 @@ impl Uring {
             slot,
             arm: self.next_arm,
         };
-        let e = opcode::RecvMsgMulti::new(types::Fd(fd), &*self.msg, BUF_GROUP)
-            .build()
-            .user_data(key.user_data());
-        self.push(e)?;
+        let e = if self.register(fd, slot) {
+            opcode::RecvMsgMulti::new(types::Fixed(slot), &*self.msg, BUF_GROUP).build()
+        } else {
+            opcode::RecvMsgMulti::new(types::Fd(fd), &*self.msg, BUF_GROUP).build()
+        };
+        self.push(e.user_data(key.user_data()))?;
         Ok(key)
     }
 
-    /// Stop a receive request. Submitted at once, so the socket is released when its owner
-    /// closes it; the request's last completion comes as `Ended` (or is never seen).
+    /// Put `fd` in fixed-file slot `slot`; `false` when the ring has no such slot.
+    fn register(&mut self, fd: RawFd, slot: u32) -> bool {
+        let Some(current) = self.files.get(slot as usize).copied() else {
+            return false;
+        };
+        if current == fd {
+            return true;
+        }
+        let ok = self
+            .ring
+            .submitter()
+            .register_files_update(slot, &[fd])
+            .is_ok();
+        self.files[slot as usize] = if ok { fd } else { -1 };
+        ok
+    }
+
+    /// Forget slot `slot`'s socket: call when its call ends, before the socket is closed, so
+    /// the ring does not hold it open (its port could not be bound again).
+    pub fn release(&mut self, slot: u32) {
+        if let Some(current) = self.files.get_mut(slot as usize) {
+            if *current != -1 {
+                *current = -1;
+                let _ = self.ring.submitter().register_files_update(slot, &[-1]);
+            }
+        }
+    }
+
+    /// Stop a receive request, at once: the cancelled request is finished in this call (its
+    /// deferred completion run), so it no longer holds the socket and the port can be bound
+    /// again as soon as its owner closes it. Its last completion comes as `Ended` (or is never
+    /// seen).
     pub fn cancel(&mut self, key: RecvKey) {
         let e = opcode::AsyncCancel::new(key.user_data())
             .build()
             .flags(squeue::Flags::SKIP_SUCCESS)
             .user_data(UD_CANCEL);
         if self.push(e).is_ok() {
-            let _ = self.ring.submit();
+            let _ = self.enter();
         }
     }
 
-    /// Queue a send on a connected socket; `false` when it could not be queued (send it
-    /// directly then).
-    pub fn queue_send(&mut self, fd: RawFd, pkt: &[u8]) -> bool {
+    /// Queue a send on a connected socket (`fd`, armed for receiving in `slot`); `false` when
+    /// it could not be queued (send it directly then).
+    pub fn queue_send(&mut self, fd: RawFd, call_slot: u32, pkt: &[u8]) -> bool {
         if pkt.len() > SEND_LEN {
             return false;
         }
@@ -274,9 +320,18 @@ impl Uring {
         }
         let slot = &mut self.sends[self.queued_sends];
         slot[..pkt.len()].copy_from_slice(pkt);
-        let e = opcode::Send::new(types::Fd(fd), slot.as_ptr(), pkt.len() as u32)
-            .flags(libc::MSG_DONTWAIT)
-            .build()
+        let (data, len) = (slot.as_ptr(), pkt.len() as u32);
+        let e = match self.files.get(call_slot as usize) {
+            Some(&registered) if registered == fd => {
+                opcode::Send::new(types::Fixed(call_slot), data, len)
+                    .flags(libc::MSG_DONTWAIT)
+                    .build()
+            }
+            _ => opcode::Send::new(types::Fd(fd), data, len)
+                .flags(libc::MSG_DONTWAIT)
+                .build(),
+        };
+        let e = e
             .flags(squeue::Flags::SKIP_SUCCESS)
             .user_data(UD_SEND);
         if self.push(e).is_err() {
@@ -393,6 +448,21 @@ impl Uring {
         let src = name_to_std(out.name_data());
         Some((len, src, cmsg_timestamp(out.control_data())))
     }
+}
+
+/// Fixed-file slots to ask for: the kernel refuses more than the open-files limit.
+fn fixed_file_capacity() -> u32 {
+    // SAFETY: getrlimit fills the struct we pass.
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    let cur = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0 {
+        r.rlim_cur
+    } else {
+        0
+    };
+    FIXED_FILES.min(u32::try_from(cur).unwrap_or(u32::MAX))
 }
 
 fn name_to_std(name: &[u8]) -> Option<SocketAddr> {
@@ -566,9 +636,17 @@ mod tests {
                 (tx, rx)
             })
             .collect();
+        // Half the senders are registered (armed) in fixed-file slots, half are not.
+        let mut keys = Vec::new();
+        for (k, (tx, _)) in pairs.iter().enumerate().step_by(2) {
+            keys.push(u.arm(tx.as_raw_fd(), k as u32).unwrap());
+            if !u.files.is_empty() {
+                assert_eq!(u.files[k], tx.as_raw_fd());
+            }
+        }
         for i in 0..total {
-            let (tx, _) = &pairs[i as usize % pairs.len()];
-            assert!(u.queue_send(tx.as_raw_fd(), &i.to_be_bytes()));
+            let k = i as usize % pairs.len();
+            assert!(u.queue_send(pairs[k].0.as_raw_fd(), k as u32, &i.to_be_bytes()));
         }
         u.submit().unwrap();
         let mut b = [0u8; 16];
@@ -584,6 +662,14 @@ mod tests {
         assert_eq!(n, total);
         assert!(poll_all(&mut u).is_empty());
         assert_eq!(u.send_errors, 0);
+        // A call that ends: cancel, release, close; its port can be bound again at once.
+        for (key, (k, (tx, _))) in keys.into_iter().zip(pairs.into_iter().enumerate().step_by(2)) {
+            let port = tx.local_addr().unwrap();
+            u.cancel(key);
+            u.release(k as u32);
+            drop(tx);
+            std::net::UdpSocket::bind(port).unwrap();
+        }
     }
 
     #[test]
