@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use astreinte::media::dtmf::DtmfDetector;
 use astreinte::media::g711;
-use astreinte::media::jitter::{JitterBuffer, Out};
+use astreinte::media::jitter::{JitterBuffer, Out, Push};
 use astreinte::media::rfc4733::EventReceiver;
 use astreinte::media::stats::RecvStats;
 use astreinte::media::vad::FrameVad;
@@ -86,8 +86,29 @@ fn steps(c: &mut Criterion) {
         let mut seq = 0u64;
         b.iter(|| {
             seq += 1;
-            jb.push(seq, black_box(&pcm));
             let mut n = 0;
+            if jb.push(seq, black_box(&pcm)) == Push::Now {
+                n += pcm.len();
+            }
+            while let Some(o) = jb.pop_ready() {
+                if let Out::Frame(f) = o {
+                    n += f.len();
+                }
+            }
+            n
+        })
+    });
+    // Every pair swapped: each packet goes through the ring.
+    g.bench_function("jitter_reordered_160", |b| {
+        let mut jb = JitterBuffer::new(3);
+        let mut i = 0u64;
+        b.iter(|| {
+            i += 1;
+            let seq = i ^ 1;
+            let mut n = 0;
+            if jb.push(seq, black_box(&pcm)) == Push::Now {
+                n += pcm.len();
+            }
             while let Some(o) = jb.pop_ready() {
                 if let Out::Frame(f) = o {
                     n += f.len();

@@ -231,7 +231,12 @@ mod tests {
         b.filter(&pcm[..BLOCK - 1]);
         for i in 0..8 {
             let tol = 1e-3 * a.s1[i].abs().max(1.0);
-            assert!((a.s1[i] - b.s1[i]).abs() <= tol, "filter {i}: {} vs {}", a.s1[i], b.s1[i]);
+            assert!(
+                (a.s1[i] - b.s1[i]).abs() <= tol,
+                "filter {i}: {} vs {}",
+                a.s1[i],
+                b.s1[i]
+            );
         }
         a.n = BLOCK - 1;
         b.n = BLOCK - 1;

@@ -18,7 +18,7 @@ use super::engine::{
     RecordingSummary,
 };
 use super::g711;
-use super::jitter::{JitterBuffer, Out, FRAME as MAX_FRAME};
+use super::jitter::{JitterBuffer, Out, Push, FRAME as MAX_FRAME};
 use super::pacing::{Pacer, RtpClock};
 use super::prompts::{PromptId, PromptSet, FRAME};
 use super::rfc4733::EventReceiver;
@@ -97,8 +97,31 @@ struct Playback {
     id: PlaybackId,
     list: Vec<PromptId>,
     idx: usize,
+    /// `list[idx]`, kept here: the list is its own allocation, and reading it on every tick
+    /// was a cache miss per packet sent.
+    current: Option<PromptId>,
     frame: usize,
     opts: PlayOptions,
+}
+
+impl Playback {
+    fn new(id: PlaybackId, list: Vec<PromptId>, opts: PlayOptions) -> Playback {
+        let current = list.first().copied();
+        Playback {
+            id,
+            list,
+            idx: 0,
+            current,
+            frame: 0,
+            opts,
+        }
+    }
+
+    fn seek(&mut self, idx: usize) {
+        self.idx = idx;
+        self.current = self.list.get(idx).copied();
+        self.frame = 0;
+    }
 }
 
 struct Recording {
@@ -153,28 +176,48 @@ impl Recording {
         };
         self.stage(frame, writer);
         self.samples += frame.len() as u64;
-        self.vad_carry.extend_from_slice(frame);
         let vad = vad.get_or_insert_with(FrameVad::new);
-        let mut used = 0;
         let mut done = false;
-        while self.vad_carry.len() - used >= FRAME {
-            let voiced = vad.is_speech(&self.vad_carry[used..used + FRAME]);
-            used += FRAME;
-            match self.tracker.push(voiced) {
-                Some(SpeechEvent::Started { .. }) => {
-                    let _ = events.send(MediaEvent::SpeechStarted);
-                }
-                Some(SpeechEvent::Ended { .. }) => {
-                    let _ = events.send(MediaEvent::SpeechEnded);
-                }
-                None => {}
+        if self.vad_carry.is_empty() && frame.len() % FRAME == 0 {
+            // Whole 20 ms frames (the usual packet): straight from the packet, no carry copy.
+            for f in frame.chunks_exact(FRAME) {
+                done |= self.classify(vad, f, events);
             }
-            done |= self.end_after_silence_frames.is_some_and(|n| {
-                self.tracker.first_speech.is_some() && self.tracker.silent_frames() >= n
-            });
+        } else {
+            self.vad_carry.extend_from_slice(frame);
+            let mut carry = std::mem::take(&mut self.vad_carry);
+            let mut chunks = carry.chunks_exact(FRAME);
+            for f in &mut chunks {
+                done |= self.classify(vad, f, events);
+            }
+            let rest = chunks.remainder().len();
+            let used = carry.len() - rest;
+            carry.drain(..used);
+            self.vad_carry = carry;
         }
-        self.vad_carry.drain(..used);
         done || self.samples >= self.max_samples
+    }
+
+    /// One 20 ms frame through the VAD and speech tracker; `true` when the silence that ends
+    /// the message has been reached.
+    fn classify(
+        &mut self,
+        vad: &mut FrameVad,
+        frame: &[i16],
+        events: &UnboundedSender<MediaEvent>,
+    ) -> bool {
+        match self.tracker.push(vad.is_speech(frame)) {
+            Some(SpeechEvent::Started { .. }) => {
+                let _ = events.send(MediaEvent::SpeechStarted);
+            }
+            Some(SpeechEvent::Ended { .. }) => {
+                let _ = events.send(MediaEvent::SpeechEnded);
+            }
+            None => {}
+        }
+        self.end_after_silence_frames.is_some_and(|n| {
+            self.tracker.first_speech.is_some() && self.tracker.silent_frames() >= n
+        })
     }
 }
 
@@ -295,10 +338,9 @@ impl Call {
             return silence;
         };
         loop {
-            let Some(prompt) = p.list.get(p.idx).and_then(|&id| prompts.get(id)) else {
+            let Some(prompt) = p.current.and_then(|id| prompts.get(id)) else {
                 if p.opts.repeat && !p.list.is_empty() && p.idx > 0 {
-                    p.idx = 0;
-                    p.frame = 0;
+                    p.seek(0);
                     continue;
                 }
                 self.stop_playback();
@@ -311,8 +353,7 @@ impl Call {
                 p.frame += 1;
                 return f;
             }
-            p.idx += 1;
-            p.frame = 0;
+            p.seek(p.idx + 1);
         }
     }
 
@@ -654,13 +695,7 @@ impl Shard {
             } => {
                 if let Some(c) = self.call_mut(id) {
                     c.stop_playback();
-                    c.playback = Some(Playback {
-                        id: playback,
-                        list,
-                        idx: 0,
-                        frame: 0,
-                        opts,
-                    });
+                    c.playback = Some(Playback::new(playback, list, opts));
                 }
             }
             Command::StopPlayback(id) => {
@@ -1173,11 +1208,13 @@ impl Shard {
             c.digit(d, DigitSource::InBand);
         }
         if let Some(rec) = c.rec.as_mut() {
-            if let Some(ext) = ext {
-                let _ = c.jb.push(ext, pcm);
-            }
             let mut done = false;
-            while let Some(o) = c.jb.pop_ready() {
+            if let Some(ext) = ext {
+                if c.jb.push(ext, pcm) == Push::Now {
+                    done = rec.take(Some(pcm), &mut c.vad, &c.events, &mut self.writer);
+                }
+            }
+            while let Some(o) = c.jb.pop_ready().filter(|_| !done) {
                 let frame = match o {
                     Out::Frame(f) => Some(f),
                     Out::Gap => None,

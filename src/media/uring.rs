@@ -331,9 +331,7 @@ impl Uring {
                 .flags(libc::MSG_DONTWAIT)
                 .build(),
         };
-        let e = e
-            .flags(squeue::Flags::SKIP_SUCCESS)
-            .user_data(UD_SEND);
+        let e = e.flags(squeue::Flags::SKIP_SUCCESS).user_data(UD_SEND);
         if self.push(e).is_err() {
             return false;
         }
@@ -663,7 +661,10 @@ mod tests {
         assert!(poll_all(&mut u).is_empty());
         assert_eq!(u.send_errors, 0);
         // A call that ends: cancel, release, close; its port can be bound again at once.
-        for (key, (k, (tx, _))) in keys.into_iter().zip(pairs.into_iter().enumerate().step_by(2)) {
+        for (key, (k, (tx, _))) in keys
+            .into_iter()
+            .zip(pairs.into_iter().enumerate().step_by(2))
+        {
             let port = tx.local_addr().unwrap();
             u.cancel(key);
             u.release(k as u32);
