@@ -31,7 +31,7 @@ use super::sys::{
 use super::types::{Codec, MediaDirection, NegotiatedMedia};
 use super::uring::{Received, RecvKey, Uring};
 use super::vad::{FrameVad, SpeechEvent, SpeechTracker};
-use super::writer::{RecWriter, CHUNK, STAGE_FLUSH};
+use super::writer::{RecWriter, STAGE_FLUSH};
 
 pub const GRID_NS: u64 = 5_000_000;
 pub const PERIOD_NS: u64 = 20_000_000;
@@ -147,11 +147,14 @@ impl Recording {
         }
     }
 
+    /// The staged audio goes to the writer as it is (no copy); staging goes on in a spare
+    /// buffer.
     fn hand_over(&mut self, writer: &mut RecWriter) {
-        for chunk in self.stage.chunks(CHUNK) {
-            writer.audio(self.key, chunk);
+        if self.stage.is_empty() {
+            return;
         }
-        self.stage.clear();
+        let full = std::mem::replace(&mut self.stage, writer.buffer());
+        writer.audio(self.key, full);
     }
 
     /// One in-order packet's audio (or a gap) for the recorder and VAD; `true` when the
@@ -724,7 +727,7 @@ impl Shard {
                     max_samples: opts.max_seconds as u64 * 8000,
                     end_after_silence_frames: opts.end_after_silence_ms.map(|ms| (ms / 20).max(1)),
                     tracker: SpeechTracker::new(3, 15),
-                    stage: Vec::with_capacity(CHUNK),
+                    stage: self.writer.buffer(),
                     vad_carry: Vec::with_capacity(FRAME + MAX_FRAME),
                     packet_len: FRAME,
                 });

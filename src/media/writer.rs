@@ -1,9 +1,9 @@
 //! The recording writer: one thread per media thread that owns the WAV files, so file I/O
 //! (page-cache writes, dirty-page throttling, header flushes, trimming) never stalls pacing.
-//! Audio crosses in chunks of up to 100 ms (the media thread stages 80 ms per recording, so a
-//! chunk is one channel message and one copy instead of four) on a bounded, preallocated
-//! channel; when it is full the chunk is dropped and counted (an overrun) rather than blocking
-//! the media thread.
+//! Audio crosses in chunks of up to 100 ms: the media thread stages 80 ms per recording in a
+//! buffer it then hands over whole (no copy on the way), on a bounded channel; when that is
+//! full the chunk is dropped and counted (an overrun) rather than blocking the media thread.
+//! Emptied buffers come back on a second channel for the next chunks.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,9 +24,6 @@ pub const STAGE_FLUSH: usize = CHUNK - MAX_FRAME;
 /// Chunks the writer may lag behind: 2048 × 80 ms over 500 calls is ~330 ms of disk stall.
 const QUEUE: usize = 2048;
 
-/// Chunks travel by value in the preallocated channel slots: boxing them (what clippy's
-/// `large_enum_variant` suggests) would allocate once per chunk.
-#[allow(clippy::large_enum_variant)]
 pub enum RecMsg {
     Start {
         key: u64,
@@ -36,8 +33,7 @@ pub enum RecMsg {
     },
     Audio {
         key: u64,
-        len: u16,
-        pcm: [i16; CHUNK],
+        pcm: Vec<i16>,
     },
     Finish {
         key: u64,
@@ -48,16 +44,30 @@ pub enum RecMsg {
 
 pub struct RecWriter {
     tx: SyncSender<RecMsg>,
+    /// Buffers the writer has emptied, to stage the next chunks in.
+    spares: Receiver<Vec<i16>>,
     pub overruns: u64,
 }
 
 impl RecWriter {
     pub fn spawn(name: String) -> std::io::Result<RecWriter> {
         let (tx, rx) = sync_channel(QUEUE);
+        let (spare_tx, spares) = sync_channel(QUEUE);
         std::thread::Builder::new()
             .name(name)
-            .spawn(move || run(rx))?;
-        Ok(RecWriter { tx, overruns: 0 })
+            .spawn(move || run(rx, spare_tx))?;
+        Ok(RecWriter {
+            tx,
+            spares,
+            overruns: 0,
+        })
+    }
+
+    /// An empty buffer of `CHUNK` samples' capacity to stage audio in.
+    pub fn buffer(&self) -> Vec<i16> {
+        self.spares
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK))
     }
 
     pub fn start(
@@ -75,17 +85,10 @@ impl RecWriter {
         });
     }
 
-    /// Queue up to one chunk of audio without blocking (the caller stages at most `CHUNK`
-    /// samples); `false` if the writer is behind and it was dropped.
-    pub fn audio(&mut self, key: u64, pcm: &[i16]) -> bool {
-        let len = pcm.len().min(CHUNK);
-        let mut a = [0i16; CHUNK];
-        a[..len].copy_from_slice(&pcm[..len]);
-        match self.tx.try_send(RecMsg::Audio {
-            key,
-            len: len as u16,
-            pcm: a,
-        }) {
+    /// Queue one chunk of audio without blocking; `false` if the writer is behind and it was
+    /// dropped.
+    pub fn audio(&mut self, key: u64, pcm: Vec<i16>) -> bool {
+        match self.tx.try_send(RecMsg::Audio { key, pcm }) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.overruns += 1;
@@ -116,7 +119,7 @@ struct Open {
 /// context switch per frame); 10 ms of write latency costs nothing.
 const POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
-fn run(rx: Receiver<RecMsg>) {
+fn run(rx: Receiver<RecMsg>, spares: SyncSender<Vec<i16>>) {
     let mut open: HashMap<u64, Open> = HashMap::new();
     loop {
         let msg = match rx.try_recv() {
@@ -150,15 +153,17 @@ fn run(rx: Receiver<RecMsg>) {
                     },
                 );
             }
-            RecMsg::Audio { key, len, pcm } => {
+            RecMsg::Audio { key, mut pcm } => {
                 if let Some(o) = open.get_mut(&key) {
                     if let Some(r) = o.recorder.as_mut() {
-                        if let Err(e) = r.write(&pcm[..len as usize]) {
+                        if let Err(e) = r.write(&pcm) {
                             tracing::error!(parent: &o.span, error = %e, "recording write failed");
                             o.recorder = None;
                         }
                     }
                 }
+                pcm.clear();
+                let _ = spares.try_send(pcm);
             }
             RecMsg::Finish { key, keep, summary } => {
                 let Some(o) = open.remove(&key) else { continue };
