@@ -78,6 +78,12 @@ struct Args {
     /// coarse grid (1000) sends bursts of calls/20 packets every millisecond.
     #[arg(long, default_value_t = 1000)]
     send_grid_us: u64,
+    /// The far ends' receiver harvests its sockets every this many µs instead of sleeping
+    /// until a packet comes (0). A sleeping receiver is woken by the engine's send (on
+    /// loopback the far end's receive runs inside it), which a phone on the network never
+    /// costs the engine. Arrival times are the kernel's either way.
+    #[arg(long, default_value_t = 1000)]
+    recv_poll_us: u64,
     #[arg(long, default_value = "prompts")]
     prompts: String,
     #[arg(long, default_value = "40000-49999")]
@@ -222,6 +228,8 @@ fn pct(sorted: &[u32], p: f64) -> u32 {
 struct RunResult {
     devs: Vec<u32>,
     lats: Vec<u32>,
+    /// Bridge latencies by quarter of the place in a send burst (first quarter sent first).
+    lats_by_place: [Vec<u32>; 4],
     legs: Vec<Leg>,
     elapsed: f64,
     sent_in_window: u64,
@@ -284,6 +292,9 @@ fn stream(
                         pkt[12..].copy_from_slice(&speech_u[f * 160..(f + 1) * 160]);
                         // The send time (CLOCK_REALTIME, as SO_TIMESTAMPNS) for bridge latency.
                         pkt[12..20].copy_from_slice(&realtime_ns().to_be_bytes());
+                        // Its place among the legs sending in the same instant.
+                        let place = (i / phases as usize) as u16;
+                        pkt[20..22].copy_from_slice(&place.to_be_bytes());
                         if send_socks[i].send_to(&pkt, targets[i]).is_ok() {
                             sent_total.fetch_add(1, Ordering::Relaxed);
                         }
@@ -294,14 +305,18 @@ fn stream(
             })?
     };
 
-    // Receiver: epoll over the far-end sockets, recvmsg with the kernel receive timestamp.
+    // Receiver: epoll over the far-end sockets (harvested on a timer, or sleeping in it with
+    // `--recv-poll-us 0`), recvmsg with the kernel receive timestamp.
     let receiver = {
         let bridge = args.bridge;
+        let poll_ns = args.recv_poll_us.min(20_000) * 1000;
+        let per_burst = legs.len().div_ceil(phases as usize).max(1);
         let stop = stop.clone();
         let measuring = measuring.clone();
         std::thread::Builder::new().name("load-recv".into()).spawn(
-            move || -> (Vec<u32>, Vec<u32>, Vec<Leg>) {
+            move || -> (Vec<u32>, Vec<u32>, [Vec<u32>; 4], Vec<Leg>) {
                 let mut lats: Vec<u32> = Vec::with_capacity(if bridge { 4_000_000 } else { 0 });
+                let mut by_place: [Vec<u32>; 4] = Default::default();
                 // SAFETY: plain syscalls on descriptors we own for the thread's life.
                 let ep = unsafe { libc::epoll_create1(0) };
                 for (i, l) in legs.iter().enumerate() {
@@ -317,10 +332,22 @@ fn stream(
                 let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 512];
                 let mut buf = [0u8; 512];
                 let mut cmsg = [0u64; 16];
+                let mut next_poll = monotonic_ns();
+                let mut full = false;
                 while !stop.load(Ordering::Relaxed) {
-                    let n = unsafe {
-                        libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as i32, 100)
+                    let timeout = if poll_ns == 0 {
+                        100
+                    } else {
+                        if !full {
+                            next_poll += poll_ns;
+                            sleep_until(next_poll);
+                        }
+                        0
                     };
+                    let n = unsafe {
+                        libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as i32, timeout)
+                    };
+                    full = n == events.len() as i32;
                     let measure = measuring.load(Ordering::Relaxed);
                     for ev in events.iter().take(n.max(0) as usize) {
                         let l = &mut legs[ev.u64 as usize];
@@ -364,7 +391,10 @@ fn stream(
                                     buf[12], buf[13], buf[14], buf[15], buf[16], buf[17], buf[18],
                                     buf[19],
                                 ]);
-                                lats.push((kts.saturating_sub(sent) / 1000) as u32);
+                                let lat = (kts.saturating_sub(sent) / 1000) as u32;
+                                lats.push(lat);
+                                let place = u16::from_be_bytes([buf[20], buf[21]]) as usize;
+                                by_place[(place * 4 / per_burst).min(3)].push(lat);
                             }
                             if measure {
                                 if let Some(prev) = l.last_seq {
@@ -385,7 +415,7 @@ fn stream(
                     }
                 }
                 unsafe { libc::close(ep) };
-                (devs, lats, legs)
+                (devs, lats, by_place, legs)
             },
         )?
     };
@@ -410,13 +440,14 @@ fn stream(
     measuring.store(false, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     let _ = sender.join();
-    let (devs, lats, legs) = receiver
+    let (devs, lats, lats_by_place, legs) = receiver
         .join()
         .map_err(|_| anyhow::anyhow!("receiver panicked"))?;
     std::thread::sleep(Duration::from_millis(100));
     Ok(RunResult {
         devs,
         lats,
+        lats_by_place,
         legs,
         elapsed,
         sent_in_window,
@@ -817,6 +848,7 @@ fn main() -> Result<()> {
     let RunResult {
         mut devs,
         mut lats,
+        mut lats_by_place,
         legs,
         elapsed,
         sent_in_window,
@@ -851,6 +883,19 @@ fn main() -> Result<()> {
             pct(&lats, 0.99),
             pct(&lats, 0.999),
             lats.last().copied().unwrap_or(0)
+        );
+        // Far ends that send in the same instant queue behind each other in the engine: a
+        // stall there delays the last of a burst most.
+        let quarters: Vec<String> = lats_by_place
+            .iter_mut()
+            .map(|v| {
+                v.sort_unstable();
+                format!("{}/{}", pct(v, 0.5), pct(v, 0.99))
+            })
+            .collect();
+        println!(
+            "  by place in a send burst, first to last quarter (p50/p99 us): {}",
+            quarters.join("  ")
         );
     }
     let recv_total: u64 = legs.iter().map(|l| l.received).sum();
