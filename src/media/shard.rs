@@ -1217,16 +1217,16 @@ impl Shard {
                     done = rec.take(Some(pcm), &mut c.vad, &c.events, &mut self.writer);
                 }
             }
-            while let Some(o) = c.jb.pop_ready().filter(|_| !done) {
+            // Once the recording is complete, what the buffer still holds goes to its tail
+            // (`finish_recording` drains it), not through here.
+            while !done {
+                let Some(o) = c.jb.pop_ready() else { break };
                 let frame = match o {
                     Out::Frame(f) => Some(f),
                     Out::Gap => None,
                     Out::Skipped(_) => continue,
                 };
-                if rec.take(frame, &mut c.vad, &c.events, &mut self.writer) {
-                    done = true;
-                    break;
-                }
+                done = rec.take(frame, &mut c.vad, &c.events, &mut self.writer);
             }
             if done {
                 c.finish_recording(&mut self.writer);

@@ -309,7 +309,7 @@ impl Uring {
         }
     }
 
-    /// Queue a send on a connected socket (`fd`, armed for receiving in `slot`); `false` when
+    /// Queue a send on a connected socket (`fd`, the one armed in `call_slot`); `false` when
     /// it could not be queued (send it directly then).
     pub fn queue_send(&mut self, fd: RawFd, call_slot: u32, pkt: &[u8]) -> bool {
         if pkt.len() > SEND_LEN {
