@@ -183,20 +183,6 @@ fn rss_kib(pid: Option<u32>) -> u64 {
         .unwrap_or(0)
 }
 
-fn raise_nofile() {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: valid out-pointer, then the same struct back in.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 {
-            r.rlim_cur = r.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-        }
-    }
-}
-
 struct Leg {
     sock: UdpSocket,
     last_arrival: u64,
@@ -761,7 +747,7 @@ fn run_sip(args: Args) -> Result<()> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    raise_nofile();
+    let _ = astreinte::media::raise_open_files_limit();
     if !Path::new(&args.prompts).join("en/greeting.wav").exists() {
         bail!(
             "no prompts at {} (run from the repository root or pass --prompts)",

@@ -24,6 +24,7 @@ pub use engine::{
 };
 pub use prompts::PromptRef;
 pub use recorder::{recover_unfinished, RecoveredRecording};
+pub use sys::raise_open_files_limit;
 pub use types::{Codec, MediaDirection, NegotiatedMedia};
 
 use serde::Deserialize;
