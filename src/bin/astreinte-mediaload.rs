@@ -203,6 +203,17 @@ fn print_deviation(devs: &[u32]) {
     );
 }
 
+/// The media threads' CPU (clock ticks) split into user and system, and the writer threads'.
+fn print_cpu_split(split: (u64, u64), rec: u64) {
+    let hz = 100.0; // USER_HZ
+    println!(
+        "  media threads user {:.2} s, system (kernel UDP, io_uring/epoll, timers) {:.2} s; recording writer threads {:.2} s",
+        split.0 as f64 / hz,
+        split.1 as f64 / hz,
+        rec as f64 / hz
+    );
+}
+
 fn pct(sorted: &[u32], p: f64) -> u32 {
     if sorted.is_empty() {
         return 0;
@@ -729,12 +740,7 @@ fn run_sip(args: Args) -> Result<()> {
         proc_cpu as f64 / hz * 1e6 / handled.max(1) as f64,
         load_cpu as f64 / hz
     );
-    println!(
-        "  media threads user {:.2} s, system {:.2} s; recording writer threads {:.2} s",
-        split.0 as f64 / hz,
-        split.1 as f64 / hz,
-        rec as f64 / hz
-    );
+    print_cpu_split(split, rec);
     println!(
         "engine RSS: {} KiB before the calls, {} KiB after the run with {} calls up: {:.1} KiB per call",
         rss0,
@@ -924,12 +930,7 @@ fn main() -> Result<()> {
         handled,
         load_cpu_s
     );
-    println!(
-        "  of which user {:.2} s, system (kernel UDP, epoll, timers, file writes) {:.2} s; recording writer threads {:.2} s",
-        split.0 as f64 / hz,
-        split.1 as f64 / hz,
-        rec as f64 / hz
-    );
+    print_cpu_split(split, rec);
     println!(
         "RSS: {} KiB before, {} KiB with {} legs open: {:.1} KiB per leg (engine and far-end sockets)",
         rss0,
