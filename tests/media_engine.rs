@@ -418,6 +418,59 @@ async fn recording_round_trip(eng: MediaEngine) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_leaves_finished_recordings_and_reports_them() {
+    // A service manager stopping the engine mid-voicemail: when `shutdown` returns, the
+    // recording is a whole WAV under its final name (no `.part` for the next start to patch),
+    // holding what was sent, and the call's flow has its RecordingFinished.
+    let eng = engine("31280-31299", 30);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = eng.open_session("shutdown-test").unwrap();
+    let mut far = Far::new().await;
+    s.apply(media(far.addr(), Codec::Pcmu));
+    let to = s.local_rtp_addr();
+    far.recv().await;
+    let path = dir.path().join("vm.wav");
+    s.record(
+        path.clone(),
+        RecordOptions {
+            max_seconds: 60,
+            end_after_silence_ms: None,
+        },
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let speech = wav(&prompts_dir().join("en/greeting.wav"));
+    for (i, frame) in speech[..16000].chunks(160).enumerate() {
+        far.audio(to, Codec::Pcmu, frame).await;
+        if i % 10 == 9 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    tokio::task::spawn_blocking(move || eng.shutdown())
+        .await
+        .unwrap();
+    let mut part = path.clone().into_os_string();
+    part.push(".part");
+    assert!(
+        !Path::new(&part).exists(),
+        "no unfinished recording left behind"
+    );
+    let got = wav(&path);
+    assert!(
+        got.len() >= 8000,
+        "the speech sent is in the file: {} samples",
+        got.len()
+    );
+    let e = wait_for(&mut s, |e| matches!(e, MediaEvent::RecordingFinished(_))).await;
+    let MediaEvent::RecordingFinished(sum) = e else {
+        unreachable!()
+    };
+    assert_eq!(sum.path, path);
+    assert!(sum.speech_detected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silence_ends_a_message_and_no_rtp_times_out() {
     let dir = tempfile::tempdir().unwrap();
     let eng = engine("31080-31099", 1);

@@ -40,6 +40,8 @@ pub enum RecMsg {
         keep: Option<(u64, u64)>,
         summary: RecordingSummary,
     },
+    /// The media thread is stopping: finish what is queued, then end.
+    Stop,
 }
 
 pub struct RecWriter {
@@ -47,19 +49,33 @@ pub struct RecWriter {
     /// Buffers the writer has emptied, to stage the next chunks in.
     spares: Receiver<Vec<i16>>,
     pub overruns: u64,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Dropping the writer (its media thread stopping) waits until every queued chunk is written
+/// and every recording finished: an engine shut down by its service manager leaves whole
+/// voicemails behind, not `.part` files for the next start to patch.
+impl Drop for RecWriter {
+    fn drop(&mut self) {
+        let _ = self.tx.send(RecMsg::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl RecWriter {
     pub fn spawn(name: String) -> std::io::Result<RecWriter> {
         let (tx, rx) = sync_channel(QUEUE);
         let (spare_tx, spares) = sync_channel(QUEUE);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(name)
             .spawn(move || run(rx, spare_tx))?;
         Ok(RecWriter {
             tx,
             spares,
             overruns: 0,
+            thread: Some(thread),
         })
     }
 
@@ -131,6 +147,7 @@ fn run(rx: Receiver<RecMsg>, spares: SyncSender<Vec<i16>>) {
             Err(TryRecvError::Disconnected) => break,
         };
         match msg {
+            RecMsg::Stop => break,
             RecMsg::Start {
                 key,
                 path,
@@ -182,7 +199,8 @@ fn run(rx: Receiver<RecMsg>, spares: SyncSender<Vec<i16>>) {
             }
         }
     }
-    // The media thread is gone: finalise what is still open, untrimmed.
+    // The media thread is gone (it finishes its calls' recordings before it stops, so this
+    // is only a recording whose finish was lost): finalise it untrimmed.
     for (_, o) in open {
         if let Some(r) = o.recorder {
             let _ = r.finish(None);
