@@ -214,6 +214,64 @@ fn print_cpu_split(split: (u64, u64), rec: u64) {
     );
 }
 
+/// CPU time of the calling thread (ns).
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The host's speed, measured the way the engine's cost is: CPU µs per packet handled when
+/// one thread sends RTP-sized packets over loopback on connected sockets and receives them,
+/// with no media work (a send and a receive count as two packets). It is the kernel's floor
+/// for the engine's work per packet. This host's speed drifts by ±20 % from hour to hour; the
+/// engine's figure divided by this one, measured in the same minute, does not.
+fn loopback_reference() -> Result<f64> {
+    const PAIRS: usize = 64;
+    const BLOCKS: usize = 25;
+    let mut pairs = Vec::with_capacity(PAIRS);
+    for _ in 0..PAIRS {
+        let tx = UdpSocket::bind("127.0.0.1:0")?;
+        let rx = UdpSocket::bind("127.0.0.1:0")?;
+        tx.connect(rx.local_addr()?)?;
+        rx.set_nonblocking(true)?;
+        pairs.push((tx, rx));
+    }
+    let pkt = [0x80u8; 172];
+    let mut buf = [0u8; 512];
+    let mut blocks = Vec::with_capacity(BLOCKS);
+    for _ in 0..BLOCKS {
+        let t0 = thread_cpu_ns();
+        let mut handled = 0u64;
+        for _ in 0..40 {
+            for (tx, _) in &pairs {
+                handled += u64::from(tx.send(&pkt).is_ok());
+            }
+            for (_, rx) in &pairs {
+                handled += u64::from(rx.recv(&mut buf).is_ok());
+            }
+        }
+        let spent = thread_cpu_ns().saturating_sub(t0);
+        blocks.push(spent as f64 / 1000.0 / handled.max(1) as f64);
+    }
+    // The median block: a host stall in one block does not move it.
+    blocks.sort_by(f64::total_cmp);
+    Ok(blocks[BLOCKS / 2])
+}
+
+/// The engine's CPU per packet beside the host reference measured before and after the run.
+fn print_reference(engine_us: f64, before: f64, after: f64) {
+    let reference = (before + after) / 2.0;
+    println!(
+        "host reference (loopback send + receive, no media work): {before:.2} us per packet before the run, {after:.2} after; engine / reference = {:.2}",
+        engine_us / reference
+    );
+}
+
 fn pct(sorted: &[u32], p: f64) -> u32 {
     if sorted.is_empty() {
         return 0;
@@ -591,6 +649,7 @@ fn run_sip(args: Args) -> Result<()> {
         port += 2;
     }
 
+    let reference_before = loopback_reference()?;
     let rss0 = rss_kib(Some(pid));
     let (sip, _incoming, sip_task) = rt.block_on(async {
         let cfg = SipConfig {
@@ -708,6 +767,7 @@ fn run_sip(args: Args) -> Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(3), sip_task).await;
     });
 
+    let reference_after = loopback_reference()?;
     devs.sort_unstable();
     let recv_total: u64 = legs.iter().map(|l| l.received).sum();
     let lost_total: u64 = legs.iter().map(|l| l.lost).sum();
@@ -741,6 +801,11 @@ fn run_sip(args: Args) -> Result<()> {
         load_cpu as f64 / hz
     );
     print_cpu_split(split, rec);
+    print_reference(
+        cpu as f64 / hz * 1e6 / handled.max(1) as f64,
+        reference_before,
+        reference_after,
+    );
     println!(
         "engine RSS: {} KiB before the calls, {} KiB after the run with {} calls up: {:.1} KiB per call",
         rss0,
@@ -749,6 +814,23 @@ fn run_sip(args: Args) -> Result<()> {
         rss1.saturating_sub(rss0) as f64 / args.calls.max(1) as f64
     );
     Ok(())
+}
+
+/// The in-process run's recordings, removed when the run ends (also when it fails).
+struct RecordingsDir(std::path::PathBuf);
+
+impl RecordingsDir {
+    fn create() -> Result<RecordingsDir> {
+        let dir = std::env::temp_dir().join(format!("astreinte-mediaload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(RecordingsDir(dir))
+    }
+}
+
+impl Drop for RecordingsDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn main() -> Result<()> {
@@ -763,8 +845,8 @@ fn main() -> Result<()> {
     if args.sip.is_some() {
         return run_sip(args);
     }
-    let rec_dir = std::env::temp_dir().join(format!("astreinte-mediaload-{}", std::process::id()));
-    std::fs::create_dir_all(&rec_dir)?;
+    let reference_before = loopback_reference()?;
+    let rec_dir = RecordingsDir::create()?;
     let cfg = MediaConfig {
         rtp_ports: args.ports.clone(),
         prompts_dir: args.prompts.clone(),
@@ -817,7 +899,7 @@ fn main() -> Result<()> {
         }
         if !args.no_record && !args.bridge {
             s.record(
-                rec_dir.join(format!("{i}.wav")),
+                rec_dir.0.join(format!("{i}.wav")),
                 RecordOptions {
                     max_seconds: 3600,
                     end_after_silence_ms: None,
@@ -863,7 +945,8 @@ fn main() -> Result<()> {
         }
     });
     engine.shutdown();
-    let _ = std::fs::remove_dir_all(&rec_dir);
+    drop(rec_dir);
+    let reference_after = loopback_reference()?;
 
     devs.sort_unstable();
     lats.sort_unstable();
@@ -931,6 +1014,11 @@ fn main() -> Result<()> {
         load_cpu_s
     );
     print_cpu_split(split, rec);
+    print_reference(
+        media_cpu_s * 1e6 / handled.max(1) as f64,
+        reference_before,
+        reference_after,
+    );
     println!(
         "RSS: {} KiB before, {} KiB with {} legs open: {:.1} KiB per leg (engine and far-end sockets)",
         rss0,
