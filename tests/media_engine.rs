@@ -470,6 +470,188 @@ async fn shutdown_leaves_finished_recordings_and_reports_them() {
     assert!(sum.speech_detected);
 }
 
+/// A deterministic byte stream (xorshift), so a failure can be replayed.
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_rtp_and_rtcp_are_counted_and_the_call_goes_on() {
+    hostile_input(engine("31300-31319", 30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_rtp_and_rtcp_through_epoll_receives() {
+    hostile_input(engine_with("31320-31339", 30, |c| c.io_uring = false)).await;
+}
+
+/// Whatever the peer sends, the call keeps its stream, its recording and its digits:
+/// malformed packets are counted, another source is not let in, odd sizes are taken as audio.
+async fn hostile_input(eng: MediaEngine) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = eng.open_session("hostile-test").unwrap();
+    let mut far = Far::new().await;
+    s.apply(media(far.addr(), Codec::Pcmu));
+    let to = s.local_rtp_addr();
+    let rtcp_to = SocketAddr::new(to.ip(), to.port() + 1);
+    far.recv().await;
+    far.audio(to, Codec::Pcmu, &[0; 160]).await; // latches the peer
+    let path = dir.path().join("vm.wav");
+    s.record(
+        path.clone(),
+        RecordOptions {
+            max_seconds: 60,
+            end_after_silence_ms: None,
+        },
+    );
+
+    let header = |b1: u8| {
+        let mut p = vec![0x80, b1, 0, 1, 0, 0, 0, 160, 1, 2, 3, 4];
+        p.extend_from_slice(&[0xFF; 20]);
+        p
+    };
+    let mut crafted: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0x80],
+        vec![0x80, 0x00, 0x00],
+        vec![0x80; 11],
+        vec![0x00; 40], // version 0
+        vec![0x40; 40], // version 1
+        vec![0xC0; 40], // version 3
+    ];
+    let mut padded = header(0); // padding count beyond the packet
+    padded[0] |= 0x20;
+    *padded.last_mut().unwrap() = 200;
+    crafted.push(padded);
+    let mut csrcs = header(0); // 15 CSRCs announced, not there
+    csrcs[0] |= 0x0F;
+    crafted.push(csrcs);
+    let mut ext = header(0); // extension longer than the packet
+    ext[0] |= 0x10;
+    ext[12..16].copy_from_slice(&[0xBE, 0xDE, 0xFF, 0xFF]);
+    crafted.push(ext);
+    crafted.push(header(99)); // a payload type that was not negotiated
+    crafted.push(header(72)); // RTCP on the RTP port
+    let mut short_event = header(101); // a telephone-event of 1 byte
+    short_event.truncate(13);
+    crafted.push(short_event);
+    let malformed = crafted.len() as u64;
+    for p in &crafted {
+        far.sock.send_to(p, to).await.unwrap();
+    }
+    // Audio of every odd size the codec allows, up to a jumbo datagram.
+    for n in [
+        0usize, 1, 7, 80, 159, 161, 240, 479, 480, 481, 1000, 1400, 8000,
+    ] {
+        let pcm = vec![1000i16; n];
+        far.audio(to, Codec::Pcmu, &pcm).await;
+    }
+    // RTCP with lengths that lie.
+    for p in [
+        vec![0x81, 200, 0xFF, 0xFF, 0, 0, 0, 1],
+        vec![0x9F, 201, 0, 1, 0, 0, 0, 1],
+        vec![0x80, 203, 0, 0],
+    ] {
+        far.sock.send_to(&p, rtcp_to).await.unwrap();
+    }
+    // Another source does not take the call over: the latched peer keeps the stream.
+    let stranger = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for _ in 0..5 {
+        stranger.send_to(&header(0), to).await.unwrap();
+    }
+
+    // The call goes on: digits, the stream to the peer, the recording.
+    far.seq = far.seq.wrapping_add(1000);
+    far.ts = far.ts.wrapping_add(160_000);
+    for _ in 0..10 {
+        far.audio(to, Codec::Pcmu, &[0; 160]).await;
+    }
+    far.rfc4733_digit(to, '4').await;
+    let e = wait_for(&mut s, |e| matches!(e, MediaEvent::Digit { .. })).await;
+    assert_eq!(
+        e,
+        MediaEvent::Digit {
+            digit: '4',
+            source: DigitSource::Rfc4733
+        }
+    );
+    for _ in 0..5 {
+        let p = far.recv().await;
+        assert_eq!(p.len(), 172, "the engine still streams 20 ms PCMU");
+    }
+    let mut buf = [0u8; 2048];
+    assert!(
+        timeout(Duration::from_millis(100), stranger.recv_from(&mut buf))
+            .await
+            .is_err(),
+        "nothing goes to the stranger"
+    );
+    s.stop_recording();
+    let e = wait_for(&mut s, |e| matches!(e, MediaEvent::RecordingFinished(_))).await;
+    let MediaEvent::RecordingFinished(sum) = e else {
+        unreachable!()
+    };
+    assert_eq!(sum.path, path);
+    let _ = wav(&path); // a readable WAV
+    let stats = s.close().await;
+    assert_eq!(
+        stats.malformed_packets, malformed,
+        "malformed packets counted"
+    );
+
+    // A second call gets noise: random bytes, half of them with an RTP-looking first byte.
+    let mut s = eng.open_session("noise-test").unwrap();
+    let mut far = Far::new().await;
+    s.apply(media(far.addr(), Codec::Pcmu));
+    let to = s.local_rtp_addr();
+    let rtcp_to = SocketAddr::new(to.ip(), to.port() + 1);
+    far.recv().await;
+    far.audio(to, Codec::Pcmu, &[0; 160]).await;
+    let mut noise = Noise(0x9E37_79B9_7F4A_7C15);
+    for i in 0..600 {
+        let n = (noise.next() % 1500) as usize;
+        let mut p = noise.bytes(n);
+        if i % 2 == 0 && n > 0 {
+            p[0] = 0x80;
+        }
+        let dest = if i % 3 == 0 { rtcp_to } else { to };
+        far.sock.send_to(&p, dest).await.unwrap();
+        if i % 50 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    far.seq = far.seq.wrapping_add(1000);
+    far.ts = far.ts.wrapping_add(160_000);
+    far.rfc4733_digit(to, '7').await;
+    let e = wait_for(&mut s, |e| {
+        matches!(e, MediaEvent::Digit { digit: '7', .. })
+    })
+    .await;
+    assert_eq!(
+        e,
+        MediaEvent::Digit {
+            digit: '7',
+            source: DigitSource::Rfc4733
+        }
+    );
+    for _ in 0..5 {
+        assert_eq!(far.recv().await.len(), 172);
+    }
+    let stats = s.close().await;
+    assert!(stats.malformed_packets > 0);
+    eng.shutdown();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silence_ends_a_message_and_no_rtp_times_out() {
     let dir = tempfile::tempdir().unwrap();

@@ -21,7 +21,7 @@ use super::g711;
 use super::jitter::{JitterBuffer, Out, Push, FRAME as MAX_FRAME};
 use super::pacing::{Pacer, RtpClock};
 use super::prompts::{PromptId, PromptSet, FRAME};
-use super::rfc4733::EventReceiver;
+use super::rfc4733::{EventReceiver, TelephoneEvent};
 use super::rtcp;
 use super::stats::{estimate_mos, RecvStats};
 use super::sys::{
@@ -1171,6 +1171,10 @@ impl Shard {
             payload.len(),
         );
         if Some(pt) == m.telephone_event_pt {
+            if TelephoneEvent::parse(payload).is_none() {
+                c.bad_packets += 1; // shorter than one event: neither a digit nor relayed
+                return;
+            }
             c.last_4733_ns = Some(now);
             let digit = c.te.handle_packet(ts, payload);
             if let Some(peer) = c.bridge {
