@@ -332,22 +332,34 @@ async fn recording_round_trip_on_the_normal_scheduler() {
     recording_round_trip(engine_with("31260-31279", 30, |c| c.realtime_priority = 0)).await;
 }
 
-async fn recording_round_trip(eng: MediaEngine) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = eng.open_session("rec-test").unwrap();
-    let mut far = Far::new().await;
-    s.apply(media(far.addr(), Codec::Pcma));
+/// A call whose far end has heard the engine's stream and whose recording to `path` has
+/// started: the session, the far end, and where to send it RTP.
+async fn recording_call(
+    eng: &MediaEngine,
+    name: &str,
+    codec: Codec,
+    path: &Path,
+) -> (MediaSession, Far, SocketAddr) {
+    let s = eng.open_session(name).unwrap();
+    let far = Far::new().await;
+    s.apply(media(far.addr(), codec));
     let to = s.local_rtp_addr();
     far.recv().await; // the engine is running this call
-    let path = dir.path().join("vm.wav");
     s.record(
-        path.clone(),
+        path.to_path_buf(),
         RecordOptions {
             max_seconds: 60,
             end_after_silence_ms: None,
         },
     );
     tokio::time::sleep(Duration::from_millis(100)).await;
+    (s, far, to)
+}
+
+async fn recording_round_trip(eng: MediaEngine) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vm.wav");
+    let (mut s, mut far, to) = recording_call(&eng, "rec-test", Codec::Pcma, &path).await;
 
     // 1 s of silence, 3 s of speech (the English greeting), 1 s of silence.
     let speech = wav(&prompts_dir().join("en/greeting.wav"));
@@ -424,20 +436,8 @@ async fn shutdown_leaves_finished_recordings_and_reports_them() {
     // holding what was sent, and the call's flow has its RecordingFinished.
     let eng = engine("31280-31299", 30);
     let dir = tempfile::tempdir().unwrap();
-    let mut s = eng.open_session("shutdown-test").unwrap();
-    let mut far = Far::new().await;
-    s.apply(media(far.addr(), Codec::Pcmu));
-    let to = s.local_rtp_addr();
-    far.recv().await;
     let path = dir.path().join("vm.wav");
-    s.record(
-        path.clone(),
-        RecordOptions {
-            max_seconds: 60,
-            end_after_silence_ms: None,
-        },
-    );
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (mut s, mut far, to) = recording_call(&eng, "shutdown-test", Codec::Pcmu, &path).await;
     let speech = wav(&prompts_dir().join("en/greeting.wav"));
     for (i, frame) in speech[..16000].chunks(160).enumerate() {
         far.audio(to, Codec::Pcmu, frame).await;
@@ -499,21 +499,10 @@ async fn hostile_rtp_and_rtcp_through_epoll_receives() {
 /// malformed packets are counted, another source is not let in, odd sizes are taken as audio.
 async fn hostile_input(eng: MediaEngine) {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = eng.open_session("hostile-test").unwrap();
-    let mut far = Far::new().await;
-    s.apply(media(far.addr(), Codec::Pcmu));
-    let to = s.local_rtp_addr();
-    let rtcp_to = SocketAddr::new(to.ip(), to.port() + 1);
-    far.recv().await;
-    far.audio(to, Codec::Pcmu, &[0; 160]).await; // latches the peer
     let path = dir.path().join("vm.wav");
-    s.record(
-        path.clone(),
-        RecordOptions {
-            max_seconds: 60,
-            end_after_silence_ms: None,
-        },
-    );
+    let (mut s, mut far, to) = recording_call(&eng, "hostile-test", Codec::Pcmu, &path).await;
+    let rtcp_to = SocketAddr::new(to.ip(), to.port() + 1);
+    far.audio(to, Codec::Pcmu, &[0; 160]).await; // latches the peer
 
     let header = |b1: u8| {
         let mut p = vec![0x80, b1, 0, 1, 0, 0, 0, 160, 1, 2, 3, 4];
