@@ -9,7 +9,11 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::media::{recover_unfinished, MediaEngine};
 
-/// Runs the engine until SIGINT/SIGTERM.
+/// How long a stopping engine waits for its calls to hang up and save their recordings.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs the engine until SIGINT/SIGTERM; then hangs up the calls in progress, saving what
+/// their callers said, before it stops.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     // The store first: migrations run before any call can need a ticket.
     let _store = crate::store::Store::connect(&config.store)
@@ -47,22 +51,53 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let call_config = config.call.clone();
     let advertised = sip.advertised_addr().ip();
     let flow_media = media.clone();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let dispatcher = tokio::spawn(async move {
-        while let Some(call) = incoming.recv().await {
-            tokio::spawn(crate::call::run_inbound(
-                call,
-                call_config.clone(),
-                flow_media.clone(),
-                advertised,
-                recordings.clone(),
-            ));
+        let mut flows = tokio::task::JoinSet::new();
+        let mut stopping = stop_rx.clone();
+        loop {
+            tokio::select! {
+                call = incoming.recv() => match call {
+                    Some(call) => {
+                        flows.spawn(crate::call::run_inbound(
+                            call,
+                            call_config.clone(),
+                            flow_media.clone(),
+                            advertised,
+                            recordings.clone(),
+                            stop_rx.clone(),
+                        ));
+                    }
+                    None => break,
+                },
+                Some(_) = flows.join_next(), if !flows.is_empty() => {}
+                _ = crate::call::stop_requested(&mut stopping) => break,
+            }
+        }
+        // Stopping: each flow hangs its call up (BYE) and finishes its recording; a call that
+        // comes in meanwhile is refused with 503 (the caller's phone may try another server).
+        if !flows.is_empty() {
+            info!(calls = flows.len(), "hanging up the calls in progress");
+        }
+        let grace = tokio::time::sleep(STOP_GRACE);
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                done = flows.join_next() => if done.is_none() { break },
+                Some(call) = incoming.recv() => call.leg.reject(503),
+                _ = &mut grace => {
+                    warn!(calls = flows.len(), "calls still ending after the grace period: cut off");
+                    break;
+                }
+            }
         }
     });
     shutdown_signal().await;
     info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = dispatcher.await;
     sip.shutdown();
     let _ = sip_task.await;
-    dispatcher.abort();
     media.shutdown();
     Ok(())
 }

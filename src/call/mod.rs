@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use tokio::sync::watch;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::{ConfigIssue, KeySeg};
@@ -68,6 +69,7 @@ pub async fn run_inbound(
     media: MediaEngine,
     advertised: IpAddr,
     recordings: PathBuf,
+    mut stopping: watch::Receiver<bool>,
 ) {
     let span = info_span!("call", call_id = %call.call.call_id, number = %call.call.number);
     async move {
@@ -97,6 +99,12 @@ pub async fn run_inbound(
                         }
                         Some(_) => {}
                     },
+                    _ = stop_requested(&mut stopping) => {
+                        info!("engine stopping: refusing the call still ringing (503)");
+                        leg.reject(503);
+                        session.close().await;
+                        return;
+                    }
                 }
             }
         }
@@ -104,6 +112,8 @@ pub async fn run_inbound(
         let limit = tokio::time::sleep(Duration::from_secs(config.max_call_secs));
         tokio::pin!(limit);
         let mut recording = false;
+        // Whether we hung up (BYE sent): the flow then waits for the dialog to end.
+        let mut hung_up = false;
         loop {
             tokio::select! {
                 ev = events.recv() => match ev {
@@ -137,6 +147,7 @@ pub async fn run_inbound(
                     Some(MediaEvent::MediaTimeout) => {
                         info!("no RTP from the caller: hanging up");
                         leg.hangup();
+                        hung_up = true;
                         break;
                     }
                     Some(MediaEvent::RecordingFinished(r)) => {
@@ -149,6 +160,13 @@ pub async fn run_inbound(
                 _ = &mut limit => {
                     info!(max_call_secs = config.max_call_secs, "call too long: hanging up");
                     leg.hangup();
+                    hung_up = true;
+                    break;
+                }
+                _ = stop_requested(&mut stopping) => {
+                    info!("engine stopping: hanging up");
+                    leg.hangup();
+                    hung_up = true;
                     break;
                 }
             }
@@ -173,11 +191,30 @@ pub async fn run_inbound(
                 _ = &mut drain => recording = false,
             }
         }
+        // Our BYE answered (or given up on) before the flow ends, so a stopping engine does
+        // not close the SIP service under it.
+        if hung_up {
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                while let Some(ev) = events.recv().await {
+                    if matches!(ev, LegEvent::Ended { .. }) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
         let stats = session.close().await;
         info!(sent = stats.packets_sent, received = stats.packets_received, lost = stats.packets_lost, jitter_ms = stats.jitter_ms, mos = stats.mos, "media statistics");
     }
     .instrument(span)
     .await
+}
+
+/// Resolves once the engine is asked to stop; never if nobody can ask any more.
+pub async fn stop_requested(stopping: &mut watch::Receiver<bool>) {
+    if stopping.wait_for(|&stop| stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 fn log_saved(r: &RecordingSummary) {

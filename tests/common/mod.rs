@@ -147,6 +147,13 @@ impl Engine {
 }
 
 impl Engine {
+    /// Asks the engine to stop (SIGTERM), as a service manager does, without waiting.
+    pub fn terminate(&self) {
+        if let Some(child) = self.child.as_ref() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+        }
+    }
+
     /// Kills the engine with SIGKILL (no clean-up at all) and waits for it.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
