@@ -6,7 +6,7 @@ use std::hint::black_box;
 use astreinte::media::dtmf::DtmfDetector;
 use astreinte::media::g711;
 use astreinte::media::jitter::{JitterBuffer, Out, Push};
-use astreinte::media::rfc4733::EventReceiver;
+use astreinte::media::rfc4733::{EventReceiver, TelephoneEvent};
 use astreinte::media::stats::RecvStats;
 use astreinte::media::vad::FrameVad;
 use astreinte::media::Codec;
@@ -110,7 +110,8 @@ fn steps(c: &mut Criterion) {
         let mut ts = 0u32;
         b.iter(|| {
             ts = ts.wrapping_add(1);
-            r.handle_packet(ts / 8, black_box(&[5, 10, 0, 160]))
+            TelephoneEvent::parse(black_box(&[5, 10, 0, 160]))
+                .and_then(|ev| r.handle_event(ts / 8, ev))
         })
     });
     g.bench_function("recorder_write_160", |b| {

@@ -70,10 +70,10 @@ impl EventReceiver {
         Self::default()
     }
 
-    /// Feed one telephone-event packet (its RTP timestamp and payload). Returns the digit when
-    /// this packet is the first seen of a new event, `None` otherwise (and on malformed input).
-    pub fn handle_packet(&mut self, timestamp: u32, payload: &[u8]) -> Option<char> {
-        let ev = TelephoneEvent::parse(payload)?;
+    /// Feed one telephone-event packet's event (parsed with [`TelephoneEvent::parse`]) and
+    /// RTP timestamp. Returns the digit when this packet is the first seen of a new event,
+    /// `None` otherwise.
+    pub fn handle_event(&mut self, timestamp: u32, ev: TelephoneEvent) -> Option<char> {
         let digit = event_to_digit(ev.event)?;
         if self.recent.contains(&Some(timestamp)) {
             return None;
@@ -87,6 +87,11 @@ impl EventReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A packet's payload through the parse the media thread does first.
+    fn feed(r: &mut EventReceiver, timestamp: u32, payload: &[u8]) -> Option<char> {
+        TelephoneEvent::parse(payload).and_then(|ev| r.handle_event(timestamp, ev))
+    }
 
     fn pkt(event: u8, end: bool, duration: u16) -> [u8; 4] {
         let mut b = [0u8; 4];
@@ -106,10 +111,10 @@ mod tests {
         let mut got = vec![];
         // '5' at ts 1000: start, 4 updates, 3 end packets.
         for d in [160u16, 320, 480, 640, 800] {
-            got.extend(r.handle_packet(1000, &pkt(5, false, d)));
+            got.extend(feed(&mut r, 1000, &pkt(5, false, d)));
         }
         for _ in 0..3 {
-            got.extend(r.handle_packet(1000, &pkt(5, true, 960)));
+            got.extend(feed(&mut r, 1000, &pkt(5, true, 960)));
         }
         assert_eq!(got, vec!['5']);
     }
@@ -121,12 +126,12 @@ mod tests {
         // A 3-second press: 150 updates (duration wraps past u16 in a real long press; the
         // timestamp stays, so it stays one event).
         for i in 1..=150u16 {
-            got.extend(r.handle_packet(8000, &pkt(1, false, i.wrapping_mul(160))));
+            got.extend(feed(&mut r, 8000, &pkt(1, false, i.wrapping_mul(160))));
         }
-        got.extend(r.handle_packet(8000, &pkt(1, true, 24000)));
+        got.extend(feed(&mut r, 8000, &pkt(1, true, 24000)));
         // Same key again: new timestamp, new digit.
-        got.extend(r.handle_packet(40000, &pkt(1, false, 160)));
-        got.extend(r.handle_packet(40000, &pkt(1, true, 800)));
+        got.extend(feed(&mut r, 40000, &pkt(1, false, 160)));
+        got.extend(feed(&mut r, 40000, &pkt(1, true, 800)));
         assert_eq!(got, vec!['1', '1']);
     }
 
@@ -135,23 +140,23 @@ mod tests {
         let mut r = EventReceiver::new();
         let mut got = vec![];
         // Only the end packets of '#' arrive (start lost): still one digit.
-        got.extend(r.handle_packet(500, &pkt(11, true, 800)));
-        got.extend(r.handle_packet(500, &pkt(11, true, 800)));
+        got.extend(feed(&mut r, 500, &pkt(11, true, 800)));
+        got.extend(feed(&mut r, 500, &pkt(11, true, 800)));
         // '*' then a late duplicate of '#' after it: not reported twice.
-        got.extend(r.handle_packet(2000, &pkt(10, false, 160)));
-        got.extend(r.handle_packet(500, &pkt(11, true, 800)));
-        got.extend(r.handle_packet(2000, &pkt(10, true, 480)));
+        got.extend(feed(&mut r, 2000, &pkt(10, false, 160)));
+        got.extend(feed(&mut r, 500, &pkt(11, true, 800)));
+        got.extend(feed(&mut r, 2000, &pkt(10, true, 480)));
         assert_eq!(got, vec!['#', '*']);
     }
 
     #[test]
     fn malformed_and_non_digit_events_are_ignored() {
         let mut r = EventReceiver::new();
-        assert_eq!(r.handle_packet(1, &[]), None);
-        assert_eq!(r.handle_packet(1, &[1, 2, 3]), None);
-        assert_eq!(r.handle_packet(1, &pkt(16, false, 160)), None); // flash
-        assert_eq!(r.handle_packet(1, &pkt(200, false, 160)), None);
-        assert_eq!(r.handle_packet(2, &pkt(15, false, 160)), Some('D'));
+        assert_eq!(feed(&mut r, 1, &[]), None);
+        assert_eq!(feed(&mut r, 1, &[1, 2, 3]), None);
+        assert_eq!(feed(&mut r, 1, &pkt(16, false, 160)), None); // flash
+        assert_eq!(feed(&mut r, 1, &pkt(200, false, 160)), None);
+        assert_eq!(feed(&mut r, 2, &pkt(15, false, 160)), Some('D'));
     }
 
     #[test]

@@ -1171,12 +1171,12 @@ impl Shard {
             payload.len(),
         );
         if Some(pt) == m.telephone_event_pt {
-            if TelephoneEvent::parse(payload).is_none() {
+            let Some(ev) = TelephoneEvent::parse(payload) else {
                 c.bad_packets += 1; // shorter than one event: neither a digit nor relayed
                 return;
-            }
+            };
             c.last_4733_ns = Some(now);
-            let digit = c.te.handle_packet(ts, payload);
+            let digit = c.te.handle_event(ts, ev);
             if let Some(peer) = c.bridge {
                 self.relay(idx, peer, marker, ts, off, len, true);
             }
