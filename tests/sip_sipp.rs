@@ -34,26 +34,32 @@ fn engine_hangs_up_over_udp_and_tcp() {
     }
 }
 
+/// Runs a SIPp call and stops the engine (SIGTERM) once its log shows `reached`; returns
+/// SIPp's output.
+fn sipp_then_stop(engine: &Engine, scenario_file: &str, reached: &str) -> std::process::Output {
+    std::thread::scope(|scope| {
+        let caller = scope.spawn(|| sipp(engine, scenario_file, "611", false, &[]));
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !engine.log_text().contains(reached) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the call never reached \"{reached}\":\n{}",
+                engine.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        engine.terminate();
+        caller.join().expect("sipp thread")
+    })
+}
+
 #[test]
 fn stopping_the_engine_hangs_up_and_saves_the_recording() {
     // A service manager stops the engine (SIGTERM) in the middle of a call: the caller gets a
     // BYE (SIPp waits for it), and what they said is a finished WAV, not a `.part`.
     let mut engine = Engine::start("", "");
-    let out = std::thread::scope(|scope| {
-        let caller = scope.spawn(|| sipp(&engine, "uac_remote_bye.xml", "611", false, &[]));
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        while !engine.log_text().contains("recording path=") {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the call never started recording:\n{}",
-                engine.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(500));
-        engine.terminate();
-        caller.join().expect("sipp thread")
-    });
+    let out = sipp_then_stop(&engine, "uac_remote_bye.xml", "recording path=");
     assert_sipp_ok(&engine, &out, "BYE from a stopping engine");
     let log = engine.stop();
     assert!(log.contains("engine stopping: hanging up"), "{log}");
@@ -71,21 +77,7 @@ fn stopping_the_engine_hangs_up_and_saves_the_recording() {
 #[test]
 fn stopping_the_engine_refuses_a_ringing_call_with_503() {
     let engine = Engine::start("", "[call]\nring_ms = 10000\n");
-    let out = std::thread::scope(|scope| {
-        let caller = scope.spawn(|| sipp(&engine, "uac_503.xml", "611", false, &[]));
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        while !engine.log_text().contains("call started") {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{}",
-                engine.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(300));
-        engine.terminate();
-        caller.join().expect("sipp thread")
-    });
+    let out = sipp_then_stop(&engine, "uac_503.xml", "call started");
     assert_sipp_ok(&engine, &out, "503 from a stopping engine");
 }
 
