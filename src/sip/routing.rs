@@ -101,65 +101,130 @@ pub enum RateVerdict {
     Drop,
 }
 
-/// A token bucket per source address: `rate` requests per second, bursts up to `rate`.
+/// The unit one limit applies to: an IPv4 address, or an IPv6 /64 (one customer's network:
+/// a host given a /64 can send from 2^64 addresses, so a /128 key would be no limit at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceKey {
+    V4(u32),
+    V6Prefix64(u64),
+}
+
+impl SourceKey {
+    pub fn of(ip: IpAddr) -> SourceKey {
+        match ip {
+            IpAddr::V4(v4) => SourceKey::V4(u32::from(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => SourceKey::V4(u32::from(v4)),
+                None => SourceKey::V6Prefix64((u128::from(v6) >> 64) as u64),
+            },
+        }
+    }
+}
+
+/// Most sources the limiter remembers at once. Past that (a flood from spoofed addresses),
+/// new sources share one bucket: the table cannot grow, and sources already known keep
+/// their own allowance.
+pub const RATE_TABLE_CAPACITY: usize = 65_536;
+
+/// A token bucket per source (see [`SourceKey`]): `rate` requests per second, bursts up to
+/// `rate`. Bounded: at most `capacity` sources, then one shared overflow bucket.
 #[derive(Debug)]
 pub struct RateLimiter {
     rate: f64,
-    buckets: HashMap<IpAddr, Bucket>,
+    capacity: usize,
+    buckets: HashMap<SourceKey, Bucket>,
+    overflow: Bucket,
     last_sweep: Option<Instant>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
     at: Instant,
     refused: bool,
 }
 
-impl RateLimiter {
-    pub fn new(rate_per_second: u32) -> RateLimiter {
-        RateLimiter {
-            rate: f64::from(rate_per_second.max(1)),
-            buckets: HashMap::new(),
-            last_sweep: None,
-        }
-    }
-
-    pub fn check(&mut self, ip: IpAddr, now: Instant) -> RateVerdict {
-        self.sweep(now);
-        let rate = self.rate;
-        let b = self.buckets.entry(ip).or_insert(Bucket {
+impl Bucket {
+    fn full(rate: f64, now: Instant) -> Bucket {
+        Bucket {
             tokens: rate,
             at: now,
             refused: false,
-        });
-        let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * rate).min(rate);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            b.refused = false;
+        }
+    }
+
+    fn take(&mut self, rate: f64, now: Instant) -> RateVerdict {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(rate);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.refused = false;
             RateVerdict::Allow
-        } else if !b.refused {
-            b.refused = true;
+        } else if !self.refused {
+            self.refused = true;
             RateVerdict::Refuse
         } else {
             RateVerdict::Drop
         }
     }
+}
 
-    /// Forget idle sources so a spoofed-address flood cannot grow the table forever.
+/// A bucket idle this long has refilled completely: forgetting it changes nothing.
+const REFILL: Duration = Duration::from_secs(1);
+
+impl RateLimiter {
+    pub fn new(rate_per_second: u32) -> RateLimiter {
+        RateLimiter::with_capacity(rate_per_second, RATE_TABLE_CAPACITY)
+    }
+
+    pub fn with_capacity(rate_per_second: u32, capacity: usize) -> RateLimiter {
+        let rate = f64::from(rate_per_second.max(1));
+        let now = Instant::now();
+        RateLimiter {
+            rate,
+            capacity: capacity.max(1),
+            buckets: HashMap::new(),
+            overflow: Bucket::full(rate, now),
+            last_sweep: None,
+        }
+    }
+
+    /// Sources currently remembered (never more than the capacity).
+    pub fn tracked_sources(&self) -> usize {
+        self.buckets.len()
+    }
+
+    pub fn check(&mut self, ip: IpAddr, now: Instant) -> RateVerdict {
+        let key = SourceKey::of(ip);
+        let rate = self.rate;
+        if let Some(b) = self.buckets.get_mut(&key) {
+            return b.take(rate, now);
+        }
+        if self.buckets.len() >= self.capacity {
+            self.sweep(now);
+        }
+        if self.buckets.len() >= self.capacity {
+            return self.overflow.take(rate, now);
+        }
+        self.buckets
+            .entry(key)
+            .or_insert(Bucket::full(rate, now))
+            .take(rate, now)
+    }
+
+    /// Forgets sources whose buckets have refilled. Runs only when the table is full, and at
+    /// most ten times a second, so a flood of new sources cannot make every packet O(n).
     fn sweep(&mut self, now: Instant) {
         let due = self
             .last_sweep
-            .is_none_or(|t| now.saturating_duration_since(t) > Duration::from_secs(10));
-        if due && self.buckets.len() > 1024 {
-            self.buckets
-                .retain(|_, b| now.saturating_duration_since(b.at) < Duration::from_secs(10));
+            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_millis(100));
+        if !due {
+            return;
         }
-        if due {
-            self.last_sweep = Some(now);
-        }
+        self.last_sweep = Some(now);
+        self.buckets
+            .retain(|_, b| now.saturating_duration_since(b.at) < REFILL);
     }
 }
 
@@ -210,5 +275,63 @@ mod tests {
             rl.check(ip, t0 + Duration::from_millis(200)),
             RateVerdict::Allow
         );
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_is_one_source() {
+        let mut rl = RateLimiter::new(2);
+        let t0 = Instant::now();
+        assert_eq!(
+            rl.check("2001:db8:1:2::1".parse().unwrap(), t0),
+            RateVerdict::Allow
+        );
+        assert_eq!(
+            rl.check("2001:db8:1:2::ffff".parse().unwrap(), t0),
+            RateVerdict::Allow
+        );
+        // A third address of the same /64: over the limit.
+        assert_eq!(
+            rl.check("2001:db8:1:2:abcd::9".parse().unwrap(), t0),
+            RateVerdict::Refuse
+        );
+        // Another /64 has its own allowance.
+        assert_eq!(
+            rl.check("2001:db8:1:3::1".parse().unwrap(), t0),
+            RateVerdict::Allow
+        );
+        // An IPv4-mapped address is the IPv4 source.
+        assert_eq!(
+            SourceKey::of("::ffff:192.0.2.1".parse().unwrap()),
+            SourceKey::of("192.0.2.1".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn a_spoofed_flood_cannot_grow_the_table_and_known_sources_keep_their_allowance() {
+        let mut rl = RateLimiter::with_capacity(5, 100);
+        let t0 = Instant::now();
+        let known: IpAddr = "198.51.100.7".parse().unwrap();
+        assert_eq!(rl.check(known, t0), RateVerdict::Allow);
+        // 100,000 different sources within one second.
+        let mut allowed = 0;
+        for i in 0..100_000u32 {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            if rl.check(ip, t0 + Duration::from_micros(u64::from(i) * 5)) == RateVerdict::Allow {
+                allowed += 1;
+            }
+            assert!(rl.tracked_sources() <= 100);
+        }
+        // 99 got their own bucket; the rest shared one (5 a second, a burst of 5 plus refill).
+        assert!(allowed <= 99 + 5 + 3, "{allowed}");
+        // The known source still has its own bucket.
+        assert_eq!(
+            rl.check(known, t0 + Duration::from_millis(500)),
+            RateVerdict::Allow
+        );
+        // Once the flood is over, idle buckets are forgotten and new sources are tracked again.
+        let later = t0 + Duration::from_secs(3);
+        let fresh: IpAddr = "203.0.113.1".parse().unwrap();
+        assert_eq!(rl.check(fresh, later), RateVerdict::Allow);
+        assert!(rl.tracked_sources() <= 2, "{}", rl.tracked_sources());
     }
 }
