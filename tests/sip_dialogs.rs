@@ -598,13 +598,159 @@ fn invite_without_sdp_gets_offer_and_answer_comes_in_ack() {
 
 #[test]
 fn flooding_source_is_refused_then_dropped() {
-    let mut h = Harness::with(config("127.0.0.0/8", 5));
+    // The peer is not trusted (trusted sources are not rate limited).
+    let mut h = Harness::with(config("10.0.0.0/8", 5));
     for i in 0..8 {
         h.send(&format!(
             "OPTIONS sip:611@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP {PEER};branch=z9hG4bKo{i}\nFrom: <sip:a@b>;tag=1\nTo: <sip:611@127.0.0.1>\nCall-ID: o{i}\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n"
         ));
     }
     assert_eq!(h.codes(), vec![200, 200, 200, 200, 200, 503]);
+}
+
+#[test]
+fn responses_acks_and_junk_count_against_the_limit_too() {
+    let mut h = Harness::with(config("10.0.0.0/8", 5));
+    h.send_raw(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx\r\n\r\n");
+    h.send_raw(b"\x00junk");
+    h.send(&in_dialog("ACK", "nocall", "t", 1, "z9hG4bKa1", "", ""));
+    h.send(&in_dialog("ACK", "nocall", "t", 1, "z9hG4bKa2", "", ""));
+    h.send_raw(b"\x00junk");
+    // Five messages spent the allowance; the sixth is refused (it is junk: no answer), and
+    // this OPTIONS is dropped unread.
+    h.send_raw(b"\x00junk");
+    let options = format!("OPTIONS sip:611@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP {PEER};branch=z9hG4bKo\nFrom: <sip:a@b>;tag=1\nTo: <sip:611@127.0.0.1>\nCall-ID: o\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n");
+    h.send(&options);
+    assert_eq!(h.codes(), Vec::<u16>::new());
+    let stats = h.ep.stats();
+    assert_eq!((stats.rate_refused, stats.rate_dropped), (1, 1));
+    // A second later the source has its allowance back.
+    h.advance(Duration::from_secs(1));
+    h.send(&options);
+    assert_eq!(h.codes(), vec![200]);
+}
+
+#[test]
+fn options_and_refusals_keep_no_transaction() {
+    let mut h = Harness::with(config("10.0.0.0/8", 10_000));
+    let req = |method: &str, uri: &str, i: u32| {
+        format!("{method} {uri} SIP/2.0\nVia: SIP/2.0/UDP {PEER};branch=z9hG4bKs{i}\nMax-Forwards: 70\nFrom: <sip:a@b>;tag=1\nTo: <{uri}>\nCall-ID: s{i}\nCSeq: 1 {method}\nContact: <sip:a@{PEER}>\nContent-Length: 0\n\n")
+    };
+    h.send(&req("OPTIONS", "sip:611@127.0.0.1", 1));
+    h.send(&req("INVITE", "sip:611@127.0.0.1", 2));
+    h.send(&req("FOO", "sip:611@127.0.0.1", 3));
+    h.send(&req("REGISTER", "sip:127.0.0.1", 4));
+    h.send(&req("BYE", "sip:611@127.0.0.1", 5));
+    h.send(&req("OPTIONS", "tel:611", 6));
+    assert_eq!(h.codes(), vec![200, 403, 501, 405, 481, 416]);
+    assert_eq!(h.ep.transactions(), 0, "nothing is kept for a stranger");
+    assert_eq!(h.ep.stats().stateless_answers, 6);
+    // A retransmission is answered again, the same way.
+    h.send(&req("INVITE", "sip:611@127.0.0.1", 2));
+    assert_eq!(h.codes(), vec![403]);
+    // No timer was left behind to retransmit a refusal at a spoofed address.
+    h.advance(Duration::from_secs(40));
+    assert_eq!(h.codes(), Vec::<u16>::new());
+}
+
+#[test]
+fn a_scanner_cannot_tell_a_served_number_from_an_unknown_one() {
+    let mut h = Harness::with(config("10.0.0.0/8", 10_000));
+    let mut answers = Vec::new();
+    for user in ["611", "5149073400", "999", "alice"] {
+        let mut seen = Vec::new();
+        for (i, method) in ["OPTIONS", "INVITE", "REGISTER", "SUBSCRIBE"]
+            .iter()
+            .enumerate()
+        {
+            let uri = format!("sip:{user}@127.0.0.1");
+            h.send(&format!("{method} {uri} SIP/2.0\nVia: SIP/2.0/UDP {PEER};branch=z9hG4bKscan{i}\nMax-Forwards: 70\nFrom: <sip:100@127.0.0.1>;tag=1\nTo: <{uri}>\nCall-ID: scan{i}\nCSeq: 1 {method}\nContact: <sip:100@{PEER}>\nContent-Length: 0\n\n"));
+            for r in h.responses() {
+                let mut names: Vec<String> = r.headers.0.iter().map(|h| h.name.clone()).collect();
+                names.sort();
+                seen.push((
+                    r.code,
+                    r.reason.clone(),
+                    names,
+                    r.headers.get("Warning").map(str::to_string),
+                ));
+            }
+        }
+        answers.push(seen);
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:#?}");
+    assert_eq!(
+        answers[0].iter().map(|a| a.0).collect::<Vec<_>>(),
+        vec![200, 403, 405, 405]
+    );
+}
+
+#[test]
+fn a_stranger_who_knows_the_dialog_cannot_hang_up_or_redirect_the_call() {
+    let mut h = Harness::with(config("127.0.0.1/32", 10_000));
+    let (leg, tag) = established(&mut h, "hijack", "");
+    let caller = h.peer;
+    h.peer = Peer::udp("127.0.0.2:5999".parse().unwrap());
+    let elsewhere = SDP.replace("c=IN IP4 127.0.0.1", "c=IN IP4 192.0.2.66");
+    let reinvite = in_dialog(
+        "INVITE",
+        "hijack",
+        &tag,
+        2,
+        "z9hG4bKh1",
+        "Contact: <sip:x@127.0.0.2:5999>\nContent-Type: application/sdp\n",
+        &elsewhere,
+    );
+    h.send(&reinvite);
+    h.send(&in_dialog(
+        "UPDATE",
+        "hijack",
+        &tag,
+        3,
+        "z9hG4bKh2",
+        "Contact: <sip:x@127.0.0.2:5999>\nContent-Type: application/sdp\n",
+        &elsewhere,
+    ));
+    h.send(&in_dialog(
+        "INFO",
+        "hijack",
+        &tag,
+        4,
+        "z9hG4bKh3",
+        "Content-Type: application/dtmf-relay\n",
+        "Signal=5\r\nDuration=160\r\n",
+    ));
+    h.send(&in_dialog("BYE", "hijack", &tag, 5, "z9hG4bKh4", "", ""));
+    assert_eq!(h.codes(), vec![481, 481, 481, 481]);
+    assert_eq!(h.events(), Vec::<Event>::new(), "nothing reached the call");
+    assert_eq!(h.ep.stats().strangers_in_dialog, 4);
+    assert_eq!(h.ep.active_legs(), 1);
+    // The caller still can.
+    h.peer = caller;
+    h.send(&in_dialog("BYE", "hijack", &tag, 2, "z9hG4bKbye", "", ""));
+    assert_eq!(h.codes(), vec![200]);
+    assert!(matches!(
+        h.events().as_slice(),
+        [Event::Ended { leg: l, reason: EndReason::RemoteBye }] if *l == leg
+    ));
+}
+
+#[test]
+fn a_stranger_cannot_cancel_a_ringing_call() {
+    let mut h = Harness::with(config("127.0.0.1/32", 10_000));
+    h.send(&invite("ringing", "z9hG4bKr1", "", SDP));
+    assert_eq!(h.codes(), vec![100]);
+    let _leg = h.incoming_leg();
+    let caller = h.peer;
+    h.peer = Peer::udp("127.0.0.2:5999".parse().unwrap());
+    h.send(&format!("CANCEL sip:5149073400@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP {PEER};branch=z9hG4bKr1\nMax-Forwards: 70\nFrom: \"Caller\" <sip:5145550100@127.0.0.1>;tag=caller1\nTo: <sip:5149073400@127.0.0.1>\nCall-ID: ringing\nCSeq: 1 CANCEL\nContent-Length: 0\n\n"));
+    // The stranger's copy of the INVITE's branch is not a retransmission either.
+    h.send(&invite("ringing", "z9hG4bKr1", "", SDP));
+    assert_eq!(h.codes(), vec![481]);
+    assert_eq!(h.events(), Vec::<Event>::new());
+    h.peer = caller;
+    h.send(&format!("CANCEL sip:5149073400@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP {PEER};branch=z9hG4bKr1\nMax-Forwards: 70\nFrom: \"Caller\" <sip:5145550100@127.0.0.1>;tag=caller1\nTo: <sip:5149073400@127.0.0.1>\nCall-ID: ringing\nCSeq: 1 CANCEL\nContent-Length: 0\n\n"));
+    assert_eq!(h.codes(), vec![200, 487]);
 }
 
 #[test]

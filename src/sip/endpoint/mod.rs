@@ -229,6 +229,27 @@ pub struct RegisterSpec {
     pub next_hop: Peer,
 }
 
+/// What the endpoint refused or contained, for logs and metrics. Each counter only grows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// Datagrams and framed messages received.
+    pub received: u64,
+    /// Dropped unread: their source was over its rate limit.
+    pub rate_dropped: u64,
+    /// Answered 503 because their source was over its rate limit.
+    pub rate_refused: u64,
+    /// Answered without keeping a transaction (OPTIONS, refusals, junk).
+    pub stateless_answers: u64,
+    /// In-dialog requests (BYE, re-INVITE, UPDATE, INFO, CANCEL, ACK) from an address that is
+    /// not the dialog's peer: refused as if the dialog did not exist.
+    pub strangers_in_dialog: u64,
+    /// Calls refused because the endpoint holds as many calls as it may.
+    pub over_capacity: u64,
+}
+
+/// Most calls (legs) one endpoint holds; past that an INVITE is answered 503 statelessly.
+pub const MAX_LEGS: usize = 20_000;
+
 /// Static settings of an endpoint.
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
@@ -395,6 +416,15 @@ pub struct Endpoint {
     rate: RateLimiter,
     registration: Option<Registration>,
     sdp_session: u64,
+    stats: EndpointStats,
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
 }
 
 fn random_token(len: usize) -> String {
@@ -462,6 +492,7 @@ impl Endpoint {
             rate,
             registration: None,
             sdp_session: rand::thread_rng().gen_range(1_000_000..9_999_999),
+            stats: EndpointStats::default(),
         }
     }
 
@@ -477,6 +508,16 @@ impl Endpoint {
     /// Number of live server and client transactions (for tests and metrics).
     pub fn transactions(&self) -> usize {
         self.server_txns.len() + self.client_txns.len()
+    }
+
+    /// What was refused, dropped or contained so far.
+    pub fn stats(&self) -> EndpointStats {
+        self.stats
+    }
+
+    /// Sources the rate limiter remembers (bounded, see `routing::RATE_TABLE_CAPACITY`).
+    pub fn rate_tracked_sources(&self) -> usize {
+        self.rate.tracked_sources()
     }
 
     // -- outputs ----------------------------------------------------------------------------
@@ -505,27 +546,95 @@ impl Endpoint {
     // -- input ------------------------------------------------------------------------------
 
     /// A datagram, or one framed message from a stream, arrived from `from`.
+    ///
+    /// Every message counts against its source's rate limit before it is even parsed (requests,
+    /// responses, ACKs and junk alike), except from `[sip] trusted` sources: a flood costs us a
+    /// hash lookup per datagram and nothing else.
     pub fn handle_input(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
-        match message::parse(bytes) {
+        self.stats.received += 1;
+        // Lets the shell's tests prove that a panic is contained to one message; compiled only
+        // into the crate's own unit tests, never into the engine.
+        #[cfg(test)]
+        if bytes.starts_with(b"PANIC ") {
+            panic!("test-only panic trigger");
+        }
+        let verdict = if self.config.trusted.allows(from.addr.ip()) {
+            RateVerdict::Allow
+        } else {
+            self.rate.check(from.addr.ip(), now)
+        };
+        if verdict == RateVerdict::Drop {
+            self.stats.rate_dropped += 1;
+            return;
+        }
+        let parsed = message::parse(bytes);
+        if verdict == RateVerdict::Refuse {
+            self.refuse_over_rate(from, parsed);
+            return;
+        }
+        match parsed {
             Ok(Message::Request(req)) => self.handle_request(now, from, req),
             Ok(Message::Response(resp)) => self.handle_response(now, from, resp),
-            Err(e) => self.handle_unparseable(now, from, e),
+            Err(e) => self.handle_unparseable(from, e),
         }
     }
 
-    fn handle_unparseable(&mut self, now: Instant, from: Peer, e: message::ParseError) {
+    /// The first message over a source's limit: a request that can be answered gets one 503
+    /// with Retry-After (a well-behaved peer backs off); the rest of the flood is dropped.
+    fn refuse_over_rate(&mut self, from: Peer, parsed: Result<Message, message::ParseError>) {
+        self.stats.rate_refused += 1;
+        let Ok(Message::Request(req)) = parsed else {
+            return;
+        };
+        warn!(source = %from.addr, "request rate exceeded: 503");
+        if req.method != Method::Ack && validate_request(&req).is_ok() {
+            let mut r = self.response(&req, from, 503, None);
+            r.headers.push("Retry-After", "5");
+            self.send(from, r.to_bytes());
+        }
+    }
+
+    /// Answers 500 to a message whose handling panicked, when it is a request we can read.
+    /// Kept apart from the normal path so it touches no dialog or transaction.
+    pub fn answer_internal_error(&mut self, from: Peer, bytes: &[u8]) {
+        let headers = match message::parse(bytes) {
+            Ok(Message::Request(req)) if req.method != Method::Ack => req.headers,
+            Err(e) if e.request_line.is_some() => e.headers,
+            _ => return,
+        };
+        if headers.count("Via") == 0 {
+            return;
+        }
+        let resp = self.build_response_from_headers(&headers, from, 500, Some("internal error"));
+        self.reply_stateless(from, resp);
+    }
+
+    fn handle_unparseable(&mut self, from: Peer, e: message::ParseError) {
         // A request whose Via we can read gets a 400 naming the problem; anything else
         // (responses, garbage) is dropped: there is nobody to tell.
         if e.request_line.is_none() || e.headers.count("Via") == 0 {
             debug!(source = %from.addr, reason = %e.reason, "dropped unparseable message");
             return;
         }
-        if self.rate.check(from.addr.ip(), now) != RateVerdict::Allow {
-            return;
-        }
         warn!(source = %from.addr, reason = %e.reason, "malformed request answered 400");
         let resp = self.build_response_from_headers(&e.headers, from, 400, Some(&e.reason));
+        self.stats.stateless_answers += 1;
         self.send(from, resp.to_bytes());
+    }
+
+    /// Answers without a transaction: nothing is kept for the sender, and a retransmission is
+    /// simply answered again (RFC 3261 §8.2.7, stateless UAS behaviour). Used for everything
+    /// that opens no dialog, so strangers cannot make the endpoint hold state.
+    pub(super) fn reply_stateless(&mut self, to: Peer, resp: Response) {
+        self.stats.stateless_answers += 1;
+        self.send(to, resp.to_bytes());
+    }
+
+    /// Whether `from` may act in a dialog whose peer is `peer`: the same address, or (behind a
+    /// proxy pair or a trunk with several addresses) a trusted source.
+    pub(super) fn is_dialog_peer(&self, peer: Peer, from: Peer) -> bool {
+        canonical_ip(peer.addr.ip()) == canonical_ip(from.addr.ip())
+            || self.config.trusted.allows(from.addr.ip())
     }
 
     // -- timers -----------------------------------------------------------------------------

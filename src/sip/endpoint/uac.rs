@@ -19,14 +19,22 @@ impl Endpoint {
             return;
         };
         let txn_id = format!("{branch}|{}", cseq.method);
+        // A response is only taken from where the request went: a stranger who guesses a
+        // branch cannot answer, ring or refuse our calls.
+        if let Some(txn) = self.client_txns.get(&txn_id) {
+            if !self.is_dialog_peer(txn.peer, from) {
+                self.stats.strangers_in_dialog += 1;
+                debug!(source = %from.addr, "response from a stranger to our request: dropped");
+                return;
+            }
+        }
         let Some(txn) = self.client_txns.get_mut(&txn_id) else {
             // A retransmitted 2xx to our INVITE after the transaction ended: ACK it again.
             if cseq.method == "INVITE" && (200..300).contains(&resp.code) {
-                self.reack(&resp);
+                self.reack(from, &resp);
             }
             return;
         };
-        let _ = from;
         let code = resp.code;
         let purpose = txn.purpose;
         let peer = txn.peer;
@@ -37,7 +45,7 @@ impl Endpoint {
                         self.send(peer, ack);
                     }
                 } else if txn.is_invite && code >= 200 {
-                    self.reack(&resp);
+                    self.reack(from, &resp);
                 }
                 return;
             }
@@ -104,7 +112,7 @@ impl Endpoint {
         }
     }
 
-    pub(super) fn reack(&mut self, resp: &Response) {
+    pub(super) fn reack(&mut self, from: Peer, resp: &Response) {
         let Some(call_id) = resp.headers.get("Call-ID") else {
             return;
         };
@@ -121,6 +129,9 @@ impl Endpoint {
             .get(&(call_id.to_string(), tag))
             .and_then(|id| self.legs.get(id))
         {
+            if !self.is_dialog_peer(leg.peer, from) {
+                return;
+            }
             if let Some(ack) = leg.ack_for_2xx.clone() {
                 let peer = leg.peer;
                 self.send(peer, ack);

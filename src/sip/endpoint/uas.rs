@@ -10,29 +10,13 @@ use super::*;
 
 impl Endpoint {
     pub(super) fn handle_request(&mut self, now: Instant, from: Peer, req: Request) {
-        // ACKs are never answered, so they are never refused either; everything else counts.
-        if req.method != Method::Ack {
-            match self.rate.check(from.addr.ip(), now) {
-                RateVerdict::Allow => {}
-                RateVerdict::Refuse => {
-                    warn!(source = %from.addr, "request rate exceeded: 503");
-                    if let Ok(()) = validate_request(&req) {
-                        let mut r = self.response(&req, from, 503, None);
-                        r.headers.push("Retry-After", "5");
-                        self.send(from, r.to_bytes());
-                    }
-                    return;
-                }
-                RateVerdict::Drop => return,
-            }
-        }
         if let Err(Rejection { code, warning }) = validate_request(&req) {
             warn!(source = %from.addr, method = %req.method, code, reason = %warning, "invalid request refused");
             // Responses go back to the source address, so even a request whose Via we
             // cannot read can be told what is wrong.
             if req.method != Method::Ack && req.headers.count("Via") > 0 {
                 let r = self.response(&req, from, code, Some(&warning));
-                self.send(from, r.to_bytes());
+                self.reply_stateless(from, r);
             }
             return;
         }
@@ -41,7 +25,17 @@ impl Endpoint {
         };
         let key = TxnKey::for_request(&req, &via);
 
-        // Retransmissions and ACKs of an existing server transaction.
+        // Retransmissions and ACKs of an existing server transaction (from its peer only: a
+        // stranger who copies the branch learns nothing and changes nothing).
+        let from_txn_peer = self
+            .server_txns
+            .get(&key)
+            .map(|t| self.is_dialog_peer(t.peer, from));
+        if from_txn_peer == Some(false) {
+            self.stats.strangers_in_dialog += 1;
+            warn!(source = %from.addr, method = %req.method, "request matching another peer's transaction: dropped");
+            return;
+        }
         if let Some(txn) = self.server_txns.get_mut(&key) {
             if req.method == Method::Ack {
                 if txn.state == ServerState::Completed {
@@ -130,6 +124,8 @@ impl Endpoint {
         self.send(peer, bytes);
     }
 
+    /// A request that matches no transaction. Only what opens or continues a dialog gets a
+    /// server transaction; everything else is answered statelessly.
     pub(super) fn handle_new_request(
         &mut self,
         now: Instant,
@@ -137,14 +133,11 @@ impl Endpoint {
         req: Request,
         key: TxnKey,
     ) {
-        let is_invite = req.method == Method::Invite;
-        self.new_server_txn(&key, from, is_invite);
-
         match &req.method {
             Method::Other(_) => {
                 let mut r = self.response(&req, from, 501, None);
                 r.headers.push("Allow", ALLOW);
-                return self.respond(now, &key, r);
+                return self.reply_stateless(from, r);
             }
             Method::Register
             | Method::Message
@@ -155,7 +148,7 @@ impl Endpoint {
             | Method::Prack => {
                 let mut r = self.response(&req, from, 405, None);
                 r.headers.push("Allow", ALLOW);
-                return self.respond(now, &key, r);
+                return self.reply_stateless(from, r);
             }
             _ => {}
         }
@@ -163,36 +156,51 @@ impl Endpoint {
             Some("sip") | Some("sips") => {}
             _ => {
                 let r = self.response(&req, from, 416, Some("only sip: and sips: URIs are served"));
-                return self.respond(now, &key, r);
+                return self.reply_stateless(from, r);
             }
         }
         let unsupported = unsupported_requirements(&req);
         if !unsupported.is_empty() {
             let mut r = self.response(&req, from, 420, None);
             r.headers.push("Unsupported", unsupported.join(", "));
-            return self.respond(now, &key, r);
+            return self.reply_stateless(from, r);
         }
         let to_tag = req.to().and_then(|t| t.tag().map(str::to_string));
         if let Some(tag) = to_tag {
             let call_id = req.call_id().unwrap_or_default().to_string();
-            return match self.dialogs.get(&(call_id, tag)).copied() {
-                Some(leg) => self.handle_in_dialog(now, from, req, key, leg),
-                None => {
+            let leg = self.dialogs.get(&(call_id, tag)).copied();
+            let peer = leg.and_then(|l| self.legs.get(&l)).map(|l| l.peer);
+            return match (leg, peer) {
+                (Some(leg), Some(peer)) if self.is_dialog_peer(peer, from) => {
+                    self.new_server_txn(&key, from, req.method == Method::Invite);
+                    self.handle_in_dialog(now, from, req, key, leg)
+                }
+                (Some(leg), _) => {
+                    // Someone who knows the Call-ID and tags but is not the caller: answered
+                    // exactly as a guess would be, so the dialog is neither hijacked nor confirmed.
+                    self.stats.strangers_in_dialog += 1;
+                    if let Some(l) = self.legs.get(&leg) {
+                        warn!(parent: &l.span, source = %from.addr, method = %req.method, "in-dialog request from a stranger: 481");
+                    }
                     let r = self.response(&req, from, 481, None);
-                    self.respond(now, &key, r)
+                    self.reply_stateless(from, r)
+                }
+                (None, _) => {
+                    let r = self.response(&req, from, 481, None);
+                    self.reply_stateless(from, r)
                 }
             };
         }
         match req.method {
             Method::Options => {
                 let r = self.options_response(&req, from);
-                self.respond(now, &key, r)
+                self.reply_stateless(from, r)
             }
             Method::Invite => self.handle_invite(now, from, req, key),
             _ => {
                 // BYE, INFO, UPDATE outside a dialog.
                 let r = self.response(&req, from, 481, None);
-                self.respond(now, &key, r)
+                self.reply_stateless(from, r)
             }
         }
     }
@@ -213,7 +221,7 @@ impl Endpoint {
         if !self.config.trusted.allows(from.addr.ip()) {
             warn!(call_id = %call_id, source = %from.addr, "INVITE from an untrusted source refused");
             let r = self.response(&req, from, 403, Some("source not trusted"));
-            return self.respond(now, &key, r);
+            return self.reply_stateless(from, r);
         }
         let user = Uri::parse(&req.uri)
             .and_then(|u| u.user)
@@ -221,20 +229,27 @@ impl Endpoint {
         let Some(number) = self.config.numbers.lookup(&user) else {
             info!(call_id = %call_id, source = %from.addr, number = %user, "INVITE for a number not served: 404");
             let r = self.response(&req, from, 404, Some("number not served here"));
-            return self.respond(now, &key, r);
+            return self.reply_stateless(from, r);
         };
+        if self.legs.len() >= MAX_LEGS {
+            self.stats.over_capacity += 1;
+            warn!(call_id = %call_id, calls = self.legs.len(), "at capacity: 503");
+            let mut r = self.response(&req, from, 503, Some("at capacity"));
+            r.headers.push("Retry-After", "30");
+            return self.reply_stateless(from, r);
+        }
         if let Err((code, warning)) = check_invite_content(&req) {
             let mut r = self.response(&req, from, code, Some(&warning));
             if code == 415 {
                 r.headers.push("Accept", "application/sdp");
             }
-            return self.respond(now, &key, r);
+            return self.reply_stateless(from, r);
         }
         let session_interval = match session_expires(&req) {
             Some(se) if se < MIN_SE => {
                 let mut r = self.response(&req, from, 422, None);
                 r.headers.push("Min-SE", MIN_SE.to_string());
-                return self.respond(now, &key, r);
+                return self.reply_stateless(from, r);
             }
             Some(se) if uac_supports_timer(&req) => Some(Duration::from_secs(u64::from(se))),
             _ => None,
@@ -252,11 +267,12 @@ impl Endpoint {
                     let mut r = self.response(&req, from, code, None);
                     r.headers
                         .push("Warning", format!("305 astreinte \"{text}\""));
-                    return self.respond(now, &key, r);
+                    return self.reply_stateless(from, r);
                 }
             }
         };
 
+        self.new_server_txn(&key, from, true);
         let leg_id = LegId(self.next_leg);
         self.next_leg += 1;
         let local_tag = random_token(10);
@@ -333,7 +349,6 @@ impl Endpoint {
     }
 
     pub(super) fn handle_cancel(&mut self, now: Instant, from: Peer, req: Request, key: TxnKey) {
-        self.new_server_txn(&key, from, false);
         let invite_key = TxnKey {
             method: "INVITE".into(),
             ..key.clone()
@@ -342,11 +357,21 @@ impl Endpoint {
             .server_txns
             .get(&invite_key)
             .filter(|t| t.state == ServerState::Proceeding)
-            .and_then(|t| t.leg);
-        let Some(leg_id) = pending else {
-            let r = self.response(&req, from, 481, None);
-            return self.respond(now, &key, r);
+            .and_then(|t| Some((t.leg?, t.peer)));
+        let leg_id = match pending {
+            Some((leg, peer)) if self.is_dialog_peer(peer, from) => leg,
+            Some(_) => {
+                self.stats.strangers_in_dialog += 1;
+                warn!(source = %from.addr, "CANCEL from a stranger: 481");
+                let r = self.response(&req, from, 481, None);
+                return self.reply_stateless(from, r);
+            }
+            None => {
+                let r = self.response(&req, from, 481, None);
+                return self.reply_stateless(from, r);
+            }
         };
+        self.new_server_txn(&key, from, false);
         let ok = self.response(&req, from, 200, None);
         self.respond(now, &key, ok);
         if let Some((invite_key, r)) = self.response_to_offer(leg_id, 487) {
@@ -356,7 +381,6 @@ impl Endpoint {
     }
 
     pub(super) fn handle_ack(&mut self, now: Instant, from: Peer, req: Request) {
-        let _ = from;
         let call_id = req.call_id().unwrap_or_default().to_string();
         let Some(tag) = req.to().and_then(|t| t.tag().map(str::to_string)) else {
             return;
@@ -365,6 +389,14 @@ impl Endpoint {
             return;
         };
         let cseq = req.cseq().map(|c| c.seq);
+        let peer = match self.legs.get(&leg_id) {
+            Some(leg) => leg.peer,
+            None => return,
+        };
+        if !self.is_dialog_peer(peer, from) {
+            self.stats.strangers_in_dialog += 1;
+            return;
+        }
         let Some(leg) = self.legs.get_mut(&leg_id) else {
             return;
         };
@@ -536,7 +568,7 @@ impl Endpoint {
             if se < MIN_SE {
                 let mut r = self.response(&req, from, 422, None);
                 r.headers.push("Min-SE", MIN_SE.to_string());
-                return self.respond(now, &key, r);
+                return self.reply_stateless(from, r);
             }
         }
         let neg = if req.body.is_empty() {
