@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::media::{recover_unfinished, MediaEngine};
@@ -44,7 +44,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .listen_addr()
         .context("[sip] listen is invalid")?;
     let media = MediaEngine::start(&config.media, listen.ip()).context("starting media")?;
-    let (sip, mut incoming, sip_task) = crate::sip::transport::start(&config.sip)
+    let (sip, mut incoming, mut sip_task) = crate::sip::transport::start(&config.sip)
         .await
         .context("starting SIP")?;
     info!(sip = %sip.local_addr(), rtp = %config.media.rtp_ports, "astreinte running");
@@ -92,7 +92,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             }
         }
     });
-    shutdown_signal().await;
+    // Until a signal, watch the components: one that dies takes the engine down with a
+    // non-zero exit, so the service manager restarts it instead of leaving a line that rings
+    // into nothing.
+    let failure = tokio::select! {
+        _ = shutdown_signal() => None,
+        r = &mut sip_task => Some(match r {
+            Ok(Ok(())) => "sip: the SIP service stopped by itself".to_string(),
+            Ok(Err(e)) => format!("sip: {e}"),
+            Err(e) => format!("sip: the SIP task panicked: {e}"),
+        }),
+    };
+    if let Some(failure) = failure {
+        error!(component = %failure, "a component failed: stopping the engine");
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(STOP_GRACE, dispatcher).await;
+        media.shutdown();
+        anyhow::bail!("component failed: {failure}");
+    }
     info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = dispatcher.await;

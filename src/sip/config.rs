@@ -22,6 +22,15 @@ pub struct SipConfig {
     /// Requests per second one source may send before it is answered 503 (then dropped).
     #[serde(default = "default_rate")]
     pub rate_limit_per_source: u32,
+    /// TCP connections held at once, from everyone; past that new ones are closed at once.
+    #[serde(default = "default_tcp_max_connections")]
+    pub tcp_max_connections: usize,
+    /// TCP connections one untrusted source (an IPv4 address, an IPv6 /64) may hold.
+    #[serde(default = "default_tcp_max_per_source")]
+    pub tcp_max_per_source: usize,
+    /// A TCP connection silent this long is closed (a phone's keep-alives are far more often).
+    #[serde(default = "default_tcp_idle_secs")]
+    pub tcp_idle_secs: u64,
     /// Value of the User-Agent / Server header.
     #[serde(default = "default_user_agent")]
     pub user_agent: String,
@@ -79,6 +88,15 @@ fn default_trusted() -> Vec<String> {
 fn default_rate() -> u32 {
     200
 }
+fn default_tcp_max_connections() -> usize {
+    4096
+}
+fn default_tcp_max_per_source() -> usize {
+    32
+}
+fn default_tcp_idle_secs() -> u64 {
+    300
+}
 fn default_user_agent() -> String {
     concat!("astreinte/", env!("CARGO_PKG_VERSION")).into()
 }
@@ -93,6 +111,9 @@ impl Default for SipConfig {
             numbers: default_numbers(),
             trusted: default_trusted(),
             rate_limit_per_source: default_rate(),
+            tcp_max_connections: default_tcp_max_connections(),
+            tcp_max_per_source: default_tcp_max_per_source(),
+            tcp_idle_secs: default_tcp_idle_secs(),
             user_agent: default_user_agent(),
             public_address: None,
             outbound: None,
@@ -149,6 +170,23 @@ impl SipConfig {
                 key("rate_limit_per_source"),
                 "a limit of 0 refuses every request",
                 "set a positive number of requests per second, e.g. 200",
+            ));
+        }
+        if self.tcp_max_connections == 0 || self.tcp_max_per_source == 0 {
+            issues.push(ConfigIssue::new(
+                key(if self.tcp_max_connections == 0 { "tcp_max_connections" } else { "tcp_max_per_source" }),
+                "a limit of 0 refuses every TCP connection",
+                "set a positive number, e.g. tcp_max_connections = 4096 and tcp_max_per_source = 32",
+            ));
+        }
+        if self.tcp_idle_secs < 30 {
+            issues.push(ConfigIssue::new(
+                key("tcp_idle_secs"),
+                format!(
+                    "{} seconds would cut phones between their keep-alives",
+                    self.tcp_idle_secs
+                ),
+                "use at least 30 seconds (300 is usual)",
             ));
         }
         if self.public_address.is_none()

@@ -2,20 +2,22 @@
 //! channels to the call flows. One task owns the endpoint, so the state machine needs no lock.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::time::Instant;
+use std::net::{IpAddr, SocketAddr};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::endpoint::{
-    Credentials, EndReason, Endpoint, EndpointConfig, Event, IncomingCall, LegId, OutboundCall,
-    Peer, RegisterSpec, RegistrationState, Transport,
+    Credentials, EndReason, Endpoint, EndpointConfig, EndpointStats, Event, IncomingCall, LegId,
+    OutboundCall, Peer, RegisterSpec, RegistrationState, Transport,
 };
 use super::message::{frame_stream, Frame, Uri};
-use super::routing::{NumberSet, TrustedSources};
+use super::routing::{NumberSet, SourceKey, TrustedSources};
 use super::transaction::Timers;
 use super::SipConfig;
 use crate::media::NegotiatedMedia;
@@ -36,6 +38,26 @@ pub enum SipError {
     Resolve(String),
     #[error("\"{0}\" is not a SIP URI")]
     BadUri(String),
+    #[error("the SIP service failed: {0}")]
+    Failed(String),
+}
+
+/// What the SIP service has refused, dropped or survived: the endpoint's counters plus the
+/// transport's. Read with [`SipHandle::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SipStats {
+    pub endpoint: EndpointStats,
+    /// Sources the rate limiter remembers now (bounded).
+    pub rate_tracked_sources: usize,
+    /// Panics caught while handling one message or timer; the message got 500 where it could.
+    pub contained_panics: u64,
+    /// TCP connections open now.
+    pub tcp_open: usize,
+    /// TCP connections closed at once because a limit was reached.
+    pub tcp_refused: u64,
+    /// TCP connections closed for silence, a message that never completed, or a peer that
+    /// did not read what we sent.
+    pub tcp_cut: u64,
 }
 
 /// What happens to one leg after it was offered or placed.
@@ -127,6 +149,7 @@ pub struct SipHandle {
     local_addr: SocketAddr,
     advertised: SocketAddr,
     registration: watch::Receiver<Option<RegistrationState>>,
+    stats: watch::Receiver<SipStats>,
 }
 
 /// What to call and as whom.
@@ -186,6 +209,11 @@ impl SipHandle {
         self.registration.clone()
     }
 
+    /// The latest counters (refreshed at least ten times a second while SIP is busy).
+    pub fn stats(&self) -> SipStats {
+        *self.stats.borrow()
+    }
+
     pub fn shutdown(&self) {
         let _ = self.commands.send(Command::Shutdown);
     }
@@ -213,9 +241,90 @@ pub async fn resolve(uri: &str) -> Result<Peer, SipError> {
 }
 
 enum TcpIn {
-    Opened(SocketAddr, mpsc::UnboundedSender<Vec<u8>>),
+    Opened(SocketAddr, mpsc::Sender<Vec<u8>>),
     Message(SocketAddr, Vec<u8>),
     Closed(SocketAddr),
+}
+
+/// Messages queued towards one TCP peer. A peer that reads nothing while we write fills it
+/// and is disconnected, instead of growing our memory.
+const TCP_OUT_QUEUE: usize = 256;
+/// Framed messages from all TCP connections waiting for the endpoint. Full, the readers
+/// wait: TCP's own flow control then slows the senders, not our memory.
+const TCP_IN_QUEUE: usize = 4096;
+/// A message begun on a TCP connection must be complete this soon (a slow-drip sender
+/// otherwise holds a connection and a buffer forever).
+const TCP_MESSAGE_DEADLINE: Duration = Duration::from_secs(10);
+/// More contained panics than this within [`PANIC_WINDOW`] means the endpoint itself is
+/// broken: the service stops (and `serve` exits non-zero) rather than limp on.
+const PANIC_LIMIT: u32 = 20;
+const PANIC_WINDOW: Duration = Duration::from_secs(10);
+
+/// The TCP limits of `[sip]`, and who holds connections now.
+#[derive(Debug)]
+struct TcpLimits {
+    max_total: usize,
+    max_per_source: usize,
+    idle: Duration,
+    trusted: TrustedSources,
+    open: Mutex<TcpOpen>,
+}
+
+#[derive(Debug, Default)]
+struct TcpOpen {
+    total: usize,
+    per_source: HashMap<SourceKey, usize>,
+    refused: u64,
+    cut: u64,
+}
+
+impl TcpLimits {
+    /// Takes a slot for a new connection from `ip`, or says no.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<TcpSlot> {
+        let key = SourceKey::of(ip);
+        let trusted = self.trusted.allows(ip);
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = open.per_source.get(&key).copied().unwrap_or(0);
+        if open.total >= self.max_total || (!trusted && mine >= self.max_per_source) {
+            open.refused += 1;
+            return None;
+        }
+        open.total += 1;
+        *open.per_source.entry(key).or_insert(0) += 1;
+        Some(TcpSlot {
+            limits: Arc::clone(self),
+            key,
+        })
+    }
+
+    fn count_cut(&self) {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).cut += 1;
+    }
+
+    fn snapshot(&self) -> (usize, u64, u64) {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        (open.total, open.refused, open.cut)
+    }
+}
+
+/// One admitted connection; dropping it frees the slot.
+#[derive(Debug)]
+struct TcpSlot {
+    limits: Arc<TcpLimits>,
+    key: SourceKey,
+}
+
+impl Drop for TcpSlot {
+    fn drop(&mut self) {
+        let mut open = self.limits.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.total = open.total.saturating_sub(1);
+        if let Some(n) = open.per_source.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.per_source.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// Binds UDP and TCP on `[sip] listen` and runs the endpoint until shutdown.
@@ -226,7 +335,7 @@ pub async fn start(
     (
         SipHandle,
         mpsc::Receiver<InboundCall>,
-        tokio::task::JoinHandle<()>,
+        tokio::task::JoinHandle<Result<(), SipError>>,
     ),
     SipError,
 > {
@@ -258,10 +367,18 @@ pub async fn start(
         (None, true) => SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), bound.port()),
         (None, false) => bound,
     };
+    let trusted = TrustedSources::new(config.trusted_nets());
+    let tcp_limits = Arc::new(TcpLimits {
+        max_total: config.tcp_max_connections.max(1),
+        max_per_source: config.tcp_max_per_source.max(1),
+        idle: Duration::from_secs(config.tcp_idle_secs.max(1)),
+        trusted: trusted.clone(),
+        open: Mutex::new(TcpOpen::default()),
+    });
     let ep = Endpoint::new(EndpointConfig {
         local_addr: advertised,
         numbers: NumberSet::new(&config.numbers),
-        trusted: TrustedSources::new(config.trusted_nets()),
+        trusted,
         rate_limit_per_source: config.rate_limit_per_source,
         user_agent: config.user_agent.clone(),
         timers: Timers::default(),
@@ -269,11 +386,13 @@ pub async fn start(
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (incoming_tx, incoming_rx) = mpsc::channel(1024);
     let (reg_tx, reg_rx) = watch::channel(None);
+    let (stats_tx, stats_rx) = watch::channel(SipStats::default());
     let handle = SipHandle {
         commands: cmd_tx.clone(),
         local_addr: bound,
         advertised,
         registration: reg_rx,
+        stats: stats_rx,
     };
     if let Some(reg) = &config.register {
         let next_hop = resolve(&reg.registrar).await?;
@@ -297,42 +416,98 @@ pub async fn start(
         incoming: incoming_tx,
         commands: cmd_tx,
         registration: reg_tx,
+        stats: stats_tx,
+        stats_at: Instant::now(),
+        tcp_limits,
+        panics: PanicCounter::default(),
     };
     let task = tokio::spawn(shell.run(tcp, cmd_rx));
     Ok((handle, incoming_rx, task))
 }
 
+/// Contained panics, and whether they come too fast to go on.
+#[derive(Debug, Default)]
+struct PanicCounter {
+    total: u64,
+    window_start: Option<Instant>,
+    in_window: u32,
+}
+
+impl PanicCounter {
+    /// Counts one; true when the limit of [`PANIC_LIMIT`] per [`PANIC_WINDOW`] is passed.
+    fn count(&mut self, now: Instant) -> bool {
+        self.total += 1;
+        match self.window_start {
+            Some(t) if now.saturating_duration_since(t) < PANIC_WINDOW => self.in_window += 1,
+            _ => {
+                self.window_start = Some(now);
+                self.in_window = 1;
+            }
+        }
+        self.in_window > PANIC_LIMIT
+    }
+}
+
+/// The text of a caught panic, for the log.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
+    }
+}
+
 struct Shell {
     ep: Endpoint,
     udp: UdpSocket,
-    conns: HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>,
+    conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
     legs: HashMap<LegId, mpsc::UnboundedSender<LegEvent>>,
     incoming: mpsc::Sender<InboundCall>,
     commands: mpsc::UnboundedSender<Command>,
     registration: watch::Sender<Option<RegistrationState>>,
+    stats: watch::Sender<SipStats>,
+    stats_at: Instant,
+    tcp_limits: Arc<TcpLimits>,
+    panics: PanicCounter,
 }
 
 impl Shell {
-    async fn run(mut self, tcp: TcpListener, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let (tcp_tx, mut tcp_rx) = mpsc::unbounded_channel::<TcpIn>();
+    /// Runs until shutdown (`Ok`) or until the endpoint panics too often to be trusted (`Err`:
+    /// `serve` then exits non-zero so the service manager restarts the engine).
+    async fn run(
+        mut self,
+        tcp: TcpListener,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+    ) -> Result<(), SipError> {
+        let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpIn>(TCP_IN_QUEUE);
         let accept_tx = tcp_tx.clone();
+        let limits = Arc::clone(&self.tcp_limits);
         let acceptor = tokio::spawn(async move {
             loop {
                 match tcp.accept().await {
-                    Ok((stream, addr)) => {
-                        let _ = stream.set_nodelay(true);
-                        spawn_connection(stream, addr, accept_tx.clone());
-                    }
+                    Ok((stream, addr)) => match limits.admit(addr.ip()) {
+                        Some(slot) => {
+                            let _ = stream.set_nodelay(true);
+                            spawn_connection(stream, addr, slot, accept_tx.clone());
+                        }
+                        None => {
+                            debug!(%addr, "TCP connection over the limits: closed");
+                            drop(stream);
+                        }
+                    },
                     Err(e) => {
                         warn!(error = %e, "TCP accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 }
             }
         });
         let mut buf = vec![0u8; 65_536];
-        loop {
-            self.flush(&tcp_tx).await;
+        let outcome = loop {
+            self.flush(&tcp_tx);
+            self.publish_stats(false);
             let deadline = self.ep.poll_timeout();
             let sleep = async {
                 match deadline {
@@ -340,80 +515,166 @@ impl Shell {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
+            let healthy = tokio::select! {
                 r = self.udp.recv_from(&mut buf) => match r {
                     Ok((n, src)) => {
-                        self.ep.handle_input(Instant::now(), Peer::udp(src), &buf[..n]);
+                        let mut ok = self.input(Peer::udp(src), &buf[..n]);
                         // Drain what else is already queued before flushing, to batch work.
                         for _ in 0..64 {
                             match self.udp.try_recv_from(&mut buf) {
-                                Ok((n, src)) => self.ep.handle_input(Instant::now(), Peer::udp(src), &buf[..n]),
+                                Ok((n, src)) => ok &= self.input(Peer::udp(src), &buf[..n]),
                                 Err(_) => break,
                             }
                         }
+                        ok
                     }
-                    Err(e) => debug!(error = %e, "UDP receive error"),
+                    Err(e) => {
+                        debug!(error = %e, "UDP receive error");
+                        true
+                    }
                 },
                 Some(msg) = tcp_rx.recv() => match msg {
-                    TcpIn::Opened(addr, tx) => { self.conns.insert(addr, tx); }
-                    TcpIn::Message(addr, bytes) => self.ep.handle_input(Instant::now(), Peer::tcp(addr), &bytes),
-                    TcpIn::Closed(addr) => { self.conns.remove(&addr); }
+                    TcpIn::Opened(addr, tx) => { self.conns.insert(addr, tx); true }
+                    TcpIn::Message(addr, bytes) => self.input(Peer::tcp(addr), &bytes),
+                    TcpIn::Closed(addr) => { self.conns.remove(&addr); true }
                 },
                 Some(cmd) = commands.recv() => {
-                    if !self.command(cmd) {
-                        break;
+                    match self.guarded("command", |ep| Self::apply(ep, cmd)) {
+                        Some(CommandOutcome::Shutdown) => break Ok(()),
+                        Some(CommandOutcome::Placed(leg, reply)) => {
+                            let (tx, rx) = mpsc::unbounded_channel();
+                            self.legs.insert(leg, tx);
+                            if reply.send((leg, rx)).is_err() {
+                                self.guarded("hangup", |ep| ep.hangup(Instant::now(), leg));
+                            }
+                            true
+                        }
+                        Some(CommandOutcome::Done) => true,
+                        None => !self.panics_exhausted(),
                     }
                 }
-                _ = sleep => self.ep.handle_timeout(Instant::now()),
+                _ = sleep => {
+                    let r = self.guarded("timer", |ep| ep.handle_timeout(Instant::now()));
+                    r.is_some() || !self.panics_exhausted()
+                }
+            };
+            if !healthy {
+                break Err(SipError::Failed(format!(
+                    "more than {PANIC_LIMIT} panics within {} s",
+                    PANIC_WINDOW.as_secs()
+                )));
             }
-        }
-        self.flush(&tcp_tx).await;
+        };
+        self.flush(&tcp_tx);
+        self.publish_stats(true);
         acceptor.abort();
-        info!("SIP stopped");
+        match &outcome {
+            Ok(()) => info!("SIP stopped"),
+            Err(e) => error!(component = "sip", error = %e, "SIP failed"),
+        }
+        outcome
     }
 
-    /// Applies a command; false means shut down.
-    fn command(&mut self, cmd: Command) -> bool {
+    /// Runs `f` on the endpoint, containing a panic: it is logged and counted, and the
+    /// endpoint goes on with the next message (None tells the caller it happened).
+    fn guarded<R>(&mut self, what: &str, f: impl FnOnce(&mut Endpoint) -> R) -> Option<R> {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut self.ep))) {
+            Ok(r) => Some(r),
+            Err(payload) => {
+                let text = panic_text(payload.as_ref());
+                self.panics.count(Instant::now());
+                error!(component = "sip", during = what, panic = %text, "panic contained");
+                self.publish_stats(true);
+                None
+            }
+        }
+    }
+
+    /// Whether contained panics came too fast (checked after one was caught).
+    fn panics_exhausted(&self) -> bool {
+        self.panics.in_window > PANIC_LIMIT
+    }
+
+    /// One message in. A panic while handling it is contained to it: the request gets a 500
+    /// when it can be read, and the service goes on. False: too many panics, stop.
+    fn input(&mut self, from: Peer, bytes: &[u8]) -> bool {
+        if self
+            .guarded("message", |ep| ep.handle_input(Instant::now(), from, bytes))
+            .is_some()
+        {
+            return true;
+        }
+        warn!(source = %from.addr, bytes = bytes.len(), "message that caused a panic answered 500");
+        let _ = self.guarded("500", |ep| ep.answer_internal_error(from, bytes));
+        !self.panics_exhausted()
+    }
+
+    fn publish_stats(&mut self, force: bool) {
+        let now = Instant::now();
+        if !force && now.saturating_duration_since(self.stats_at) < Duration::from_millis(100) {
+            return;
+        }
+        self.stats_at = now;
+        let (tcp_open, tcp_refused, tcp_cut) = self.tcp_limits.snapshot();
+        let _ = self.stats.send(SipStats {
+            endpoint: self.ep.stats(),
+            rate_tracked_sources: self.ep.rate_tracked_sources(),
+            contained_panics: self.panics.total,
+            tcp_open,
+            tcp_refused,
+            tcp_cut,
+        });
+    }
+
+    /// Applies a command to the endpoint (run under [`Shell::guarded`]).
+    fn apply(ep: &mut Endpoint, cmd: Command) -> CommandOutcome {
         let now = Instant::now();
         match cmd {
             Command::Answer(leg, rtp) => {
-                self.ep.answer(now, leg, rtp);
+                ep.answer(now, leg, rtp);
             }
-            Command::Ring(leg) => self.ep.ring(now, leg),
-            Command::Reject(leg, code) => self.ep.reject(now, leg, code),
-            Command::Hangup(leg) => self.ep.hangup(now, leg),
+            Command::Ring(leg) => ep.ring(now, leg),
+            Command::Reject(leg, code) => ep.reject(now, leg, code),
+            Command::Hangup(leg) => ep.hangup(now, leg),
             Command::Place(call, reply) => {
-                let leg = self.ep.place_call(now, *call);
-                let (tx, rx) = mpsc::unbounded_channel();
-                self.legs.insert(leg, tx);
-                if reply.send((leg, rx)).is_err() {
-                    self.ep.hangup(now, leg);
-                }
+                return CommandOutcome::Placed(ep.place_call(now, *call), reply)
             }
-            Command::Register(spec) => self.ep.register(now, *spec),
-            Command::Shutdown => return false,
+            Command::Register(spec) => ep.register(now, *spec),
+            Command::Shutdown => return CommandOutcome::Shutdown,
         }
-        true
+        CommandOutcome::Done
     }
 
-    async fn flush(&mut self, tcp_tx: &mpsc::UnboundedSender<TcpIn>) {
+    /// Sends what the endpoint queued. Never waits: a UDP socket buffer that is full drops the
+    /// datagram (SIP retransmits), and a TCP peer whose queue is full is disconnected.
+    fn flush(&mut self, tcp_tx: &mpsc::Sender<TcpIn>) {
         while let Some(t) = self.ep.poll_transmit() {
             match t.to.transport {
                 Transport::Udp => {
-                    if let Err(e) = self.udp.send_to(&t.bytes, t.to.addr).await {
+                    if let Err(e) = self.udp.try_send_to(&t.bytes, t.to.addr) {
                         debug!(to = %t.to.addr, error = %e, "UDP send failed");
                     }
                 }
                 Transport::Tcp => match self.conns.get(&t.to.addr) {
                     Some(conn) => {
-                        let _ = conn.send(t.bytes);
+                        if conn.try_send(t.bytes).is_err() {
+                            warn!(peer = %t.to.addr, "TCP peer does not read what we send: disconnected");
+                            self.tcp_limits.count_cut();
+                            // Dropping the sender ends the connection task, which closes it.
+                            self.conns.remove(&t.to.addr);
+                        }
                     }
                     None => {
                         // No connection yet (outbound over TCP): open one and queue the bytes.
-                        let (tx, rx) = mpsc::unbounded_channel();
-                        let _ = tx.send(t.bytes);
+                        let (tx, rx) = mpsc::channel(TCP_OUT_QUEUE);
+                        let _ = tx.try_send(t.bytes);
                         self.conns.insert(t.to.addr, tx);
-                        spawn_outbound_connection(t.to.addr, rx, tcp_tx.clone());
+                        spawn_outbound_connection(
+                            t.to.addr,
+                            rx,
+                            tcp_tx.clone(),
+                            Arc::clone(&self.tcp_limits),
+                        );
                     }
                 },
             }
@@ -443,7 +704,7 @@ impl Shell {
                     Err(_) => {
                         // No flow can take it (overload or shutting down).
                         warn!(%leg, "no call flow available: 503");
-                        self.ep.reject(Instant::now(), leg, 503);
+                        self.guarded("reject", |ep| ep.reject(Instant::now(), leg, 503));
                     }
                 }
                 return;
@@ -474,26 +735,52 @@ impl Shell {
     }
 }
 
-fn spawn_connection(stream: TcpStream, addr: SocketAddr, to_shell: mpsc::UnboundedSender<TcpIn>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let _ = to_shell.send(TcpIn::Opened(addr, tx));
-    tokio::spawn(connection(stream, addr, rx, to_shell));
+/// What a command did, for the shell to finish outside the endpoint.
+enum CommandOutcome {
+    Done,
+    Placed(
+        LegId,
+        oneshot::Sender<(LegId, mpsc::UnboundedReceiver<LegEvent>)>,
+    ),
+    Shutdown,
+}
+
+fn spawn_connection(
+    stream: TcpStream,
+    addr: SocketAddr,
+    slot: TcpSlot,
+    to_shell: mpsc::Sender<TcpIn>,
+) {
+    let (tx, rx) = mpsc::channel(TCP_OUT_QUEUE);
+    tokio::spawn(async move {
+        if to_shell.send(TcpIn::Opened(addr, tx)).await.is_err() {
+            return;
+        }
+        connection(stream, addr, rx, to_shell, slot).await;
+    });
 }
 
 fn spawn_outbound_connection(
     addr: SocketAddr,
-    rx: mpsc::UnboundedReceiver<Vec<u8>>,
-    to_shell: mpsc::UnboundedSender<TcpIn>,
+    rx: mpsc::Receiver<Vec<u8>>,
+    to_shell: mpsc::Sender<TcpIn>,
+    limits: Arc<TcpLimits>,
 ) {
     tokio::spawn(async move {
+        // Our own connections count towards the total too (a trusted peer is not capped).
+        let Some(slot) = limits.admit(addr.ip()) else {
+            warn!(%addr, "no TCP connection slot for an outbound request");
+            let _ = to_shell.send(TcpIn::Closed(addr)).await;
+            return;
+        };
         match TcpStream::connect(addr).await {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
-                connection(stream, addr, rx, to_shell).await;
+                connection(stream, addr, rx, to_shell, slot).await;
             }
             Err(e) => {
                 warn!(%addr, error = %e, "TCP connect failed");
-                let _ = to_shell.send(TcpIn::Closed(addr));
+                let _ = to_shell.send(TcpIn::Closed(addr)).await;
             }
         }
     });
@@ -501,23 +788,35 @@ fn spawn_outbound_connection(
 
 /// One TCP connection: frames messages by Content-Length (RFC 3261 §18.3) and writes what the
 /// shell queues. A peer that breaks framing gets a 400 when its request can be read, then the
-/// connection is closed: after a framing error nothing on it can be trusted.
+/// connection is closed: after a framing error nothing on it can be trusted. A connection
+/// silent for `[sip] tcp_idle_secs`, or whose message is not complete within
+/// [`TCP_MESSAGE_DEADLINE`], is closed too.
 async fn connection(
     stream: TcpStream,
     addr: SocketAddr,
-    mut outgoing: mpsc::UnboundedReceiver<Vec<u8>>,
-    to_shell: mpsc::UnboundedSender<TcpIn>,
+    mut outgoing: mpsc::Receiver<Vec<u8>>,
+    to_shell: mpsc::Sender<TcpIn>,
+    slot: TcpSlot,
 ) {
+    let idle = slot.limits.idle;
     let (mut reader, mut writer) = stream.into_split();
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut chunk = vec![0u8; 16_384];
+    let mut last_activity = tokio::time::Instant::now();
+    // When the first byte of a message still incomplete arrived.
+    let mut partial_since: Option<tokio::time::Instant> = None;
     loop {
+        let deadline = match partial_since {
+            Some(t) => (t + TCP_MESSAGE_DEADLINE).min(last_activity + idle),
+            None => last_activity + idle,
+        };
         tokio::select! {
             r = reader.read(&mut chunk) => {
                 let n = match r {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
+                last_activity = tokio::time::Instant::now();
                 buf.extend_from_slice(&chunk[..n]);
                 let mut broken = false;
                 loop {
@@ -525,14 +824,22 @@ async fn connection(
                         Frame::Message { skip, len } => {
                             let msg = buf[skip..skip + len].to_vec();
                             buf.drain(..skip + len);
-                            let _ = to_shell.send(TcpIn::Message(addr, msg));
+                            partial_since = None;
+                            if to_shell.send(TcpIn::Message(addr, msg)).await.is_err() {
+                                broken = true;
+                                break;
+                            }
                         }
                         Frame::NeedMore => break,
                         Frame::Invalid(reason) => {
                             debug!(%addr, %reason, "TCP framing error: closing");
                             // Let the endpoint answer 400 if it can read the request.
                             if !buf.is_empty() {
-                                let _ = to_shell.send(TcpIn::Message(addr, std::mem::take(&mut buf)));
+                                let _ = to_shell.send(TcpIn::Message(addr, std::mem::take(&mut buf))).await;
+                            }
+                            // Give the shell a moment to queue the 400, then close.
+                            if let Ok(Some(bytes)) = tokio::time::timeout(Duration::from_millis(200), outgoing.recv()).await {
+                                let _ = writer.write_all(&bytes).await;
                             }
                             broken = true;
                             break;
@@ -540,11 +847,15 @@ async fn connection(
                     }
                 }
                 if broken {
-                    // Give the shell a moment to queue the 400, then close.
-                    if let Ok(Some(bytes)) = tokio::time::timeout(std::time::Duration::from_millis(200), outgoing.recv()).await {
-                        let _ = writer.write_all(&bytes).await;
-                    }
                     break;
+                }
+                // Keep-alive CRLFs alone are not a message in progress.
+                let pending = buf.iter().any(|&b| b != b'\r' && b != b'\n');
+                if !pending {
+                    buf.clear();
+                    partial_since = None;
+                } else if partial_since.is_none() {
+                    partial_since = Some(last_activity);
                 }
             }
             out = outgoing.recv() => match out {
@@ -552,10 +863,86 @@ async fn connection(
                     if writer.write_all(&bytes).await.is_err() {
                         break;
                     }
+                    last_activity = tokio::time::Instant::now();
                 }
                 None => break,
             },
+            _ = tokio::time::sleep_until(deadline) => {
+                let why = if partial_since.is_some_and(|t| t + TCP_MESSAGE_DEADLINE <= deadline) {
+                    "a message was not completed in time"
+                } else {
+                    "silent too long"
+                };
+                debug!(%addr, why, "TCP connection closed");
+                slot.limits.count_cut();
+                break;
+            }
         }
     }
-    let _ = to_shell.send(TcpIn::Closed(addr));
+    let _ = to_shell.send(TcpIn::Closed(addr)).await;
+    drop(slot);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(branch: &str) -> String {
+        format!(
+            "OPTIONS sip:611@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK{branch}\r\nMax-Forwards: 70\r\nFrom: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:611@127.0.0.1>\r\nCall-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )
+    }
+
+    async fn ask(sock: &UdpSocket, to: SocketAddr, text: &str) -> Option<String> {
+        sock.send_to(text.as_bytes(), to).await.ok()?;
+        let mut buf = vec![0u8; 4096];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(2), sock.recv_from(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    fn test_config() -> SipConfig {
+        SipConfig {
+            listen: "127.0.0.1:0".into(),
+            ..SipConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_contained_to_its_message_and_answered_500() {
+        let (sip, _incoming, task) = start(&test_config()).await.unwrap();
+        let to = sip.local_addr();
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let panicking = options("boom").replacen("OPTIONS ", "PANIC ", 1);
+        let answer = ask(&sock, to, &panicking).await.expect("an answer");
+        assert!(answer.starts_with("SIP/2.0 500 "), "{answer}");
+        // The service goes on.
+        let answer = ask(&sock, to, &options("after")).await.expect("an answer");
+        assert!(answer.starts_with("SIP/2.0 200 "), "{answer}");
+        assert_eq!(sip.stats().contained_panics, 1);
+        assert!(!task.is_finished());
+        sip.shutdown();
+        assert!(matches!(task.await, Ok(Ok(()))));
+    }
+
+    #[tokio::test]
+    async fn a_service_that_keeps_panicking_stops_with_an_error() {
+        let (sip, _incoming, task) = start(&test_config()).await.unwrap();
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for i in 0..=PANIC_LIMIT {
+            let msg = options(&format!("p{i}")).replacen("OPTIONS ", "PANIC ", 1);
+            sock.send_to(msg.as_bytes(), sip.local_addr())
+                .await
+                .unwrap();
+        }
+        let outcome = tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the service stops");
+        assert!(
+            matches!(outcome, Ok(Err(SipError::Failed(_)))),
+            "{outcome:?}"
+        );
+    }
 }
