@@ -4,8 +4,12 @@
 //! buffer it then hands over whole (no copy on the way), on a bounded channel; when that is
 //! full the chunk is dropped and counted (an overrun) rather than blocking the media thread.
 //! Emptied buffers come back on a second channel for the next chunks.
+//!
+//! Nothing here blocks the media thread: a start or finish that finds the queue full waits in a
+//! local backlog, sent in order before anything else (`pump`, every tick); audio that finds the
+//! queue full or a backlog waiting is dropped and counted (the recording's `dropped_ms`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 
@@ -48,6 +52,8 @@ pub struct RecWriter {
     tx: SyncSender<RecMsg>,
     /// Buffers the writer has emptied, to stage the next chunks in.
     spares: Receiver<Vec<i16>>,
+    /// Starts and finishes the queue had no room for, in order.
+    backlog: VecDeque<RecMsg>,
     pub overruns: u64,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -57,6 +63,10 @@ pub struct RecWriter {
 /// voicemails behind, not `.part` files for the next start to patch.
 impl Drop for RecWriter {
     fn drop(&mut self) {
+        // Stopping: waiting for the writer is what is wanted now.
+        for m in self.backlog.drain(..) {
+            let _ = self.tx.send(m);
+        }
         let _ = self.tx.send(RecMsg::Stop);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -74,6 +84,7 @@ impl RecWriter {
         Ok(RecWriter {
             tx,
             spares,
+            backlog: VecDeque::new(),
             overruns: 0,
             thread: Some(thread),
         })
@@ -87,13 +98,13 @@ impl RecWriter {
     }
 
     pub fn start(
-        &self,
+        &mut self,
         key: u64,
         path: PathBuf,
         events: UnboundedSender<MediaEvent>,
         span: tracing::Span,
     ) {
-        let _ = self.tx.send(RecMsg::Start {
+        self.control(RecMsg::Start {
             key,
             path,
             events,
@@ -101,10 +112,50 @@ impl RecWriter {
         });
     }
 
+    /// Queue a start or finish without blocking: behind the backlog, or into it when full.
+    fn control(&mut self, msg: RecMsg) {
+        self.pump();
+        if !self.backlog.is_empty() {
+            self.backlog.push_back(msg);
+            return;
+        }
+        match self.tx.try_send(msg) {
+            Ok(()) => {}
+            Err(TrySendError::Full(m)) => self.backlog.push_back(m),
+            Err(TrySendError::Disconnected(_)) => {
+                tracing::error!("recording writer gone: recording message lost");
+            }
+        }
+    }
+
+    /// Send what the backlog holds, as far as the queue has room (called every tick).
+    pub fn pump(&mut self) {
+        while let Some(m) = self.backlog.pop_front() {
+            match self.tx.try_send(m) {
+                Ok(()) => {}
+                Err(TrySendError::Full(m)) => {
+                    self.backlog.push_front(m);
+                    return;
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    self.backlog.clear();
+                    return;
+                }
+            }
+        }
+    }
+
     /// Queue one chunk of audio without blocking; `false` if the writer is behind and it was
     /// dropped.
     pub fn audio(&mut self, key: u64, pcm: Vec<i16>) -> bool {
-        match self.tx.try_send(RecMsg::Audio { key, pcm }) {
+        self.pump();
+        let sent = if self.backlog.is_empty() {
+            self.tx.try_send(RecMsg::Audio { key, pcm })
+        } else {
+            // Behind a start or finish still waiting: sending now would overtake it.
+            Err(TrySendError::Full(RecMsg::Audio { key, pcm }))
+        };
+        match sent {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.overruns += 1;
@@ -119,8 +170,8 @@ impl RecWriter {
         }
     }
 
-    pub fn finish(&self, key: u64, keep: Option<(u64, u64)>, summary: RecordingSummary) {
-        let _ = self.tx.send(RecMsg::Finish { key, keep, summary });
+    pub fn finish(&mut self, key: u64, keep: Option<(u64, u64)>, summary: RecordingSummary) {
+        self.control(RecMsg::Finish { key, keep, summary });
     }
 }
 
