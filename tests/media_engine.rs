@@ -358,26 +358,31 @@ async fn recording_call(
     codec: Codec,
     path: &Path,
 ) -> (MediaSession, Far, SocketAddr) {
-    let s = eng.open_session(name).unwrap();
+    recording_call_of(eng, name, codec, path, 60).await
+}
+
+/// [`recording_call`] whose recording ends by itself after `max_seconds`.
+async fn recording_call_of(
+    eng: &MediaEngine,
+    name: &str,
+    codec: Codec,
+    path: &Path,
+    max_seconds: u32,
+) -> (MediaSession, Far, SocketAddr) {
+    let mut s = eng.open_session(name).unwrap();
     let far = Far::new().await;
     s.apply(media(far.addr(), codec));
     let to = s.local_rtp_addr();
     far.recv().await; // the engine is running this call
-    s.record(
-        path.to_path_buf(),
-        RecordOptions {
-            max_seconds: 60,
-            end_after_silence_ms: None,
-        },
-    );
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    record_exactly(&mut s, path, max_seconds).await;
     (s, far, to)
 }
 
 async fn recording_round_trip(eng: MediaEngine) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vm.wav");
-    let (mut s, mut far, to) = recording_call(&eng, "rec-test", Codec::Pcma, &path).await;
+    // Exactly the 5 s sent: the recording ends by itself once the engine has it all.
+    let (mut s, mut far, to) = recording_call_of(&eng, "rec-test", Codec::Pcma, &path, 5).await;
 
     // 1 s of silence, 3 s of speech (the English greeting), 1 s of silence.
     let speech = wav(&prompts_dir().join("en/greeting.wav"));
@@ -407,12 +412,7 @@ async fn recording_round_trip(eng: MediaEngine) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    s.stop_recording();
-    let e = wait_for(&mut s, |e| matches!(e, MediaEvent::RecordingFinished(_))).await;
-    let MediaEvent::RecordingFinished(sum) = e else {
-        unreachable!()
-    };
+    let sum = recording_end(&mut s).await;
     assert_eq!(sum.path, path);
     assert!(sum.speech_detected);
     // The G.711 round trip of what was sent.
@@ -678,7 +678,7 @@ async fn silence_ends_a_message_and_no_rtp_times_out() {
             end_after_silence_ms: Some(400),
         },
     );
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    barrier(&mut s).await;
     let speech = wav(&prompts_dir().join("en/greeting.wav"));
     for f in speech[..8000]
         .chunks(160)
@@ -708,7 +708,7 @@ async fn silence_ends_a_message_and_no_rtp_times_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bridge_relays_with_rewritten_headers_and_transcoding() {
     let eng = engine("31100-31119", 30);
-    let a = eng.open_session("caller").unwrap();
+    let mut a = eng.open_session("caller").unwrap();
     let b = eng.open_session_near("tech", &a).unwrap();
     let c = eng.open_session("other").unwrap();
     assert!(
@@ -725,7 +725,7 @@ async fn bridge_relays_with_rewritten_headers_and_transcoding() {
         u32::from_be_bytes([p[8], p[9], p[10], p[11]])
     };
     a.bridge(&b).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    barrier(&mut a).await;
     // Drain what B received before the bridge took effect.
     for f in [&fa, &fb] {
         while let Ok(Ok(_)) =
@@ -775,7 +775,7 @@ async fn hold_stops_the_stream_and_resume_continues_it_with_a_new_codec() {
     let mut held = media(far.addr(), Codec::Pcmu);
     held.direction = MediaDirection::RecvOnly;
     s.apply(held);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    barrier(&mut s).await;
     let mut buf = [0u8; 512];
     while let Ok(Ok((n, _))) =
         timeout(Duration::from_millis(30), far.sock.recv_from(&mut buf)).await
