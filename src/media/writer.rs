@@ -46,6 +46,9 @@ pub enum RecMsg {
     },
     /// The media thread is stopping: finish what is queued, then end.
     Stop,
+    /// Test hook: the writer stalls (a slow disk) until this receives.
+    #[cfg(test)]
+    Pause(std::sync::mpsc::Receiver<()>),
 }
 
 pub struct RecWriter {
@@ -76,8 +79,12 @@ impl Drop for RecWriter {
 
 impl RecWriter {
     pub fn spawn(name: String) -> std::io::Result<RecWriter> {
-        let (tx, rx) = sync_channel(QUEUE);
-        let (spare_tx, spares) = sync_channel(QUEUE);
+        Self::spawn_sized(name, QUEUE)
+    }
+
+    fn spawn_sized(name: String, queue: usize) -> std::io::Result<RecWriter> {
+        let (tx, rx) = sync_channel(queue);
+        let (spare_tx, spares) = sync_channel(queue);
         let thread = std::thread::Builder::new()
             .name(name)
             .spawn(move || run(rx, spare_tx))?;
@@ -199,6 +206,10 @@ fn run(rx: Receiver<RecMsg>, spares: SyncSender<Vec<i16>>) {
         };
         match msg {
             RecMsg::Stop => break,
+            #[cfg(test)]
+            RecMsg::Pause(go) => {
+                let _ = go.recv();
+            }
             RecMsg::Start {
                 key,
                 path,
@@ -255,6 +266,55 @@ fn run(rx: Receiver<RecMsg>, spares: SyncSender<Vec<i16>>) {
     for (_, o) in open {
         if let Some(r) = o.recorder {
             let _ = r.finish(None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stalled_writer_never_blocks_the_media_thread_and_drops_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = RecWriter::spawn_sized("rec-test".into(), 4).unwrap();
+        let (go, paused) = std::sync::mpsc::channel();
+        w.tx.send(RecMsg::Pause(paused)).unwrap();
+        let (events, mut finished) = tokio::sync::mpsc::unbounded_channel();
+        // Far more than the queue holds, while the writer is stalled: every call returns.
+        let mut dropped = 0;
+        for key in 0..10u64 {
+            let path = dir.path().join(format!("vm{key}.wav"));
+            w.start(key, path.clone(), events.clone(), tracing::Span::none());
+            for _ in 0..5 {
+                let mut pcm = w.buffer();
+                pcm.resize(CHUNK, 1000);
+                dropped += u64::from(!w.audio(key, pcm));
+            }
+            let summary = RecordingSummary {
+                path,
+                duration_ms: 0,
+                speech_detected: false,
+                trimmed_start_ms: 0,
+                trimmed_end_ms: 0,
+                foreign_packets: 0,
+                dropped_ms: 0,
+            };
+            w.finish(key, None, summary);
+        }
+        assert!(dropped > 0 && w.overruns == dropped, "overruns counted");
+        // The disk comes back: every recording is still started and finished, in order.
+        go.send(()).unwrap();
+        drop(w);
+        for key in 0..10 {
+            let ev = finished
+                .try_recv()
+                .expect("each recording reports finished");
+            let MediaEvent::RecordingFinished(sum) = ev else {
+                panic!("{ev:?}")
+            };
+            assert_eq!(sum.path, dir.path().join(format!("vm{key}.wav")));
+            assert!(sum.path.exists());
         }
     }
 }
