@@ -161,7 +161,7 @@ impl Config {
 
     /// Parses and validates a configuration text; `file` only names it in errors.
     pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
-        let config: Config = match toml::from_str(text) {
+        let mut config: Config = match toml::from_str(text) {
             Ok(c) => c,
             Err(e) => {
                 let line = e.span().map(|s| line_of(text, s.start));
@@ -174,6 +174,8 @@ impl Config {
                 }]));
             }
         };
+        // Media trusts what SIP trusts (media does not import sip: the list is handed down).
+        config.media.trusted = config.sip.trusted_nets();
         let mut issues = Vec::new();
         config.sip.validate(&mut issues);
         config.media.validate(&mut issues);

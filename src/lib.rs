@@ -6,6 +6,7 @@
 
 pub mod call;
 pub mod config;
+pub mod durable;
 pub mod engine;
 pub mod media;
 pub mod ops;

@@ -11,8 +11,8 @@ use astreinte::media::g711;
 use astreinte::media::prompts::PromptSet;
 use astreinte::media::rfc4733::TelephoneEvent;
 use astreinte::media::{
-    Codec, DigitSource, MediaConfig, MediaDirection, MediaEngine, MediaEvent, MediaSession,
-    NegotiatedMedia, PlayOptions, PromptRef, RecordOptions,
+    Codec, DigitSource, IoUringMode, MediaBackend, MediaConfig, MediaDirection, MediaEngine,
+    MediaEvent, MediaSession, NegotiatedMedia, PlayOptions, PromptRef, RecordOptions,
 };
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
@@ -49,6 +49,7 @@ fn media(remote: SocketAddr, codec: Codec) -> NegotiatedMedia {
         telephone_event_pt: Some(101),
         direction: MediaDirection::SendRecv,
         ptime_ms: 20,
+        signalling_peer: None,
     }
 }
 
@@ -61,8 +62,12 @@ struct Far {
 
 impl Far {
     async fn new() -> Far {
+        Far::on("127.0.0.1").await
+    }
+    /// A far end on another loopback address (Linux routes all of 127/8 to `lo`).
+    async fn on(ip: &str) -> Far {
         Far {
-            sock: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            sock: UdpSocket::bind((ip, 0)).await.unwrap(),
             ssrc: 0x1122_3344,
             seq: 1000,
             ts: 50_000,
@@ -145,6 +150,16 @@ async fn wait_for(s: &mut MediaSession, f: impl Fn(&MediaEvent) -> bool) -> Medi
             return e;
         }
     }
+}
+
+/// Returns once every command sent to `s` before it has been carried out (commands run in
+/// order on the leg's media thread; stopping a playback reports it at once).
+async fn barrier(s: &mut MediaSession) {
+    let id = s
+        .play(&[PromptRef::named("en/greeting")], PlayOptions::default())
+        .unwrap();
+    s.stop_playback();
+    wait_for(s, |e| *e == MediaEvent::PlaybackFinished(id)).await;
 }
 
 fn wav(path: &Path) -> Vec<i16> {
@@ -323,7 +338,10 @@ async fn recording_equals_what_was_sent_within_one_packet() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recording_round_trip_through_epoll_receives() {
     // io_uring refused (old kernel, container seccomp): the per-tick epoll set.
-    recording_round_trip(engine_with("31240-31259", 30, |c| c.io_uring = false)).await;
+    recording_round_trip(engine_with("31240-31259", 30, |c| {
+        c.io_uring = IoUringMode::Off
+    }))
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -340,26 +358,31 @@ async fn recording_call(
     codec: Codec,
     path: &Path,
 ) -> (MediaSession, Far, SocketAddr) {
-    let s = eng.open_session(name).unwrap();
+    recording_call_of(eng, name, codec, path, 60).await
+}
+
+/// [`recording_call`] whose recording ends by itself after `max_seconds`.
+async fn recording_call_of(
+    eng: &MediaEngine,
+    name: &str,
+    codec: Codec,
+    path: &Path,
+    max_seconds: u32,
+) -> (MediaSession, Far, SocketAddr) {
+    let mut s = eng.open_session(name).unwrap();
     let far = Far::new().await;
     s.apply(media(far.addr(), codec));
     let to = s.local_rtp_addr();
     far.recv().await; // the engine is running this call
-    s.record(
-        path.to_path_buf(),
-        RecordOptions {
-            max_seconds: 60,
-            end_after_silence_ms: None,
-        },
-    );
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    record_exactly(&mut s, path, max_seconds).await;
     (s, far, to)
 }
 
 async fn recording_round_trip(eng: MediaEngine) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vm.wav");
-    let (mut s, mut far, to) = recording_call(&eng, "rec-test", Codec::Pcma, &path).await;
+    // Exactly the 5 s sent: the recording ends by itself once the engine has it all.
+    let (mut s, mut far, to) = recording_call_of(&eng, "rec-test", Codec::Pcma, &path, 5).await;
 
     // 1 s of silence, 3 s of speech (the English greeting), 1 s of silence.
     let speech = wav(&prompts_dir().join("en/greeting.wav"));
@@ -389,12 +412,7 @@ async fn recording_round_trip(eng: MediaEngine) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    s.stop_recording();
-    let e = wait_for(&mut s, |e| matches!(e, MediaEvent::RecordingFinished(_))).await;
-    let MediaEvent::RecordingFinished(sum) = e else {
-        unreachable!()
-    };
+    let sum = recording_end(&mut s).await;
     assert_eq!(sum.path, path);
     assert!(sum.speech_detected);
     // The G.711 round trip of what was sent.
@@ -492,7 +510,10 @@ async fn hostile_rtp_and_rtcp_are_counted_and_the_call_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_rtp_and_rtcp_through_epoll_receives() {
-    hostile_input(engine_with("31320-31339", 30, |c| c.io_uring = false)).await;
+    hostile_input(engine_with("31320-31339", 30, |c| {
+        c.io_uring = IoUringMode::Off
+    }))
+    .await;
 }
 
 /// Whatever the peer sends, the call keeps its stream, its recording and its digits:
@@ -657,7 +678,7 @@ async fn silence_ends_a_message_and_no_rtp_times_out() {
             end_after_silence_ms: Some(400),
         },
     );
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    barrier(&mut s).await;
     let speech = wav(&prompts_dir().join("en/greeting.wav"));
     for f in speech[..8000]
         .chunks(160)
@@ -687,7 +708,7 @@ async fn silence_ends_a_message_and_no_rtp_times_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bridge_relays_with_rewritten_headers_and_transcoding() {
     let eng = engine("31100-31119", 30);
-    let a = eng.open_session("caller").unwrap();
+    let mut a = eng.open_session("caller").unwrap();
     let b = eng.open_session_near("tech", &a).unwrap();
     let c = eng.open_session("other").unwrap();
     assert!(
@@ -704,7 +725,7 @@ async fn bridge_relays_with_rewritten_headers_and_transcoding() {
         u32::from_be_bytes([p[8], p[9], p[10], p[11]])
     };
     a.bridge(&b).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    barrier(&mut a).await;
     // Drain what B received before the bridge took effect.
     for f in [&fa, &fb] {
         while let Ok(Ok(_)) =
@@ -754,7 +775,7 @@ async fn hold_stops_the_stream_and_resume_continues_it_with_a_new_codec() {
     let mut held = media(far.addr(), Codec::Pcmu);
     held.direction = MediaDirection::RecvOnly;
     s.apply(held);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    barrier(&mut s).await;
     let mut buf = [0u8; 512];
     while let Ok(Ok((n, _))) =
         timeout(Duration::from_millis(30), far.sock.recv_from(&mut buf)).await
@@ -784,4 +805,215 @@ async fn hold_stops_the_stream_and_resume_continues_it_with_a_new_codec() {
     assert_eq!(u16::from_be_bytes([p[2], p[3]]), last_seq.wrapping_add(1));
     drop(s);
     eng.shutdown();
+}
+
+/// The G.711 round trip of `pcm` (what a perfect recording of it holds).
+fn g711_round_trip(codec: Codec, pcm: &[i16]) -> Vec<i16> {
+    let mut enc = vec![0u8; pcm.len()];
+    g711::encode(codec, pcm, &mut enc);
+    let mut out = vec![0i16; pcm.len()];
+    g711::decode(codec, &enc, &mut out);
+    out
+}
+
+/// Start recording `max_seconds` on `s`, returning once the engine has started it.
+async fn record_exactly(s: &mut MediaSession, path: &Path, max_seconds: u32) {
+    s.record(
+        path.to_path_buf(),
+        RecordOptions {
+            max_seconds,
+            end_after_silence_ms: None,
+        },
+    );
+    barrier(s).await;
+}
+
+/// The recording's summary: it ends by itself when `max_seconds` of audio have arrived; if
+/// some was lost it never does, and then it is stopped (the caller's asserts say how short).
+async fn recording_end(s: &mut MediaSession) -> astreinte::media::RecordingSummary {
+    let finished = |e: &MediaEvent| matches!(e, MediaEvent::RecordingFinished(_));
+    let e = match timeout(Duration::from_secs(3), wait_for(s, finished)).await {
+        Ok(e) => e,
+        Err(_) => {
+            s.stop_recording();
+            wait_for(s, finished).await
+        }
+    };
+    let MediaEvent::RecordingFinished(sum) = e else {
+        unreachable!()
+    };
+    sum
+}
+
+/// Assert the saved file is exactly `want` (the audio sent, G.711 round trip) as trimmed.
+fn assert_recording_is(sum: &astreinte::media::RecordingSummary, want: &[i16]) {
+    let got = wav(&sum.path);
+    let start = (sum.trimmed_start_ms * 8) as usize;
+    let end = want.len() - (sum.trimmed_end_ms * 8) as usize;
+    assert!(
+        (sum.duration_ms as i64 - want.len() as i64 / 8).abs() <= 40,
+        "the whole message is kept: {} ms of {} ms",
+        sum.duration_ms,
+        want.len() / 8
+    );
+    assert_eq!(got.len(), end - start, "file length: {sum:?}");
+    assert!(got[..] == want[start..end], "the file holds the audio sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_can_neither_latch_nor_inject_audio() {
+    // A scanner on 127.0.0.2 sprays RTP at a call's port before the phone (127.0.0.1, the
+    // SDP's and the signalling address) and while it speaks.
+    let eng = engine("31400-31419", 30);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vm.wav");
+    let mut s = eng.open_session("hijack-test").unwrap();
+    let mut far = Far::new().await;
+    let mut stranger = Far::on("127.0.0.2").await;
+    stranger.ssrc = 0x0BAD_0BAD;
+    s.apply(media(far.addr(), Codec::Pcmu).with_signalling_peer(far.addr().ip()));
+    let to = s.local_rtp_addr();
+    record_exactly(&mut s, &path, 2).await;
+    let noise = [12_000i16; 160];
+    for _ in 0..20 {
+        stranger.audio(to, Codec::Pcmu, &noise).await;
+    }
+    let speech = wav(&prompts_dir().join("en/greeting.wav"));
+    let sent = &speech[..16000];
+    for (i, f) in sent.chunks(160).enumerate() {
+        far.audio(to, Codec::Pcmu, f).await;
+        if i % 10 == 0 {
+            stranger.audio(to, Codec::Pcmu, &noise).await;
+            tokio::time::sleep(Duration::from_millis(20)).await; // pace the sender
+        }
+    }
+    let sum = recording_end(&mut s).await;
+    assert_recording_is(&sum, &g711_round_trip(Codec::Pcmu, sent));
+    assert!(
+        (20..=30).contains(&sum.foreign_packets),
+        "the stranger's packets are counted: {}",
+        sum.foreign_packets
+    );
+    // The stream goes to the phone, never to the stranger.
+    far.recv().await;
+    let mut buf = [0u8; 2048];
+    assert!(stranger.sock.try_recv_from(&mut buf).is_err());
+    let stats = s.close().await;
+    assert_eq!(stats.foreign_packets, sum.foreign_packets);
+    eng.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_sdp_address_gets_no_rtp_until_it_sends() {
+    // A spoofed INVITE naming a victim's address (127.0.0.3, outside the trusted networks):
+    // nothing is sent there until RTP comes from it.
+    let eng = engine_with("31420-31439", 1, |c| {
+        c.trusted = vec!["127.0.0.1/32".parse().unwrap()];
+    });
+    let mut s = eng.open_session("spoof-test").unwrap();
+    let mut victim = Far::on("127.0.0.3").await;
+    s.apply(media(victim.addr(), Codec::Pcmu));
+    let playing = PlayOptions {
+        barge_in: false,
+        repeat: true,
+    };
+    s.play(&[PromptRef::named("en/greeting")], playing).unwrap();
+    // The inactivity timeout (1 s: fifty packets' time) passes without one sent.
+    wait_for(&mut s, |e| *e == MediaEvent::MediaTimeout).await;
+    let mut buf = [0u8; 2048];
+    assert!(
+        victim.sock.try_recv_from(&mut buf).is_err(),
+        "no RTP to an untrusted address before it sends"
+    );
+    // A real phone there sends: the engine answers it.
+    victim
+        .audio(s.local_rtp_addr(), Codec::Pcmu, &[0; 160])
+        .await;
+    assert_eq!(victim.recv().await.len(), 172);
+    drop(s);
+    eng.shutdown();
+
+    // "always" sends at once (the behaviour before the switch).
+    let eng = engine_with("31440-31459", 30, |c| {
+        c.trusted = vec![];
+        c.send_before_latch = astreinte::media::SendBeforeLatch::Always;
+    });
+    let s = eng.open_session("always-test").unwrap();
+    let far = Far::on("127.0.0.3").await;
+    s.apply(media(far.addr(), Codec::Pcmu));
+    assert_eq!(far.recv().await.len(), 172);
+    drop(s);
+    eng.shutdown();
+}
+
+/// Send `pcm` as 20 ms packets, paced.
+async fn send_paced(far: &mut Far, to: SocketAddr, pcm: &[i16]) {
+    for (i, f) in pcm.chunks(160).enumerate() {
+        far.audio(to, Codec::Pcma, f).await;
+        if i % 10 == 9 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn message_with_restart(ports: &str, restart: impl FnOnce(&mut Far)) {
+    let eng = engine(ports, 30);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vm.wav");
+    let mut s = eng.open_session("restart-test").unwrap();
+    let mut far = Far::new().await;
+    far.seq = 30_000;
+    s.apply(media(far.addr(), Codec::Pcma));
+    let to = s.local_rtp_addr();
+    record_exactly(&mut s, &path, 3).await;
+    let speech = wav(&prompts_dir().join("en/greeting.wav"));
+    let sent = &speech[..24000];
+    send_paced(&mut far, to, &sent[..12000]).await;
+    restart(&mut far);
+    send_paced(&mut far, to, &sent[12000..]).await;
+    let sum = recording_end(&mut s).await;
+    assert_recording_is(&sum, &g711_round_trip(Codec::Pcma, sent));
+    drop(s);
+    eng.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_restarting_its_stream_mid_message_keeps_the_whole_message() {
+    // Sequence 20,000 back and the timestamp elsewhere, same SSRC.
+    message_with_restart("31460-31479", |far| {
+        far.seq = far.seq.wrapping_sub(20_000);
+        far.ts = far.ts.wrapping_add(1_234_567);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_ssrc_mid_message_keeps_the_whole_message() {
+    // A new SSRC whose numbering starts a little behind the old one's.
+    message_with_restart("31480-31499", |far| {
+        far.ssrc = 0x5566_7788;
+        far.seq = far.seq.wrapping_sub(40);
+        far.ts = far.ts.wrapping_sub(99_999);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_round_trip_through_io_uring_on_the_normal_scheduler() {
+    // io_uring without real-time priority. In CI (root, CI=true) the ring must be there: a
+    // kernel or sandbox refusing it fails this test rather than quietly testing epoll.
+    let eng = engine_with("31540-31559", 30, |c| {
+        c.realtime_priority = 0;
+        c.io_uring = IoUringMode::Always;
+    });
+    let backends = eng.backends();
+    if std::env::var("CI").as_deref() == Ok("true") {
+        assert!(
+            backends.iter().all(|b| *b == MediaBackend::IoUring),
+            "CI runs media through io_uring: {backends:?}"
+        );
+    } else if backends.iter().any(|b| *b != MediaBackend::IoUring) {
+        eprintln!("io_uring refused here ({backends:?}): the epoll path is tested instead");
+    }
+    recording_round_trip(eng).await;
 }

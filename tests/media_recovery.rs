@@ -51,6 +51,7 @@ fn child_records_until_killed() {
         telephone_event_pt: None,
         direction: MediaDirection::SendRecv,
         ptime_ms: 20,
+        signalling_peer: None,
     });
     s.record(
         dir.join("vm.wav"),

@@ -839,7 +839,11 @@ fn main() -> Result<()> {
         threads: args.threads,
         realtime_priority: args.rt_prio,
         pin_threads: args.pin,
-        io_uring: !args.no_io_uring,
+        io_uring: if args.no_io_uring {
+            astreinte::media::IoUringMode::Off
+        } else {
+            astreinte::media::IoUringMode::WithRealtime
+        },
         ..MediaConfig::default()
     };
     let rss0 = rss_kib(None);
@@ -869,6 +873,7 @@ fn main() -> Result<()> {
             telephone_event_pt: Some(101),
             direction: MediaDirection::SendRecv,
             ptime_ms: 20,
+            signalling_peer: None,
         });
         if args.bridge {
             if i % 2 == 1 {

@@ -74,6 +74,8 @@ pub async fn run_inbound(
     let span = info_span!("call", call_id = %call.call.call_id, number = %call.call.number);
     async move {
         let InboundCall { call: info, leg, mut events } = call;
+        // RTP is latched only from the SDP's address or the one the INVITE came from.
+        let sip_peer = info.source.addr.ip();
         let mut session = match media.open_session(&info.call_id) {
             Ok(s) => s,
             Err(e) => {
@@ -83,7 +85,7 @@ pub async fn run_inbound(
             }
         };
         if let Some(m) = info.media {
-            session.apply(m);
+            session.apply(m.with_signalling_peer(sip_peer));
         }
         if config.ring_ms > 0 {
             leg.ring();
@@ -119,7 +121,7 @@ pub async fn run_inbound(
                 ev = events.recv() => match ev {
                     Some(LegEvent::Confirmed { media }) => {
                         if let Some(m) = media {
-                            session.apply(m);
+                            session.apply(m.with_signalling_peer(sip_peer));
                         }
                         let greeting = [PromptRef::named("fr/greeting"), PromptRef::named("en/greeting")];
                         if let Err(e) = session.play(&greeting, PlayOptions { barge_in: false, repeat: true }) {
@@ -137,7 +139,9 @@ pub async fn run_inbound(
                         session.record(path, RecordOptions { max_seconds: 300, end_after_silence_ms: None });
                         recording = true;
                     }
-                    Some(LegEvent::MediaUpdated { media }) => session.apply(media),
+                    Some(LegEvent::MediaUpdated { media }) => {
+                        session.apply(media.with_signalling_peer(sip_peer))
+                    }
                     Some(LegEvent::Dtmf { digit, .. }) => session.inject_digit(digit),
                     Some(LegEvent::Ended { .. }) | None => break,
                     Some(_) => {}
@@ -153,6 +157,14 @@ pub async fn run_inbound(
                     Some(MediaEvent::RecordingFinished(r)) => {
                         log_saved(&r);
                         recording = false;
+                    }
+                    Some(MediaEvent::Failed) => {
+                        // A media bug, contained to this call (logged there): what was recorded
+                        // is still saved (its RecordingFinished may follow).
+                        warn!("media failed for this call: hanging up");
+                        leg.hangup();
+                        hung_up = true;
+                        break;
                     }
                     Some(other) => debug!(?other, "media event"),
                     None => break,

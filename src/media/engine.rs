@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -71,6 +71,11 @@ pub struct RecordingSummary {
     /// Silence cut from the start and end of the saved file (original timing = these + file).
     pub trimmed_start_ms: u64,
     pub trimmed_end_ms: u64,
+    /// RTP packets from strangers dropped while recording (see [`CallStats::foreign_packets`]).
+    pub foreign_packets: u64,
+    /// Audio received but not saved because the recording writer was behind (its queue full:
+    /// the media thread never waits for the disk). Zero unless the disk stalled.
+    pub dropped_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +90,89 @@ pub enum MediaEvent {
     RecordingFinished(RecordingSummary),
     /// No RTP for `inactivity_timeout_secs` while the call is not on hold.
     MediaTimeout,
+    /// The media thread hit a bug while serving this leg (a panic, contained to it, logged
+    /// with the call-id and counted in [`MediaEngine::contained_panics`]): the leg is closed,
+    /// nothing more will come; hang up. Other calls go on.
+    Failed,
+}
+
+/// A media thread that stopped while the engine runs (see [`MediaEngine::health`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("media thread media-{shard} stopped: {reason}")]
+pub struct MediaFailure {
+    pub shard: usize,
+    pub reason: String,
+}
+
+/// How a media thread receives its unbridged calls' RTP (see `[media] io_uring`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaBackend {
+    /// epoll, woken for each packet (the normal scheduler).
+    Epoll,
+    /// epoll, polled once per 5 ms tick (real-time priority without io_uring).
+    EpollPerTick,
+    /// io_uring, receives and sends batched per 5 ms tick.
+    IoUring,
+}
+
+/// What a media thread shares with the engine: written by the thread, read by `health` and
+/// `backends` (atomics; the lock only once the thread has died).
+#[derive(Default)]
+pub(crate) struct ShardState {
+    failed: AtomicBool,
+    reason: Mutex<Option<String>>,
+    backend: AtomicU8,
+    pub(crate) panics: AtomicU64,
+}
+
+impl ShardState {
+    pub(crate) fn set_backend(&self, b: MediaBackend) {
+        self.backend.store(b as u8, Ordering::Relaxed);
+    }
+
+    fn backend(&self) -> MediaBackend {
+        match self.backend.load(Ordering::Relaxed) {
+            x if x == MediaBackend::IoUring as u8 => MediaBackend::IoUring,
+            x if x == MediaBackend::EpollPerTick as u8 => MediaBackend::EpollPerTick,
+            _ => MediaBackend::Epoll,
+        }
+    }
+
+    pub(crate) fn fail(&self, reason: String) {
+        if let Ok(mut r) = self.reason.lock() {
+            r.get_or_insert(reason);
+        }
+        self.failed.store(true, Ordering::Release);
+    }
+}
+
+/// Set on the media thread's way out: a thread that ends other than by `shutdown` (a panic
+/// that escaped the per-call guards, an epoll failure) marks its shard failed.
+struct ExitGuard {
+    state: Arc<ShardState>,
+    clean: bool,
+}
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        if !self.clean {
+            let why = if std::thread::panicking() {
+                "panicked"
+            } else {
+                "ended unexpectedly"
+            };
+            tracing::error!(reason = why, "media thread stopped: its calls are lost");
+            self.state.fail(why.into());
+        }
+    }
+}
+
+/// The text of a panic's payload.
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
 }
 
 /// Per-leg statistics at close, for the log and the ticket.
@@ -102,8 +190,11 @@ pub struct CallStats {
     /// From the peer's last RTCP report about our stream.
     pub peer_fraction_lost: Option<u8>,
     pub peer_jitter_ms: Option<f64>,
-    /// Packets from other sources than the latched peer (dropped). Once latched, the RTP
-    /// socket is connected to the peer and the kernel drops such packets uncounted.
+    /// RTP/RTCP packets dropped because of their source: before latching, from an address
+    /// that is neither the SDP's nor the signalling peer's (see
+    /// [`NegotiatedMedia::with_signalling_peer`]); after, from other than the latched peer.
+    /// Once latched, the RTP socket is connected to the peer and the kernel drops other
+    /// sources' RTP uncounted.
     pub foreign_packets: u64,
     pub malformed_packets: u64,
 }
@@ -155,6 +246,7 @@ impl PortPool {
 }
 
 struct ShardHandle {
+    state: Arc<ShardState>,
     tx: Mutex<Option<mpsc::Sender<Command>>>,
     waker: Arc<Waker>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -209,34 +301,61 @@ impl MediaEngine {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
+        let trusted: Arc<[ipnet::IpNet]> = config.trusted.as_slice().into();
         let mut shards = Vec::with_capacity(threads);
         for i in 0..threads {
             let (tx, rx) = mpsc::channel();
             let waker = Arc::new(Waker::new()?);
+            let state = Arc::new(ShardState::default());
             let ctx = ShardCtx {
+                state: state.clone(),
                 prompts: prompts.clone(),
                 ports: ports.clone(),
                 inactivity_ns: config.inactivity_timeout_secs.saturating_mul(1_000_000_000),
                 realtime_priority: config.realtime_priority,
                 pin: config.pin_threads,
                 io_uring: config.io_uring,
+                send_before_latch: config.send_before_latch,
+                trusted: trusted.clone(),
             };
             // The shard is built on its own thread: its calls hold VAD state that is not Send.
             let (ready_tx, ready_rx) = mpsc::sync_channel(1);
             let w = waker.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("media-{i}"))
-                .spawn(move || match Shard::new(i, ctx, rx, w) {
-                    Ok(shard) => {
-                        let _ = ready_tx.send(Ok(()));
-                        shard.run();
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
+                .spawn(move || {
+                    let mut guard = ExitGuard {
+                        state: ctx.state.clone(),
+                        clean: false,
+                    };
+                    match Shard::new(i, ctx, rx, w) {
+                        Ok(mut shard) => {
+                            // Scheduling first: the backend it settles is known when
+                            // `start` returns.
+                            shard.scheduling();
+                            let _ = ready_tx.send(Ok(()));
+                            let st = shard.state();
+                            let run = std::panic::AssertUnwindSafe(move || shard.run());
+                            match std::panic::catch_unwind(run) {
+                                Ok(Ok(())) => {}
+                                Ok(Err(reason)) => st.fail(reason),
+                                Err(p) => {
+                                    let reason = format!("panicked: {}", panic_message(&*p));
+                                    tracing::error!(shard = i, %reason, "media thread died");
+                                    st.fail(reason);
+                                }
+                            }
+                            guard.clean = true;
+                        }
+                        Err(e) => {
+                            guard.clean = true;
+                            let _ = ready_tx.send(Err(e));
+                        }
                     }
                 })?;
             ready_rx.recv().map_err(|_| MediaError::Stopped)??;
             shards.push(ShardHandle {
+                state,
                 tx: Mutex::new(Some(tx)),
                 waker,
                 thread: Mutex::new(Some(thread)),
@@ -253,6 +372,44 @@ impl MediaEngine {
                 next_shard: AtomicUsize::new(0),
             }),
         })
+    }
+
+    /// `Err` once a media thread has stopped while the engine runs (it lost its calls and
+    /// takes no new ones): `serve` should stop and exit non-zero, naming it. Cheap (one atomic
+    /// load per thread): call it as often as wanted.
+    pub fn health(&self) -> Result<(), MediaFailure> {
+        for (shard, s) in self.inner.shards.iter().enumerate() {
+            if s.state.failed.load(Ordering::Acquire) {
+                let reason = s
+                    .state
+                    .reason
+                    .lock()
+                    .ok()
+                    .and_then(|r| r.clone())
+                    .unwrap_or_default();
+                return Err(MediaFailure { shard, reason });
+            }
+        }
+        Ok(())
+    }
+
+    /// How each media thread receives RTP, in thread order.
+    pub fn backends(&self) -> Vec<MediaBackend> {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.state.backend())
+            .collect()
+    }
+
+    /// Panics contained to one call since start (each ended its call with
+    /// [`MediaEvent::Failed`]).
+    pub fn contained_panics(&self) -> u64 {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.state.panics.load(Ordering::Relaxed))
+            .sum()
     }
 
     pub fn prompts(&self) -> &PromptSet {
@@ -315,6 +472,12 @@ impl MediaEngine {
             next_playback: AtomicU64::new(1),
             closed: false,
         })
+    }
+
+    /// Test hook: media thread `shard` panics outside any call's guard.
+    #[cfg(test)]
+    pub(crate) fn test_kill_shard(&self, shard: usize) {
+        self.inner.shards[shard].send(Command::TestKill);
     }
 
     /// Stop the media threads (closing every leg) and wait for them.
@@ -418,6 +581,12 @@ impl MediaSession {
         self.send(Command::Unbridge(self.id));
     }
 
+    /// Test hook: the next RTP packet of this leg panics on the media thread.
+    #[cfg(test)]
+    pub(crate) fn test_panic_on_rtp(&self) {
+        self.send(Command::TestPanicOnRtp(self.id));
+    }
+
     /// The next event; `None` once the leg is closed.
     pub async fn next_event(&mut self) -> Option<MediaEvent> {
         self.events.recv().await
@@ -443,5 +612,113 @@ impl Drop for MediaSession {
                 reply: None,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::media::{Codec, MediaDirection};
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn engine(ports: &str) -> MediaEngine {
+        let cfg = MediaConfig {
+            rtp_ports: ports.into(),
+            prompts_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/prompts").into(),
+            threads: 1, // every leg on the one thread that a panic must not take down
+            ..MediaConfig::default()
+        };
+        MediaEngine::start(&cfg, "127.0.0.1".parse().unwrap()).unwrap()
+    }
+
+    fn media(remote: SocketAddr) -> NegotiatedMedia {
+        NegotiatedMedia {
+            remote_rtp: remote,
+            codec: Codec::Pcmu,
+            payload_type: 0,
+            telephone_event_pt: None,
+            direction: MediaDirection::SendRecv,
+            ptime_ms: 20,
+            signalling_peer: None,
+        }
+    }
+
+    fn rtp(seq: u16) -> Vec<u8> {
+        let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&[0xFF; 160]);
+        p
+    }
+
+    fn far() -> UdpSocket {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_in_one_call_ends_that_call_only() {
+        let eng = engine("31500-31519");
+        let (fa, fb) = (far(), far());
+        let mut a = eng.open_session("doomed").unwrap();
+        let mut b = eng.open_session("bystander").unwrap();
+        a.apply(media(fa.local_addr().unwrap()));
+        b.apply(media(fb.local_addr().unwrap()));
+        a.test_panic_on_rtp();
+        fa.send_to(&rtp(1), a.local_rtp_addr()).unwrap();
+        let ev = tokio::time::timeout(WAIT, a.next_event()).await.unwrap();
+        assert_eq!(ev, Some(MediaEvent::Failed), "the flow hears of it");
+        let ev = tokio::time::timeout(WAIT, a.next_event()).await.unwrap();
+        assert_eq!(ev, None, "the failed leg is closed");
+        assert_eq!(eng.contained_panics(), 1);
+        assert_eq!(eng.health(), Ok(()));
+        // The other call on the same thread goes on, and the thread takes new ones.
+        b.inject_digit('5');
+        let ev = tokio::time::timeout(WAIT, b.next_event()).await.unwrap();
+        assert_eq!(
+            ev,
+            Some(MediaEvent::Digit {
+                digit: '5',
+                source: DigitSource::SipInfo
+            })
+        );
+        let mut buf = [0u8; 2048];
+        let n = fb.recv(&mut buf).unwrap();
+        assert_eq!(n, 172, "the bystander still gets its stream");
+        let c = eng.open_session("next").unwrap();
+        c.apply(media(fa.local_addr().unwrap()));
+        let n = fa.recv(&mut buf).unwrap();
+        assert_eq!(n, 172, "a new call on the same thread is served");
+        let stats = a.close().await;
+        assert_eq!(stats, CallStats::default());
+        drop((b, c));
+        eng.shutdown();
+        assert_eq!(eng.health(), Ok(()), "a shutdown is not a failure");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dead_media_thread_is_reported_by_health() {
+        let eng = engine("31520-31539");
+        assert_eq!(eng.health(), Ok(()));
+        let mut s = eng.open_session("lost").unwrap();
+        eng.test_kill_shard(0);
+        // Its calls' flows see their sessions end...
+        let ev = tokio::time::timeout(WAIT, s.next_event()).await.unwrap();
+        assert_eq!(ev, None);
+        // ...and once the thread is gone, health names it.
+        let e = eng.clone();
+        tokio::task::spawn_blocking(move || e.shutdown())
+            .await
+            .unwrap();
+        let err = eng.health().unwrap_err();
+        assert_eq!(err.shard, 0);
+        assert!(err.reason.contains("test hook"), "{err}");
+        assert!(matches!(
+            eng.open_session("after"),
+            Err(MediaError::Stopped)
+        ));
     }
 }

@@ -12,6 +12,11 @@ pub const FRAME: usize = 240;
 const CAP: usize = 16;
 /// Beyond this many missing packets (1 s), the buffer jumps instead of emitting silence.
 pub const MAX_GAP: u64 = 50;
+/// This many consecutive packets, each one after the other, all behind what was played out:
+/// not late packets but a sender that restarted its numbering a little back (larger jumps are
+/// told by [`crate::media::stats::RecvStats`]). The buffer then starts again from them
+/// ([`Push::Restart`]) instead of dropping the rest of the stream as late.
+pub const RESYNC_AFTER: u32 = 3;
 
 #[derive(Clone, Copy)]
 struct Slot {
@@ -37,6 +42,10 @@ pub enum Push {
     Duplicate,
     /// Older than what was already played out.
     Late,
+    /// The stream restarted behind what was played out (see [`RESYNC_AFTER`]): the packet is
+    /// not kept. The caller drains what is held ([`JitterBuffer::pop_any`]), calls
+    /// [`JitterBuffer::restart`], and pushes the packet again.
+    Restart,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,9 +71,13 @@ pub struct JitterBuffer {
     /// Bit k set: packet `next - 1 - k` was played out (received, not a gap): a copy of it is
     /// a duplicate, not a late packet.
     played: u64,
+    /// Consecutive packets refused as late or duplicate, and the last of them.
+    rejected_run: u32,
+    last_rejected: u64,
     pub gaps: u64,
     pub duplicates: u64,
     pub late: u64,
+    pub restarts: u64,
 }
 
 impl JitterBuffer {
@@ -79,16 +92,46 @@ impl JitterBuffer {
             pending_slot: Box::new(EMPTY),
             filled: 0,
             played: 0,
+            rejected_run: 0,
+            last_rejected: 0,
             gaps: 0,
             duplicates: 0,
             late: 0,
+            restarts: 0,
         }
+    }
+
+    /// Start again from the next packet pushed (a new stream); what was held is forgotten, so
+    /// drain it first with [`JitterBuffer::pop_any`]. Counters are kept.
+    pub fn restart(&mut self) {
+        self.next = None;
+        self.highest = 0;
+        self.pending = None;
+        self.filled = 0;
+        self.played = 0;
+        self.rejected_run = 0;
+        self.restarts += 1;
+    }
+
+    /// A packet refused as late or duplicate: `true` when it is the [`RESYNC_AFTER`]th of a
+    /// run of consecutive numbers, i.e. a restarted stream.
+    fn rejected(&mut self, ext_seq: u64) -> bool {
+        if self.rejected_run > 0 && ext_seq == self.last_rejected.wrapping_add(1) {
+            self.rejected_run += 1;
+        } else {
+            self.rejected_run = 1;
+        }
+        self.last_rejected = ext_seq;
+        self.rejected_run >= RESYNC_AFTER
     }
 
     pub fn push(&mut self, ext_seq: u64, pcm: &[i16]) -> Push {
         self.unpark();
         let next = *self.next.get_or_insert(ext_seq);
         if ext_seq < next {
+            if self.rejected(ext_seq) {
+                return Push::Restart;
+            }
             let back = next - 1 - ext_seq;
             if back < 64 && self.played & (1 << back) != 0 {
                 self.duplicates += 1;
@@ -97,6 +140,7 @@ impl JitterBuffer {
             self.late += 1;
             return Push::Late;
         }
+        self.rejected_run = 0;
         if ext_seq == next && !self.is_filled(next) {
             self.advance(true);
             self.highest = self.highest.max(ext_seq);
@@ -232,7 +276,15 @@ mod tests {
             Out::Skipped(n) => out.push(format!("skip{n}")),
         };
         for &s in seqs {
-            if jb.push(s, &frame(s as i16)) == Push::Now {
+            let mut pushed = jb.push(s, &frame(s as i16));
+            if pushed == Push::Restart {
+                while let Some(o) = jb.pop_any() {
+                    take(o);
+                }
+                jb.restart();
+                pushed = jb.push(s, &frame(s as i16));
+            }
+            if pushed == Push::Now {
                 take(Out::Frame(&frame(s as i16)));
             }
             while let Some(o) = jb.pop_ready() {
@@ -328,5 +380,23 @@ mod tests {
             run(&mut jb, &[1, 2, 1000, 1001]),
             ["1", "2", "skip997", "1000", "1001"]
         );
+    }
+
+    #[test]
+    fn a_stream_restarted_a_little_back_is_kept_after_a_few_packets() {
+        // Played up to 119, then the sender starts again at 100: 100 and 101 are dropped as
+        // late, 102 shows a restart, and from there on everything is kept.
+        let mut jb = JitterBuffer::new(3);
+        let mut seqs: Vec<u64> = (90..120).collect();
+        seqs.extend(100..140);
+        let out = run(&mut jb, &seqs);
+        assert_eq!(out.len(), 30 + 40 - (RESYNC_AFTER as usize - 1));
+        assert_eq!(out[30], "102");
+        assert_eq!(out.last().map(String::as_str), Some("139"));
+        assert_eq!(jb.restarts, 1);
+        // Genuinely late or duplicate packets, not consecutive, are still only dropped.
+        let mut jb = JitterBuffer::new(1);
+        assert_eq!(run(&mut jb, &[1, 2, 3, 4, 2, 5, 3, 6, 1, 7]).len(), 7);
+        assert_eq!(jb.restarts, 0);
     }
 }

@@ -6,6 +6,9 @@
 //! lives at `NAME.part` and is renamed to `NAME` when finished; at start-up
 //! [`recover_unfinished`] patches the header of any `.part` left behind from its length and
 //! renames it.
+//!
+//! Finishing syncs the file before renaming it and the directory after, so a recording reported
+//! finished (and the caller then told their ticket number) survives a power cut.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -158,13 +161,22 @@ impl Recorder {
                     path: tmp.clone(),
                     source,
                 })?;
+                sync_data(&tmp).map_err(io_err(&tmp))?;
                 fs::rename(&tmp, &path).map_err(io_err(&path))?;
                 fs::remove_file(&part).map_err(io_err(&part))?;
             }
-            _ => fs::rename(&part, &path).map_err(io_err(&path))?,
+            _ => {
+                sync_data(&part).map_err(io_err(&part))?;
+                fs::rename(&part, &path).map_err(io_err(&path))?;
+            }
         }
+        crate::durable::fsync_dir_of(&path).map_err(io_err(&path))?;
         Ok(path)
     }
+}
+
+fn sync_data(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
 }
 
 /// A recording found unfinished at start-up and repaired.
@@ -243,7 +255,11 @@ pub fn recover_unfinished(dir: &Path) -> Vec<RecoveredRecording> {
             let _ = fs::remove_file(&part);
             continue;
         }
-        match patch_wav_header(&part).and_then(|n| fs::rename(&part, &final_path).map(|_| n)) {
+        match patch_wav_header(&part).and_then(|n| {
+            fs::rename(&part, &final_path)?;
+            crate::durable::fsync_dir_of(&final_path)?;
+            Ok(n)
+        }) {
             Ok(samples) => {
                 tracing::info!(path = %final_path.display(), samples, "recovered unfinished recording");
                 out.push(RecoveredRecording {

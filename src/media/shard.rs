@@ -14,8 +14,8 @@ use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
 use super::dtmf::DtmfDetector;
 use super::engine::{
-    CallStats, DigitSource, MediaEvent, PlayOptions, PlaybackId, PortPool, RecordOptions,
-    RecordingSummary,
+    panic_message, CallStats, DigitSource, MediaBackend, MediaEvent, PlayOptions, PlaybackId,
+    PortPool, RecordOptions, RecordingSummary, ShardState,
 };
 use super::g711;
 use super::jitter::{JitterBuffer, Out, Push, FRAME as MAX_FRAME};
@@ -32,6 +32,9 @@ use super::types::{Codec, MediaDirection, NegotiatedMedia};
 use super::uring::{Received, RecvKey, Uring};
 use super::vad::{FrameVad, SpeechEvent, SpeechTracker};
 use super::writer::{RecWriter, STAGE_FLUSH};
+use super::IoUringMode;
+use super::SendBeforeLatch;
+use ipnet::IpNet;
 
 pub const GRID_NS: u64 = 5_000_000;
 pub const PERIOD_NS: u64 = 20_000_000;
@@ -81,16 +84,50 @@ pub enum Command {
         reply: Option<oneshot::Sender<CallStats>>,
     },
     Shutdown,
+    /// Test hook: the call's next RTP packet panics (inside the per-call guard).
+    #[cfg(test)]
+    TestPanicOnRtp(u64),
+    /// Test hook: the thread panics outside any call's guard.
+    #[cfg(test)]
+    TestKill,
+}
+
+impl Command {
+    /// The leg a command is about, if one.
+    fn leg(&self) -> Option<u64> {
+        match self {
+            Command::Open(o) => Some(o.id),
+            Command::Apply(id, _)
+            | Command::Play { id, .. }
+            | Command::StopPlayback(id)
+            | Command::Record { id, .. }
+            | Command::StopRecording(id)
+            | Command::Digit(id, _)
+            | Command::Bridge(id, _)
+            | Command::Unbridge(id)
+            | Command::Close { id, .. } => Some(*id),
+            #[cfg(test)]
+            Command::TestPanicOnRtp(id) => Some(*id),
+            Command::Shutdown => None,
+            #[cfg(test)]
+            Command::TestKill => None,
+        }
+    }
 }
 
 pub struct ShardCtx {
+    /// Shared with the engine: failure, backend, contained panics.
+    pub state: Arc<ShardState>,
     pub prompts: Arc<PromptSet>,
     pub ports: Arc<Mutex<PortPool>>,
     pub inactivity_ns: u64,
     pub realtime_priority: u8,
     pub pin: bool,
     /// Serve unbridged calls through io_uring when the kernel allows it (else epoll).
-    pub io_uring: bool,
+    pub io_uring: IoUringMode,
+    /// Whether to send to an SDP address before RTP has come from it, and which are trusted.
+    pub send_before_latch: SendBeforeLatch,
+    pub trusted: Arc<[IpNet]>,
 }
 
 struct Playback {
@@ -137,6 +174,10 @@ struct Recording {
     vad_carry: Vec<i16>,
     /// Samples per packet of the caller's stream, for filling a lost one.
     packet_len: usize,
+    /// The call's `foreign_packets` when the recording started.
+    foreign_at_start: u64,
+    /// Samples the writer could not take (its queue full).
+    dropped: u64,
 }
 
 impl Recording {
@@ -154,7 +195,10 @@ impl Recording {
             return;
         }
         let full = std::mem::replace(&mut self.stage, writer.buffer());
-        writer.audio(self.key, full);
+        let n = full.len() as u64;
+        if !writer.audio(self.key, full) {
+            self.dropped += n;
+        }
     }
 
     /// One in-order packet's audio (or a gap) for the recorder and VAD; `true` when the
@@ -201,6 +245,29 @@ impl Recording {
         done || self.samples >= self.max_samples
     }
 
+    /// The caller's stream restarted: what `jb` holds of the old one goes to the recording,
+    /// then `jb` starts again. `true` when the recording is complete.
+    fn restart_stream(
+        &mut self,
+        jb: &mut JitterBuffer,
+        vad: &mut Option<FrameVad>,
+        events: &UnboundedSender<MediaEvent>,
+        writer: &mut RecWriter,
+    ) -> bool {
+        let mut done = false;
+        while !done {
+            let frame = match jb.pop_any() {
+                None => break,
+                Some(Out::Frame(f)) => Some(f),
+                Some(Out::Gap) => None,
+                Some(Out::Skipped(_)) => continue,
+            };
+            done = self.take(frame, vad, events, writer);
+        }
+        jb.restart();
+        done
+    }
+
     /// One 20 ms frame through the VAD and speech tracker; `true` when the silence that ends
     /// the message has been reached.
     fn classify(
@@ -233,6 +300,9 @@ struct Call {
     media: Option<NegotiatedMedia>,
     remote: Option<SocketAddr>,
     latched: bool,
+    /// Whether media may go to `remote` before the peer's RTP latched it
+    /// (`[media] send_before_latch`).
+    send_unlatched: bool,
     /// The address the RTP socket is connected to (the latched peer).
     connected: Option<SocketAddr>,
     pacer: Option<Pacer>,
@@ -263,6 +333,8 @@ struct Call {
     last_sr_rx_ns: u64,
     foreign_packets: u64,
     bad_packets: u64,
+    #[cfg(test)]
+    panic_on_rtp: bool,
 }
 
 impl Call {
@@ -290,8 +362,24 @@ impl Call {
 
     fn sending(&self) -> bool {
         self.bridge.is_none()
-            && self.remote.is_some()
+            && self.may_send()
             && self.media.is_some_and(|m| m.direction.we_send())
+    }
+
+    /// Whether anything (prompts, relayed audio, RTCP) may go to `remote`: once latched, or
+    /// before when `send_before_latch` allows its address.
+    fn may_send(&self) -> bool {
+        self.remote.is_some() && (self.latched || self.send_unlatched)
+    }
+
+    /// A packet from a source that may not latch this call (nor, once latched, replace the
+    /// peer): dropped and counted, logged the first time and then at powers of two.
+    fn foreign(&mut self, src: SocketAddr) {
+        self.foreign_packets += 1;
+        if self.foreign_packets.is_power_of_two() {
+            let _g = self.span.enter();
+            tracing::warn!(%src, count = self.foreign_packets, "RTP from a stranger dropped");
+        }
     }
 
     fn stats(&self, now: u64) -> CallStats {
@@ -412,6 +500,9 @@ impl Call {
             return;
         }
         self.next_rtcp_ns = now + RTCP_INTERVAL_NS;
+        if !self.may_send() {
+            return;
+        }
         let Some(remote) = self.remote else { return };
         let dest = SocketAddr::new(remote.ip(), remote.port().wrapping_add(1));
         let sender = (self.sent_packets > 0).then(|| rtcp::SenderInfo {
@@ -499,6 +590,8 @@ impl Call {
             speech_detected,
             trimmed_start_ms: ks * 1000 / 8000,
             trimmed_end_ms: (total - ke.min(total)) * 1000 / 8000,
+            foreign_packets: self.foreign_packets - rec.foreign_at_start,
+            dropped_ms: rec.dropped * 1000 / 8000,
         };
         // Finalising (header, trim, rename) happens on the writer thread, which then reports.
         writer.finish(rec.key, keep, summary);
@@ -581,22 +674,29 @@ impl Shard {
         })
     }
 
-    pub fn run(mut self) {
+    pub fn state(&self) -> Arc<ShardState> {
+        self.ctx.state.clone()
+    }
+
+    /// Serve until `Shutdown` (`Ok`) or a failure of the thread's own machinery (`Err`, the
+    /// reason). A panic in one call's work ends that call only (see `guarded`).
+    pub fn run(mut self) -> Result<(), String> {
         let span = tracing::info_span!("media", shard = self.index);
         let _g = span.enter();
-        self.scheduling();
         let now = monotonic_ns();
         self.last_grid = now / GRID_NS;
         if let Err(e) = self.timer.arm_at((self.last_grid + 1) * GRID_NS) {
             tracing::error!(error = %e, "cannot arm media timer");
-            return;
+            return Err(format!("cannot arm the media timer: {e}"));
         }
+        let mut failure = None;
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
         while !self.stop {
             let n = match self.epoll.wait(&mut events, -1) {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::error!(error = %e, "epoll_wait failed");
+                    failure = Some(format!("epoll_wait failed: {e}"));
                     break;
                 }
             };
@@ -626,11 +726,60 @@ impl Shard {
         for id in ids {
             self.close(id, None, monotonic_ns());
         }
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Run one call's work (`idx`), containing a panic to that call: it is logged with its
+    /// call-id, counted, reported to its flow (`MediaEvent::Failed`) and closed.
+    fn guarded(&mut self, idx: usize, now: u64, work: impl FnOnce(&mut Shard)) {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(self)));
+        if let Err(p) = r {
+            self.fail_call(Some(idx), &panic_message(&*p), now);
+        }
+    }
+
+    fn fail_call(&mut self, idx: Option<usize>, why: &str, now: u64) {
+        self.ctx
+            .state
+            .panics
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(idx) = idx else {
+            tracing::error!(panic = %why, "media bug on a call being opened");
+            return;
+        };
+        match self.calls.get(idx).and_then(Option::as_ref) {
+            Some(c) => {
+                tracing::error!(parent: &c.span, panic = %why, "media bug: this call's media is ended");
+                c.emit(MediaEvent::Failed);
+            }
+            None => tracing::error!(panic = %why, "media bug on a call being opened or closed"),
+        }
+        // Only after a panic: a scan is fine.
+        let id = self
+            .by_id
+            .iter()
+            .find(|(_, &i)| i == idx)
+            .map(|(&id, _)| id);
+        let Some(id) = id else { return };
+        let closed =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.close(id, None, now)));
+        if closed.is_err() {
+            // Closing it panicked too: forget it (its slot and port are not reused).
+            self.by_id.remove(&id);
+            for s in self.slots.iter_mut() {
+                s.retain(|&i| i != idx);
+            }
+            if let Some(c) = self.calls.get_mut(idx) {
+                let c = c.take();
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(c)));
+            }
+        }
     }
 
     /// Real-time priority (and pinning) for this thread, when configured and permitted. The
     /// recording writer thread was spawned before this and keeps the normal scheduler.
-    fn scheduling(&mut self) {
+    pub fn scheduling(&mut self) {
+        let _g = tracing::info_span!("media", shard = self.index).entered();
         if self.ctx.pin {
             match pin_to_nth_cpu(self.index) {
                 Ok(cpu) => tracing::debug!(cpu, "media thread pinned"),
@@ -638,21 +787,12 @@ impl Shard {
             }
         }
         let prio = self.ctx.realtime_priority;
+        let mut realtime = false;
         if prio > 0 {
             match set_realtime(prio) {
                 Ok(()) => {
                     tracing::debug!(prio, "media thread on SCHED_FIFO");
-                    self.batched_rx = true;
-                    if self.ctx.io_uring {
-                        // Created here, on the media thread: the ring's only submitter.
-                        match Uring::new() {
-                            Ok(u) => {
-                                tracing::debug!("receiving and sending through io_uring");
-                                self.uring = Some(u);
-                            }
-                            Err(e) => tracing::info!(error = %e, "io_uring not available: epoll"),
-                        }
-                    }
+                    realtime = true;
                 }
                 Err(e) => {
                     static LOGGED: std::sync::atomic::AtomicBool =
@@ -666,12 +806,48 @@ impl Shard {
                 }
             }
         }
+        let ring = match self.ctx.io_uring {
+            IoUringMode::Off => false,
+            IoUringMode::WithRealtime => realtime,
+            IoUringMode::Always => true,
+        };
+        if ring {
+            // Created here, on the media thread: the ring's only submitter.
+            match Uring::new() {
+                Ok(u) => {
+                    tracing::debug!("receiving and sending through io_uring");
+                    self.uring = Some(u);
+                }
+                Err(e) => tracing::info!(error = %e, "io_uring not available: epoll"),
+            }
+        }
+        // Per-tick receives: under SCHED_FIFO, or through the ring (the epoll set per tick on a
+        // normally scheduled thread measured worse than a wake-up per packet).
+        self.batched_rx = realtime || self.uring.is_some();
+        self.ctx.state.set_backend(if self.uring.is_some() {
+            MediaBackend::IoUring
+        } else if self.batched_rx {
+            MediaBackend::EpollPerTick
+        } else {
+            MediaBackend::Epoll
+        });
     }
 
     fn drain_commands(&mut self, now: u64) {
         loop {
             match self.rx.try_recv() {
-                Ok(c) => self.command(c, now),
+                Ok(c) => {
+                    #[cfg(test)]
+                    if matches!(c, Command::TestKill) {
+                        panic!("test hook: media thread killed");
+                    }
+                    let leg = c.leg();
+                    let run = std::panic::AssertUnwindSafe(|| self.command(c, now));
+                    if let Err(p) = std::panic::catch_unwind(run) {
+                        let idx = leg.and_then(|id| self.by_id.get(&id).copied());
+                        self.fail_call(idx, &panic_message(&*p), now);
+                    }
+                }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     self.stop = true;
@@ -730,6 +906,8 @@ impl Shard {
                     stage: self.writer.buffer(),
                     vad_carry: Vec::with_capacity(FRAME + MAX_FRAME),
                     packet_len: FRAME,
+                    foreign_at_start: c.foreign_packets,
+                    dropped: 0,
                 });
             }
             Command::StopRecording(id) => {
@@ -776,6 +954,14 @@ impl Shard {
             }
             Command::Close { id, reply } => self.close(id, reply, now),
             Command::Shutdown => self.stop = true,
+            #[cfg(test)]
+            Command::TestPanicOnRtp(id) => {
+                if let Some(c) = self.call_mut(id) {
+                    c.panic_on_rtp = true;
+                }
+            }
+            #[cfg(test)]
+            Command::TestKill => {}
         }
     }
 
@@ -809,6 +995,7 @@ impl Shard {
             media: None,
             remote: None,
             latched: false,
+            send_unlatched: false,
             connected: None,
             pacer: None,
             slot: 0,
@@ -842,6 +1029,8 @@ impl Shard {
             last_sr_rx_ns: now,
             foreign_packets: 0,
             bad_packets: 0,
+            #[cfg(test)]
+            panic_on_rtp: false,
         });
         if self.uring.is_some() {
             // RTP moves from the bulk epoll to the ring (RTCP, a packet every 5 s, stays).
@@ -863,6 +1052,13 @@ impl Shard {
         if c.media.is_none_or(|old| old.remote_rtp != m.remote_rtp) {
             c.remote = Some(m.remote_rtp);
             c.latched = false;
+            c.send_unlatched = self
+                .ctx
+                .send_before_latch
+                .allows(m.remote_rtp.ip(), &self.ctx.trusted);
+            if !c.send_unlatched {
+                tracing::info!(remote = %m.remote_rtp, "media waits for the peer's RTP before sending (send_before_latch)");
+            }
             // Accept any source again until the new peer is latched.
             if c.connected.take().is_some() {
                 let _ = disconnect_udp(&c.rtp);
@@ -946,19 +1142,10 @@ impl Shard {
         let inactivity = self.ctx.inactivity_ns;
         for g in from..=g_now {
             let slot = (g % SLOTS as u64) as usize;
-            for &idx in &self.slots[slot] {
-                let Some(c) = self.calls[idx].as_mut() else {
-                    continue;
-                };
-                if let Some(p) = c.pacer.as_mut() {
-                    let due = p.poll(now);
-                    for t in due.first..due.first + due.count {
-                        let ring = self.uring.as_mut().map(|u| (u, idx as u32));
-                        c.send_tick(t, &self.ctx.prompts, &mut self.buf[..], ring);
-                    }
-                }
-                c.rtcp_due(now);
-                c.inactivity(now, inactivity);
+            let mut k = 0;
+            while let Some(&idx) = self.slots[slot].get(k) {
+                k += 1;
+                self.guarded(idx, now, |s| s.tick_call(idx, now, inactivity));
             }
         }
         if let Some(u) = self.uring.as_mut() {
@@ -966,8 +1153,26 @@ impl Shard {
                 tracing::warn!(error = %e, "io_uring submit failed");
             }
         }
+        // Recording starts and finishes the writer had no room for (never waited for here).
+        self.writer.pump();
         self.last_grid = g_now;
         let _ = self.timer.arm_at((g_now + 1) * GRID_NS);
+    }
+
+    /// One call's work on a grid tick: its due packets, RTCP, inactivity.
+    fn tick_call(&mut self, idx: usize, now: u64, inactivity: u64) {
+        let Some(c) = self.calls[idx].as_mut() else {
+            return;
+        };
+        if let Some(p) = c.pacer.as_mut() {
+            let due = p.poll(now);
+            for t in due.first..due.first + due.count {
+                let ring = self.uring.as_mut().map(|u| (u, idx as u32));
+                c.send_tick(t, &self.ctx.prompts, &mut self.buf[..], ring);
+            }
+        }
+        c.rtcp_due(now);
+        c.inactivity(now, inactivity);
     }
 
     fn readable(&mut self, token: u64, now: u64) {
@@ -996,6 +1201,15 @@ impl Shard {
             self.buf[..len].copy_from_slice(pkt);
             if is_rtcp {
                 if let Some(c) = self.calls[idx].as_mut() {
+                    let peer = match c.media {
+                        Some(_) if c.latched => c.remote.is_some_and(|r| r.ip() == src.ip()),
+                        Some(m) => m.may_latch(src.ip()),
+                        None => false,
+                    };
+                    if !peer {
+                        c.foreign(src);
+                        continue;
+                    }
                     let rep = rtcp::parse(&self.buf[..len]);
                     if rep.sr_ntp_mid.is_some() {
                         c.last_sr_rx_ns = now;
@@ -1006,7 +1220,7 @@ impl Shard {
                 }
             } else {
                 let arrival_ns = self.rbatch.arrival_ns(i).unwrap_or_else(realtime_ns);
-                self.handle_rtp(idx, len, src, now, arrival_ns);
+                self.guarded(idx, now, |s| s.handle_rtp(idx, len, src, now, arrival_ns));
             }
         }
     }
@@ -1072,7 +1286,7 @@ impl Shard {
             }
             if let Some((len, src, arrival_ns)) = packet {
                 let arrival_ns = arrival_ns.unwrap_or_else(realtime_ns);
-                self.handle_rtp(idx, len, src, now, arrival_ns);
+                self.guarded(idx, now, |s| s.handle_rtp(idx, len, src, now, arrival_ns));
             }
             if ended {
                 // The request stopped (out of buffers, CQ full): arm a new one.
@@ -1143,12 +1357,20 @@ impl Shard {
             return;
         };
         let Some(m) = c.media else { return };
+        #[cfg(test)]
+        if c.panic_on_rtp {
+            panic!("test hook: panic on RTP");
+        }
         let pkt = &self.buf[..n];
         let Ok(rtp) = RtpReader::new(pkt) else {
             c.bad_packets += 1;
             return;
         };
         if !c.latched {
+            if !m.may_latch(src.ip()) {
+                c.foreign(src);
+                return;
+            }
             if c.remote != Some(src) {
                 let _g = c.span.enter();
                 tracing::info!(%src, "symmetric RTP: latched to source");
@@ -1157,7 +1379,7 @@ impl Shard {
             c.latched = true;
             c.connect(src);
         } else if c.remote != Some(src) {
-            c.foreign_packets += 1;
+            c.foreign(src);
             return;
         }
         c.last_rx_ns = now;
@@ -1196,11 +1418,19 @@ impl Shard {
                 return;
             }
         };
-        c.rx_ssrc = Some(rtp.ssrc());
+        let restarts = c.rx.restarts;
+        let ssrc = rtp.ssrc();
+        if c.rx_ssrc.is_some_and(|old| old != ssrc) {
+            // A new stream (the phone restarted it): numbering starts again.
+            tracing::info!(parent: &c.span, ssrc, "RTP stream restarted (new SSRC)");
+            c.rx.restart();
+        }
+        c.rx_ssrc = Some(ssrc);
         // RTP clock units (8 kHz) of the arrival time; only differences matter.
         let arrival = (arrival_ns / 125_000) as u32;
         let ext =
             c.rx.handle_packet(u16::from(rtp.sequence_number()), ts, arrival);
+        let restarted = c.rx.restarts != restarts;
         if let Some(peer) = c.bridge {
             self.relay(idx, peer, marker, ts, off, len, false);
             return;
@@ -1215,10 +1445,18 @@ impl Shard {
             c.digit(d, DigitSource::InBand);
         }
         if let Some(rec) = c.rec.as_mut() {
-            let mut done = false;
-            if let Some(ext) = ext {
-                if c.jb.push(ext, pcm) == Push::Now {
-                    done = rec.take(Some(pcm), &mut c.vad, &c.events, &mut self.writer);
+            let w = &mut self.writer;
+            // A restarted stream: what the buffer holds of the old one is played out, then it
+            // starts again from this packet (else every later packet would be "late").
+            let mut done = restarted && rec.restart_stream(&mut c.jb, &mut c.vad, &c.events, w);
+            if let (Some(ext), false) = (ext, done) {
+                let mut pushed = c.jb.push(ext, pcm);
+                if pushed == Push::Restart {
+                    done = rec.restart_stream(&mut c.jb, &mut c.vad, &c.events, w);
+                    pushed = c.jb.push(ext, pcm);
+                }
+                if pushed == Push::Now && !done {
+                    done = rec.take(Some(pcm), &mut c.vad, &c.events, w);
                 }
             }
             // Once the recording is complete, what the buffer still holds goes to its tail
@@ -1262,7 +1500,7 @@ impl Shard {
         let (Some(pm), Some(remote)) = (p.media, p.remote) else {
             return;
         };
-        if !pm.direction.we_send() {
+        if !pm.direction.we_send() || !p.may_send() {
             return;
         }
         let out_pt = if event {

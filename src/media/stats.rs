@@ -7,8 +7,16 @@ pub struct RecvStats {
     initialised: bool,
     base_seq: u32,
     max_seq: u16,
-    cycles: u32,
+    /// Sequence cycles × 65536, capped at [`MAX_CYCLES`] so crafted wrap after wrap cannot
+    /// overflow it (nor the extended numbers built on it).
+    cycles: u64,
+    /// Packets of the current stream (since the last restart), for the loss figures.
+    received_stream: u64,
+    /// Packets received in all, across restarts.
     pub received: u64,
+    /// Times the sender restarted its stream (a sequence jump beyond A.1's limits, or a new
+    /// SSRC): the extended sequence numbers start again from the new packet.
+    pub restarts: u64,
     expected_prior: u64,
     received_prior: u64,
     transit: Option<i64>,
@@ -19,6 +27,8 @@ pub struct RecvStats {
 /// A.1's limits.
 const MAX_DROPOUT: u16 = 3000;
 const MAX_MISORDER: u16 = 100;
+/// Cap of `cycles`: extended numbers stay below 2^48, far from overflowing any sum over them.
+const MAX_CYCLES: u64 = 1 << 47;
 
 impl RecvStats {
     /// Account one packet; returns its extended sequence number, or `None` when it is far out
@@ -31,21 +41,21 @@ impl RecvStats {
             self.cycles = 0;
         }
         self.received += 1;
+        self.received_stream += 1;
         let udelta = seq.wrapping_sub(self.max_seq);
         let ext = if udelta < MAX_DROPOUT {
             if seq < self.max_seq {
-                self.cycles += 1 << 16;
+                self.cycles = (self.cycles + (1 << 16)).min(MAX_CYCLES);
             }
             self.max_seq = seq;
-            self.cycles as u64 + seq as u64
+            self.cycles + seq as u64
         } else if udelta <= u16::MAX - MAX_MISORDER {
             // A very large jump: a restarted sender. Re-base.
+            self.restart();
+            self.initialised = true;
             self.base_seq = seq as u32;
             self.max_seq = seq;
-            self.cycles = 0;
-            self.received = 1;
-            self.expected_prior = 0;
-            self.received_prior = 0;
+            self.received_stream = 1;
             seq as u64
         } else {
             // Late, reordered: belongs to the current or previous cycle.
@@ -54,7 +64,7 @@ impl RecvStats {
             } else {
                 self.cycles
             };
-            cycles as u64 + seq as u64
+            cycles + seq as u64
         };
         // A.8: D = (Rj - Ri) - (Sj - Si); J += (|D| - J) / 16.
         let transit = arrival.wrapping_sub(rtp_ts) as i32 as i64;
@@ -67,8 +77,20 @@ impl RecvStats {
         Some(ext)
     }
 
+    /// The sender restarted its stream (a new SSRC): the next packet starts a new sequence.
+    /// Totals (`received`, jitter) are kept; loss is counted afresh.
+    pub fn restart(&mut self) {
+        self.restarts += 1;
+        self.initialised = false;
+        self.cycles = 0;
+        self.received_stream = 0;
+        self.expected_prior = 0;
+        self.received_prior = 0;
+        self.transit = None;
+    }
+
     pub fn extended_max(&self) -> u64 {
-        self.cycles as u64 + self.max_seq as u64
+        self.cycles + self.max_seq as u64
     }
 
     pub fn expected(&self) -> u64 {
@@ -80,7 +102,7 @@ impl RecvStats {
 
     /// Cumulative lost (may be negative with duplicates, as in RFC 3550).
     pub fn lost(&self) -> i64 {
-        self.expected() as i64 - self.received as i64
+        self.expected() as i64 - self.received_stream as i64
     }
 
     /// Interarrival jitter in RTP timestamp units.
@@ -92,10 +114,10 @@ impl RecvStats {
     /// interval.
     pub fn take_fraction_lost(&mut self) -> u8 {
         let expected = self.expected();
-        let expected_interval = expected - self.expected_prior;
+        let expected_interval = expected.saturating_sub(self.expected_prior);
         self.expected_prior = expected;
-        let received_interval = self.received - self.received_prior;
-        self.received_prior = self.received;
+        let received_interval = self.received_stream.saturating_sub(self.received_prior);
+        self.received_prior = self.received_stream;
         let lost_interval = expected_interval as i64 - received_interval as i64;
         if expected_interval == 0 || lost_interval <= 0 {
             0
@@ -184,5 +206,40 @@ mod tests {
         assert!(good > 4.3 && good <= 4.5, "{good}");
         assert!(lossy < good && lossy > 3.0, "{lossy}");
         assert!(awful < 2.0, "{awful}");
+    }
+
+    #[test]
+    fn a_restarted_stream_is_flagged_and_counted_in_full() {
+        let mut s = RecvStats::default();
+        for i in 0..50u32 {
+            s.handle_packet((30000 + i) as u16, i * 160, i * 160);
+        }
+        // The phone restarts its stream: sequence 20,000 back, timestamp elsewhere.
+        assert_eq!(s.handle_packet(10000, 9_999_999, 8000), Some(10000));
+        assert_eq!(s.restarts, 1);
+        assert_eq!(s.handle_packet(10001, 10_000_159, 8160), Some(10001));
+        assert_eq!(s.received, 52);
+        assert_eq!(s.lost(), 0);
+        // A new SSRC, told by the caller.
+        s.restart();
+        assert_eq!(s.handle_packet(7, 0, 9000), Some(7));
+        assert_eq!(s.restarts, 2);
+        assert_eq!(s.lost(), 0);
+        assert_eq!(s.received, 53);
+    }
+
+    #[test]
+    fn crafted_wraps_cannot_overflow_the_cycle_count() {
+        // 2,999 forward each time: 1.5 M packets wrap 68,000 times, past a u32 cycle count.
+        let mut s = RecvStats::default();
+        let mut seq = 0u16;
+        let mut last = 0;
+        for i in 0..1_500_000u32 {
+            seq = seq.wrapping_add(2999);
+            last = s.handle_packet(seq, i, i).unwrap_or(last);
+        }
+        assert!(last < 1 << 48, "extended numbers stay bounded: {last}");
+        assert!(s.expected() > 0);
+        let _ = s.take_fraction_lost();
     }
 }

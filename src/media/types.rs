@@ -1,6 +1,6 @@
 //! The contract between SIP (which negotiates media) and the media engine (which moves it).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// The audio codecs the engine speaks: G.711 at 8 kHz, 20 ms packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -81,4 +81,27 @@ pub struct NegotiatedMedia {
     /// Our direction in the answer: hold is `RecvOnly`/`Inactive` on our side.
     pub direction: MediaDirection,
     pub ptime_ms: u32,
+    /// The IP address the dialog's SIP requests come from (the INVITE's source), set by the
+    /// call flow with [`NegotiatedMedia::with_signalling_peer`]. RTP is latched only from this
+    /// address or `remote_rtp`'s: a stranger scanning the RTP ports cannot take the stream
+    /// over. `None`: only `remote_rtp`'s address.
+    pub signalling_peer: Option<IpAddr>,
+}
+
+impl NegotiatedMedia {
+    /// The same media, whose dialog's SIP requests come from `ip`.
+    pub fn with_signalling_peer(self, ip: IpAddr) -> NegotiatedMedia {
+        NegotiatedMedia {
+            signalling_peer: Some(ip),
+            ..self
+        }
+    }
+
+    /// Whether RTP from `ip` may be latched: the SDP's connection address or the signalling
+    /// peer's (IPv4-mapped IPv6 compared as IPv4).
+    pub fn may_latch(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        ip == self.remote_rtp.ip().to_canonical()
+            || self.signalling_peer.map(|p| p.to_canonical()) == Some(ip)
+    }
 }

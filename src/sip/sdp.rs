@@ -252,6 +252,8 @@ pub fn negotiate(offer: &[u8], fallback_addr: IpAddr) -> Result<Negotiation, Neg
                 telephone_event_pt,
                 direction: offered_dir.answer(),
                 ptime_ms: 20,
+                // The SDP does not know where the SIP came from: the call flow adds it.
+                signalling_peer: None,
             },
             audio_index: i,
             offered: sd.media.clone(),

@@ -1,30 +1,7 @@
-//! Durability helpers for files the database points at.
+//! Durability helpers for files the database points at: they live in the leaf
+//! [`crate::durable`] (the media recorder syncs its files too, and media does not import store).
 //!
 //! Order for a voicemail: write the file, `fsync_file` it (which also syncs its directory so
 //! the name survives a crash), then commit the ticket row that names it, then page.
 
-use std::fs::File;
-use std::io;
-use std::path::Path;
-
-/// Flushes `path`'s data and its directory entry to disk.
-pub fn fsync_file(path: &Path) -> io::Result<()> {
-    File::open(path)?.sync_all()?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    File::open(dir)?.sync_all()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn syncs_a_file_and_refuses_a_missing_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("vm.wav");
-        std::fs::write(&p, b"RIFF").unwrap();
-        super::fsync_file(&p).unwrap();
-        assert!(super::fsync_file(&dir.path().join("absent.wav")).is_err());
-    }
-}
+pub use crate::durable::fsync_file;
