@@ -95,6 +95,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Until a signal, watch the components: one that dies takes the engine down with a
     // non-zero exit, so the service manager restarts it instead of leaving a line that rings
     // into nothing.
+    let media_failed = {
+        let media = media.clone();
+        async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if let Err(e) = media.health() {
+                    return e;
+                }
+            }
+        }
+    };
     let failure = tokio::select! {
         _ = shutdown_signal() => None,
         r = &mut sip_task => Some(match r {
@@ -102,6 +114,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             Ok(Err(e)) => format!("sip: {e}"),
             Err(e) => format!("sip: the SIP task panicked: {e}"),
         }),
+        e = media_failed => Some(format!("media: {e}")),
     };
     if let Some(failure) = failure {
         error!(component = %failure, "a component failed: stopping the engine");
