@@ -8,6 +8,9 @@ pub mod call;
 pub mod config;
 pub mod durable;
 pub mod engine;
+/// Entry points for the fuzz targets (`fuzz/`) and their regression test; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod media;
 pub mod ops;
 pub mod schedule;

@@ -3,7 +3,7 @@
 use md5::{Digest as _, Md5};
 use sha2::Sha256;
 
-use super::message::{split_list, Response};
+use super::message::{is_lws, split_list, trim_lws, Response};
 
 /// User name and password for digest authentication.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,8 +67,9 @@ impl Algorithm {
 impl Challenge {
     /// Parses a Digest challenge; other schemes (and malformed ones) give None.
     pub fn parse(value: &str) -> Option<Challenge> {
-        let value = value.trim();
-        let (scheme, rest) = value.split_once(char::is_whitespace)?;
+        // The scheme ends at LWS (SP/HTAB), not at any Unicode space.
+        let value = trim_lws(value);
+        let (scheme, rest) = value.split_once(is_lws)?;
         if !scheme.eq_ignore_ascii_case("Digest") {
             return None;
         }
@@ -79,13 +80,13 @@ impl Challenge {
         let mut qop_auth = false;
         let mut stale = false;
         for part in split_list(rest) {
-            let (k, v) = part.trim().split_once('=')?;
-            let v = v.trim();
+            let (k, v) = trim_lws(part).split_once('=')?;
+            let v = trim_lws(v);
             let v = v
                 .strip_prefix('"')
                 .and_then(|x| x.strip_suffix('"'))
                 .unwrap_or(v);
-            match k.trim().to_ascii_lowercase().as_str() {
+            match trim_lws(k).to_ascii_lowercase().as_str() {
                 "realm" => realm = Some(v.to_string()),
                 "nonce" => nonce = Some(v.to_string()),
                 "opaque" => opaque = Some(v.to_string()),
@@ -98,7 +99,11 @@ impl Challenge {
                         _ => return None,
                     }
                 }
-                "qop" => qop_auth = v.split(',').any(|q| q.trim().eq_ignore_ascii_case("auth")),
+                "qop" => {
+                    qop_auth = v
+                        .split(',')
+                        .any(|q| trim_lws(q).eq_ignore_ascii_case("auth"))
+                }
                 "stale" => stale = v.eq_ignore_ascii_case("true"),
                 _ => {}
             }
@@ -214,5 +219,14 @@ mod tests {
         assert!(Challenge::parse("Digest nonce=\"x\"").is_none());
         assert!(Challenge::parse("Digest realm=\"x\", nonce=\"y\", algorithm=ROT13").is_none());
         assert!(Challenge::parse("").is_none());
+    }
+
+    #[test]
+    fn scheme_ends_at_lws_only() {
+        assert!(Challenge::parse("Digest\u{a0}realm=\"x\", nonce=\"y\"").is_none());
+        assert!(Challenge::parse("Digest\trealm=\"x\", nonce=\"y\"").is_some());
+        assert!(Challenge::parse("Digest realm=\"é\", nonce=\"\", é=é, \"").is_none());
+        let c = Challenge::parse("Digest realm=é, nonce=\"ü\"").unwrap();
+        assert_eq!((c.realm.as_str(), c.nonce.as_str()), ("é", "ü"));
     }
 }

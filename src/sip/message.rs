@@ -116,7 +116,7 @@ impl Headers {
         let mut out = Vec::new();
         for v in self.get_all(name) {
             for part in split_list(v) {
-                let part = part.trim();
+                let part = trim_lws(part);
                 if !part.is_empty() {
                     out.push(part.to_string());
                 }
@@ -318,6 +318,18 @@ pub(crate) fn is_token_char(c: char) -> bool {
 
 fn is_token(s: &str) -> bool {
     !s.is_empty() && s.chars().all(is_token_char)
+}
+
+/// SIP linear white space within a header value (RFC 3261 §25.1: SP / HTAB; folding is undone
+/// by [`parse`]). Not `char::is_whitespace`: U+00A0 and other Unicode spaces are plain bytes
+/// to SIP, and a byte offset found with a Unicode predicate must never be advanced by one.
+pub(crate) fn is_lws(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
+/// `s` without leading and trailing SP/HTAB.
+pub(crate) fn trim_lws(s: &str) -> &str {
+    s.trim_matches(is_lws)
 }
 
 /// Where the header section ends: (index of the first body byte, header section length).
@@ -719,7 +731,7 @@ pub struct CSeq {
 impl CSeq {
     /// RFC 3261 §8.1.1.5: the number must be below 2**31.
     pub fn parse(v: &str) -> Option<CSeq> {
-        let mut it = v.split_whitespace();
+        let mut it = v.split(is_lws).filter(|w| !w.is_empty());
         let num = it.next()?;
         let method = it.next()?;
         if it.next().is_some() || !num.bytes().all(|b| b.is_ascii_digit()) || num.len() > 10 {
@@ -756,20 +768,20 @@ impl Params {
     /// allowed (RFC 3261 §25.1 SEMI, EQUAL); an empty parameter is an error.
     fn parse(s: &str) -> Option<Params> {
         let mut out = Vec::new();
-        let s = s.trim();
+        let s = trim_lws(s);
         if s.is_empty() {
             return Some(Params(out));
         }
         let s = s.strip_prefix(';').unwrap_or(s);
         for part in split_semis(s) {
-            let part = part.trim();
+            let part = trim_lws(part);
             if part.is_empty() {
                 return None;
             }
             match part.split_once('=') {
                 Some((k, v)) => {
-                    let k = k.trim();
-                    let v = v.trim();
+                    let k = trim_lws(k);
+                    let v = trim_lws(v);
                     if !is_token(k) || v.is_empty() {
                         return None;
                     }
@@ -811,7 +823,7 @@ fn unquote(s: &str) -> Option<String> {
         match c {
             '\\' => out.push(chars.next()?),
             '"' => {
-                return chars.as_str().trim().is_empty().then_some(out);
+                return trim_lws(chars.as_str()).is_empty().then_some(out);
             }
             c => out.push(c),
         }
@@ -913,7 +925,7 @@ pub fn uri_scheme(s: &str) -> Option<String> {
 
 /// `host[:port]` with IPv6 references in brackets.
 pub fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
-    let s = s.trim();
+    let s = trim_lws(s);
     if s.is_empty() {
         return None;
     }
@@ -982,7 +994,7 @@ pub struct NameAddr {
 
 impl NameAddr {
     pub fn parse(v: &str) -> Option<NameAddr> {
-        let v = v.trim();
+        let v = trim_lws(v);
         if v.is_empty() {
             return None;
         }
@@ -1001,11 +1013,15 @@ impl NameAddr {
                 }
             }
             let end = end?;
-            (Some(unquote(&v[..=end])?), v[end + 1..].trim_start())
+            // `end` is the offset of the closing '"', one byte long.
+            (
+                Some(unquote(&v[..=end])?),
+                v[end + 1..].trim_start_matches(is_lws),
+            )
         } else if let Some(lt) = v.find('<') {
-            let disp = v[..lt].trim();
-            // An unquoted display name is tokens separated by whitespace (RFC 3261 §25.1).
-            if !disp.split_whitespace().all(is_token) {
+            let disp = trim_lws(&v[..lt]);
+            // An unquoted display name is tokens separated by LWS (RFC 3261 §25.1).
+            if !disp.split(is_lws).filter(|w| !w.is_empty()).all(is_token) {
                 return None;
             }
             ((!disp.is_empty()).then(|| disp.to_string()), &v[lt..])
@@ -1025,7 +1041,7 @@ impl NameAddr {
             if uri_scheme(uri).is_none() || uri.chars().any(char::is_whitespace) {
                 return None;
             }
-            let rest = inner[end + 1..].trim();
+            let rest = trim_lws(&inner[end + 1..]);
             let params = if rest.is_empty() {
                 Params::default()
             } else {
@@ -1045,7 +1061,7 @@ impl NameAddr {
         let (uri, params) = match split_semis(v).split_first() {
             Some((first, rest)) if !rest.is_empty() => {
                 let idx = first.len();
-                (first.trim(), Params::parse(&v[idx..])?)
+                (trim_lws(first), Params::parse(&v[idx..])?)
             }
             _ => (v, Params::default()),
         };
@@ -1082,20 +1098,20 @@ pub struct Via {
 impl Via {
     /// Parses one Via value; LWS around '/' and ';' is allowed.
     pub fn parse(v: &str) -> Option<Via> {
-        let mut rest = v.trim();
+        let mut rest = trim_lws(v);
         let mut fields = Vec::with_capacity(3);
         for i in 0..3 {
-            let end = if i < 2 {
-                rest.find('/')?
-            } else {
-                rest.find(|c: char| c.is_whitespace())?
-            };
-            let field = rest[..end].trim();
+            // sent-protocol = name SLASH version SLASH transport, then LWS before sent-by.
+            // The separator is a char: skip it by its UTF-8 length, never by one byte.
+            let (end, sep) = rest
+                .char_indices()
+                .find(|&(_, c)| if i < 2 { c == '/' } else { is_lws(c) })?;
+            let field = trim_lws(&rest[..end]);
             if !is_token(field) {
                 return None;
             }
             fields.push(field.to_string());
-            rest = rest[end + 1..].trim_start();
+            rest = rest[end + sep.len_utf8()..].trim_start_matches(is_lws);
         }
         if !fields[0].eq_ignore_ascii_case("SIP") {
             return None;
@@ -1104,7 +1120,7 @@ impl Via {
             Some(i) => (&rest[..i], Params::parse(&rest[i..])?),
             None => (rest, Params::default()),
         };
-        let (host, port) = split_host_port(sent_by.trim())?;
+        let (host, port) = split_host_port(trim_lws(sent_by))?;
         Some(Via {
             version: fields[1].clone(),
             transport: fields[2].to_ascii_uppercase(),
@@ -1177,6 +1193,53 @@ mod tests {
         assert_eq!(v.transport, "TCP");
         assert_eq!(v.branch(), Some("z9hG4bK9ikj8"));
         assert!(Via::parse("SIP/2.0/UDP 192.0.2.15;;").is_none());
+    }
+
+    /// A Via whose transport and host are separated by U+00A0 (two UTF-8 bytes) used to slice
+    /// one byte past a Unicode-whitespace match, inside the character, and panic.
+    #[test]
+    fn via_with_nbsp_is_malformed_not_a_panic() {
+        assert!(Via::parse("SIP/2.0/UDP\u{a0}host;branch=z9hG4bK1").is_none());
+        assert!(Via::parse("SIP/2.0/UDP\u{a0}\u{a0}host").is_none());
+        assert!(Via::parse("SIP/2.0/UDP\u{3000}host").is_none());
+        assert!(Via::parse("SIP\u{a0}/2.0/UDP host").is_none());
+        // The whole datagram: it parses, and the Via is simply unusable.
+        let r = req("OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP\u{a0}192.0.2.1;branch=z9hG4bK1\r\nCall-ID: x\r\nl: 0\r\n\r\n");
+        assert!(r.top_via().is_none());
+        // SP and HTAB are still LWS.
+        let v = Via::parse("SIP/2.0/UDP\t192.0.2.1:5070 ;branch=z9hG4bK1").unwrap();
+        assert_eq!((v.host.as_str(), v.port), ("192.0.2.1", Some(5070)));
+    }
+
+    #[test]
+    fn unicode_spaces_are_not_lws() {
+        assert!(CSeq::parse("1\u{a0}OPTIONS").is_none());
+        assert_eq!(CSeq::parse("1 \tOPTIONS").map(|c| c.seq), Some(1));
+        assert!(NameAddr::parse("\u{a0}<sip:a@b>").is_none());
+        assert!(NameAddr::parse("<sip:a@b>;tag=1\u{a0}").is_none());
+        assert!(NameAddr::parse("\"A\"\u{a0}<sip:a@b>").is_none());
+        assert!(NameAddr::parse("Bob\u{a0}Smith <sip:a@b>").is_none());
+        assert!(NameAddr::parse("Bob Smith\t<sip:a@b>").is_some());
+        assert!(Params::parse(";tag=1\u{a0}").is_none());
+        assert!(split_host_port("\u{a0}example.com").is_none());
+        assert!(Uri::parse("sip:a@b\u{a0}").is_none());
+        // Multi-byte characters next to every separator the parsers cut at.
+        for v in [
+            "é<sip:a@b>",
+            "\"é\"<sip:a@b>;tag=é",
+            "sip:é@b;é",
+            "<sip:a@b>é",
+            "\"\\é\"<sip:a@b>",
+        ] {
+            let _ = NameAddr::parse(v);
+        }
+        for v in ["[é]:1", "[::1]é", "é:é", "[", "[]"] {
+            let _ = split_host_port(v);
+        }
+        assert_eq!(
+            split_list("a,é,<é,é>,\"é,\\é\""),
+            ["a", "é", "<é,é>", "\"é,\\é\""]
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! Each failure names what is wrong; the endpoint sends it back in a `Warning` header.
 
-use super::message::{uri_scheme, CSeq, NameAddr, Request, Uri, Via};
+use super::message::{is_lws, uri_scheme, CSeq, NameAddr, Request, Uri, Via};
 
 /// A request refused before it reaches a transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,7 +129,7 @@ pub fn validate_request(req: &Request) -> Result<(), Rejection> {
 
 /// `Date: Sat, 13 Nov 2010 23:29:00 GMT` (RFC 3261 §20.17: RFC 1123 form, GMT only).
 fn valid_date(v: &str) -> bool {
-    let parts: Vec<&str> = v.split_whitespace().collect();
+    let parts: Vec<&str> = v.split(is_lws).filter(|p| !p.is_empty()).collect();
     if parts.len() != 6 || parts[5] != "GMT" {
         return false;
     }
@@ -152,12 +152,32 @@ fn valid_date(v: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::message::{parse, Message};
     use super::*;
+
+    #[test]
+    fn via_with_nbsp_is_a_400_not_a_panic() {
+        let msg = "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP\u{a0}192.0.2.1;branch=z9hG4bK1\r\nFrom: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+        let Ok(Message::Request(req)) = parse(msg.as_bytes()) else {
+            panic!("the message frames");
+        };
+        let r = validate_request(&req).unwrap_err();
+        assert_eq!(
+            (r.code, r.warning.as_str()),
+            (400, "Via header 1 is malformed")
+        );
+        let fixed = msg.replace('\u{a0}', " ");
+        let Ok(Message::Request(req)) = parse(fixed.as_bytes()) else {
+            panic!("the message frames");
+        };
+        assert_eq!(validate_request(&req), Ok(()));
+    }
 
     #[test]
     fn dates() {
         assert!(valid_date("Sat, 15 Oct 2005 04:44:56 GMT"));
         assert!(!valid_date("Fri, 01 Jan 2010 16:00:00 EST"));
         assert!(!valid_date("yesterday"));
+        assert!(!valid_date("Sat,\u{a0}15 Oct 2005 04:44:56 GMT"));
     }
 }

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Writes the hand-made seed inputs under fuzz/corpus/<target>/seed-*.
+
+The SIP seeds are the SIPp scenarios' messages (tests/sipp/) with their [placeholders] filled
+in, the RTP seeds are packets of SIPp's bundled pcaps when they are installed
+(/usr/share/sip-tester) or built here otherwise, and the WAV seeds are small recordings as the
+recorder leaves them. The RFC 4475 messages are not copied: scripts/fuzz.sh passes
+tests/fixtures/sip-torture to libFuzzer as a second corpus directory.
+"""
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def put(target, name, data):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(d, "seed-" + name), "wb") as f:
+        f.write(data)
+
+
+def sip(text, body=""):
+    head = "\r\n".join(l.strip() for l in text.strip().splitlines())
+    return head + "\r\nContent-Length: %d\r\n\r\n" % len(body.encode()) + body
+
+
+SDP = ("v=0\r\no=sipp 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
+       "t=0 0\r\nm=audio 6000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
+       "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n")
+COMMON = """Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-{b}
+From: "SIPp caller" <sip:5145550100@127.0.0.1:5999>;tag=1SIPpTag001
+To: <sip:+15149073400@127.0.0.1:5060>{totag}
+Call-ID: 1-4242@127.0.0.1
+CSeq: {cseq}
+Contact: <sip:5145550100@127.0.0.1:5999;transport=UDP>
+Max-Forwards: 70"""
+
+
+def req(line, b, cseq, extra="", body="", totag=""):
+    return sip(line + "\n" + COMMON.format(b=b, cseq=cseq, totag=totag) + "\n" + extra, body)
+
+
+invite = req("INVITE sip:+15149073400@127.0.0.1:5060 SIP/2.0", "1", "1 INVITE",
+             "Content-Type: application/sdp\nSupported: timer\nSession-Expires: 1800", SDP)
+ack = req("ACK sip:+15149073400@127.0.0.1:5060 SIP/2.0", "2", "1 ACK")
+info = req("INFO sip:+15149073400@127.0.0.1:5060 SIP/2.0", "3", "2 INFO",
+           "Content-Type: application/dtmf-relay", "Signal=5\r\nDuration=160\r\n")
+reinvite = req("INVITE sip:+15149073400@127.0.0.1:5060 SIP/2.0", "4", "3 INVITE",
+               "Content-Type: application/sdp", SDP.replace("a=fmtp", "a=sendonly\r\na=fmtp"))
+bye = req("BYE sip:+15149073400@127.0.0.1:5060 SIP/2.0", "5", "4 BYE")
+cancel = req("CANCEL sip:+15149073400@127.0.0.1:5060 SIP/2.0", "1", "1 CANCEL")
+options = req("OPTIONS sip:+15149073400@127.0.0.1:5060 SIP/2.0", "6", "1 OPTIONS",
+              "Accept: application/sdp")
+register = req("REGISTER sip:127.0.0.1 SIP/2.0", "7", "1 REGISTER", "Expires: 3600")
+challenge = sip("""SIP/2.0 401 Unauthorized
+Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-8
+From: <sip:pager@127.0.0.1>;tag=abc
+To: <sip:tech@127.0.0.1>;tag=1SIPpTag011
+Call-ID: 1-4243@127.0.0.1
+CSeq: 1 INVITE
+WWW-Authenticate: Digest realm="pbx.example", nonce="1nonce1", qop="auth", algorithm=MD5""")
+ok = sip("""SIP/2.0 200 OK
+Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-9
+From: <sip:pager@127.0.0.1>;tag=abc
+To: <sip:tech@127.0.0.1>;tag=1SIPpTag011
+Call-ID: 1-4243@127.0.0.1
+CSeq: 2 INVITE
+Record-Route: <sip:proxy.example;lr>
+Contact: <sip:tech@127.0.0.1:5999>
+Content-Type: application/sdp""", SDP)
+# The bug this fuzzing started from: NBSP (U+00A0) between transport and host.
+nbsp = ("OPTIONS sip:+15149073400@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP\u00a0127.0.0.1;branch=z9hG4bK1\r\n"
+        "From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:b@127.0.0.1>\r\nCall-ID: nbsp\r\nCSeq: 1 OPTIONS\r\n"
+        "Content-Length: 0\r\n\r\n")
+compact = ("OPTIONS sip:611@127.0.0.1 SIP/2.0\r\nv: SIP/2.0/TCP 127.0.0.1;branch=z9hG4bK2\r\n"
+           "f: <sip:a@127.0.0.1>;tag=1\r\nt: sip:611@127.0.0.1\r\ni: c\r\nCSeq: 1 OPTIONS\r\nl: 0\r\n\r\n")
+
+for target in ("sip_message", "sip_message_text"):
+    put(target, "invite-dialog", "\0".join([invite, ack, info, reinvite, bye]))
+    put(target, "invite-cancel", invite + "\0" + cancel)
+    put(target, "options", options)
+    put(target, "register", register)
+    put(target, "401-digest", challenge)
+    put(target, "200-sdp", ok)
+    put(target, "nbsp-via", nbsp)
+    put(target, "compact", compact)
+
+put("sdp", "offer", SDP)
+put("sdp", "hold", SDP.replace("c=IN IP4 127.0.0.1", "c=IN IP4 0.0.0.0") + "a=inactive\r\n")
+put("sdp", "two-streams",
+    "v=0\r\no=- 1 1 IN IP6 ::1\r\ns=-\r\nc=IN IP6 ::1\r\nt=0 0\r\n"
+    "m=video 5000 RTP/AVP 31\r\nm=audio 4000/2 RTP/AVP 96 8\r\na=rtpmap:96 PCMU/8000\r\n"
+    "a=ptime:30\r\na=recvonly\r\n")
+
+
+def pcap_udp_payloads(path):
+    with open(path, "rb") as f:
+        b = f.read()
+    off, out = 24, []
+    while off + 16 <= len(b):
+        incl = struct.unpack("<I", b[off + 8:off + 12])[0]
+        pkt = b[off + 16:off + 16 + incl]
+        off += 16 + incl
+        ihl = (pkt[14] & 0x0F) * 4
+        out.append(pkt[14 + ihl + 8:])
+    return out
+
+
+def rtp(seq, ts, pt=0, marker=False, payload=b"\xff" * 160, ssrc=0x1234):
+    return struct.pack(">BBHII", 0x80, pt | (0x80 if marker else 0), seq, ts, ssrc) + payload
+
+
+SIPP = "/usr/share/sip-tester"
+if os.path.exists(os.path.join(SIPP, "dtmf_2833_1.pcap")):
+    pkts = pcap_udp_payloads(os.path.join(SIPP, "dtmf_2833_1.pcap"))
+    put("rtp", "rfc4733-start", pkts[0])
+    put("rtp", "rfc4733-end", pkts[-1])
+    put("rtp", "g711a", pcap_udp_payloads(os.path.join(SIPP, "g711a.pcap"))[0])
+else:
+    put("rtp", "rfc4733-start", rtp(1, 8000, 101, True, bytes([1, 10, 0, 160])))
+    put("rtp", "rfc4733-end", rtp(8, 8000, 101, False, bytes([1, 0x8A, 3, 0x20])))
+    put("rtp", "g711a", rtp(1, 160, 8, False, b"\xd5" * 160))
+# Padding, a CSRC and a header extension.
+put("rtp", "rtp-padded", bytes([0xB1, 0]) + rtp(7, 1120)[2:12] + b"\0\0\0\x09" +
+    b"\xbe\xde\x00\x01\x10\xaa\0\0" + b"\x7f" * 160 + b"\0\0\0\x04")
+sr = (struct.pack(">BBHI", 0x81, 200, 12, 0x1234) + struct.pack(">QIII", 0x0102030405060708, 160, 10, 1600)
+      + struct.pack(">IIIIII", 7, (64 << 24) | 3, 70000, 12, 0x12345678, 65536))
+sdes = struct.pack(">BBHI", 0x81, 202, 2, 0x1234) + b"\x01\x02ab"
+put("rtp", "rtcp-sr-sdes", sr + sdes)
+put("rtp", "rtcp-rr", struct.pack(">BBHI", 0x81, 201, 7, 7) + struct.pack(">IIIIII", 0x1234, 3, 5, 9, 0, 0))
+# (seq, ts, ssrc) records: in order, reordered, duplicated, a gap, a wrap and a restart.
+recs = b""
+for seq in [65530, 65531, 65533, 65532, 65533, 65535, 0, 1, 5, 4, 3000, 3001, 2, 40000]:
+    recs += struct.pack(">HII", seq, seq * 160 & 0xFFFFFFFF, 0x00A00000 | (seq & 0xFF))
+put("rtp", "seq-records", recs)
+
+
+def wav(samples, data_size=0, extra=b""):
+    fmt = struct.pack("<HHIIHH", 1, 1, 8000, 16000, 2, 16)
+    body = b"".join(struct.pack("<h", s) for s in samples)
+    return (b"RIFF" + struct.pack("<I", 0) + b"WAVE" + extra + b"fmt " + struct.pack("<I", 16) + fmt
+            + b"data" + struct.pack("<I", data_size) + body)
+
+
+put("wav_recovery", "unfinished", wav([i * 37 % 3000 for i in range(80)]))
+put("wav_recovery", "odd-byte", wav([100, -100, 5])[:-1])
+put("wav_recovery", "list-chunk", wav([1, 2, 3], extra=b"LIST" + struct.pack("<I", 3) + b"abc\0"))
