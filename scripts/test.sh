@@ -18,6 +18,13 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
 
+# SIPVicious (svmap, svwar) scans the engine in tests/sip_scanners.rs.
+if ! command -v sipvicious_svwar >/dev/null 2>&1; then
+  echo "test.sh: installing sipvicious (pip)"
+  python3 -m pip install -q --disable-pip-version-check sipvicious >/dev/null 2>&1 \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages sipvicious
+fi
+
 pg_started=""
 cleanup() {
   if [ -n "$pg_started" ]; then
