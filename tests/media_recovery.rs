@@ -1,8 +1,8 @@
-//! `kill -9` during a recording, then start-up recovery: the WAV left behind is patched and
-//! holds what was received, less at most about one second.
+//! `kill -9` during 100 concurrent recordings, then start-up recovery: each WAV left behind is
+//! patched and holds what was received, less at most about one second.
 //!
-//! The parent test re-runs this test binary as a child that records a stream it sends itself,
-//! kills it with SIGKILL once enough audio is flowing, and recovers the file.
+//! The parent test re-runs this test binary as a child that records 100 streams it sends
+//! itself, kills it with SIGKILL once enough audio is flowing, and recovers the files.
 
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,8 @@ use astreinte::media::{
 };
 
 const CHILD_ENV: &str = "ASTREINTE_MEDIA_RECOVERY_CHILD";
+/// Recordings in progress when the engine is killed.
+const CALLS: usize = 100;
 
 fn speech() -> Vec<i16> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/en/greeting.wav");
@@ -33,7 +35,7 @@ fn child_records_until_killed() {
     };
     let dir = PathBuf::from(dir);
     let cfg = MediaConfig {
-        rtp_ports: "31200-31219".into(),
+        rtp_ports: "31200-31599".into(),
         prompts_dir: Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("prompts")
             .to_string_lossy()
@@ -42,27 +44,30 @@ fn child_records_until_killed() {
         ..MediaConfig::default()
     };
     let eng = MediaEngine::start(&cfg, "127.0.0.1".parse().unwrap()).unwrap();
-    let s = eng.open_session("killed").unwrap();
-    let far = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.apply(NegotiatedMedia {
-        remote_rtp: far.local_addr().unwrap(),
-        codec: Codec::Pcmu,
-        payload_type: 0,
-        telephone_event_pt: None,
-        direction: MediaDirection::SendRecv,
-        ptime_ms: 20,
-        signalling_peer: None,
-    });
-    s.record(
-        dir.join("vm.wav"),
-        RecordOptions {
-            max_seconds: 600,
-            end_after_silence_ms: None,
-        },
-    );
+    let mut calls = Vec::new();
+    for n in 0..CALLS {
+        let s = eng.open_session(&format!("killed-{n}")).unwrap();
+        let far = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.apply(NegotiatedMedia {
+            remote_rtp: far.local_addr().unwrap(),
+            codec: Codec::Pcmu,
+            payload_type: 0,
+            telephone_event_pt: None,
+            direction: MediaDirection::SendRecv,
+            ptime_ms: 20,
+            signalling_peer: None,
+        });
+        s.record(
+            dir.join(format!("vm-{n}.wav")),
+            RecordOptions {
+                max_seconds: 600,
+                end_after_silence_ms: None,
+            },
+        );
+        calls.push((s, far));
+    }
     std::thread::sleep(Duration::from_millis(200));
     let audio = speech();
-    let to = s.local_rtp_addr();
     let start = Instant::now();
     for (i, frame) in audio.chunks_exact(160).cycle().enumerate() {
         let mut p = vec![0x80u8, 0];
@@ -72,9 +77,11 @@ fn child_records_until_killed() {
         let mut enc = [0u8; 160];
         g711::encode(Codec::Pcmu, frame, &mut enc);
         p.extend_from_slice(&enc);
-        far.send_to(&p, to).unwrap();
+        for (s, far) in &calls {
+            far.send_to(&p, s.local_rtp_addr()).unwrap();
+        }
         if i == 200 {
-            // 4 s sent: tell the parent how many samples are out.
+            // 4 s sent to each: tell the parent how many samples are out.
             std::fs::write(dir.join("ready"), format!("{}", (i + 1) * 160)).unwrap();
         }
         // Paced at 20 ms on a fixed schedule.
@@ -111,32 +118,25 @@ fn recording_survives_kill_9() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
-    let part = dir.path().join("vm.wav.part");
-    assert!(part.exists(), "an unfinished recording is left behind");
-    let rec = recover_unfinished(dir.path());
-    assert_eq!(rec.len(), 1);
-    let path = dir.path().join("vm.wav");
-    assert_eq!(rec[0].path, path);
-    let got: Vec<i16> = hound::WavReader::open(&path)
+    let parts = std::fs::read_dir(dir.path())
         .unwrap()
-        .samples::<i16>()
-        .map(|s| s.unwrap())
-        .collect();
-    assert_eq!(got.len() as u64, rec[0].samples);
-    // At most about one second lost: 1 s flush interval plus the jitter buffer's depth.
-    assert!(
-        got.len() + 8000 + 3 * 160 >= sent_at_ready,
-        "recovered {} samples, {} had been sent",
-        got.len(),
-        sent_at_ready
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".wav.part"))
+        .count();
+    assert_eq!(
+        parts, CALLS,
+        "an unfinished recording per call is left behind"
     );
-    // And it is exactly the audio sent (G.711 round trip), from the first sample.
+    let mut rec = recover_unfinished(dir.path());
+    assert_eq!(rec.len(), CALLS);
+    rec.sort_by(|a, b| a.path.cmp(&b.path));
+    // What each caller sent, through the G.711 round trip.
     let audio = speech();
     let mut want = Vec::new();
     for frame in audio
         .chunks_exact(160)
         .cycle()
-        .take(got.len().div_ceil(160))
+        .take(sent_at_ready / 160 + 200)
     {
         let mut enc = [0u8; 160];
         g711::encode(Codec::Pcmu, frame, &mut enc);
@@ -144,5 +144,23 @@ fn recording_survives_kill_9() {
         g711::decode(Codec::Pcmu, &enc, &mut dec);
         want.extend_from_slice(&dec);
     }
-    assert_eq!(&got[..], &want[..got.len()]);
+    for r in &rec {
+        let got: Vec<i16> = hound::WavReader::open(&r.path)
+            .unwrap()
+            .samples::<i16>()
+            .map(|s| s.unwrap())
+            .collect();
+        assert_eq!(got.len() as u64, r.samples);
+        // At most about one second lost: 1 s flush interval plus the jitter buffer's depth.
+        assert!(
+            got.len() + 8000 + 3 * 160 >= sent_at_ready,
+            "{}: recovered {} samples, {} had been sent",
+            r.path.display(),
+            got.len(),
+            sent_at_ready
+        );
+        // And it is exactly the audio sent, from the first sample.
+        assert!(got.len() <= want.len());
+        assert_eq!(&got[..], &want[..got.len()], "{}", r.path.display());
+    }
 }
