@@ -10,7 +10,7 @@
 //!
 //! Run: `cargo bench --bench sip_flood` (needs `sipp`, from Debian's sip-tester).
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -88,14 +88,16 @@ fn options(target: SocketAddr, from: SocketAddr, n: u64) -> String {
 
 /// Time until an OPTIONS from `sock` is answered, asking every 50 ms.
 fn options_answered(sock: &UdpSocket, target: SocketAddr, within: Duration) -> Option<Duration> {
-    sock.set_read_timeout(Some(Duration::from_millis(50))).ok()?;
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .ok()?;
     let from = sock.local_addr().ok()?;
     let t0 = Instant::now();
     let mut n = 0;
     let mut buf = [0u8; 4096];
     while t0.elapsed() < within {
         n += 1;
-        sock.send_to(options(target, from, n).as_bytes(), target).ok()?;
+        sock.send_to(options(target, from, n).as_bytes(), target)
+            .ok()?;
         while let Ok((len, _)) = sock.recv_from(&mut buf) {
             if buf[..len].starts_with(b"SIP/2.0 200") {
                 return Some(t0.elapsed());
@@ -204,7 +206,7 @@ fn main() {
     let sent_invites = AtomicU64::new(0);
     let sent_junk = AtomicU64::new(0);
     let mut rss_peak = rss_before;
-    let (ok, failed, tcp_open_at_end) = std::thread::scope(|scope| {
+    let (ok, failed, (tcp_kept, tcp_open_at_end)) = std::thread::scope(|scope| {
         // UDP: INVITEs and junk from the stranger, paced in 10 ms slices.
         scope.spawn(|| {
             let sock = UdpSocket::bind(SocketAddrV4::new(STRANGER, 0)).expect("bind 127.0.0.2");
@@ -236,12 +238,22 @@ fn main() {
                     held.push(s);
                 }
             }
+            // Which ones the engine kept: a closed one reads end of file at once.
+            std::thread::sleep(Duration::from_millis(500));
+            held.retain(|s| {
+                let _ = s.set_nonblocking(true);
+                let mut b = [0u8; 1];
+                let open = matches!((&*s).read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+                let _ = s.set_nonblocking(false);
+                open
+            });
+            let kept = held.len();
             while !stop.load(Ordering::Relaxed) {
                 held.retain_mut(|s| s.write_all(b"X-Drip: 1\r\n").is_ok());
                 std::thread::sleep(Duration::from_millis(500));
             }
             held.retain_mut(|s| s.write_all(b"X").is_ok());
-            held.len()
+            (kept, held.len())
         });
         // Trusted calls throughout.
         let sipp = scope.spawn(|| run_sipp(dir.path(), target, TRUSTED_CPS * seconds as u32));
@@ -255,7 +267,7 @@ fn main() {
         }
         stop.store(true, Ordering::Relaxed);
         let (ok, failed) = sipp.join().unwrap_or((0, 0));
-        (ok, failed, tcp.join().unwrap_or(0))
+        (ok, failed, tcp.join().unwrap_or((0, 0)))
     });
     let stranger = UdpSocket::bind(SocketAddrV4::new(STRANGER, 0)).expect("bind 127.0.0.2");
     let recovered = options_answered(&stranger, target, Duration::from_secs(30));
@@ -263,7 +275,7 @@ fn main() {
     let rss_after = engine.rss_kib();
     let total = TRUSTED_CPS as u64 * seconds;
     println!(
-        "stranger sent {} INVITEs ({INVITES_PER_SECOND}/s) and {} malformed datagrams; tried {TCP_CONNECTIONS} TCP connections, {tcp_open_at_end} still open at the end",
+        "stranger sent {} INVITEs ({INVITES_PER_SECOND}/s) and {} malformed datagrams; of {TCP_CONNECTIONS} TCP connections the engine kept {tcp_kept}, {tcp_open_at_end} still open at the end",
         sent_invites.load(Ordering::Relaxed),
         sent_junk.load(Ordering::Relaxed)
     );
