@@ -1,6 +1,8 @@
 #!/bin/sh
-# Regenerate the bundled prompts: 8 kHz mono 16-bit PCM WAV, fr/ and en/.
-# Needs espeak-ng and sox. Run from anywhere: ./prompts/make-prompts.sh
+# Regenerate the bundled prompts from manifest.toml: 8 kHz mono 16-bit PCM WAV, fr/ and en/.
+# Needs espeak-ng, sox and python3 (3.11+, for tomllib). Run from anywhere:
+#   ./prompts/make-prompts.sh            # every prompt
+#   ./prompts/make-prompts.sh welcome    # only the ones named
 set -eu
 cd "$(dirname "$0")"
 
@@ -14,13 +16,32 @@ say() { # lang voice name text
     rm "$1/$3.raw.wav"
 }
 
-say fr fr greeting "Bonjour, vous êtes bien au soutien technique. Après le signal, décrivez votre problème, puis raccrochez ou appuyez sur le dièse."
-say en en-us greeting "Hello, you have reached technical support. After the tone, describe your problem, then hang up or press the pound key."
-
-set -- zéro un deux trois quatre cinq six sept huit neuf
-i=0; for w in "$@"; do say fr fr "digit-$i" "$w"; i=$((i + 1)); done
-set -- zero one two three four five six seven eight nine
-i=0; for w in "$@"; do say en en-us "digit-$i" "$w"; i=$((i + 1)); done
+# name<TAB>lang<TAB>text, one per line, from the manifest (then digits and numbers).
+python3 - "$@" > prompts.tsv <<'PY'
+import sys, tomllib
+only = set(sys.argv[1:])
+manifest = tomllib.load(open("manifest.toml", "rb"))
+words = {
+    "fr": "zéro un deux trois quatre cinq six sept huit neuf".split(),
+    "en": "zero one two three four five six seven eight nine".split(),
+}
+for name, texts in manifest.items():
+    for lang in ("fr", "en"):
+        if not only or name in only:
+            print(f"{name}\t{lang}\t{texts[lang]}")
+for lang in ("fr", "en"):
+    for i, w in enumerate(words[lang]):
+        if not only or f"digit-{i}" in only:
+            print(f"digit-{i}\t{lang}\t{w}")
+    for n in range(60):
+        if not only or f"number-{n}" in only:
+            print(f"number-{n}\t{lang}\t{n}")
+PY
+while IFS="$(printf '\t')" read -r name lang text; do
+    voice=fr; [ "$lang" = en ] && voice=en-us
+    say "$lang" "$voice" "$name" "$text"
+done < prompts.tsv
+rm prompts.tsv
 
 # The record tone: 1 kHz (not a DTMF frequency), 300 ms, -6 dBFS.
 for l in fr en; do sox -n -r 8000 -c 1 -b 16 -e signed-integer "$l/beep.wav" synth 0.3 sine 1000 gain -6; done
