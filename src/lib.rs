@@ -6,6 +6,7 @@
 
 pub mod call;
 pub mod config;
+pub mod config_issue;
 pub mod durable;
 pub mod engine;
 /// Entry points for the fuzz targets (`fuzz/`) and their regression test; not an API.

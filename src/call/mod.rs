@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::config::{ConfigIssue, KeySeg};
+use crate::config_issue::{ConfigIssue, KeySeg};
 use crate::media::{
     MediaEngine, MediaEvent, PlayOptions, PromptRef, RecordOptions, RecordingSummary,
 };

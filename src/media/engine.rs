@@ -2,248 +2,26 @@
 //! [`MediaSession`] (one call leg). Commands go to the leg's media thread over a channel plus an
 //! eventfd wake; events come back on a tokio channel for the call task to `select!` on.
 
-use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc as tmpsc, oneshot};
 
-use super::prompts::{PromptError, PromptRef, PromptSet};
+use super::health::{panic_message, ExitGuard, ShardState};
+use super::ports::PortPool;
+use super::prompts::{PromptRef, PromptSet};
 use super::shard::{Command, OpenCall, Shard, ShardCtx};
 use super::sys::Waker;
 use super::types::NegotiatedMedia;
+pub use super::types::{
+    CallStats, DigitSource, MediaBackend, MediaError, MediaEvent, MediaFailure, PlayOptions,
+    PlaybackId, RecordOptions, RecordingSummary,
+};
 use super::MediaConfig;
-
-#[derive(Debug, thiserror::Error)]
-pub enum MediaError {
-    #[error("media: bad rtp_ports \"{0}\"")]
-    BadPorts(String),
-    #[error("media: no free RTP port in the pool")]
-    NoPorts,
-    #[error("media: {0}")]
-    Prompts(#[from] PromptError),
-    #[error("media: unknown prompt \"{0}\"")]
-    UnknownPrompt(String),
-    #[error("media: the two legs are on different media threads; open the second with open_session_near")]
-    NotColocated,
-    #[error("media: the engine is shut down")]
-    Stopped,
-    #[error("media: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-/// Where a digit came from; the call flow treats all three alike.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DigitSource {
-    Rfc4733,
-    InBand,
-    SipInfo,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PlaybackId(pub u64);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PlayOptions {
-    /// Stop at once when a digit arrives.
-    pub barge_in: bool,
-    /// Loop the playlist until stopped.
-    pub repeat: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecordOptions {
-    pub max_seconds: u32,
-    /// End the recording after this much silence following speech.
-    pub end_after_silence_ms: Option<u32>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordingSummary {
-    pub path: PathBuf,
-    /// Length of the audio received, before trimming.
-    pub duration_ms: u64,
-    pub speech_detected: bool,
-    /// Silence cut from the start and end of the saved file (original timing = these + file).
-    pub trimmed_start_ms: u64,
-    pub trimmed_end_ms: u64,
-    /// RTP packets from strangers dropped while recording (see [`CallStats::foreign_packets`]).
-    pub foreign_packets: u64,
-    /// Audio received but not saved because the recording writer was behind (its queue full:
-    /// the media thread never waits for the disk). Zero unless the disk stalled.
-    pub dropped_ms: u64,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum MediaEvent {
-    Digit {
-        digit: char,
-        source: DigitSource,
-    },
-    SpeechStarted,
-    SpeechEnded,
-    PlaybackFinished(PlaybackId),
-    RecordingFinished(RecordingSummary),
-    /// No RTP for `inactivity_timeout_secs` while the call is not on hold.
-    MediaTimeout,
-    /// The media thread hit a bug while serving this leg (a panic, contained to it, logged
-    /// with the call-id and counted in [`MediaEngine::contained_panics`]): the leg is closed,
-    /// nothing more will come; hang up. Other calls go on.
-    Failed,
-}
-
-/// A media thread that stopped while the engine runs (see [`MediaEngine::health`]).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("media thread media-{shard} stopped: {reason}")]
-pub struct MediaFailure {
-    pub shard: usize,
-    pub reason: String,
-}
-
-/// How a media thread receives its unbridged calls' RTP (see `[media] io_uring`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MediaBackend {
-    /// epoll, woken for each packet (the normal scheduler).
-    Epoll,
-    /// epoll, polled once per 5 ms tick (real-time priority without io_uring).
-    EpollPerTick,
-    /// io_uring, receives and sends batched per 5 ms tick.
-    IoUring,
-}
-
-/// What a media thread shares with the engine: written by the thread, read by `health` and
-/// `backends` (atomics; the lock only once the thread has died).
-#[derive(Default)]
-pub(crate) struct ShardState {
-    failed: AtomicBool,
-    reason: Mutex<Option<String>>,
-    backend: AtomicU8,
-    pub(crate) panics: AtomicU64,
-}
-
-impl ShardState {
-    pub(crate) fn set_backend(&self, b: MediaBackend) {
-        self.backend.store(b as u8, Ordering::Relaxed);
-    }
-
-    fn backend(&self) -> MediaBackend {
-        match self.backend.load(Ordering::Relaxed) {
-            x if x == MediaBackend::IoUring as u8 => MediaBackend::IoUring,
-            x if x == MediaBackend::EpollPerTick as u8 => MediaBackend::EpollPerTick,
-            _ => MediaBackend::Epoll,
-        }
-    }
-
-    pub(crate) fn fail(&self, reason: String) {
-        if let Ok(mut r) = self.reason.lock() {
-            r.get_or_insert(reason);
-        }
-        self.failed.store(true, Ordering::Release);
-    }
-}
-
-/// Set on the media thread's way out: a thread that ends other than by `shutdown` (a panic
-/// that escaped the per-call guards, an epoll failure) marks its shard failed.
-struct ExitGuard {
-    state: Arc<ShardState>,
-    clean: bool,
-}
-
-impl Drop for ExitGuard {
-    fn drop(&mut self) {
-        if !self.clean {
-            let why = if std::thread::panicking() {
-                "panicked"
-            } else {
-                "ended unexpectedly"
-            };
-            tracing::error!(reason = why, "media thread stopped: its calls are lost");
-            self.state.fail(why.into());
-        }
-    }
-}
-
-/// The text of a panic's payload.
-pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic".into())
-}
-
-/// Per-leg statistics at close, for the log and the ticket.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct CallStats {
-    pub duration_ms: u64,
-    pub packets_sent: u64,
-    pub packets_received: u64,
-    /// RFC 3550 cumulative loss (negative with duplicates).
-    pub packets_lost: i64,
-    /// RFC 3550 interarrival jitter.
-    pub jitter_ms: f64,
-    /// Estimated MOS (E-model, no delay term).
-    pub mos: f64,
-    /// From the peer's last RTCP report about our stream.
-    pub peer_fraction_lost: Option<u8>,
-    pub peer_jitter_ms: Option<f64>,
-    /// RTP/RTCP packets dropped because of their source: before latching, from an address
-    /// that is neither the SDP's nor the signalling peer's (see
-    /// [`NegotiatedMedia::with_signalling_peer`]); after, from other than the latched peer.
-    /// Once latched, the RTP socket is connected to the peer and the kernel drops other
-    /// sources' RTP uncounted.
-    pub foreign_packets: u64,
-    pub malformed_packets: u64,
-}
-
-/// Even RTP ports of `[media] rtp_ports`, least recently used first.
-pub struct PortPool {
-    free: VecDeque<u16>,
-}
-
-impl PortPool {
-    pub fn new(lo: u16, hi: u16) -> PortPool {
-        let first = lo + (lo & 1);
-        let free = (first..hi).step_by(2).collect();
-        PortPool { free }
-    }
-
-    pub fn len(&self) -> usize {
-        self.free.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.free.is_empty()
-    }
-
-    /// Bind an RTP/RTCP pair from the pool, skipping ports another process holds.
-    fn bind(&mut self, ip: IpAddr) -> Result<(u16, UdpSocket, UdpSocket), MediaError> {
-        for _ in 0..self.free.len() {
-            let Some(port) = self.free.pop_front() else {
-                break;
-            };
-            let rtp = UdpSocket::bind(SocketAddr::new(ip, port));
-            let rtcp = UdpSocket::bind(SocketAddr::new(ip, port + 1));
-            match (rtp, rtcp) {
-                (Ok(a), Ok(b)) => {
-                    a.set_nonblocking(true)?;
-                    b.set_nonblocking(true)?;
-                    super::sys::enable_rx_timestamps(std::os::fd::AsRawFd::as_raw_fd(&a));
-                    return Ok((port, a, b));
-                }
-                _ => self.free.push_back(port),
-            }
-        }
-        Err(MediaError::NoPorts)
-    }
-
-    pub fn release(&mut self, port: u16) {
-        self.free.push_back(port);
-    }
-}
 
 struct ShardHandle {
     state: Arc<ShardState>,
@@ -379,14 +157,7 @@ impl MediaEngine {
     /// load per thread): call it as often as wanted.
     pub fn health(&self) -> Result<(), MediaFailure> {
         for (shard, s) in self.inner.shards.iter().enumerate() {
-            if s.state.failed.load(Ordering::Acquire) {
-                let reason = s
-                    .state
-                    .reason
-                    .lock()
-                    .ok()
-                    .and_then(|r| r.clone())
-                    .unwrap_or_default();
+            if let Some(reason) = s.state.failure() {
                 return Err(MediaFailure { shard, reason });
             }
         }
@@ -617,6 +388,7 @@ impl Drop for MediaSession {
 
 #[cfg(test)]
 mod tests {
+    use std::net::UdpSocket;
     use std::time::Duration;
 
     use super::*;

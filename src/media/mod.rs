@@ -4,8 +4,10 @@
 pub mod dtmf;
 pub mod engine;
 pub mod g711;
+mod health;
 pub mod jitter;
 pub mod pacing;
+mod ports;
 pub mod prompts;
 pub mod recorder;
 pub mod rfc4733;
@@ -32,7 +34,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::config::{ConfigIssue, KeySeg};
+use crate::config_issue::{ConfigIssue, KeySeg};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

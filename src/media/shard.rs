@@ -13,13 +13,11 @@ use rtp_rs::RtpReader;
 use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
 use super::dtmf::DtmfDetector;
-use super::engine::{
-    panic_message, CallStats, DigitSource, MediaBackend, MediaEvent, PlayOptions, PlaybackId,
-    PortPool, RecordOptions, RecordingSummary, ShardState,
-};
 use super::g711;
+use super::health::{panic_message, ShardState};
 use super::jitter::{JitterBuffer, Out, Push, FRAME as MAX_FRAME};
 use super::pacing::{Pacer, RtpClock};
+use super::ports::PortPool;
 use super::prompts::{PromptId, PromptSet, FRAME};
 use super::rfc4733::{EventReceiver, TelephoneEvent};
 use super::rtcp;
@@ -27,6 +25,10 @@ use super::stats::{estimate_mos, RecvStats};
 use super::sys::{
     disconnect_udp, monotonic_ns, pin_to_nth_cpu, realtime_ns, set_realtime, Epoll, RecvBatch,
     Timer, Waker,
+};
+use super::types::{
+    CallStats, DigitSource, MediaBackend, MediaEvent, PlayOptions, PlaybackId, RecordOptions,
+    RecordingSummary,
 };
 use super::types::{Codec, MediaDirection, NegotiatedMedia};
 use super::uring::{Received, RecvKey, Uring};

@@ -15,9 +15,9 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendE
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::engine::{MediaEvent, RecordingSummary};
 use super::jitter::FRAME as MAX_FRAME;
 use super::recorder::Recorder;
+use super::types::{MediaEvent, RecordingSummary};
 
 /// Samples per chunk: 100 ms.
 pub const CHUNK: usize = 800;

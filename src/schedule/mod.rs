@@ -16,7 +16,7 @@ use chrono::{
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigIssue, KeySeg};
+use crate::config_issue::{ConfigIssue, KeySeg};
 pub use holidays::{Calendar, ObservedRule};
 pub use sla::{Due, SlaConfig};
 

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::Schedule;
-use crate::config::{ConfigIssue, KeySeg};
+use crate::config_issue::{ConfigIssue, KeySeg};
 use crate::triage::Severity;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::config::{ConfigIssue, KeySeg};
+use crate::config_issue::{ConfigIssue, KeySeg};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -28,7 +28,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::config::{ConfigIssue, KeySeg};
+use crate::config_issue::{ConfigIssue, KeySeg};
 
 pub use accounts::{Account, AccountRef, Contact, ContactRole};
 pub use pages::{NewPage, PageJob, PageOutcome, PageState};

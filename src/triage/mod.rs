@@ -11,7 +11,7 @@ use std::str::FromStr;
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigIssue, KeySeg};
+use crate::config_issue::{ConfigIssue, KeySeg};
 
 /// The default rules, compiled in so triage works without a file.
 pub const DEFAULT_RULES: &str = include_str!("../../config/triage-rules.toml");
