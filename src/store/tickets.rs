@@ -312,6 +312,22 @@ impl Store {
         Ok(created_ticket(id, number, t))
     }
 
+    /// The ticket opened for the voicemail recorded at `path`, if there is one (the intake
+    /// asks before creating, so a voicemail re-submitted after a crash is not ticketed twice).
+    pub async fn ticket_for_voicemail(&self, path: &str) -> Result<Option<Ticket>, StoreError> {
+        let sql = format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets t LEFT JOIN accounts a ON a.id = t.account_id \
+             WHERE t.voicemail_path = $1 ORDER BY t.id LIMIT 1"
+        );
+        on_read!(&self.db, pool => {
+            let row = sqlx::query(&sql).bind(path).fetch_optional(pool).await?;
+            match row {
+                Some(r) => Ok(Some(ticket_from_row!(&r))),
+                None => Ok(None),
+            }
+        })
+    }
+
     /// The ticket with tracking number `number`.
     pub async fn ticket(&self, number: &str) -> Result<Ticket, StoreError> {
         let sql = format!(
