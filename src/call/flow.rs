@@ -1300,3 +1300,1292 @@ fn status_items(v: &TicketStatusView) -> Vec<PromptItem> {
     }
     items
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    const TRACKING: &str = "48210937";
+
+    fn ctx() -> CallContext {
+        CallContext {
+            caller: Some("+15149073400".into()),
+            entry: Entry::Main,
+            account_language: None,
+            support_open: true,
+            departments_open: true,
+            announcement: None,
+            in_maintenance: false,
+            targets: CallbackTargets::default(),
+        }
+    }
+
+    fn after_hours() -> CallContext {
+        CallContext {
+            support_open: false,
+            departments_open: false,
+            ..ctx()
+        }
+    }
+
+    fn hidden() -> CallContext {
+        CallContext {
+            caller: Some("anonymous".into()),
+            ..after_hours()
+        }
+    }
+
+    fn cfg() -> FlowConfig {
+        FlowConfig {
+            support_group: vec![
+                "sip:tech-a@support.test".into(),
+                "sip:tech-b@support.test".into(),
+            ],
+            departments: Departments {
+                sales: Some("sip:sales@pbx.test".into()),
+                orders: Some("sip:orders@pbx.test".into()),
+                billing: Some("sip:billing@pbx.test".into()),
+                porting: None,
+            },
+            ..FlowConfig::default()
+        }
+    }
+
+    /// Drives one flow with synthetic time and keeps every action it emitted.
+    struct H {
+        flow: IvrFlow,
+        now: Instant,
+        log: Vec<FlowAction>,
+    }
+
+    impl H {
+        fn with(ctx: CallContext, config: FlowConfig) -> (H, Vec<String>) {
+            let mut h = H {
+                flow: IvrFlow::new(ctx, config),
+                now: Instant::now(),
+                log: Vec::new(),
+            };
+            h.flow.start(h.now);
+            let first = h.drain();
+            (h, first)
+        }
+
+        fn new(ctx: CallContext) -> (H, Vec<String>) {
+            H::with(ctx, cfg())
+        }
+
+        fn drain(&mut self) -> Vec<String> {
+            let mut out = Vec::new();
+            while let Some(a) = self.flow.poll_action() {
+                out.extend(label(&a));
+                self.log.push(a);
+            }
+            out
+        }
+
+        fn key(&mut self, k: char) -> Vec<String> {
+            self.flow.handle_key(self.now, k);
+            self.drain()
+        }
+
+        fn keys(&mut self, ks: &str) -> Vec<String> {
+            ks.chars().flat_map(|k| self.key(k)).collect()
+        }
+
+        fn done(&mut self) -> Vec<String> {
+            self.flow.handle_prompt_finished(self.now);
+            self.drain()
+        }
+
+        /// Lets time pass, firing the flow's timer if it falls due.
+        fn advance(&mut self, d: Duration) -> Vec<String> {
+            self.now += d;
+            if self.flow.poll_timeout().is_some_and(|t| t <= self.now) {
+                self.flow.handle_timeout(self.now);
+            }
+            self.drain()
+        }
+
+        /// Jumps to the flow's deadline and fires it.
+        fn expire(&mut self) -> Vec<String> {
+            let t = self.flow.poll_timeout().expect("a deadline");
+            assert!(t > self.now, "deadline in the past");
+            self.now = t;
+            self.flow.handle_timeout(self.now);
+            self.drain()
+        }
+
+        fn wait_left(&self) -> Duration {
+            self.flow.poll_timeout().expect("a deadline") - self.now
+        }
+
+        fn hang_up(&mut self) -> Vec<String> {
+            self.flow.handle_caller_hung_up(self.now);
+            self.drain()
+        }
+
+        fn recorded(&mut self, secs: f32, ended_by: RecordingEnd) -> Vec<String> {
+            self.flow.handle_recording_finished(
+                self.now,
+                RecordingOutcome {
+                    seconds: secs,
+                    speech_detected: true,
+                    ended_by,
+                },
+            );
+            self.drain()
+        }
+
+        fn ticket(&mut self, tracking: &str) -> Vec<String> {
+            self.flow.handle_ticket_created(self.now, tracking.into());
+            self.drain()
+        }
+
+        fn last_play(&self) -> (Lang, bool) {
+            self.log
+                .iter()
+                .rev()
+                .find_map(|a| match a {
+                    FlowAction::Play { lang, barge_in, .. } => Some((*lang, *barge_in)),
+                    _ => None,
+                })
+                .expect("a play")
+        }
+
+        fn pending(&self) -> PendingVoicemail {
+            self.log
+                .iter()
+                .find_map(|a| match a {
+                    FlowAction::PersistPendingVoicemail(p) => Some(p.clone()),
+                    _ => None,
+                })
+                .expect("a pending voicemail")
+        }
+
+        fn tickets(&self) -> Vec<VoicemailTicketRequest> {
+            self.log
+                .iter()
+                .filter_map(|a| match a {
+                    FlowAction::CreateTicket(t) => Some(t.clone()),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn assert_over(&self) {
+            assert!(self.flow.is_finished());
+            assert_eq!(self.flow.poll_timeout(), None);
+        }
+    }
+
+    fn label(a: &FlowAction) -> Vec<String> {
+        match a {
+            FlowAction::Play { items, .. } => items
+                .iter()
+                .map(|i| match i {
+                    PromptItem::Prompt(n) => n.to_string(),
+                    PromptItem::PromptIn(l, n) => format!("{l}/{n}"),
+                    PromptItem::Digits(d) => format!("digits:{d}"),
+                    PromptItem::Number(n) => format!("number-{n}"),
+                    PromptItem::Announcement(l) => format!("announcement:{l}"),
+                    PromptItem::Time { hour, minute } => format!("time:{hour}:{minute:02}"),
+                })
+                .collect(),
+            FlowAction::StopPlayback => vec!["STOP".into()],
+            FlowAction::StartRecording { max_secs } => vec![format!("RECORD:{max_secs}")],
+            FlowAction::StopRecording => vec!["STOP-RECORDING".into()],
+            FlowAction::Bridge { targets, ring_secs } => {
+                vec![format!("BRIDGE:{}:{ring_secs}", targets.join(","))]
+            }
+            FlowAction::CancelBridge => vec!["CANCEL-BRIDGE".into()],
+            FlowAction::PersistPendingVoicemail(_) => vec!["PERSIST".into()],
+            FlowAction::CreateTicket(_) => vec!["TICKET".into()],
+            FlowAction::LookupTicket { tracking, .. } => vec![format!("LOOKUP:{tracking}")],
+            FlowAction::Hangup => vec!["HANGUP".into()],
+        }
+    }
+
+    fn l(xs: &[&str]) -> Vec<String> {
+        xs.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    const CONFIRM: &[&str] = &["callback-confirm", "digits:5149073400", "callback-or-other"];
+
+    fn with(prefix: &[&str], rest: &[&str]) -> Vec<String> {
+        l(prefix).into_iter().chain(l(rest)).collect()
+    }
+
+    /// Main entry, French, at the main menu (prompt heard).
+    fn at_main_menu(ctx: CallContext) -> H {
+        let (mut h, first) = H::new(ctx);
+        assert_eq!(first, l(&["fr/language-choice", "en/language-choice"]));
+        h.done();
+        assert_eq!(h.key('1'), l(&["welcome", "main-menu"]));
+        h.done();
+        h
+    }
+
+    /// After hours, at the after-hours menu (prompt heard).
+    fn at_after_hours_menu(ctx: CallContext) -> H {
+        let mut h = at_main_menu(ctx);
+        assert_eq!(h.key('2'), l(&["after-hours-menu"]));
+        h.done();
+        h
+    }
+
+    /// Recording the message, the caller's ID confirmed as callback number.
+    fn recording_s1() -> H {
+        let mut h = at_after_hours_menu(after_hours());
+        assert_eq!(h.key('1'), l(CONFIRM));
+        h.done();
+        assert_eq!(h.key('1'), l(&["PERSIST", "message-instructions", "beep"]));
+        assert_eq!(h.done(), l(&["RECORD:180"]));
+        h
+    }
+
+    // Every scenario is a test, and the manifest test walks them all again collecting prompts.
+    macro_rules! scenarios {
+        ($(fn $name:ident() -> H $body:block)*) => {
+            mod scenario {
+                use super::*;
+                $(pub fn $name() -> H $body)*
+                pub const ALL: &[fn() -> H] = &[$($name),*];
+            }
+            $(#[test] fn $name() { scenario::$name(); })*
+        };
+    }
+
+    scenarios! {
+        fn language_1_is_french_after_the_prompt() -> H {
+            let h = at_main_menu(ctx());
+            assert_eq!(h.flow.lang(), Lang::Fr);
+            assert_eq!(h.last_play(), (Lang::Fr, true));
+            h
+        }
+
+        fn language_9_barges_in_and_is_english() -> H {
+            let (mut h, _) = H::new(ctx());
+            assert_eq!(h.key('9'), l(&["STOP", "welcome", "main-menu"]));
+            assert_eq!(h.flow.lang(), Lang::En);
+            assert_eq!(h.last_play(), (Lang::En, true));
+            h
+        }
+
+        fn language_timeout_is_french() -> H {
+            let (mut h, _) = H::new(ctx());
+            h.done();
+            assert_eq!(h.wait_left(), secs(5));
+            assert!(h.advance(Duration::from_millis(4999)).is_empty());
+            assert_eq!(h.advance(Duration::from_millis(1)), l(&["welcome", "main-menu"]));
+            assert_eq!(h.flow.lang(), Lang::Fr);
+            h
+        }
+
+        fn another_key_at_the_language_choice_is_french() -> H {
+            let (mut h, _) = H::new(ctx());
+            h.done();
+            assert_eq!(h.key('2'), l(&["welcome", "main-menu"]));
+            assert_eq!(h.flow.lang(), Lang::Fr);
+            h
+        }
+
+        fn incident_and_maintenance_play_before_the_menu() -> H {
+            let c = CallContext {
+                announcement: Some(AnnouncementPhase::Identified),
+                in_maintenance: true,
+                ..ctx()
+            };
+            let (mut h, _) = H::new(c);
+            assert_eq!(
+                h.key('9'),
+                l(&[
+                    "STOP",
+                    "welcome",
+                    "incident-identified",
+                    "announcement:en",
+                    "maintenance-notice",
+                    "main-menu",
+                ])
+            );
+            // A key during the announcement is the menu choice.
+            assert_eq!(h.key('2'), l(&["STOP", "support-connecting"]));
+            h
+        }
+
+        fn every_announcement_phase_has_its_prompt() -> H {
+            let mut last = None;
+            for (phase, name) in [
+                (AnnouncementPhase::Investigating, "incident-investigating"),
+                (AnnouncementPhase::Monitoring, "incident-monitoring"),
+            ] {
+                let (mut h, _) = H::new(CallContext { announcement: Some(phase), ..ctx() });
+                h.done();
+                assert_eq!(h.key('1'), l(&["welcome", name, "announcement:fr", "main-menu"]));
+                last = Some(h);
+            }
+            last.unwrap()
+        }
+
+        fn sales_transfers_in_business_hours() -> H {
+            let mut h = at_main_menu(ctx());
+            assert_eq!(h.key('1'), l(&["transfer"]));
+            assert_eq!(h.last_play(), (Lang::Fr, false));
+            assert_eq!(h.done(), l(&["BRIDGE:sip:sales@pbx.test:240"]));
+            h.flow.handle_bridge_answered(h.now);
+            assert!(h.flow.is_connected());
+            assert_eq!(h.flow.poll_timeout(), None);
+            // Keys are the bridge's now.
+            assert!(h.keys("123#").is_empty());
+            assert!(h.hang_up().is_empty());
+            h.assert_over();
+            h
+        }
+
+        fn departments_are_closed_after_hours() -> H {
+            let mut h = at_main_menu(after_hours());
+            for k in ['1', '3', '4', '5'] {
+                assert_eq!(h.key(k), l(&["department-closed", "main-menu"]));
+                h.done();
+            }
+            h
+        }
+
+        fn a_department_without_a_uri_says_when_it_is_open() -> H {
+            let mut h = at_main_menu(ctx());
+            assert_eq!(h.key('5'), l(&["department-closed", "main-menu"]));
+            h
+        }
+
+        fn a_department_nobody_answers_returns_to_the_menu() -> H {
+            let mut h = at_main_menu(ctx());
+            h.key('3');
+            h.done();
+            h.flow.handle_bridge_failed(h.now);
+            assert_eq!(h.drain(), l(&["main-menu"]));
+            h.done();
+            h.key('4');
+            h.done();
+            assert_eq!(h.wait_left(), secs(245));
+            assert_eq!(h.expire(), l(&["CANCEL-BRIDGE", "main-menu"]));
+            h
+        }
+
+        fn hours_and_repeat_keep_the_menu() -> H {
+            let mut h = at_main_menu(ctx());
+            assert_eq!(h.key('8'), l(&["hours-and-contacts", "main-menu"]));
+            assert_eq!(h.key('9'), l(&["STOP", "main-menu"]));
+            h.done();
+            assert_eq!(h.key('9'), l(&["main-menu"]));
+            h
+        }
+
+        fn invalid_or_no_input_twice_then_support() -> H {
+            let mut h = at_main_menu(ctx());
+            assert_eq!(h.key('7'), l(&["invalid-choice", "main-menu"]));
+            h.done();
+            assert_eq!(h.wait_left(), secs(6));
+            assert_eq!(h.expire(), l(&["no-input", "main-menu"]));
+            h.done();
+            assert_eq!(h.key('#'), l(&["support-connecting"]));
+            h
+        }
+
+        fn no_input_at_all_reaches_the_after_hours_menu() -> H {
+            let mut h = at_main_menu(after_hours());
+            assert_eq!(h.expire(), l(&["no-input", "main-menu"]));
+            h.done();
+            assert_eq!(h.expire(), l(&["no-input", "main-menu"]));
+            h.done();
+            assert_eq!(h.expire(), l(&["after-hours-menu"]));
+            h
+        }
+
+        fn support_answered_in_business_hours() -> H {
+            let mut h = at_main_menu(ctx());
+            assert_eq!(h.key('2'), l(&["support-connecting"]));
+            // Not barge-in: a key does not cut "connecting you".
+            assert!(h.key('5').is_empty());
+            assert_eq!(
+                h.done(),
+                l(&["BRIDGE:sip:tech-a@support.test,sip:tech-b@support.test:240"])
+            );
+            h.flow.handle_bridge_answered(h.now);
+            assert!(h.flow.is_connected());
+            assert!(h.hang_up().is_empty());
+            h.assert_over();
+            h
+        }
+
+        fn nobody_answers_support_then_voicemail_in_hours() -> H {
+            let mut h = at_main_menu(ctx());
+            h.key('2');
+            h.done();
+            h.flow.handle_bridge_failed(h.now);
+            assert_eq!(h.drain(), with(&["support-unavailable"], CONFIRM));
+            assert_eq!(h.key('1'), l(&["STOP", "PERSIST", "message-instructions", "beep"]));
+            let p = h.pending();
+            assert_eq!(p.keypress_severity, None);
+            assert!(p.business_hours);
+            assert_eq!(p.callback.as_ref().map(|c| c.e164()), Some("+15149073400".into()));
+            assert_eq!(p.answers.get("main_menu").map(String::as_str), Some("2"));
+            assert_eq!(h.done(), l(&["RECORD:180"]));
+            assert_eq!(h.key('#'), l(&["STOP-RECORDING"]));
+            assert_eq!(h.recorded(42.5, RecordingEnd::Pound), l(&["TICKET", "message-saved"]));
+            let t = h.tickets();
+            assert_eq!(t.len(), 1);
+            assert_eq!(t[0].pending, p);
+            assert_eq!(t[0].recording.unwrap().seconds, 42.5);
+            h.done();
+            assert_eq!(
+                h.ticket(TRACKING),
+                l(&["tracking-number-is", "digits:48210937", "callback-asap", "repeat-or-goodbye"])
+            );
+            h.done();
+            assert_eq!(h.expire(), l(&["goodbye"]));
+            assert_eq!(h.done(), l(&["HANGUP"]));
+            h.assert_over();
+            h
+        }
+
+        fn support_ring_timeout_cancels_and_goes_to_voicemail() -> H {
+            let mut h = at_main_menu(CallContext { caller: None, ..ctx() });
+            h.key('2');
+            h.done();
+            assert!(h.advance(secs(244)).is_empty());
+            assert_eq!(
+                h.advance(secs(1)),
+                l(&["CANCEL-BRIDGE", "support-unavailable", "callback-enter"])
+            );
+            h
+        }
+
+        fn no_support_group_goes_straight_to_voicemail() -> H {
+            let (mut h, _) = H::with(ctx(), FlowConfig { support_group: vec![], ..cfg() });
+            h.key('1');
+            assert_eq!(h.key('2'), with(&["STOP", "support-unavailable"], CONFIRM));
+            h
+        }
+
+        fn after_hours_s1_tells_the_30_minute_target() -> H {
+            let mut h = recording_s1();
+            let p = h.pending();
+            assert_eq!(p.keypress_severity, Some(Severity::S1));
+            assert!(!p.business_hours);
+            assert_eq!(p.language, Lang::Fr);
+            // Other keys do not end the message; '#' does.
+            assert!(h.keys("12").is_empty());
+            assert_eq!(h.key('#'), l(&["STOP-RECORDING"]));
+            assert!(h.key('#').is_empty());
+            h.recorded(30.0, RecordingEnd::Pound);
+            h.done();
+            let readback = l(&[
+                "tracking-number-is",
+                "digits:48210937",
+                "callback-within",
+                "number-30",
+                "minutes",
+                "repeat-or-goodbye",
+            ]);
+            assert_eq!(h.ticket(TRACKING), readback);
+            assert_eq!(h.last_play(), (Lang::Fr, false));
+            // A stray key does not cut the tracking number; 9 restarts it.
+            assert!(h.key('5').is_empty());
+            assert_eq!(h.key('9'), with(&["STOP"], &readback.iter().map(String::as_str).collect::<Vec<_>>()));
+            h.done();
+            assert_eq!(h.key('9'), readback);
+            h.done();
+            assert_eq!(h.key('1'), l(&["goodbye"]));
+            assert!(h.key('9').is_empty());
+            assert_eq!(h.done(), l(&["HANGUP"]));
+            h.assert_over();
+            h
+        }
+
+        fn after_hours_s2_in_english_tells_one_hour() -> H {
+            let (mut h, _) = H::new(after_hours());
+            h.key('9');
+            h.key('2');
+            assert_eq!(h.key('2'), with(&["STOP"], CONFIRM));
+            assert_eq!(h.last_play(), (Lang::En, true));
+            h.key('1');
+            h.done();
+            h.recorded(12.0, RecordingEnd::Silence);
+            let p = h.pending();
+            assert_eq!((p.keypress_severity, p.language), (Some(Severity::S2), Lang::En));
+            h.done();
+            let heard = h.ticket(TRACKING);
+            assert_eq!(heard[2..5], l(&["callback-within", "number-1", "hours"]));
+            h
+        }
+
+        fn after_hours_other_leaves_an_s3_message_for_the_next_business_day() -> H {
+            let mut h = at_after_hours_menu(after_hours());
+            assert_eq!(h.key('3'), l(&["after-hours-other"]));
+            h.done();
+            assert_eq!(h.key('1'), l(CONFIRM));
+            h.done();
+            h.key('1');
+            assert_eq!(h.pending().keypress_severity, Some(Severity::S3));
+            h.done();
+            h.recorded(8.0, RecordingEnd::Silence);
+            h.done();
+            assert_eq!(
+                h.ticket(TRACKING),
+                l(&[
+                    "tracking-number-is",
+                    "digits:48210937",
+                    "callback-next-business-day",
+                    "repeat-or-goodbye",
+                ])
+            );
+            h
+        }
+
+        fn after_hours_other_without_a_choice_says_goodbye() -> H {
+            let mut h = at_after_hours_menu(after_hours());
+            h.key('3');
+            h.done();
+            assert_eq!(h.expire(), l(&["goodbye"]));
+            assert_eq!(h.done(), l(&["HANGUP"]));
+            h.assert_over();
+            let mut h = at_after_hours_menu(after_hours());
+            h.key('3');
+            assert_eq!(h.key('2'), l(&["STOP", "goodbye"]));
+            assert!(h.tickets().is_empty());
+            h
+        }
+
+        fn after_hours_menu_failures_still_take_the_message() -> H {
+            let mut h = at_after_hours_menu(after_hours());
+            assert_eq!(h.key('7'), l(&["invalid-choice", "after-hours-menu"]));
+            h.done();
+            assert_eq!(h.expire(), l(&["no-input", "after-hours-menu"]));
+            h.done();
+            assert_eq!(h.expire(), l(CONFIRM));
+            h.done();
+            h.key('1');
+            let p = h.pending();
+            assert_eq!(p.keypress_severity, None);
+            h.done();
+            h.recorded(5.0, RecordingEnd::Pound);
+            h.done();
+            assert_eq!(h.ticket(TRACKING)[2], "callback-asap");
+            h
+        }
+
+        fn a_900_number_is_refused_as_callback() -> H {
+            let mut h = at_after_hours_menu(hidden());
+            assert_eq!(h.key('1'), l(&["callback-enter"]));
+            h.done();
+            assert_eq!(h.keys("9005551234#"), l(&["callback-refused", "callback-enter"]));
+            // The next number barges in.
+            assert_eq!(
+                h.keys("5149073400*12#"),
+                l(&["STOP", "PERSIST", "message-instructions", "beep"])
+            );
+            let p = h.pending();
+            assert_eq!(p.callback.unwrap().to_string(), "+15149073400;ext=12");
+            assert_eq!(p.caller.as_deref(), Some("anonymous"));
+            assert_eq!(p.answers.get("callback_refused").map(String::as_str), Some("9005551234"));
+            h
+        }
+
+        fn a_malformed_number_is_invalid_and_a_pause_ends_a_number() -> H {
+            let mut h = at_after_hours_menu(hidden());
+            h.key('2');
+            h.done();
+            assert_eq!(h.keys("12345#"), l(&["callback-invalid", "callback-enter"]));
+            h.done();
+            assert_eq!(h.expire(), l(&["no-input", "callback-enter"]));
+            h.done();
+            assert!(h.keys("418555123").is_empty());
+            assert!(h.advance(secs(5)).is_empty());
+            assert!(h.keys("4").is_empty());
+            assert_eq!(h.wait_left(), secs(6));
+            assert_eq!(h.expire(), l(&["PERSIST", "message-instructions", "beep"]));
+            assert_eq!(h.pending().callback.unwrap().e164(), "+14185551234");
+            h
+        }
+
+        fn three_bad_numbers_proceed_without_a_callback_number() -> H {
+            let mut h = at_after_hours_menu(hidden());
+            h.key('1');
+            h.keys("0#");
+            h.keys("911#");
+            assert_eq!(h.keys("2125551234#"), l(&["STOP", "PERSIST", "message-instructions", "beep"]));
+            let p = h.pending();
+            assert_eq!(p.callback, None);
+            assert_eq!(p.keypress_severity, Some(Severity::S1));
+            assert_eq!(p.answers.get("callback").map(String::as_str), Some("none"));
+            h
+        }
+
+        fn another_number_then_three_failures_falls_back_to_the_caller_id() -> H {
+            let mut h = at_after_hours_menu(after_hours());
+            h.key('1');
+            assert_eq!(h.key('2'), l(&["STOP", "callback-enter"]));
+            h.done();
+            h.expire();
+            h.done();
+            h.expire();
+            h.done();
+            assert_eq!(h.expire(), l(&["PERSIST", "message-instructions", "beep"]));
+            assert_eq!(h.pending().callback.unwrap().e164(), "+15149073400");
+            h
+        }
+
+        fn the_confirmation_reprompts_then_takes_the_caller_id() -> H {
+            let mut h = at_after_hours_menu(after_hours());
+            h.key('1');
+            h.done();
+            assert_eq!(h.key('5'), with(&["invalid-choice"], CONFIRM));
+            h.done();
+            assert_eq!(h.expire(), with(&["no-input"], CONFIRM));
+            h.done();
+            assert_eq!(h.expire(), l(&["PERSIST", "message-instructions", "beep"]));
+            assert!(h.pending().callback.is_some());
+            h
+        }
+
+        fn a_key_during_the_instructions_skips_to_the_tone() -> H {
+            let mut h = at_after_hours_menu(after_hours());
+            h.key('1');
+            h.done();
+            h.key('1');
+            assert_eq!(h.key('5'), l(&["STOP", "beep"]));
+            assert!(h.key('5').is_empty());
+            assert_eq!(h.done(), l(&["RECORD:180"]));
+            h
+        }
+
+        fn short_code_611_goes_straight_to_support_in_the_account_language() -> H {
+            let c = CallContext {
+                entry: Entry::ShortCode611,
+                account_language: Some(Lang::En),
+                ..ctx()
+            };
+            let (mut h, first) = H::new(c);
+            assert_eq!(first, l(&["support-connecting"]));
+            assert_eq!(h.last_play(), (Lang::En, false));
+            assert_eq!(
+                h.done(),
+                l(&["BRIDGE:sip:tech-a@support.test,sip:tech-b@support.test:240"])
+            );
+            h
+        }
+
+        fn short_code_611_after_hours_hears_the_notices_then_the_emergency_menu() -> H {
+            let c = CallContext {
+                entry: Entry::ShortCode611,
+                announcement: Some(AnnouncementPhase::Investigating),
+                ..after_hours()
+            };
+            let (h, first) = H::new(c);
+            assert_eq!(
+                first,
+                l(&["incident-investigating", "announcement:fr", "after-hours-menu"])
+            );
+            assert_eq!(h.flow.lang(), Lang::Fr);
+            h
+        }
+
+        fn hang_up_mid_message_still_creates_the_ticket() -> H {
+            let mut h = recording_s1();
+            h.advance(secs(20));
+            assert_eq!(h.hang_up(), l(&["STOP-RECORDING"]));
+            assert!(!h.flow.is_finished());
+            assert_eq!(h.recorded(20.0, RecordingEnd::HangUp), l(&["TICKET"]));
+            h.assert_over();
+            let t = h.tickets();
+            assert_eq!(t[0].recording.unwrap().ended_by, RecordingEnd::HangUp);
+            assert_eq!(t[0].pending.keypress_severity, Some(Severity::S1));
+            h
+        }
+
+        fn a_recording_ended_by_hang_up_creates_the_ticket() -> H {
+            let mut h = recording_s1();
+            assert_eq!(h.recorded(3.0, RecordingEnd::HangUp), l(&["TICKET"]));
+            h.assert_over();
+            assert!(h.hang_up().is_empty());
+            h
+        }
+
+        fn hang_up_before_the_tone_keeps_the_emergency() -> H {
+            let mut h = at_after_hours_menu(after_hours());
+            h.key('1');
+            h.key('1');
+            assert_eq!(h.hang_up(), l(&["TICKET"]));
+            let t = h.tickets();
+            assert_eq!(t[0].recording, None);
+            assert_eq!(t[0].pending.keypress_severity, Some(Severity::S1));
+            h.assert_over();
+            h
+        }
+
+        fn a_recording_never_reported_after_hang_up_is_left_to_recovery() -> H {
+            let mut h = recording_s1();
+            h.hang_up();
+            assert_eq!(h.wait_left(), secs(10));
+            assert!(h.expire().is_empty());
+            h.assert_over();
+            assert!(h.tickets().is_empty());
+            h
+        }
+
+        fn the_longest_message_is_stopped_and_kept() -> H {
+            let mut h = recording_s1();
+            assert_eq!(h.wait_left(), secs(190));
+            assert_eq!(h.expire(), l(&["STOP-RECORDING"]));
+            assert_eq!(h.recorded(180.0, RecordingEnd::MaxLength), l(&["TICKET", "message-saved"]));
+            h
+        }
+
+        fn a_recording_never_reported_is_a_technical_difficulty() -> H {
+            let mut h = recording_s1();
+            h.key('#');
+            assert_eq!(h.expire(), l(&["technical-difficulty", "goodbye"]));
+            // The late report changes nothing.
+            assert!(h.recorded(1.0, RecordingEnd::Pound).is_empty());
+            assert_eq!(h.done(), l(&["HANGUP"]));
+            h
+        }
+
+        fn a_store_failure_after_the_message_says_it_is_kept() -> H {
+            let mut h = recording_s1();
+            h.key('#');
+            h.recorded(10.0, RecordingEnd::Pound);
+            // The store answers while "message saved" plays: it finishes first.
+            h.flow.handle_store_failed(h.now);
+            assert!(h.drain().is_empty());
+            assert_eq!(h.done(), l(&["technical-difficulty", "goodbye"]));
+            assert!(h.ticket(TRACKING).is_empty());
+            assert_eq!(h.done(), l(&["HANGUP"]));
+            h.assert_over();
+            h
+        }
+
+        fn a_silent_store_is_a_technical_difficulty() -> H {
+            let mut h = recording_s1();
+            h.key('#');
+            h.recorded(10.0, RecordingEnd::Pound);
+            h.done();
+            assert_eq!(h.wait_left(), secs(15));
+            assert_eq!(h.expire(), l(&["technical-difficulty", "goodbye"]));
+            h
+        }
+
+        fn a_ticket_created_during_message_saved_waits_for_it() -> H {
+            let mut h = recording_s1();
+            h.key('#');
+            h.recorded(10.0, RecordingEnd::Pound);
+            assert!(h.ticket(TRACKING).is_empty());
+            assert_eq!(h.done()[..2], l(&["tracking-number-is", "digits:48210937"]));
+            h
+        }
+
+        fn status_is_told_to_the_caller_then_the_menu() -> H {
+            let mut h = at_main_menu(ctx());
+            assert_eq!(h.key('*'), l(&["status-enter"]));
+            assert_eq!(h.keys("4821"), l(&["STOP"]));
+            assert_eq!(h.keys("0937#"), l(&["LOOKUP:48210937"]));
+            assert!(h.log.contains(&FlowAction::LookupTicket {
+                tracking: TRACKING.into(),
+                caller: Some("+15149073400".into()),
+            }));
+            h.flow.handle_ticket_status(
+                h.now,
+                Some(TicketStatusView {
+                    status: Status::Acknowledged,
+                    acknowledged_at: Some(ClockTime { hour: 14, minute: 14 }),
+                    callback_before: Some(ClockTime { hour: 14, minute: 44 }),
+                    caller_may_know: true,
+                }),
+            );
+            assert_eq!(
+                h.drain(),
+                l(&[
+                    "status-acknowledged-at",
+                    "time:14:14",
+                    "status-callback-before",
+                    "time:14:44",
+                    "main-menu",
+                ])
+            );
+            assert_eq!(h.key('2'), l(&["STOP", "support-connecting"]));
+            h
+        }
+
+        fn every_status_has_its_words() -> H {
+            let mut h = at_main_menu(ctx());
+            let cases = [
+                (Status::Open, None, Some(ClockTime { hour: 2, minute: 44 }), &["status-open", "status-callback-before", "time:2:44"][..]),
+                (Status::Paged, None, None, &["status-open"][..]),
+                (Status::Acknowledged, None, None, &["status-open"][..]),
+                (Status::CalledBack, None, None, &["status-called-back"][..]),
+                (Status::Resolved, None, None, &["status-resolved"][..]),
+                (Status::Cancelled, None, None, &["status-resolved"][..]),
+            ];
+            for (status, acknowledged_at, callback_before, words) in cases {
+                h.key('*');
+                h.keys("1#");
+                h.flow.handle_ticket_status(
+                    h.now,
+                    Some(TicketStatusView { status, acknowledged_at, callback_before, caller_may_know: true }),
+                );
+                assert_eq!(h.drain(), with(words, &["main-menu"]));
+            }
+            h
+        }
+
+        fn status_details_only_to_who_may_know() -> H {
+            let mut h = at_after_hours_menu(after_hours());
+            h.key('*');
+            h.keys("48210937#");
+            h.flow.handle_ticket_status(
+                h.now,
+                Some(TicketStatusView {
+                    status: Status::Open,
+                    acknowledged_at: None,
+                    callback_before: None,
+                    caller_may_know: false,
+                }),
+            );
+            assert_eq!(h.drain(), l(&["status-no-details", "after-hours-menu"]));
+            h.done();
+            assert_eq!(h.key('1'), l(CONFIRM));
+            h
+        }
+
+        fn three_status_misses_end_the_call() -> H {
+            let mut h = at_main_menu(ctx());
+            h.key('*');
+            h.keys("11111111#");
+            h.flow.handle_ticket_status(h.now, None);
+            assert_eq!(h.drain(), l(&["status-unknown", "status-enter"]));
+            assert_eq!(h.keys("12*#"), l(&["STOP", "status-unknown", "status-enter"]));
+            h.done();
+            h.keys("22222222#");
+            // The store does not answer: a miss too.
+            assert_eq!(h.wait_left(), secs(15));
+            assert_eq!(h.expire(), l(&["status-unknown", "goodbye"]));
+            assert_eq!(h.done(), l(&["HANGUP"]));
+            h.assert_over();
+            h
+        }
+
+        fn status_entry_timeouts_count_as_misses() -> H {
+            let mut h = at_main_menu(ctx());
+            h.key('*');
+            h.done();
+            assert_eq!(h.expire(), l(&["no-input", "status-enter"]));
+            h.done();
+            h.keys("48");
+            assert_eq!(h.expire(), l(&["LOOKUP:48"]));
+            h
+        }
+
+        fn a_lost_prompt_end_never_leaves_the_caller_in_silence() -> H {
+            let mut h = at_main_menu(ctx());
+            h.key('8');
+            assert_eq!(h.wait_left(), PLAYBACK_GUARD);
+            assert!(h.expire().is_empty());
+            assert_eq!(h.wait_left(), secs(6));
+            assert_eq!(h.expire(), l(&["no-input", "main-menu"]));
+            h
+        }
+
+        fn stale_and_late_inputs_change_nothing() -> H {
+            let mut h = at_main_menu(ctx());
+            h.flow.handle_prompt_finished(h.now);
+            h.flow.handle_bridge_answered(h.now);
+            h.flow.handle_bridge_failed(h.now);
+            h.flow.handle_ticket_created(h.now, "1".into());
+            h.flow.handle_store_failed(h.now);
+            h.flow.handle_ticket_status(h.now, None);
+            h.recorded(1.0, RecordingEnd::Pound);
+            h.flow.handle_timeout(h.now);
+            assert!(h.drain().is_empty());
+            assert!(!h.flow.is_connected());
+            assert!(h.keys("xé\u{0}").is_empty());
+            h.flow.start(h.now);
+            assert!(h.drain().is_empty());
+            h
+        }
+    }
+
+    #[test]
+    fn hang_up_at_every_step_ends_cleanly() {
+        type Step = fn(&mut H);
+        let steps: &[(&str, CallContext, Step, &[&str])] = &[
+            ("language", ctx(), |_| {}, &[]),
+            (
+                "language wait",
+                ctx(),
+                |h| {
+                    h.done();
+                },
+                &[],
+            ),
+            (
+                "main menu",
+                ctx(),
+                |h| {
+                    h.key('1');
+                },
+                &[],
+            ),
+            (
+                "transfer prompt",
+                ctx(),
+                |h| {
+                    h.key('1');
+                    h.key('1');
+                },
+                &[],
+            ),
+            (
+                "department ringing",
+                ctx(),
+                |h| {
+                    h.key('1');
+                    h.key('1');
+                    h.done();
+                },
+                &["CANCEL-BRIDGE"],
+            ),
+            (
+                "support ringing",
+                ctx(),
+                |h| {
+                    h.key('1');
+                    h.key('2');
+                    h.done();
+                },
+                &["CANCEL-BRIDGE"],
+            ),
+            (
+                "connected",
+                ctx(),
+                |h| {
+                    h.key('1');
+                    h.key('2');
+                    h.done();
+                    h.flow.handle_bridge_answered(h.now);
+                },
+                &[],
+            ),
+            (
+                "after-hours menu",
+                after_hours(),
+                |h| {
+                    h.key('1');
+                    h.key('2');
+                },
+                &[],
+            ),
+            (
+                "after-hours other",
+                after_hours(),
+                |h| {
+                    h.keys("123");
+                },
+                &[],
+            ),
+            (
+                "callback confirm",
+                after_hours(),
+                |h| {
+                    h.keys("121");
+                },
+                &[],
+            ),
+            (
+                "callback enter",
+                hidden(),
+                |h| {
+                    h.keys("12151");
+                },
+                &[],
+            ),
+            (
+                "message intro",
+                after_hours(),
+                |h| {
+                    h.keys("1211");
+                },
+                &["TICKET"],
+            ),
+            (
+                "awaiting the ticket",
+                after_hours(),
+                |h| {
+                    h.keys("1211");
+                    h.done();
+                    h.recorded(4.0, RecordingEnd::Silence);
+                },
+                &[],
+            ),
+            (
+                "readback",
+                after_hours(),
+                |h| {
+                    h.keys("1211");
+                    h.done();
+                    h.recorded(4.0, RecordingEnd::Silence);
+                    h.done();
+                    h.ticket(TRACKING);
+                },
+                &[],
+            ),
+            (
+                "status entry",
+                ctx(),
+                |h| {
+                    h.keys("1*4");
+                },
+                &[],
+            ),
+            (
+                "status lookup",
+                ctx(),
+                |h| {
+                    h.keys("1*4#");
+                },
+                &[],
+            ),
+            (
+                "goodbye",
+                after_hours(),
+                |h| {
+                    h.keys("123");
+                    h.done();
+                    h.expire();
+                },
+                &[],
+            ),
+        ];
+        for (name, c, walk, expected) in steps {
+            let (mut h, _) = H::new(c.clone());
+            walk(&mut h);
+            h.drain();
+            assert_eq!(h.hang_up(), l(expected), "{name}");
+            h.assert_over();
+            // Nothing after the end.
+            assert!(h.keys("129#*").is_empty(), "{name}");
+            h.flow.handle_prompt_finished(h.now);
+            h.flow.handle_timeout(h.now + secs(1000));
+            assert!(h.drain().is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_pending_voicemail_is_persisted_before_the_recording_starts() {
+        let h = recording_s1();
+        let persist = h
+            .log
+            .iter()
+            .position(|a| matches!(a, FlowAction::PersistPendingVoicemail(_)));
+        let record = h
+            .log
+            .iter()
+            .position(|a| matches!(a, FlowAction::StartRecording { .. }));
+        assert!(persist.unwrap() < record.unwrap());
+    }
+
+    #[test]
+    fn times_and_durations_are_said_with_manifest_words() {
+        let names = |lang, h, m| time_names(lang, h, m);
+        assert_eq!(names(Lang::Fr, 14, 14), ["number-14", "hours", "number-14"]);
+        assert_eq!(names(Lang::Fr, 9, 0), ["number-9", "hours"]);
+        assert_eq!(
+            names(Lang::En, 14, 5),
+            ["number-2", "digit-0", "number-5", "p-m"]
+        );
+        assert_eq!(names(Lang::En, 0, 30), ["number-12", "number-30", "a-m"]);
+        assert_eq!(names(Lang::En, 12, 0), ["number-12", "p-m"]);
+        assert_eq!(names(Lang::En, 200, 200), ["number-11", "number-59", "p-m"]);
+        let d = |m| duration_items(m);
+        assert_eq!(
+            d(30),
+            [PromptItem::Number(30), PromptItem::Prompt("minutes")]
+        );
+        assert_eq!(d(60), [PromptItem::Number(1), PromptItem::Prompt("hours")]);
+        assert_eq!(
+            d(90),
+            [
+                PromptItem::Number(1),
+                PromptItem::Prompt("hours"),
+                PromptItem::Number(30),
+                PromptItem::Prompt("minutes"),
+            ]
+        );
+        assert_eq!(d(0), [PromptItem::Number(0), PromptItem::Prompt("minutes")]);
+    }
+
+    #[test]
+    fn items_resolve_to_language_prompts() {
+        assert_eq!(
+            resolve_all(
+                Lang::En,
+                &[
+                    PromptItem::Prompt("goodbye"),
+                    PromptItem::PromptIn(Lang::Fr, "language-choice"),
+                    PromptItem::Digits("12".into()),
+                    PromptItem::Number(7),
+                    PromptItem::Announcement(Lang::En),
+                    PromptItem::Time { hour: 8, minute: 0 },
+                ]
+            ),
+            [
+                PromptRef::named("en/goodbye"),
+                PromptRef::named("fr/language-choice"),
+                PromptRef::digits("en", "12"),
+                PromptRef::named("en/number-7"),
+                PromptRef::named("en/announcement"),
+                PromptRef::named("en/number-8"),
+                PromptRef::named("en/a-m"),
+            ]
+        );
+    }
+
+    /// Random walks: no panic, and unless the call is over or bridged there is always a
+    /// deadline (the caller is never left in silence).
+    #[test]
+    fn random_calls_never_panic_nor_go_silent() {
+        let mut rng = StdRng::seed_from_u64(611);
+        let contexts = [
+            ctx(),
+            after_hours(),
+            hidden(),
+            CallContext {
+                entry: Entry::ShortCode611,
+                ..hidden()
+            },
+        ];
+        for _ in 0..2000 {
+            let (mut h, _) = H::new(contexts[rng.gen_range(0..contexts.len())].clone());
+            for _ in 0..60 {
+                match rng.gen_range(0..14) {
+                    0..=4 => {
+                        let k = b"0123456789*#A"[rng.gen_range(0..13)] as char;
+                        h.flow.handle_key(h.now, k);
+                    }
+                    5 | 6 => h.flow.handle_prompt_finished(h.now),
+                    7 => {
+                        if let Some(t) = h.flow.poll_timeout() {
+                            h.now = t;
+                            h.flow.handle_timeout(t);
+                        }
+                    }
+                    8 => h.flow.handle_bridge_failed(h.now),
+                    9 => {
+                        let ended_by = [
+                            RecordingEnd::Pound,
+                            RecordingEnd::Silence,
+                            RecordingEnd::MaxLength,
+                            RecordingEnd::HangUp,
+                        ][rng.gen_range(0..4)];
+                        h.flow.handle_recording_finished(
+                            h.now,
+                            RecordingOutcome {
+                                seconds: 1.0,
+                                speech_detected: false,
+                                ended_by,
+                            },
+                        );
+                    }
+                    10 => h.flow.handle_ticket_created(h.now, "12345678".into()),
+                    11 => h.flow.handle_store_failed(h.now),
+                    12 => h.flow.handle_ticket_status(h.now, None),
+                    _ => {
+                        if rng.gen_ratio(1, 8) {
+                            h.flow.handle_caller_hung_up(h.now)
+                        } else {
+                            h.flow.handle_bridge_answered(h.now)
+                        }
+                    }
+                }
+                h.drain();
+                if !(h.flow.is_finished() || h.flow.is_connected()) {
+                    assert!(
+                        h.flow.poll_timeout().is_some_and(|t| t > h.now - secs(1)),
+                        "silent: {:?}",
+                        h.flow.state
+                    );
+                }
+            }
+            // One ticket at most per call, and only after its pending record.
+            let tickets = h.tickets().len();
+            assert!(tickets <= 1);
+            if tickets == 1 {
+                h.pending();
+            }
+        }
+    }
+
+    /// Every prompt any scenario played is in the manifest (or generated: digits, numbers,
+    /// beep), in both languages.
+    #[test]
+    fn every_prompt_the_flow_plays_is_in_the_manifest() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/prompts/manifest.toml"
+        ))
+        .expect("prompts/manifest.toml");
+        let manifest: toml::Table = text.parse().expect("manifest parses");
+        let known = |name: &str| {
+            manifest.contains_key(name)
+                || name == "beep"
+                || name == "announcement"
+                || name
+                    .strip_prefix("digit-")
+                    .is_some_and(|n| n.len() == 1 && n.bytes().all(|b| b.is_ascii_digit()))
+                || name
+                    .strip_prefix("number-")
+                    .and_then(|n| n.parse::<u8>().ok())
+                    .is_some_and(|n| n < 60)
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for scenario in scenario::ALL {
+            let h = scenario();
+            for a in &h.log {
+                let FlowAction::Play { items, .. } = a else {
+                    continue;
+                };
+                for lang in [Lang::Fr, Lang::En] {
+                    for r in resolve_all(lang, items) {
+                        match r {
+                            PromptRef::Named(n) => {
+                                let (_, name) = n.split_once('/').expect("lang/name");
+                                assert!(known(name), "{n} is not in prompts/manifest.toml");
+                                seen.insert(name.to_string());
+                            }
+                            PromptRef::Digits { digits, .. } => {
+                                assert!(digits.bytes().all(|b| b.is_ascii_digit()), "{digits}")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // The walk covers the menus the flow has; a new prompt needs a scenario.
+        for name in [
+            "language-choice",
+            "main-menu",
+            "after-hours-menu",
+            "callback-refused",
+            "status-no-details",
+            "technical-difficulty",
+            "goodbye",
+            "beep",
+        ] {
+            assert!(seen.contains(name), "no scenario plays {name}");
+        }
+    }
+}
