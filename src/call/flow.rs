@@ -150,6 +150,8 @@ pub struct FlowConfig {
     pub key_timeout: Duration,
     /// SIP URIs rung together for support.
     pub support_group: Vec<String>,
+    /// How long support (and, lacking a setting of their own, a department) rings before the
+    /// flow gives up on it.
     pub support_ring_secs: u32,
     pub departments: Departments,
     pub max_message_secs: u32,
