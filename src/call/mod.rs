@@ -4,6 +4,8 @@
 //! what the caller says is recorded and the keys pressed are logged, until either side hangs up,
 //! the caller's RTP stops, `max_call_secs` passes, or the engine stops.
 
+pub mod callback;
+pub mod flow;
 pub mod voicemail;
 
 use std::net::{IpAddr, SocketAddr};
