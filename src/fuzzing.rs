@@ -155,7 +155,11 @@ impl Placeholders {
             Ok(Message::Response(r)) => {
                 self.set(b"[to_tag]", r.to().and_then(|t| t.tag().map(String::from)));
             }
-            Err(_) => {}
+            // The endpoint built it: a peer that cannot parse it would drop it.
+            Err(e) => panic!(
+                "the endpoint sent a message that does not parse ({e}): {:?}",
+                String::from_utf8_lossy(sent)
+            ),
         }
     }
 
