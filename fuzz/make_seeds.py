@@ -78,7 +78,39 @@ nbsp = ("OPTIONS sip:+15149073400@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP\u00a0127
 compact = ("OPTIONS sip:611@127.0.0.1 SIP/2.0\r\nv: SIP/2.0/TCP 127.0.0.1;branch=z9hG4bK2\r\n"
            "f: <sip:a@127.0.0.1>;tag=1\r\nt: sip:611@127.0.0.1\r\ni: c\r\nCSeq: 1 OPTIONS\r\nl: 0\r\n\r\n")
 
+# The far end of a call the harness places (an input opening with a response): placeholders
+# are filled with what the endpoint sent (astreinte::fuzzing).
+def resp(status, extra="", body="", cseq="[cseq] INVITE"):
+    return sip("SIP/2.0 " + status + """
+Via: SIP/2.0/UDP 127.0.0.1:5060;branch=[branch]
+From: <sip:astreinte@127.0.0.1:5060>;tag=[from_tag]
+To: <sip:+15145001004@127.0.0.1:5999>;tag=far1
+Call-ID: [call_id]
+CSeq: """ + cseq + "\n" + extra, body)
+
+
+uac = [
+    resp("100 Trying"),
+    resp("401 Unauthorized", 'WWW-Authenticate: Digest realm="pbx.example", nonce="n1", qop="auth", algorithm=MD5'),
+    resp("180 Ringing"),
+    resp("200 OK", "Contact: <sip:tech@127.0.0.1:5999>\nRecord-Route: <sip:127.0.0.1:5999;lr>\n"
+         "Content-Type: application/sdp", SDP),
+    sip("""BYE sip:astreinte@127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-far2
+From: <sip:+15145001004@127.0.0.1:5999>;tag=far1
+To: <sip:astreinte@127.0.0.1:5060>;tag=[from_tag]
+Call-ID: [call_id]
+CSeq: 7 BYE
+Max-Forwards: 70"""),
+]
+# The same dialog as invite-dialog, with our To tag filled in so it matches.
+dialog = [invite] + [m.replace("To: <sip:+15149073400@127.0.0.1:5060>",
+                               "To: <sip:+15149073400@127.0.0.1:5060>;tag=[to_tag]")
+                     for m in (ack, info, reinvite, bye)]
+
 for target in ("sip_message", "sip_message_text"):
+    put(target, "uac-auth-answered-bye", "\0".join(uac))
+    put(target, "uas-dialog-tagged", "\0".join(dialog))
     put(target, "invite-dialog", "\0".join([invite, ack, info, reinvite, bye]))
     put(target, "invite-cancel", invite + "\0" + cancel)
     put(target, "options", options)

@@ -46,6 +46,11 @@ dict_args() {
   esac
 }
 
+# wav_recovery writes a file per input (and the recovery fsyncs it): keep that in memory.
+if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
+  export TMPDIR=/dev/shm
+fi
+
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
 summary=()

@@ -16,7 +16,7 @@ use crate::media::jitter::{JitterBuffer, Out};
 use crate::media::rfc4733::{EventReceiver, TelephoneEvent};
 use crate::media::stats::RecvStats;
 use crate::media::{g711, rtcp, Codec, MediaDirection};
-use crate::sip::endpoint::{Endpoint, EndpointConfig, Event, Peer};
+use crate::sip::endpoint::{Endpoint, EndpointConfig, Event, OutboundCall, Peer};
 use crate::sip::message::{self, split_list, uri_scheme, Message, NameAddr, Uri, Via};
 use crate::sip::routing::{normalize_number, NumberSet, TrustedSources};
 use crate::sip::sdp::{self, LocalSdp, SessionDescription};
@@ -83,8 +83,10 @@ fn headers_of(h: &message::Headers) {
 }
 
 /// Parses one SIP message and every typed view of it, validates it, then feeds the input to
-/// a sans-I/O [`Endpoint`] (NUL-separated datagrams, answering any incoming call so later
-/// datagrams reach the dialog) and runs its timers, draining what it sends and reports.
+/// a sans-I/O [`Endpoint`] with synthetic time: NUL-separated datagrams from one peer, any
+/// incoming call answered so later datagrams reach the dialog, an outbound call placed first
+/// when the input opens with a response, placeholders filled in (see `Placeholders`), then
+/// its timers run; everything it sends and reports is drained.
 pub fn sip_message(data: &[u8]) {
     let _ = message::frame_stream(data);
     match message::parse(data) {
@@ -121,48 +123,122 @@ pub fn sip_message_text(text: &str) {
     sip_message(text.as_bytes());
 }
 
+/// Values the fuzzer cannot guess (our random branch, Call-ID and tags), substituted for
+/// SIPp-style placeholders in its datagrams: `[branch]`, `[call_id]`, `[from_tag]` and `[cseq]`
+/// of the last request we sent, `[to_tag]` of the last response we sent. With them a seed can
+/// answer our INVITE (digest challenge, 200, re-INVITE) or ACK and BYE our answer.
+#[derive(Default)]
+struct Placeholders(Vec<(&'static [u8], Vec<u8>)>);
+
+impl Placeholders {
+    fn set(&mut self, name: &'static [u8], value: Option<String>) {
+        if let Some(v) = value {
+            self.0.retain(|(n, _)| *n != name);
+            self.0.push((name, v.into_bytes()));
+        }
+    }
+
+    fn learn(&mut self, sent: &[u8]) {
+        match message::parse(sent) {
+            Ok(Message::Request(r)) => {
+                self.set(
+                    b"[branch]",
+                    r.top_via().and_then(|v| v.branch().map(String::from)),
+                );
+                self.set(b"[call_id]", r.call_id().map(String::from));
+                self.set(
+                    b"[from_tag]",
+                    r.from().and_then(|f| f.tag().map(String::from)),
+                );
+                self.set(b"[cseq]", r.cseq().map(|c| c.seq.to_string()));
+            }
+            Ok(Message::Response(r)) => {
+                self.set(b"[to_tag]", r.to().and_then(|t| t.tag().map(String::from)));
+            }
+            // The endpoint built it: a peer that cannot parse it would drop it.
+            Err(e) => panic!(
+                "the endpoint sent a message that does not parse ({e}): {:?}",
+                String::from_utf8_lossy(sent)
+            ),
+        }
+    }
+
+    fn fill(&self, dgram: &[u8]) -> Vec<u8> {
+        let mut out = dgram.to_vec();
+        if !out.contains(&b'[') {
+            return out;
+        }
+        for (name, value) in &self.0 {
+            let mut i = 0;
+            while let Some(at) = memchr::memmem::find(&out[i..], name) {
+                let at = i + at;
+                out.splice(at..at + name.len(), value.iter().copied());
+                i = at + value.len();
+            }
+        }
+        out
+    }
+}
+
 fn endpoint(data: &[u8]) {
-    let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5060);
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let mut ep = Endpoint::new(EndpointConfig {
-        local_addr: local,
+        local_addr: SocketAddr::new(localhost, 5060),
         numbers: NumberSet::accept_any(),
-        trusted: TrustedSources::new(vec![ipnet::IpNet::from(IpAddr::V4(Ipv4Addr::LOCALHOST))]),
+        trusted: TrustedSources::new(vec![ipnet::IpNet::from(localhost)]),
         rate_limit_per_source: 10_000,
         user_agent: "astreinte-fuzz".into(),
         timers: Timers::default(),
     });
-    let peer = Peer::udp(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5999));
-    let rtp = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 20000);
+    let peer = Peer::udp(SocketAddr::new(localhost, 5999));
+    let rtp = SocketAddr::new(localhost, 20000);
     let mut now = Instant::now();
+    let mut vars = Placeholders::default();
+    // An input that opens with a response plays the far end of a call we place.
+    if data.starts_with(b"SIP/") {
+        ep.place_call(
+            now,
+            OutboundCall {
+                target: "sip:+15145001004@127.0.0.1:5999".into(),
+                next_hop: peer,
+                from: "sip:astreinte@127.0.0.1:5060".into(),
+                credentials: Some(Credentials {
+                    username: "pager".into(),
+                    password: "s3cret".into(),
+                }),
+                local_rtp: rtp,
+            },
+        );
+        drain(&mut ep, now, rtp, &mut vars);
+    }
     for dgram in data
         .split(|&b| b == DATAGRAM_SEPARATOR)
         .filter(|d| !d.is_empty())
         .take(MAX_DATAGRAMS)
     {
-        ep.handle_input(now, peer, dgram);
-        drain(&mut ep, now, rtp);
+        ep.handle_input(now, peer, &vars.fill(dgram));
+        drain(&mut ep, now, rtp, &mut vars);
         now += Duration::from_millis(10);
     }
     for _ in 0..MAX_TIMER_STEPS {
         let Some(t) = ep.poll_timeout() else { break };
         now = now.max(t);
         ep.handle_timeout(now);
-        drain(&mut ep, now, rtp);
+        drain(&mut ep, now, rtp, &mut vars);
     }
 }
 
-fn drain(ep: &mut Endpoint, now: Instant, rtp: SocketAddr) {
-    while let Some(t) = ep.poll_transmit() {
-        // What the endpoint sends must itself parse.
-        let _ = message::parse(&t.bytes);
-    }
-    while let Some(ev) = ep.poll_event() {
+fn drain(ep: &mut Endpoint, now: Instant, rtp: SocketAddr, vars: &mut Placeholders) {
+    loop {
+        while let Some(t) = ep.poll_transmit() {
+            vars.learn(&t.bytes);
+        }
+        let Some(ev) = ep.poll_event() else { break };
         if let Event::Incoming(call) = ev {
             ep.ring(now, call.leg);
             ep.answer(now, call.leg, rtp);
         }
     }
-    while ep.poll_transmit().is_some() {}
 }
 
 /// Parses an SDP body, negotiates an answer to it as an offer, and reads it as an answer.
