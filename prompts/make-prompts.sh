@@ -33,7 +33,7 @@ for lang in ("fr", "en"):
     for i, w in enumerate(words[lang]):
         if not only or f"digit-{i}" in only:
             print(f"digit-{i}\t{lang}\t{w}")
-    for n in range(60):
+    for n in range(121):
         if not only or f"number-{n}" in only:
             print(f"number-{n}\t{lang}\t{n}")
 PY

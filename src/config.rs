@@ -35,6 +35,8 @@ pub struct Config {
     pub triage: crate::triage::TriageConfig,
     #[serde(default)]
     pub call: CallConfig,
+    #[serde(default)]
+    pub ivr: crate::call::ivr::IvrConfig,
 }
 
 pub use crate::config_issue::{ConfigIssue, KeySeg};
@@ -136,6 +138,7 @@ impl Config {
         config.schedule.validate(&mut issues);
         config.triage.validate(&mut issues);
         config.call.validate(&mut issues);
+        config.ivr.validate(&mut issues);
         if issues.is_empty() {
             return Ok(config);
         }

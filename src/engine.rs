@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use tracing::{error, info, warn};
 
+use crate::call::ivr::{run_ivr, IvrDeps};
+use crate::call::voicemail::VoicemailDesk;
+use crate::call::FlowKind;
 use crate::config::Config;
 use crate::media::{recover_unfinished, MediaEngine};
 
@@ -16,10 +19,10 @@ const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 /// their callers said, before it stops.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     // The store first: migrations run before any call can need a ticket.
-    let _store = crate::store::Store::connect(&config.store)
+    let store = crate::store::Store::connect(&config.store)
         .await
         .with_context(|| format!("opening the store at {}", config.store.url))?;
-    let _schedule = crate::schedule::Schedule::from_config(&config.schedule).map_err(|errors| {
+    let schedule = crate::schedule::Schedule::from_config(&config.schedule).map_err(|errors| {
         anyhow::anyhow!(
             "invalid [schedule]: {}",
             errors
@@ -35,8 +38,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&recordings)
         .with_context(|| format!("creating {}", recordings.display()))?;
     for r in recover_unfinished(&recordings) {
-        // The IVR issue turns these into voicemail tickets; until then they are kept and logged.
         warn!(path = %r.path.display(), duration_ms = r.duration_ms, "recovered an unfinished recording");
+    }
+    // Then every message a previous run left without a ticket is ticketed (marked recovered).
+    let triage = crate::triage::Triage::from_config(&config.triage).context("loading [triage]")?;
+    let desk = VoicemailDesk::start(store.clone(), schedule.clone(), triage);
+    let pending = desk.recover(&recordings);
+    if pending > 0 {
+        info!(
+            pending,
+            "opening the tickets of voicemails left by the previous run"
+        );
     }
 
     let listen = config
@@ -51,6 +63,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let call_config = config.call.clone();
     let advertised = sip.advertised_addr().ip();
     let flow_media = media.clone();
+    let deps = std::sync::Arc::new(IvrDeps {
+        media: media.clone(),
+        sip: sip.clone(),
+        desk,
+        store,
+        schedule,
+        ivr: config.ivr.clone(),
+        call: config.call.clone(),
+        recordings: recordings.clone(),
+        advertised,
+    });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let dispatcher = tokio::spawn(async move {
         let mut flows = tokio::task::JoinSet::new();
@@ -58,16 +81,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         loop {
             tokio::select! {
                 call = incoming.recv() => match call {
-                    Some(call) => {
-                        flows.spawn(crate::call::run_inbound(
-                            call,
-                            call_config.clone(),
-                            flow_media.clone(),
-                            advertised,
-                            recordings.clone(),
-                            stop_rx.clone(),
-                        ));
-                    }
+                    Some(call) => match call_config.flow {
+                        FlowKind::Ivr => {
+                            flows.spawn(run_ivr(call, deps.clone(), stop_rx.clone()));
+                        }
+                        FlowKind::RecordTest => {
+                            flows.spawn(crate::call::run_inbound(
+                                call,
+                                call_config.clone(),
+                                flow_media.clone(),
+                                advertised,
+                                recordings.clone(),
+                                stop_rx.clone(),
+                            ));
+                        }
+                    },
                     None => break,
                 },
                 Some(_) = flows.join_next(), if !flows.is_empty() => {}

@@ -20,7 +20,7 @@ fn manifest_names() -> BTreeSet<String> {
     for i in 0..10 {
         names.insert(format!("digit-{i}"));
     }
-    for n in 0..60 {
+    for n in 0..=120 {
         names.insert(format!("number-{n}"));
     }
     names.insert("beep".into());

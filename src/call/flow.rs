@@ -172,6 +172,9 @@ impl Default for FlowConfig {
     }
 }
 
+/// The largest `number-N` prompt bundled (`prompts/make-prompts.sh`).
+pub const MAX_NUMBER: u8 = 120;
+
 /// One element of a playlist; [`PromptItem::resolve`] turns it into media prompts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PromptItem {
@@ -181,7 +184,7 @@ pub enum PromptItem {
     PromptIn(Lang, &'static str),
     /// Read digit by digit (tracking numbers, callback numbers).
     Digits(String),
-    /// `number-N`, N in 0..=59.
+    /// `number-N`, N in 0..=[`MAX_NUMBER`].
     Number(u8),
     /// The current incident announcement's audio in this language; the shell loads it as the
     /// prompt `"<lang>/announcement"`.
@@ -1258,15 +1261,20 @@ fn entry_name(e: Entry) -> &'static str {
     }
 }
 
-/// "30 minutes", or "1 hours" from 60 on (the prompts have numbers 0–59 only).
+/// "30 minutes", "60 minutes" (as the guide says it) up to 120, then "3 hours 15 minutes"
+/// (the prompts have numbers 0–120).
 fn duration_items(minutes: u32) -> Vec<PromptItem> {
+    if minutes <= u32::from(MAX_NUMBER) {
+        return vec![
+            PromptItem::Number(minutes as u8),
+            PromptItem::Prompt("minutes"),
+        ];
+    }
     let mut items = Vec::new();
     let (h, m) = (minutes / 60, minutes % 60);
-    if h > 0 {
-        items.push(PromptItem::Number(h.min(59) as u8));
-        items.push(PromptItem::Prompt("hours"));
-    }
-    if m > 0 || h == 0 {
+    items.push(PromptItem::Number(h.min(u32::from(MAX_NUMBER)) as u8));
+    items.push(PromptItem::Prompt("hours"));
+    if m > 0 {
         items.push(PromptItem::Number(m as u8));
         items.push(PromptItem::Prompt("minutes"));
     }
@@ -1822,7 +1830,7 @@ mod tests {
             assert_eq!((p.keypress_severity, p.language), (Some(Severity::S2), Lang::En));
             h.done();
             let heard = h.ticket(TRACKING);
-            assert_eq!(heard[2..5], l(&["callback-within", "number-1", "hours"]));
+            assert_eq!(heard[2..5], l(&["callback-within", "number-60", "minutes"]));
             h
         }
 
@@ -2417,11 +2425,14 @@ mod tests {
             d(30),
             [PromptItem::Number(30), PromptItem::Prompt("minutes")]
         );
-        assert_eq!(d(60), [PromptItem::Number(1), PromptItem::Prompt("hours")]);
         assert_eq!(
-            d(90),
+            d(60),
+            [PromptItem::Number(60), PromptItem::Prompt("minutes")]
+        );
+        assert_eq!(
+            d(150),
             [
-                PromptItem::Number(1),
+                PromptItem::Number(2),
                 PromptItem::Prompt("hours"),
                 PromptItem::Number(30),
                 PromptItem::Prompt("minutes"),
@@ -2551,7 +2562,7 @@ mod tests {
                 || name
                     .strip_prefix("number-")
                     .and_then(|n| n.parse::<u8>().ok())
-                    .is_some_and(|n| n < 60)
+                    .is_some_and(|n| n <= MAX_NUMBER)
         };
         let mut seen = std::collections::BTreeSet::new();
         for scenario in scenario::ALL {

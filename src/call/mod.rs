@@ -1,11 +1,14 @@
 //! The flow of one call, as the caller lives it.
 //!
-//! Until the IVR flow lands (its own issue), an answered call hears the greeting in a loop while
-//! what the caller says is recorded and the keys pressed are logged, until either side hangs up,
-//! the caller's RTP stops, `max_call_secs` passes, or the engine stops.
+//! An answered call runs the IVR ([`ivr::run_ivr`], driving the sans-I/O [`flow::IvrFlow`]):
+//! language, announcements, the main menu, support (a technician, or an emergency voicemail
+//! that becomes a ticket through [`voicemail::VoicemailDesk`]). `[call] flow = "record-test"`
+//! runs a line test instead ([`run_inbound`]): the greeting in a loop while the caller is
+//! recorded.
 
 pub mod callback;
 pub mod flow;
+pub mod ivr;
 pub mod voicemail;
 
 use std::net::{IpAddr, SocketAddr};
@@ -31,6 +34,19 @@ pub struct CallConfig {
     /// Longest call the engine keeps up before hanging up itself.
     #[serde(default = "default_max_call")]
     pub max_call_secs: u64,
+    /// What an answered call runs: "ivr" (the menus, voicemail and tickets: the product), or
+    /// "record-test" (a line test: the greeting in a loop while the caller is recorded).
+    #[serde(default)]
+    pub flow: FlowKind,
+}
+
+/// See [`CallConfig::flow`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FlowKind {
+    #[default]
+    Ivr,
+    RecordTest,
 }
 
 fn default_max_call() -> u64 {
@@ -42,6 +58,7 @@ impl Default for CallConfig {
         CallConfig {
             ring_ms: 0,
             max_call_secs: default_max_call(),
+            flow: FlowKind::default(),
         }
     }
 }
@@ -65,8 +82,8 @@ impl CallConfig {
     }
 }
 
-/// Runs one inbound call to its end: until the IVR flow lands, it plays the greeting (French,
-/// then English) in a loop, records what the caller says, and logs the keys pressed.
+/// Runs one inbound call as a line test (`[call] flow = "record-test"`): the greeting (French,
+/// then English) in a loop, what the caller says recorded, the keys pressed logged.
 pub async fn run_inbound(
     call: InboundCall,
     config: CallConfig,

@@ -84,40 +84,10 @@ impl Prompt {
     }
 }
 
-/// The prompts shipped in `prompts/`, compiled in so the engine runs from any directory with
-/// its embedded defaults.
-const BUNDLED: &[(&str, &[u8])] = &[
-    (
-        "fr/greeting",
-        include_bytes!("../../prompts/fr/greeting.wav"),
-    ),
-    ("fr/beep", include_bytes!("../../prompts/fr/beep.wav")),
-    ("fr/digit-0", include_bytes!("../../prompts/fr/digit-0.wav")),
-    ("fr/digit-1", include_bytes!("../../prompts/fr/digit-1.wav")),
-    ("fr/digit-2", include_bytes!("../../prompts/fr/digit-2.wav")),
-    ("fr/digit-3", include_bytes!("../../prompts/fr/digit-3.wav")),
-    ("fr/digit-4", include_bytes!("../../prompts/fr/digit-4.wav")),
-    ("fr/digit-5", include_bytes!("../../prompts/fr/digit-5.wav")),
-    ("fr/digit-6", include_bytes!("../../prompts/fr/digit-6.wav")),
-    ("fr/digit-7", include_bytes!("../../prompts/fr/digit-7.wav")),
-    ("fr/digit-8", include_bytes!("../../prompts/fr/digit-8.wav")),
-    ("fr/digit-9", include_bytes!("../../prompts/fr/digit-9.wav")),
-    (
-        "en/greeting",
-        include_bytes!("../../prompts/en/greeting.wav"),
-    ),
-    ("en/beep", include_bytes!("../../prompts/en/beep.wav")),
-    ("en/digit-0", include_bytes!("../../prompts/en/digit-0.wav")),
-    ("en/digit-1", include_bytes!("../../prompts/en/digit-1.wav")),
-    ("en/digit-2", include_bytes!("../../prompts/en/digit-2.wav")),
-    ("en/digit-3", include_bytes!("../../prompts/en/digit-3.wav")),
-    ("en/digit-4", include_bytes!("../../prompts/en/digit-4.wav")),
-    ("en/digit-5", include_bytes!("../../prompts/en/digit-5.wav")),
-    ("en/digit-6", include_bytes!("../../prompts/en/digit-6.wav")),
-    ("en/digit-7", include_bytes!("../../prompts/en/digit-7.wav")),
-    ("en/digit-8", include_bytes!("../../prompts/en/digit-8.wav")),
-    ("en/digit-9", include_bytes!("../../prompts/en/digit-9.wav")),
-];
+// The prompts shipped in `prompts/`, compiled in so the engine runs from any directory with
+// its embedded defaults: `const BUNDLED: &[(&str, &[u8])]`, written by `build.rs` from the
+// files under `prompts/fr` and `prompts/en`.
+include!(concat!(env!("OUT_DIR"), "/bundled_prompts.rs"));
 
 #[derive(Default)]
 pub struct PromptSet {

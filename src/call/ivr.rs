@@ -1,0 +1,858 @@
+//! The IVR's tokio shell: runs one call's [`IvrFlow`] against the real SIP leg, media session,
+//! voicemail desk and store, and its configuration (`[ivr]`).
+//!
+//! The flow decides; this file only does what it says (play, record, ring the support group,
+//! open the ticket, look one up) and tells it what happened (keys, prompt ends, answers, the
+//! store's reply, the clock).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde::Deserialize;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use super::callback::CallbackPolicy;
+use super::flow::{
+    resolve_all, AnnouncementPhase, CallContext, CallbackTargets, ClockTime, Departments, Entry,
+    FlowAction, FlowConfig, IvrFlow, Lang, PendingVoicemail, RecordingEnd, RecordingOutcome,
+    TicketStatusView, VoicemailTicketRequest,
+};
+use super::voicemail::{Finished, Intake, VoicemailDesk};
+use super::{file_safe, stop_requested, CallConfig};
+use crate::config_issue::{ConfigIssue, KeySeg};
+use crate::media::{
+    MediaEngine, MediaEvent, MediaSession, PlayOptions, PlaybackId, RecordOptions, RecordingSummary,
+};
+use crate::schedule::Schedule;
+use crate::sip::{CallRequest, InboundCall, LegEvent, LegHandle, SipHandle};
+use crate::store::Store;
+use crate::triage::Severity;
+
+/// `[ivr]`: what the menus do.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IvrConfig {
+    /// SIP URIs rung together when a caller picks support in business hours (empty: straight
+    /// to voicemail).
+    #[serde(default)]
+    pub support_group: Vec<String>,
+    /// How long the support group rings before the caller goes to voicemail (the guide's
+    /// "under 5 minutes" is the ceiling).
+    #[serde(default = "default_support_ring")]
+    pub support_ring_secs: u32,
+    /// Longest voicemail.
+    #[serde(default = "default_max_message")]
+    pub max_message_secs: u32,
+    /// A message ends after this much silence following speech.
+    #[serde(default = "default_silence_end")]
+    pub message_silence_end_ms: u32,
+    /// No key at the language choice within this → French.
+    #[serde(default = "default_language_timeout")]
+    pub language_timeout_secs: u32,
+    /// How long a menu waits for a key after its prompt.
+    #[serde(default = "default_key_timeout")]
+    pub key_timeout_secs: u32,
+    /// Callback numbers the engine may dial later: North American prefixes (area code, or
+    /// area code and exchange). Default: Québec's area codes and North American toll-free.
+    #[serde(default)]
+    pub callback_allow: Option<Vec<String>>,
+    #[serde(default)]
+    pub departments: DepartmentsConfig,
+}
+
+/// `[ivr.departments]`: where main-menu options 1, 3, 4 and 5 transfer in business hours.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepartmentsConfig {
+    pub sales: Option<String>,
+    pub orders: Option<String>,
+    pub billing: Option<String>,
+    pub porting: Option<String>,
+}
+
+fn default_support_ring() -> u32 {
+    240
+}
+fn default_max_message() -> u32 {
+    180
+}
+fn default_silence_end() -> u32 {
+    4000
+}
+fn default_language_timeout() -> u32 {
+    5
+}
+fn default_key_timeout() -> u32 {
+    6
+}
+
+impl Default for IvrConfig {
+    fn default() -> Self {
+        IvrConfig {
+            support_group: Vec::new(),
+            support_ring_secs: default_support_ring(),
+            max_message_secs: default_max_message(),
+            message_silence_end_ms: default_silence_end(),
+            language_timeout_secs: default_language_timeout(),
+            key_timeout_secs: default_key_timeout(),
+            callback_allow: None,
+            departments: DepartmentsConfig::default(),
+        }
+    }
+}
+
+impl IvrConfig {
+    pub fn validate(&self, issues: &mut Vec<ConfigIssue>) {
+        let key = |k: &'static str| vec![KeySeg::Key("ivr"), KeySeg::Key(k)];
+        for (i, uri) in self.support_group.iter().enumerate() {
+            if crate::sip::message::Uri::parse(uri).is_none() {
+                issues.push(ConfigIssue::new(
+                    vec![
+                        KeySeg::Key("ivr"),
+                        KeySeg::Key("support_group"),
+                        KeySeg::Index(i),
+                    ],
+                    format!("\"{uri}\" is not a SIP URI"),
+                    "write the technician's phone as a SIP URI, e.g. \"sip:tech1@10.0.0.5:5060\"",
+                ));
+            }
+        }
+        for (name, uri) in [
+            ("sales", &self.departments.sales),
+            ("orders", &self.departments.orders),
+            ("billing", &self.departments.billing),
+            ("porting", &self.departments.porting),
+        ] {
+            if let Some(uri) = uri {
+                if crate::sip::message::Uri::parse(uri).is_none() {
+                    issues.push(ConfigIssue::new(
+                        vec![
+                            KeySeg::Key("ivr"),
+                            KeySeg::Key("departments"),
+                            KeySeg::Key(name),
+                        ],
+                        format!("\"{uri}\" is not a SIP URI"),
+                        "write the department's SIP URI, e.g. \"sip:sales@pbx.example.net\"",
+                    ));
+                }
+            }
+        }
+        if !(10..=300).contains(&self.support_ring_secs) {
+            issues.push(ConfigIssue::new(
+                key("support_ring_secs"),
+                format!("{} seconds of ringing is outside 10–300", self.support_ring_secs),
+                "use at most 300 (the guide promises a technician in under 5 minutes); 240 is the default",
+            ));
+        }
+        if !(10..=600).contains(&self.max_message_secs) {
+            issues.push(ConfigIssue::new(
+                key("max_message_secs"),
+                format!("{} seconds is outside 10–600", self.max_message_secs),
+                "use 180 (three minutes) or another value from 10 to 600",
+            ));
+        }
+        if !(1_000..=30_000).contains(&self.message_silence_end_ms) {
+            issues.push(ConfigIssue::new(
+                key("message_silence_end_ms"),
+                format!("{} ms is outside 1000–30000", self.message_silence_end_ms),
+                "use 4000 (four seconds of silence end a message)",
+            ));
+        }
+        for (k, v) in [
+            ("language_timeout_secs", self.language_timeout_secs),
+            ("key_timeout_secs", self.key_timeout_secs),
+        ] {
+            if !(1..=30).contains(&v) {
+                issues.push(ConfigIssue::new(
+                    key(k),
+                    format!("{v} seconds is outside 1–30"),
+                    "use a few seconds, e.g. 5",
+                ));
+            }
+        }
+        if let Some(allow) = &self.callback_allow {
+            if let Err(e) = CallbackPolicy::new(allow.iter()) {
+                issues.push(ConfigIssue::new(
+                    key("callback_allow"),
+                    e.to_string(),
+                    "list North American prefixes of 3 or 6 digits, e.g. [\"514\", \"438\", \"800\"]",
+                ));
+            }
+        }
+    }
+
+    /// The flow's settings (callback policy built; `validate` has checked it).
+    pub fn flow_config(&self) -> FlowConfig {
+        let callback_policy = self
+            .callback_allow
+            .as_ref()
+            .and_then(|allow| CallbackPolicy::new(allow.iter()).ok())
+            .unwrap_or_default();
+        FlowConfig {
+            language_timeout: Duration::from_secs(u64::from(self.language_timeout_secs)),
+            key_timeout: Duration::from_secs(u64::from(self.key_timeout_secs)),
+            support_group: self.support_group.clone(),
+            support_ring_secs: self.support_ring_secs,
+            departments: Departments {
+                sales: self.departments.sales.clone(),
+                orders: self.departments.orders.clone(),
+                billing: self.departments.billing.clone(),
+                porting: self.departments.porting.clone(),
+            },
+            max_message_secs: self.max_message_secs,
+            callback_policy,
+        }
+    }
+}
+
+/// What every call's shell shares.
+#[derive(Clone)]
+pub struct IvrDeps {
+    pub media: MediaEngine,
+    pub sip: SipHandle,
+    pub desk: VoicemailDesk,
+    pub store: Store,
+    pub schedule: Schedule,
+    pub ivr: IvrConfig,
+    pub call: CallConfig,
+    pub recordings: PathBuf,
+    /// Our address in SDP and Contact.
+    pub advertised: IpAddr,
+}
+
+/// The short code dialled from the provider's own phones: straight to support.
+const SHORT_CODE: &str = "611";
+/// How long the caller waits for a tracking number before hearing that the message is kept.
+const TICKET_WAIT: Duration = Duration::from_secs(5);
+
+/// What the shell's helpers report back into the loop.
+enum Reply {
+    Ticket(Result<String, ()>),
+    Status(Option<TicketStatusView>),
+    Bridged(Box<TechLeg>),
+    BridgeFailed,
+}
+
+/// The technician's leg once they answered.
+struct TechLeg {
+    leg: LegHandle,
+    events: mpsc::UnboundedReceiver<LegEvent>,
+    session: MediaSession,
+}
+
+/// Runs one inbound call through the IVR to its end.
+pub async fn run_ivr(call: InboundCall, deps: Arc<IvrDeps>, stopping: watch::Receiver<bool>) {
+    let span = info_span!("call", call_id = %call.call.call_id, number = %call.call.number, ticket = tracing::field::Empty);
+    Shell::run(call, deps, stopping).instrument(span).await
+}
+
+struct Shell {
+    deps: Arc<IvrDeps>,
+    flow: IvrFlow,
+    session: MediaSession,
+    call_id: String,
+    leg_id: u64,
+    playing: Option<PlaybackId>,
+    recording: Option<PathBuf>,
+    /// Why the recording is ending, when the flow asked.
+    stop_asked: bool,
+    pending: Option<(PathBuf, Intake)>,
+    replies_tx: mpsc::UnboundedSender<Reply>,
+    ringing: Option<tokio::task::JoinHandle<()>>,
+    tech: Option<TechLeg>,
+}
+
+impl Shell {
+    async fn run(call: InboundCall, deps: Arc<IvrDeps>, mut stopping: watch::Receiver<bool>) {
+        let InboundCall {
+            call: info,
+            leg,
+            mut events,
+        } = call;
+        let sip_peer = info.source.addr.ip();
+        let session = match deps.media.open_session(&info.call_id) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "no media session: 503");
+                leg.reject(503);
+                return;
+            }
+        };
+        if let Some(m) = info.media {
+            session.apply(m.with_signalling_peer(sip_peer));
+        }
+        if deps.call.ring_ms > 0 {
+            leg.ring();
+            let ring = tokio::time::sleep(Duration::from_millis(deps.call.ring_ms));
+            tokio::pin!(ring);
+            loop {
+                tokio::select! {
+                    _ = &mut ring => break,
+                    ev = events.recv() => match ev {
+                        Some(LegEvent::Ended { .. }) | None => {
+                            session.close().await;
+                            return;
+                        }
+                        Some(_) => {}
+                    },
+                    _ = stop_requested(&mut stopping) => {
+                        info!("engine stopping: refusing the call still ringing (503)");
+                        leg.reject(503);
+                        session.close().await;
+                        return;
+                    }
+                }
+            }
+        }
+        leg.answer(SocketAddr::new(
+            deps.advertised,
+            session.local_rtp_addr().port(),
+        ));
+        let caller = info.caller.user.clone();
+        let ctx = call_context(&deps, &info.number, caller);
+        let (replies_tx, mut replies) = mpsc::unbounded_channel();
+        let mut shell = Shell {
+            flow: IvrFlow::new(ctx, deps.ivr.flow_config()),
+            deps,
+            session,
+            call_id: info.call_id.clone(),
+            leg_id: leg.id().0,
+            playing: None,
+            recording: None,
+            stop_asked: false,
+            pending: None,
+            replies_tx,
+            ringing: None,
+            tech: None,
+        };
+        let limit = tokio::time::sleep(Duration::from_secs(shell.deps.call.max_call_secs));
+        tokio::pin!(limit);
+        let mut started = false;
+        let mut hung_up = false;
+        loop {
+            if shell.drain_actions() {
+                leg.hangup();
+                hung_up = true;
+                break;
+            }
+            let wake = shell.flow.poll_timeout();
+            let timer = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let tech_ended = async {
+                match shell.tech.as_mut() {
+                    Some(t) => loop {
+                        match t.events.recv().await {
+                            Some(LegEvent::Ended { .. }) | None => break,
+                            Some(_) => {}
+                        }
+                    },
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(LegEvent::Confirmed { media }) => {
+                        if let Some(m) = media {
+                            shell.session.apply(m.with_signalling_peer(sip_peer));
+                        }
+                        if !started {
+                            started = true;
+                            shell.flow.start(Instant::now());
+                        }
+                    }
+                    Some(LegEvent::MediaUpdated { media }) => {
+                        shell.session.apply(media.with_signalling_peer(sip_peer))
+                    }
+                    Some(LegEvent::Dtmf { digit, .. }) => shell.session.inject_digit(digit),
+                    Some(LegEvent::Ended { .. }) | None => break,
+                    Some(_) => {}
+                },
+                ev = shell.session.next_event() => match ev {
+                    Some(MediaEvent::Digit { digit, source }) => {
+                        debug!(%digit, ?source, "key");
+                        shell.flow.handle_key(Instant::now(), digit);
+                    }
+                    Some(MediaEvent::PlaybackFinished(id)) => {
+                        if shell.playing == Some(id) {
+                            shell.playing = None;
+                            shell.flow.handle_prompt_finished(Instant::now());
+                        }
+                    }
+                    Some(MediaEvent::RecordingFinished(r)) => shell.recording_finished(&r, false),
+                    Some(MediaEvent::MediaTimeout) if shell.tech.is_none() => {
+                        info!("no RTP from the caller: hanging up");
+                        leg.hangup();
+                        hung_up = true;
+                        break;
+                    }
+                    Some(MediaEvent::Failed) => {
+                        warn!("media failed for this call: hanging up");
+                        leg.hangup();
+                        hung_up = true;
+                        break;
+                    }
+                    Some(_) => {}
+                    None => break,
+                },
+                Some(reply) = replies.recv() => shell.reply(reply),
+                _ = timer => shell.flow.handle_timeout(Instant::now()),
+                _ = tech_ended => {
+                    info!("the technician hung up: ending the call");
+                    shell.tech = None;
+                    leg.hangup();
+                    hung_up = true;
+                    break;
+                }
+                _ = &mut limit => {
+                    info!(max_call_secs = shell.deps.call.max_call_secs, "call too long: hanging up");
+                    leg.hangup();
+                    hung_up = true;
+                    break;
+                }
+                _ = stop_requested(&mut stopping) => {
+                    info!("engine stopping: hanging up");
+                    leg.hangup();
+                    hung_up = true;
+                    break;
+                }
+            }
+        }
+        shell.finish(hung_up).await;
+        if hung_up {
+            // Our BYE answered (or given up on) before the flow ends, so a stopping engine
+            // does not close the SIP service under it.
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                while let Some(ev) = events.recv().await {
+                    if matches!(ev, LegEvent::Ended { .. }) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        drop(leg);
+    }
+
+    /// Carries out what the flow asked; true when it asked to hang up.
+    fn drain_actions(&mut self) -> bool {
+        let mut hangup = false;
+        while let Some(action) = self.flow.poll_action() {
+            match action {
+                FlowAction::Play {
+                    lang,
+                    items,
+                    barge_in,
+                } => {
+                    let prompts = resolve_all(lang, &items);
+                    match self.session.play(
+                        &prompts,
+                        PlayOptions {
+                            barge_in,
+                            repeat: false,
+                        },
+                    ) {
+                        Ok(id) => self.playing = Some(id),
+                        Err(e) => {
+                            // A prompt that cannot play must not leave the caller in silence.
+                            warn!(error = %e, "prompt missing: skipped");
+                            self.playing = None;
+                            self.flow.handle_prompt_finished(Instant::now());
+                        }
+                    }
+                }
+                FlowAction::StopPlayback => {
+                    self.session.stop_playback();
+                    self.playing = None;
+                }
+                FlowAction::PersistPendingVoicemail(p) => self.persist(p),
+                FlowAction::StartRecording { max_secs } => {
+                    let path = match &self.pending {
+                        Some((path, _)) => path.clone(),
+                        None => self.recording_path(),
+                    };
+                    self.session.record(
+                        path.clone(),
+                        RecordOptions {
+                            max_seconds: max_secs,
+                            end_after_silence_ms: Some(self.deps.ivr.message_silence_end_ms),
+                        },
+                    );
+                    self.recording = Some(path);
+                    self.stop_asked = false;
+                }
+                FlowAction::StopRecording => {
+                    self.stop_asked = true;
+                    self.session.stop_recording();
+                }
+                FlowAction::CreateTicket(req) => self.create_ticket(req, true),
+                FlowAction::LookupTicket { tracking, caller } => self.lookup(tracking, caller),
+                FlowAction::Bridge { targets, ring_secs } => self.ring(targets, ring_secs),
+                FlowAction::CancelBridge => {
+                    if let Some(r) = self.ringing.take() {
+                        r.abort();
+                    }
+                }
+                FlowAction::Hangup => hangup = true,
+            }
+        }
+        hangup
+    }
+
+    fn recording_path(&self) -> PathBuf {
+        // Time and leg first: two Call-IDs that read alike as file names, or one reused after
+        // a restart, never share a file.
+        self.deps.recordings.join(format!(
+            "{}-{}-{}.wav",
+            Utc::now().format("%Y%m%dT%H%M%SZ"),
+            self.leg_id,
+            file_safe(&self.call_id)
+        ))
+    }
+
+    /// Writes the intake beside the recording-to-be before the recording starts.
+    fn persist(&mut self, p: PendingVoicemail) {
+        let path = self.recording_path();
+        let intake = intake_of(&self.call_id, &p);
+        if let Err(e) = intake.write(&path) {
+            // The message is still taken; only a crash before its end could lose its ticket.
+            warn!(error = %e, "voicemail intake not written");
+        }
+        self.pending = Some((path, intake));
+    }
+
+    fn recording_finished(&mut self, r: &RecordingSummary, hung_up: bool) {
+        info!(path = %r.path.display(), duration_ms = r.duration_ms, speech = r.speech_detected, dropped_ms = r.dropped_ms, "recording saved");
+        self.recording = None;
+        let seconds = r.duration_ms as f32 / 1000.0;
+        let ended_by = if hung_up {
+            RecordingEnd::HangUp
+        } else if self.stop_asked {
+            RecordingEnd::Pound
+        } else if r.duration_ms + 100 >= u64::from(self.deps.ivr.max_message_secs) * 1000 {
+            RecordingEnd::MaxLength
+        } else {
+            RecordingEnd::Silence
+        };
+        if let Some((_, intake)) = self.pending.as_mut() {
+            intake.finished = Some(Finished {
+                seconds: f64::from(seconds),
+                speech_detected: r.speech_detected,
+            });
+        }
+        self.flow.handle_recording_finished(
+            Instant::now(),
+            RecordingOutcome {
+                seconds,
+                speech_detected: r.speech_detected,
+                ended_by,
+            },
+        );
+    }
+
+    /// Hands the message to the desk; the caller hears its tracking number if it comes within
+    /// [`TICKET_WAIT`], else that the message is kept (the desk keeps trying).
+    fn create_ticket(&mut self, req: VoicemailTicketRequest, wait: bool) {
+        let (path, mut intake) = match self.pending.take() {
+            Some(p) => p,
+            None => {
+                let path = self.recording_path();
+                (path, intake_of(&self.call_id, &req.pending))
+            }
+        };
+        if intake.finished.is_none() {
+            intake.finished = req.recording.map(|r| Finished {
+                seconds: f64::from(r.seconds),
+                speech_detected: r.speech_detected,
+            });
+        }
+        let reply = self.deps.desk.submit(path, intake);
+        if !wait {
+            return;
+        }
+        let tx = self.replies_tx.clone();
+        tokio::spawn(async move {
+            let outcome = match tokio::time::timeout(TICKET_WAIT, reply).await {
+                Ok(Ok(Ok(ticket))) => {
+                    tracing::Span::current().record("ticket", ticket.number.as_str());
+                    info!(ticket = %ticket.number, severity = %ticket.severity, "ticket opened for the voicemail");
+                    Ok(ticket.number)
+                }
+                Ok(Ok(Err(e))) => {
+                    warn!(error = %e, "no tracking number for the caller now");
+                    Err(())
+                }
+                _ => Err(()),
+            };
+            let _ = tx.send(Reply::Ticket(outcome));
+        }.in_current_span());
+    }
+
+    fn lookup(&mut self, tracking: String, caller: Option<String>) {
+        let store = self.deps.store.clone();
+        let tz = self.deps.schedule.timezone();
+        let tx = self.replies_tx.clone();
+        tokio::spawn(
+            async move {
+                let view = match store.ticket(&tracking).await {
+                    Ok(t) => {
+                        let mine = |n: &str| {
+                            let norm = crate::store::accounts::normalise_number;
+                            match (caller.as_deref().and_then(norm), norm(n)) {
+                                (Some(a), Some(b)) => a == b,
+                                _ => false,
+                            }
+                        };
+                        let mut may_know = mine(&t.caller) || mine(&t.callback_number);
+                        if !may_know {
+                            if let (Some(c), Some(acct)) = (caller.as_deref(), t.account_id) {
+                                may_know = matches!(
+                                    store.find_account_by_number(c).await,
+                                    Ok(Some(a)) if a.id == acct
+                                );
+                            }
+                        }
+                        let clock = |at: chrono::DateTime<Utc>| {
+                            use chrono::Timelike;
+                            let local = at.with_timezone(&tz);
+                            ClockTime {
+                                hour: local.hour() as u8,
+                                minute: local.minute() as u8,
+                            }
+                        };
+                        Some(TicketStatusView {
+                            status: t.status,
+                            acknowledged_at: t.acknowledged_at.map(clock),
+                            callback_before: Some(clock(t.callback_due_at)),
+                            caller_may_know: may_know,
+                        })
+                    }
+                    Err(_) => None,
+                };
+                let _ = tx.send(Reply::Status(view));
+            }
+            .in_current_span(),
+        );
+    }
+
+    /// Rings every target together; the first to answer is the technician.
+    fn ring(&mut self, targets: Vec<String>, ring_secs: u32) {
+        let sip = self.deps.sip.clone();
+        let advertised = self.deps.advertised;
+        let tx = self.replies_tx.clone();
+        // Each leg's media on the caller's media thread, so the two can be bridged.
+        let mut legs = Vec::new();
+        for target in targets {
+            match self
+                .deps
+                .media
+                .open_session_near(&format!("{}-support", self.call_id), &self.session)
+            {
+                Ok(s) => legs.push((target, s)),
+                Err(e) => warn!(error = %e, "no media for a support leg"),
+            }
+        }
+        let task = tokio::spawn(
+            async move {
+                let from = format!("sip:support@{}", sip.advertised_addr());
+                let mut ringing = tokio::task::JoinSet::new();
+                for (target, session) in legs {
+                    let req = CallRequest {
+                        target: target.clone(),
+                        proxy: None,
+                        from: from.clone(),
+                        credentials: None,
+                        local_rtp: SocketAddr::new(advertised, session.local_rtp_addr().port()),
+                    };
+                    let sip = sip.clone();
+                    ringing.spawn(async move {
+                        let (leg, mut events) = match sip.place_call(req).await {
+                            Ok(x) => x,
+                            Err(e) => {
+                                warn!(%target, error = %e, "cannot ring");
+                                session.close().await;
+                                return None;
+                            }
+                        };
+                        while let Some(ev) = events.recv().await {
+                            match ev {
+                                LegEvent::Answered { media } => {
+                                    if let Some(m) = media {
+                                        let peer = m.remote_rtp.ip();
+                                        session.apply(m.with_signalling_peer(peer));
+                                    }
+                                    return Some(TechLeg {
+                                        leg,
+                                        events,
+                                        session,
+                                    });
+                                }
+                                LegEvent::Ended { reason } => {
+                                    debug!(%target, %reason, "support phone did not answer");
+                                    break;
+                                }
+                                _ => {}
+                            }
+                        }
+                        session.close().await;
+                        None
+                    });
+                }
+                let deadline = tokio::time::sleep(Duration::from_secs(u64::from(ring_secs)));
+                tokio::pin!(deadline);
+                loop {
+                    tokio::select! {
+                        done = ringing.join_next() => match done {
+                            Some(Ok(Some(tech))) => {
+                                // The others stop ringing (their legs are dropped: CANCEL).
+                                ringing.abort_all();
+                                let _ = tx.send(Reply::Bridged(Box::new(tech)));
+                                return;
+                            }
+                            Some(_) => {}
+                            None => break,
+                        },
+                        _ = &mut deadline => break,
+                    }
+                }
+                ringing.abort_all();
+                let _ = tx.send(Reply::BridgeFailed);
+            }
+            .in_current_span(),
+        );
+        self.ringing = Some(task);
+    }
+
+    fn reply(&mut self, reply: Reply) {
+        let now = Instant::now();
+        match reply {
+            Reply::Ticket(Ok(number)) => self.flow.handle_ticket_created(now, number),
+            Reply::Ticket(Err(())) => self.flow.handle_store_failed(now),
+            Reply::Status(view) => self.flow.handle_ticket_status(now, view),
+            Reply::Bridged(tech) => {
+                self.ringing = None;
+                if let Err(e) = self.session.bridge(&tech.session) {
+                    warn!(error = %e, "cannot bridge the technician");
+                    self.flow.handle_bridge_failed(now);
+                    return;
+                }
+                info!("caller connected to a technician");
+                self.tech = Some(*tech);
+                self.flow.handle_bridge_answered(now);
+            }
+            Reply::BridgeFailed => {
+                self.ringing = None;
+                self.flow.handle_bridge_failed(now);
+            }
+        }
+    }
+
+    /// The call is over: a message in progress is finished and ticketed, the technician's leg
+    /// and the media session closed.
+    async fn finish(mut self, hung_up: bool) {
+        if let Some(r) = self.ringing.take() {
+            r.abort();
+        }
+        if !hung_up {
+            self.flow.handle_caller_hung_up(Instant::now());
+        }
+        let _ = self.drain_actions();
+        if self.recording.is_some() {
+            self.session.stop_recording();
+            let drain = tokio::time::sleep(Duration::from_secs(2));
+            tokio::pin!(drain);
+            while self.recording.is_some() {
+                tokio::select! {
+                    ev = self.session.next_event() => match ev {
+                        Some(MediaEvent::RecordingFinished(r)) => self.recording_finished(&r, true),
+                        Some(_) => {}
+                        None => self.recording = None,
+                    },
+                    _ = &mut drain => self.recording = None,
+                }
+            }
+            // Whatever the flow asks now (the ticket of a message cut by a hang-up) is done
+            // without waiting: nobody is left to hear the tracking number.
+            while let Some(action) = self.flow.poll_action() {
+                if let FlowAction::CreateTicket(req) = action {
+                    self.create_ticket(req, false);
+                }
+            }
+        }
+        // A message whose intake was written but never reached the desk (the caller hung up
+        // at the tone) is still an emergency: ticket it.
+        if let Some((path, intake)) = self.pending.take() {
+            drop(self.deps.desk.submit(path, intake));
+        }
+        if let Some(tech) = self.tech.take() {
+            tech.leg.hangup();
+            self.session.unbridge();
+            tech.session.close().await;
+        }
+        let stats = self.session.close().await;
+        info!(
+            sent = stats.packets_sent,
+            received = stats.packets_received,
+            lost = stats.packets_lost,
+            jitter_ms = stats.jitter_ms,
+            mos = stats.mos,
+            "media statistics"
+        );
+    }
+}
+
+/// What the flow needs to know when the call starts.
+fn call_context(deps: &IvrDeps, number: &str, caller: Option<String>) -> CallContext {
+    let now = Utc::now();
+    let open = deps.schedule.is_open(now).open;
+    let sla = deps.schedule.sla();
+    // Accounts carry no language yet: French, the guide's first language, unless chosen.
+    let account_language: Option<Lang> = None;
+    CallContext {
+        caller,
+        entry: if number == SHORT_CODE {
+            Entry::ShortCode611
+        } else {
+            Entry::Main
+        },
+        account_language,
+        support_open: open,
+        departments_open: open,
+        announcement: None::<AnnouncementPhase>,
+        in_maintenance: deps.schedule.maintenance_at(now).is_some(),
+        targets: CallbackTargets {
+            s1_minutes: sla.s1_callback_minutes,
+            s2_minutes: sla.s2_callback_minutes,
+        },
+    }
+}
+
+fn intake_of(call_id: &str, p: &PendingVoicemail) -> Intake {
+    let keypress = p.keypress_severity.map(|s| match s {
+        Severity::S1 => '1',
+        Severity::S2 => '2',
+        Severity::S3 => '3',
+    });
+    let mut answers: BTreeMap<String, String> = p.answers.clone();
+    answers.insert("language".into(), p.language.as_str().into());
+    Intake {
+        call_id: call_id.to_string(),
+        caller: p.caller.clone().unwrap_or_else(|| "anonymous".into()),
+        callback_number: p.callback.as_ref().map(|c| c.e164()),
+        keypress,
+        language: p.language.as_str().into(),
+        business_hours: p.business_hours,
+        started_at: Utc::now(),
+        answers,
+        finished: None,
+        ticket: None,
+    }
+}
