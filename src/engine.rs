@@ -37,6 +37,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let recordings = PathBuf::from(&config.media.recordings_dir);
     std::fs::create_dir_all(&recordings)
         .with_context(|| format!("creating {}", recordings.display()))?;
+    // Absolute, so the path a ticket keeps is readable from anywhere (CLI, console).
+    let recordings = std::fs::canonicalize(&recordings)
+        .with_context(|| format!("resolving {}", recordings.display()))?;
     for r in recover_unfinished(&recordings) {
         warn!(path = %r.path.display(), duration_ms = r.duration_ms, "recovered an unfinished recording");
     }

@@ -5,6 +5,10 @@
 
 mod common;
 
+/// These tests exercise the media path through the line test: the greeting in a loop while the
+/// caller is recorded.
+const LINE_TEST: &str = "[call]\nflow = \"record-test\"\n";
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -183,7 +187,7 @@ fn pcap_rtp_payloads(path: &Path) -> Vec<Vec<u8>> {
 fn sipp_echoes_the_greeting_and_it_is_recorded() {
     // SIPp with -rtp_echo returns every RTP packet it receives: what the engine records is the
     // greeting as it reached SIPp.
-    let engine = Engine::start("", "");
+    let engine = Engine::start("", LINE_TEST);
     let out = sipp(&engine, "uac_echo.xml", "611", false, &["-rtp_echo"]);
     assert_sipp_ok(&engine, &out, "echo");
     let (rec, log) = saved_recording(&engine);
@@ -209,7 +213,7 @@ fn pcma_in_30ms_packets_from_sipp_is_recorded_exactly() {
     let mut want = vec![0i16; sent.len()];
     g711::decode(Codec::Pcma, &sent, &mut want);
 
-    let engine = Engine::start("", "");
+    let engine = Engine::start("", LINE_TEST);
     let out = sipp(&engine, "uac_pcap_g711a.xml", "611", false, &[]);
     assert_sipp_ok(&engine, &out, "PCMA pcap");
     let (rec, log) = saved_recording(&engine);
@@ -227,7 +231,7 @@ fn pcma_in_30ms_packets_from_sipp_is_recorded_exactly() {
 
 #[test]
 fn baresip_hears_the_greeting_and_is_recorded() {
-    let engine = Engine::start("", "");
+    let engine = Engine::start("", LINE_TEST);
     let say = tone_signal(3.0);
     let dir = baresip_dir(&say, "audio_codecs=PCMU;");
     let out = Command::new("timeout")
@@ -302,7 +306,7 @@ fn rfc4733_digits_from_sipp_pcaps_are_pressed_once_each() {
     if !can_play_pcaps("rfc4733_digits_from_sipp_pcaps_are_pressed_once_each") {
         return;
     }
-    let engine = Engine::start("", "");
+    let engine = Engine::start("", LINE_TEST);
     let out = sipp(&engine, "uac_dtmf_rfc4733.xml", "611", false, &[]);
     assert_sipp_ok(&engine, &out, "RFC 4733 pcaps");
     // Each pcap is one event: start packets, then the end packet sent three times.
@@ -317,7 +321,7 @@ fn rfc4733_digits_from_sipp_pcaps_are_pressed_once_each() {
 
 #[test]
 fn sip_info_digit_is_pressed() {
-    let engine = Engine::start("", "");
+    let engine = Engine::start("", LINE_TEST);
     let out = sipp(&engine, "uac_dtmf_info.xml", "611", false, &[]);
     assert_sipp_ok(&engine, &out, "SIP INFO");
     let log = engine.log_text();
@@ -337,7 +341,7 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn recording_cut_by_kill_9_is_recovered_at_restart() {
-    let mut engine = Engine::start("", "");
+    let mut engine = Engine::start("", LINE_TEST);
     // 1 s of silence, then a tone for longer than the call lasts.
     let dir = baresip_dir(&tone_signal(12.0), "audio_codecs=PCMU;");
     let baresip = Command::new("baresip")
@@ -381,7 +385,7 @@ fn recording_cut_by_kill_9_is_recovered_at_restart() {
     assert!(files_ending(&recordings, ".wav").is_empty());
 
     // A new engine in the same working directory makes the recording whole.
-    let engine = Engine::start_in(engine.into_dir(), "", "");
+    let engine = Engine::start_in(engine.into_dir(), "", LINE_TEST);
     let log = engine.log_text();
     assert_eq!(
         log.matches("recovered an unfinished recording").count(),

@@ -58,7 +58,8 @@ fn sipp_then_stop(engine: &Engine, scenario_file: &str, reached: &str) -> std::p
 fn stopping_the_engine_hangs_up_and_saves_the_recording() {
     // A service manager stops the engine (SIGTERM) in the middle of a call: the caller gets a
     // BYE (SIPp waits for it), and what they said is a finished WAV, not a `.part`.
-    let mut engine = Engine::start("", "");
+    // The line test records from the first packet.
+    let mut engine = Engine::start("", "[call]\nflow = \"record-test\"\n");
     let out = sipp_then_stop(&engine, "uac_remote_bye.xml", "recording path=");
     assert_sipp_ok(&engine, &out, "BYE from a stopping engine");
     let log = engine.stop();

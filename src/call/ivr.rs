@@ -532,7 +532,11 @@ impl Shell {
     fn recording_finished(&mut self, r: &RecordingSummary, hung_up: bool) {
         info!(path = %r.path.display(), duration_ms = r.duration_ms, speech = r.speech_detected, dropped_ms = r.dropped_ms, "recording saved");
         self.recording = None;
-        let seconds = r.duration_ms as f32 / 1000.0;
+        // What the technician will hear: the saved file, silence trimmed at both ends.
+        let kept_ms = r
+            .duration_ms
+            .saturating_sub(r.trimmed_start_ms + r.trimmed_end_ms);
+        let seconds = kept_ms as f32 / 1000.0;
         let ended_by = if hung_up {
             RecordingEnd::HangUp
         } else if self.stop_asked {

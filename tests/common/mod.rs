@@ -294,3 +294,4 @@ pub fn baresip_dir(say: &[i16], account: &str) -> tempfile::TempDir {
     w.finalize().expect("finish say.wav");
     dir
 }
+pub mod caller;

@@ -1,0 +1,139 @@
+//! Whole calls through the IVR of the built engine, from a test caller on real sockets (SIP
+//! over UDP, G.711 RTP, keys as SIP INFO) and SIPp playing a technician: what the caller hears
+//! and the tickets the store holds afterwards (read with the `astreinte tickets` CLI).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::caller::Caller;
+use common::Engine;
+
+/// Always closed, and no maintenance window: every call is after hours.
+const AFTER_HOURS: &str = "[schedule.open]\n\n[schedule.maintenance]\n";
+
+const PROMPT_QUIET: Duration = Duration::from_millis(700);
+const PROMPT_WITHIN: Duration = Duration::from_secs(30);
+
+fn speech() -> Vec<i16> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/en/greeting.wav");
+    hound::WavReader::open(p)
+        .unwrap()
+        .samples::<i16>()
+        .map(|s| s.unwrap())
+        .collect()
+}
+
+/// The engine's tickets, as `astreinte tickets list --json` prints them.
+fn tickets(engine: &Engine) -> Vec<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_astreinte"))
+        .args(["tickets", "list", "--json", "--config"])
+        .arg(engine.dir.path().join("astreinte.toml"))
+        .current_dir(engine.dir.path())
+        .output()
+        .expect("run astreinte tickets list");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON list of tickets")
+}
+
+fn wait_tickets(engine: &Engine, n: usize) -> Vec<serde_json::Value> {
+    for _ in 0..100 {
+        let t = tickets(engine);
+        if t.len() >= n {
+            return t;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("fewer than {n} tickets:\n{}", engine.log_text());
+}
+
+#[test]
+fn after_hours_an_s1_voicemail_becomes_a_ticket_and_its_number_is_read_back() {
+    let engine = Engine::start("", AFTER_HOURS);
+    let mut c = Caller::call(engine.addr(), "5149073400", "5145550100");
+    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // language choice
+    c.press('1'); // French
+    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // welcome, main menu
+    c.press('2'); // support
+    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // emergency menu
+    c.press('1'); // no calls at all: S1
+    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // call you back at 514 555 0100?
+    c.press('1'); // yes
+    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // instructions, tone
+    let said = speech();
+    c.say(&said);
+    c.wait_said(Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
+    let before_readback = c.heard().len();
+    c.press('#');
+    assert!(
+        c.wait_engine_bye(Duration::from_secs(60)),
+        "the engine never said goodbye:\n{}",
+        engine.log_text()
+    );
+    // The caller heard the read-back (saved, tracking number, callback target, goodbye).
+    let after = &c.heard()[before_readback..];
+    let loud = after
+        .chunks(160)
+        .filter(|f| f.iter().any(|s| s.unsigned_abs() > 1500))
+        .count();
+    assert!(loud > 100, "only {loud} loud frames after the message");
+
+    let t = wait_tickets(&engine, 1);
+    assert_eq!(t.len(), 1, "{t:#?}");
+    let t = &t[0];
+    assert_eq!(t["severity"], "S1", "{t:#?}");
+    assert_eq!(t["callback_number"], "+15145550100", "{t:#?}");
+    assert_eq!(t["language"], "fr");
+    assert_eq!(t["speech_detected"], true, "{t:#?}");
+    let seconds = t["voicemail_seconds"].as_f64().expect("voicemail_seconds");
+    let sent = said.len() as f64 / 8000.0;
+    assert!(
+        (seconds - sent).abs() <= 0.5,
+        "voicemail of {seconds} s, {sent} s said"
+    );
+    let path = t["voicemail_path"].as_str().expect("voicemail_path");
+    assert!(Path::new(path).exists());
+    // Its intake is marked done; nothing is left pending.
+    let pending = std::fs::read_dir(Path::new(path).parent().unwrap())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".intake.json"))
+        .count();
+    assert_eq!(pending, 0);
+}
+
+#[test]
+fn after_hours_option_3_leaves_an_s3_message_and_611_skips_the_menus() {
+    let engine = Engine::start("", AFTER_HOURS);
+    // 611: no language choice, no main menu: straight to the emergency menu.
+    let mut c = Caller::call(engine.addr(), "611", "5145550111");
+    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // emergency menu
+    c.press('3'); // anything else
+    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // support opens…, press 1 for a message
+    c.press('1');
+    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // call you back at…?
+    c.press('2'); // another number
+    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN);
+    c.press_all("9005551234#"); // premium: refused
+    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // refused, enter again
+    c.press_all("4185550123#");
+    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // instructions, tone
+    c.say(&speech()[..16000]);
+    c.wait_said(Duration::from_secs(10));
+    c.press('#');
+    assert!(
+        c.wait_engine_bye(Duration::from_secs(60)),
+        "{}",
+        engine.log_text()
+    );
+    let t = wait_tickets(&engine, 1);
+    assert_eq!(t[0]["severity"], "S3", "{t:#?}");
+    assert_eq!(t[0]["callback_number"], "+14185550123", "{t:#?}");
+}
