@@ -137,3 +137,94 @@ fn after_hours_option_3_leaves_an_s3_message_and_611_skips_the_menus() {
     assert_eq!(t[0]["severity"], "S3", "{t:#?}");
     assert_eq!(t[0]["callback_number"], "+14185550123", "{t:#?}");
 }
+
+/// Open all week, every minute.
+const IN_HOURS: &str = "[schedule.open]\nmon = [\"00:00-23:59\"]\ntue = [\"00:00-23:59\"]\nwed = [\"00:00-23:59\"]\nthu = [\"00:00-23:59\"]\nfri = [\"00:00-23:59\"]\nsat = [\"00:00-23:59\"]\nsun = [\"00:00-23:59\"]\n\n[schedule.holidays]\ncalendar = \"none\"\n\n[schedule.maintenance]\n";
+
+#[test]
+fn in_business_hours_support_reaches_a_technician_and_audio_crosses_both_ways() {
+    let tech_port = common::free_port();
+    let media = common::free_media_base();
+    let mut tech = Command::new("sipp")
+        .args([
+            "-sf",
+            common::scenario("uas_technician.xml").to_str().unwrap(),
+        ])
+        .args(["-i", "127.0.0.1", "-p", &tech_port.to_string()])
+        .args(["-mp", &media.to_string(), "-rtp_echo"])
+        .args(["-m", "1", "-timeout", "90s", "-timeout_error", "-nostdin"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run sipp (install sip-tester)");
+    let engine = Engine::start(
+        "",
+        &format!("{IN_HOURS}\n[ivr]\nsupport_group = [\"sip:tech@127.0.0.1:{tech_port}\"]\n"),
+    );
+    let mut c = Caller::call(engine.addr(), "5149073400", "5145550100");
+    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // language choice
+    c.press('9'); // English
+    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // welcome, main menu
+    c.press('2'); // support
+    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // connecting you with a technician
+                                                    // Wait for the bridge, then talk: the technician's phone sends back what it hears.
+    let mut bridged = false;
+    for _ in 0..100 {
+        if engine
+            .log_text()
+            .contains("caller connected to a technician")
+        {
+            bridged = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(bridged, "never bridged:\n{}", engine.log_text());
+    let mark = c.heard().len();
+    c.say(&speech()[..24000]);
+    c.wait_said(Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    let echoed = c.heard()[mark..]
+        .chunks(160)
+        .filter(|f| f.iter().any(|s| s.unsigned_abs() > 1500))
+        .count();
+    assert!(
+        echoed > 50,
+        "heard {echoed} loud frames back through the bridge"
+    );
+    c.hang_up();
+    let status = tech.wait().expect("sipp");
+    assert!(
+        status.success(),
+        "the technician's phone: {status:?}\n{}",
+        engine.log_text()
+    );
+    assert!(tickets(&engine).is_empty(), "no voicemail, no ticket");
+}
+
+#[test]
+fn a_message_cut_by_kill_9_is_ticketed_at_the_next_start() {
+    let mut engine = Engine::start("", AFTER_HOURS);
+    let mut c = Caller::call(engine.addr(), "5149073400", "5145550100");
+    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN);
+    c.press('1');
+    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN);
+    c.press('2');
+    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN);
+    c.press('2'); // S2
+    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN);
+    c.press('1');
+    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // the tone
+    c.say(&speech());
+    std::thread::sleep(Duration::from_secs(4));
+    engine.kill9();
+    drop(c);
+    let engine = Engine::start_in(engine.into_dir(), "", AFTER_HOURS);
+    let t = wait_tickets(&engine, 1);
+    let t = &t[0];
+    assert_eq!(t["severity"], "S2", "{t:#?}");
+    assert_eq!(t["callback_number"], "+15145550100");
+    assert!(t["answers"]["recovered"].is_string(), "{t:#?}");
+    let seconds = t["voicemail_seconds"].as_f64().unwrap_or(0.0);
+    assert!(seconds >= 2.0, "{seconds} s kept of about 4");
+}
