@@ -57,13 +57,14 @@ fn wait_tickets(engine: &Engine, n: usize) -> Vec<serde_json::Value> {
 fn after_hours_an_s1_voicemail_becomes_a_ticket_and_its_number_is_read_back() {
     let engine = Engine::start("", AFTER_HOURS);
     let mut c = Caller::call(engine.addr(), "5149073400", "5145550100");
-    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // language choice
+    // Every key is pressed while its menu is still speaking (barge-in).
+    c.wait_prompt_start(PROMPT_WITHIN); // language choice
     c.press('1'); // French
-    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // welcome, main menu
+    c.wait_prompt_start(PROMPT_WITHIN); // welcome, main menu
     c.press('2'); // support
-    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // emergency menu
+    c.wait_prompt_start(PROMPT_WITHIN); // emergency menu
     c.press('1'); // no calls at all: S1
-    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // call you back at 514 555 0100?
+    c.wait_prompt_start(PROMPT_WITHIN); // call you back at 514 555 0100?
     c.press('1'); // yes
     c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // instructions, tone
     let said = speech();
@@ -114,15 +115,15 @@ fn after_hours_option_3_leaves_an_s3_message_and_611_skips_the_menus() {
     let engine = Engine::start("", AFTER_HOURS);
     // 611: no language choice, no main menu: straight to the emergency menu.
     let mut c = Caller::call(engine.addr(), "611", "5145550111");
-    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // emergency menu
+    c.wait_prompt_start(PROMPT_WITHIN); // emergency menu
     c.press('3'); // anything else
-    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // support opens…, press 1 for a message
+    c.wait_prompt_start(PROMPT_WITHIN); // support opens…, press 1 for a message
     c.press('1');
-    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // call you back at…?
+    c.wait_prompt_start(PROMPT_WITHIN); // call you back at…?
     c.press('2'); // another number
-    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN);
+    c.wait_prompt_start(PROMPT_WITHIN);
     c.press_all("9005551234#"); // premium: refused
-    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // refused, enter again
+    c.wait_prompt_start(PROMPT_WITHIN); // refused, enter again
     c.press_all("4185550123#");
     c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // instructions, tone
     c.say(&speech()[..16000]);
@@ -162,9 +163,9 @@ fn in_business_hours_support_reaches_a_technician_and_audio_crosses_both_ways() 
         &format!("{IN_HOURS}\n[ivr]\nsupport_group = [\"sip:tech@127.0.0.1:{tech_port}\"]\n"),
     );
     let mut c = Caller::call(engine.addr(), "5149073400", "5145550100");
-    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // language choice
+    c.wait_prompt_start(PROMPT_WITHIN); // language choice
     c.press('9'); // English
-    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // welcome, main menu
+    c.wait_prompt_start(PROMPT_WITHIN); // welcome, main menu
     c.press('2'); // support
     c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // connecting you with a technician
                                                     // Wait for the bridge, then talk: the technician's phone sends back what it hears.
@@ -206,13 +207,13 @@ fn in_business_hours_support_reaches_a_technician_and_audio_crosses_both_ways() 
 fn a_message_cut_by_kill_9_is_ticketed_at_the_next_start() {
     let mut engine = Engine::start("", AFTER_HOURS);
     let mut c = Caller::call(engine.addr(), "5149073400", "5145550100");
-    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN);
+    c.wait_prompt_start(PROMPT_WITHIN);
     c.press('1');
-    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN);
+    c.wait_prompt_start(PROMPT_WITHIN);
     c.press('2');
-    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN);
+    c.wait_prompt_start(PROMPT_WITHIN);
     c.press('2'); // S2
-    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN);
+    c.wait_prompt_start(PROMPT_WITHIN);
     c.press('1');
     c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // the tone
     c.say(&speech());

@@ -240,6 +240,21 @@ impl Caller {
         self.ears.lock().unwrap().loud_since_mark = false;
     }
 
+    /// Waits until the engine starts playing something after the last key (to press a key
+    /// during the prompt: barge-in).
+    pub fn wait_prompt_start(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.ears.lock().unwrap().loud_since_mark {
+            assert!(
+                Instant::now() < deadline,
+                "no prompt began within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Well into the prompt.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
     /// Says `samples` (8 kHz) now, in real time.
     pub fn say(&self, samples: &[i16]) {
         self.mouth.lock().unwrap().extend(samples.iter().copied());
