@@ -352,3 +352,30 @@ fn schedule_holidays_and_triage_check() {
         .unwrap()
         .contains("triage rules"));
 }
+
+#[test]
+fn check_config_names_a_missing_prompt_and_its_file() {
+    let e = env();
+    let prompts = e._dir.path().join("prompts");
+    for lang in ["fr", "en"] {
+        std::fs::create_dir_all(prompts.join(lang)).unwrap();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("prompts")
+            .join(lang);
+        for f in std::fs::read_dir(src).unwrap().flatten() {
+            std::fs::copy(f.path(), prompts.join(lang).join(f.file_name())).unwrap();
+        }
+    }
+    let text = std::fs::read_to_string(&e.config).unwrap();
+    std::fs::write(
+        &e.config,
+        format!("{text}\n[media]\nprompts_dir = \"{}\"\n", prompts.display()),
+    )
+    .unwrap();
+    ok(&e, &["check-config"]);
+    std::fs::remove_file(prompts.join("fr/after-hours-menu.wav")).unwrap();
+    let err = fails(&e, &["check-config"]);
+    assert!(err.contains("fr/after-hours-menu"), "{err}");
+    assert!(err.contains("after-hours-menu.wav"), "{err}");
+    assert!(err.contains("make-prompts.sh"), "{err}");
+}

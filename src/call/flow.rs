@@ -173,7 +173,7 @@ impl Default for FlowConfig {
 }
 
 /// The largest `number-N` prompt bundled (`prompts/make-prompts.sh`).
-pub const MAX_NUMBER: u8 = 120;
+pub const MAX_NUMBER: u8 = crate::media::prompts::MAX_NUMBER_PROMPT;
 
 /// One element of a playlist; [`PromptItem::resolve`] turns it into media prompts.
 #[derive(Debug, Clone, PartialEq, Eq)]

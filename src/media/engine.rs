@@ -73,6 +73,8 @@ impl MediaEngine {
         } else {
             PromptSet::load(dir)?
         };
+        // A flow that asks for a prompt nobody recorded would leave a caller in silence.
+        prompts.check_complete(dir)?;
         let prompts = Arc::new(prompts);
         let ports = Arc::new(Mutex::new(PortPool::new(lo, hi)));
         let threads = match config.threads {

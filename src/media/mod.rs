@@ -209,5 +209,18 @@ impl MediaConfig {
                 "set a number of seconds, e.g. 30",
             ));
         }
+        // A prompts directory that exists (or was named) must hold every prompt the flow may
+        // play, each a WAV the engine can read.
+        let dir = std::path::Path::new(&self.prompts_dir);
+        if dir.exists() || self.prompts_dir != default_prompts_dir() {
+            let checked = prompts::PromptSet::load(dir).and_then(|set| set.check_complete(dir));
+            if let Err(e) = checked {
+                issues.push(ConfigIssue::new(
+                    vec![KeySeg::Key("media"), KeySeg::Key("prompts_dir")],
+                    e.to_string(),
+                    "run prompts/make-prompts.sh, or point prompts_dir at a complete copy of prompts/",
+                ));
+            }
+        }
     }
 }

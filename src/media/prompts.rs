@@ -17,6 +17,28 @@ pub enum PromptError {
     Dir(PathBuf, std::io::Error),
     #[error("prompt {path}: {reason}")]
     Bad { path: PathBuf, reason: String },
+    #[error("prompt {name} is missing: no {path} (prompts/manifest.toml lists it; run prompts/make-prompts.sh or copy the WAV there)")]
+    Missing { name: String, path: PathBuf },
+}
+
+/// The manifest of every prompt the call flow may play (`prompts/manifest.toml`).
+const MANIFEST: &str = include_str!("../../prompts/manifest.toml");
+/// Languages every prompt exists in.
+pub const LANGUAGES: [&str; 2] = ["fr", "en"];
+/// The largest `number-N` prompt (see `prompts/make-prompts.sh`).
+pub const MAX_NUMBER_PROMPT: u8 = 120;
+
+/// Every prompt name the engine needs, without its language: the manifest's, the digits, the
+/// numbers and the record tone.
+pub fn required_prompt_names() -> Vec<String> {
+    let mut names: Vec<String> = MANIFEST
+        .parse::<toml::Table>()
+        .map(|t| t.keys().cloned().collect())
+        .unwrap_or_default();
+    names.extend((0..10).map(|i| format!("digit-{i}")));
+    names.extend((0..=MAX_NUMBER_PROMPT).map(|n| format!("number-{n}")));
+    names.push("beep".into());
+    names
 }
 
 /// What to play: a loaded prompt by name, or digits read out one prompt each.
@@ -148,6 +170,23 @@ impl PromptSet {
             set.insert(Prompt::from_samples((*name).to_string(), &pcm));
         }
         Ok(set)
+    }
+
+    /// The first required prompt (see [`required_prompt_names`]) this set lacks, as the error
+    /// that names it and the file it should be in under `dir`.
+    pub fn check_complete(&self, dir: &Path) -> Result<(), PromptError> {
+        for name in required_prompt_names() {
+            for lang in LANGUAGES {
+                let full = format!("{lang}/{name}");
+                if !self.by_name.contains_key(&full) {
+                    return Err(PromptError::Missing {
+                        path: dir.join(lang).join(format!("{name}.wav")),
+                        name: full,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn insert(&mut self, p: Prompt) -> PromptId {
