@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use tracing::{error, info, warn};
 
-use crate::call::ivr::{run_ivr, IvrDeps};
+use crate::call::ivr::{run_ivr, watch_announcements, IvrDeps};
 use crate::call::voicemail::VoicemailDesk;
 use crate::call::FlowKind;
 use crate::config::Config;
@@ -66,6 +66,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let call_config = config.call.clone();
     let advertised = sip.advertised_addr().ip();
     let flow_media = media.clone();
+    let announcement = watch_announcements(store.clone(), media.clone()).await;
     let deps = std::sync::Arc::new(IvrDeps {
         media: media.clone(),
         sip: sip.clone(),
@@ -76,6 +77,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         call: config.call.clone(),
         recordings: recordings.clone(),
         advertised,
+        announcement,
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let dispatcher = tokio::spawn(async move {

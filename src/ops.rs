@@ -52,6 +52,51 @@ pub enum OpsCommand {
         #[command(subcommand)]
         cmd: AccountsCmd,
     },
+    /// The incident announcement callers hear before the menu (every node, every new call).
+    Announce {
+        #[command(subcommand)]
+        cmd: AnnounceCmd,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AnnounceCmd {
+    /// Announce a major incident; spoken with the prompts' voice (espeak-ng and sox), or
+    /// from WAV files.
+    Set {
+        /// investigating, identified or monitoring
+        #[arg(long)]
+        phase: String,
+        /// What French callers hear.
+        #[arg(long)]
+        fr: String,
+        /// What English callers hear.
+        #[arg(long)]
+        en: String,
+        /// A recording to play instead of the spoken French text.
+        #[arg(long)]
+        fr_wav: Option<PathBuf>,
+        /// A recording to play instead of the spoken English text.
+        #[arg(long)]
+        en_wav: Option<PathBuf>,
+        /// Who sets it (for the record).
+        #[arg(long, default_value = "admin")]
+        by: String,
+        #[command(flatten)]
+        cfg: ConfigArg,
+    },
+    /// No announcement any more.
+    Clear {
+        #[command(flatten)]
+        cfg: ConfigArg,
+    },
+    /// The current announcement.
+    Show {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        cfg: ConfigArg,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -355,6 +400,7 @@ impl OpsCommand {
                 Ok(())
             }
             OpsCommand::Tickets { cmd } => run_tickets(cmd).await,
+            OpsCommand::Announce { cmd } => run_announce(cmd).await,
             OpsCommand::Sla {
                 cmd:
                     SlaCmd::Report {
@@ -643,4 +689,127 @@ async fn update(u: Update, action: Action) -> anyhow::Result<()> {
         .await?;
     println!("ticket {} is now {}", number::grouped(&t.number), t.status);
     Ok(())
+}
+
+async fn run_announce(cmd: AnnounceCmd) -> anyhow::Result<()> {
+    match cmd {
+        AnnounceCmd::Set {
+            phase,
+            fr,
+            en,
+            fr_wav,
+            en_wav,
+            by,
+            cfg,
+        } => {
+            if !crate::store::announcements::PHASES.contains(&phase.as_str()) {
+                bail!("--phase \"{phase}\" is not one of investigating, identified, monitoring");
+            }
+            if fr.trim().is_empty() || en.trim().is_empty() {
+                bail!("--fr and --en must both say something (callers hear one or the other)");
+            }
+            let audio_fr = announcement_audio(&fr, "fr", fr_wav.as_deref())?;
+            let audio_en = announcement_audio(&en, "en-us", en_wav.as_deref())?;
+            let config = load(&cfg)?;
+            let store = store_of(&config).await?;
+            let id = store
+                .set_announcement(&crate::store::NewAnnouncement {
+                    phase: phase.clone(),
+                    text_fr: fr,
+                    text_en: en,
+                    audio_fr,
+                    audio_en,
+                    set_by: by,
+                    at: Utc::now(),
+                })
+                .await?;
+            println!("announcement {id} ({phase}) set: new calls hear it before the menu");
+            Ok(())
+        }
+        AnnounceCmd::Clear { cfg } => {
+            let config = load(&cfg)?;
+            let store = store_of(&config).await?;
+            if store.clear_announcement(Utc::now()).await? {
+                println!("announcement cleared");
+            } else {
+                println!("there was no announcement");
+            }
+            Ok(())
+        }
+        AnnounceCmd::Show { json, cfg } => {
+            let config = load(&cfg)?;
+            let store = store_of(&config).await?;
+            let current = store.current_announcement().await?;
+            if json {
+                println!("{}", serde_json::to_string(&current)?);
+            } else {
+                match current {
+                    Some(a) => println!(
+                        "{} since {} (by {})\nfr: {}\nen: {}",
+                        a.phase, a.set_at, a.set_by, a.text_fr, a.text_en
+                    ),
+                    None => println!("no announcement"),
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// An announcement's audio as an 8 kHz mono 16-bit WAV: the given file converted (any rate,
+/// width or channel count sox reads), or the text spoken by espeak-ng like the bundled prompts.
+fn announcement_audio(
+    text: &str,
+    voice: &str,
+    wav: Option<&std::path::Path>,
+) -> anyhow::Result<Vec<u8>> {
+    let dir = tempfile_dir()?;
+    let spoken = dir.join("spoken.wav");
+    let source = match wav {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let status = std::process::Command::new("espeak-ng")
+                .args(["-v", voice, "-s", "150", "-w"])
+                .arg(&spoken)
+                .arg(text)
+                .status()
+                .context(
+                    "running espeak-ng (apt-get install espeak-ng), or give --fr-wav/--en-wav",
+                )?;
+            if !status.success() {
+                bail!("espeak-ng failed ({status})");
+            }
+            spoken
+        }
+    };
+    let out = dir.join("announcement.wav");
+    let status = std::process::Command::new("sox")
+        .arg(&source)
+        .args(["-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer"])
+        .arg(&out)
+        .args(["gain", "-n", "-3"])
+        .status()
+        .context("running sox (apt-get install sox)")?;
+    if !status.success() {
+        bail!("{} is not audio sox can read ({status})", source.display());
+    }
+    let bytes = std::fs::read(&out)?;
+    let reader = hound::WavReader::new(std::io::Cursor::new(&bytes))
+        .with_context(|| format!("{} did not convert to WAV", source.display()))?;
+    let seconds = reader.duration() as f64 / 8000.0;
+    if !(0.5..=60.0).contains(&seconds) {
+        bail!("the announcement lasts {seconds:.1} s: keep it between 0.5 and 60 s");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(bytes)
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "astreinte-announce-{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }

@@ -229,3 +229,121 @@ fn a_message_cut_by_kill_9_is_ticketed_at_the_next_start() {
     let seconds = t["voicemail_seconds"].as_f64().unwrap_or(0.0);
     assert!(seconds >= 2.0, "{seconds} s kept of about 4");
 }
+
+/// Share of a frame's energy at `hz` (Goertzel), 0 to about 1.
+fn tone_share(frame: &[i16], hz: f64) -> f64 {
+    let k = 2.0 * (2.0 * std::f64::consts::PI * hz / 8000.0).cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    let mut energy = 0.0;
+    for &x in frame {
+        let x = f64::from(x);
+        let s = x + k * s1 - s2;
+        s2 = s1;
+        s1 = s;
+        energy += x * x;
+    }
+    let power = s1 * s1 + s2 * s2 - k * s1 * s2;
+    if energy < 1.0 {
+        return 0.0;
+    }
+    power * 2.0 / (frame.len() as f64 * energy)
+}
+
+/// 20 ms frames of `heard` that are mostly a 600 Hz tone.
+fn tone_frames(heard: &[i16]) -> usize {
+    heard
+        .chunks_exact(160)
+        .filter(|f| f.iter().any(|s| s.unsigned_abs() > 1500) && tone_share(f, 600.0) > 0.8)
+        .count()
+}
+
+fn cli(engine: &Engine, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_astreinte"))
+        .args(args)
+        .arg("--config")
+        .arg(engine.dir.path().join("astreinte.toml"))
+        .current_dir(engine.dir.path())
+        .output()
+        .expect("run astreinte");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn wait_log(engine: &Engine, text: &str) {
+    for _ in 0..100 {
+        if engine.log_text().contains(text) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("never logged \"{text}\":\n{}", engine.log_text());
+}
+
+#[test]
+fn an_announcement_set_by_the_cli_is_heard_before_the_menu_until_it_is_cleared() {
+    let engine = Engine::start("", AFTER_HOURS);
+    // The announcement: 2 s of a 600 Hz tone (no prompt has one), as a 16 kHz stereo WAV the
+    // CLI converts.
+    let wav = engine.dir.path().join("outage.wav");
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 16000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&wav, spec).unwrap();
+    for i in 0..32000 {
+        let v =
+            (12000.0 * (2.0 * std::f64::consts::PI * 600.0 * f64::from(i) / 16000.0).sin()) as i16;
+        w.write_sample(v).unwrap();
+        w.write_sample(v).unwrap();
+    }
+    w.finalize().unwrap();
+    let wav = wav.to_str().unwrap();
+    cli(
+        &engine,
+        &[
+            "announce",
+            "set",
+            "--phase",
+            "identified",
+            "--fr",
+            "Panne en cours",
+            "--en",
+            "Ongoing outage",
+            "--fr-wav",
+            wav,
+            "--en-wav",
+            wav,
+        ],
+    );
+    assert!(cli(&engine, &["announce", "show", "--json"]).contains("\"identified\""));
+    wait_log(&engine, "incident announcement playing to new calls");
+
+    let heard_after_language = |engine: &Engine| {
+        let mut c = Caller::call(engine.addr(), "5149073400", "5145550100");
+        c.wait_prompt_start(PROMPT_WITHIN);
+        c.press('1');
+        let mark = c.heard().len();
+        // Welcome, "the cause of an incident has been identified", then the announcement.
+        std::thread::sleep(Duration::from_secs(16));
+        let heard = c.heard()[mark..].to_vec();
+        c.hang_up();
+        heard
+    };
+    let with = tone_frames(&heard_after_language(&engine));
+    assert!(
+        with >= 50,
+        "{with} frames of the announcement's tone heard:\n{}",
+        engine.log_text()
+    );
+
+    cli(&engine, &["announce", "clear"]);
+    wait_log(&engine, "incident announcement cleared");
+    let without = tone_frames(&heard_after_language(&engine));
+    assert_eq!(without, 0, "the cleared announcement is still heard");
+}

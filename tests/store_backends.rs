@@ -732,3 +732,36 @@ async fn two_stores_on_one_sqlite_file_write_together() {
         .unwrap();
     assert_eq!(open.len(), 70);
 }
+
+async fn an_announcement_is_current_until_replaced_or_cleared(s: &Store) {
+    use astreinte::store::NewAnnouncement;
+    assert_eq!(s.current_announcement().await.unwrap(), None);
+    let new = |phase: &str, fr: &str| NewAnnouncement {
+        phase: phase.into(),
+        text_fr: fr.into(),
+        text_en: "Outage".into(),
+        audio_fr: vec![1, 2, 3],
+        audio_en: vec![4, 5],
+        set_by: "admin".into(),
+        at: t0(),
+    };
+    let first = s
+        .set_announcement(&new("investigating", "Panne"))
+        .await
+        .unwrap();
+    let second = s
+        .set_announcement(&new("identified", "Cause trouvée"))
+        .await
+        .unwrap();
+    assert!(second > first);
+    let cur = s.current_announcement().await.unwrap().unwrap();
+    assert_eq!((cur.id, cur.phase.as_str()), (second, "identified"));
+    assert_eq!((cur.audio_fr, cur.audio_en), (vec![1, 2, 3], vec![4, 5]));
+    assert_eq!(cur.set_at, t0());
+    assert!(s.clear_announcement(t0()).await.unwrap());
+    assert_eq!(s.current_announcement().await.unwrap(), None);
+    assert!(!s.clear_announcement(t0()).await.unwrap());
+    // A phase outside the three is refused by the database itself.
+    assert!(s.set_announcement(&new("resolved", "x")).await.is_err());
+}
+both!(an_announcement_is_current_until_replaced_or_cleared);

@@ -90,6 +90,16 @@ pub enum AnnouncementPhase {
 }
 
 impl AnnouncementPhase {
+    /// From the stored name ("investigating", "identified", "monitoring").
+    pub fn from_name(name: &str) -> Option<AnnouncementPhase> {
+        match name {
+            "investigating" => Some(AnnouncementPhase::Investigating),
+            "identified" => Some(AnnouncementPhase::Identified),
+            "monitoring" => Some(AnnouncementPhase::Monitoring),
+            _ => None,
+        }
+    }
+
     fn prompt(self) -> &'static str {
         match self {
             AnnouncementPhase::Investigating => "incident-investigating",

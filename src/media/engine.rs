@@ -46,7 +46,8 @@ impl ShardHandle {
 struct Inner {
     shards: Vec<ShardHandle>,
     ports: Arc<Mutex<PortPool>>,
-    prompts: Arc<PromptSet>,
+    /// Replaced whole when a prompt changes (see [`MediaEngine::set_prompt`]).
+    prompts: Mutex<Arc<PromptSet>>,
     bind_ip: IpAddr,
     next_id: AtomicU64,
     next_shard: AtomicUsize,
@@ -146,7 +147,7 @@ impl MediaEngine {
             inner: Arc::new(Inner {
                 shards,
                 ports,
-                prompts,
+                prompts: Mutex::new(prompts),
                 bind_ip,
                 next_id: AtomicU64::new(1),
                 next_shard: AtomicUsize::new(0),
@@ -185,8 +186,31 @@ impl MediaEngine {
             .sum()
     }
 
-    pub fn prompts(&self) -> &PromptSet {
-        &self.inner.prompts
+    /// The prompts new playlists are resolved against.
+    pub fn prompts(&self) -> Arc<PromptSet> {
+        match self.inner.prompts.lock() {
+            Ok(p) => p.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Adds or replaces the prompt `name` (e.g. `"fr/announcement"`) for every call from now
+    /// on, on every media thread, without a restart. A playlist already playing the old audio
+    /// finishes it: ids are never reused, so nothing is cut mid-play. Rare (an admin's change):
+    /// the set is copied, never locked on the packet path.
+    pub fn set_prompt(&self, name: &str, pcm: &[i16]) {
+        let mut current = match self.inner.prompts.lock() {
+            Ok(p) => p,
+            Err(p) => p.into_inner(),
+        };
+        let mut next = PromptSet::clone(&current);
+        next.insert(super::prompts::Prompt::from_samples(name.to_string(), pcm));
+        let next = Arc::new(next);
+        // Each thread gets the new set before any playlist that names it: one channel each.
+        for shard in &self.inner.shards {
+            shard.send(Command::Prompts(next.clone()));
+        }
+        *current = next;
     }
 
     pub fn free_ports(&self) -> usize {
@@ -305,10 +329,13 @@ impl MediaSession {
     /// Play a playlist (replacing any current one, which then reports finished).
     pub fn play(&self, prompts: &[PromptRef], opts: PlayOptions) -> Result<PlaybackId, MediaError> {
         let mut list = Vec::with_capacity(prompts.len());
-        self.inner
-            .prompts
-            .resolve(prompts, &mut list)
+        let set = match self.inner.prompts.lock() {
+            Ok(p) => p,
+            Err(p) => p.into_inner(),
+        };
+        set.resolve(prompts, &mut list)
             .map_err(MediaError::UnknownPrompt)?;
+        // Sent while the set is held, so a newer set always reaches the thread first.
         let playback = PlaybackId(self.next_playback.fetch_add(1, Ordering::Relaxed));
         self.send(Command::Play {
             id: self.id,

@@ -68,6 +68,7 @@ impl PromptRef {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PromptId(pub u32);
 
+#[derive(Clone)]
 pub struct Prompt {
     pub name: String,
     pub samples: usize,
@@ -111,7 +112,7 @@ impl Prompt {
 // files under `prompts/fr` and `prompts/en`.
 include!(concat!(env!("OUT_DIR"), "/bundled_prompts.rs"));
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct PromptSet {
     prompts: Vec<Prompt>,
     by_name: HashMap<String, PromptId>,

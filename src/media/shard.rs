@@ -86,6 +86,8 @@ pub enum Command {
         reply: Option<oneshot::Sender<CallStats>>,
     },
     Shutdown,
+    /// The prompts changed (an announcement, an admin's upload): resolve from this set now.
+    Prompts(Arc<PromptSet>),
     /// Test hook: the call's next RTP packet panics (inside the per-call guard).
     #[cfg(test)]
     TestPanicOnRtp(u64),
@@ -110,7 +112,7 @@ impl Command {
             | Command::Close { id, .. } => Some(*id),
             #[cfg(test)]
             Command::TestPanicOnRtp(id) => Some(*id),
-            Command::Shutdown => None,
+            Command::Shutdown | Command::Prompts(_) => None,
             #[cfg(test)]
             Command::TestKill => None,
         }
@@ -956,6 +958,7 @@ impl Shard {
             }
             Command::Close { id, reply } => self.close(id, reply, now),
             Command::Shutdown => self.stop = true,
+            Command::Prompts(set) => self.ctx.prompts = set,
             #[cfg(test)]
             Command::TestPanicOnRtp(id) => {
                 if let Some(c) = self.call_mut(id) {

@@ -12,6 +12,7 @@
 //! 3. only then read the tracking number to the caller.
 
 pub mod accounts;
+pub mod announcements;
 pub mod durable;
 pub mod number;
 pub mod pages;
@@ -31,6 +32,7 @@ use sqlx::sqlite::{
 use crate::config_issue::{ConfigIssue, KeySeg};
 
 pub use accounts::{Account, AccountRef, Contact, ContactRole};
+pub use announcements::{Announcement, NewAnnouncement};
 pub use pages::{NewPage, PageJob, PageOutcome, PageState};
 pub use tickets::{Action, Event, ListFilter, NewTicket, Status, Ticket, Voicemail};
 
