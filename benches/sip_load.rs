@@ -5,7 +5,9 @@
 //! rate sustained with zero failed calls, each call being INVITE, 100, 200, ACK, BYE, 200.
 //!
 //! Run: `cargo bench --bench sip_load` (needs `sipp`, from Debian's sip-tester).
-//! `ASTREINTE_BENCH_SECONDS` sets the length of each phase (default 10).
+//! `ASTREINTE_BENCH_SECONDS` sets the length of each phase (default 10);
+//! `ASTREINTE_BENCH_FLOW=record-test` measures the bare answer (a greeting loop) instead of the
+//! IVR, for comparison.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
@@ -31,11 +33,13 @@ impl Drop for Engine {
 }
 
 fn start_engine(dir: &Path, port: u16) -> Engine {
+    // The IVR by default; "record-test" (the bare answer: a greeting loop) for comparison.
+    let flow = std::env::var("ASTREINTE_BENCH_FLOW").unwrap_or_else(|_| "ivr".into());
     let cfg = dir.join("bench.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[sip]\nlisten = \"127.0.0.1:{port}\"\n# one SIPp source sends every call\nrate_limit_per_source = 1000000\n\n[media]\nrtp_ports = \"40000-49999\"\n\n[store]\nurl = \"sqlite://{}/bench.db\"\n",
+            "[sip]\nlisten = \"127.0.0.1:{port}\"\n# one SIPp source sends every call\nrate_limit_per_source = 1000000\n\n[media]\nrtp_ports = \"40000-49999\"\n\n[store]\nurl = \"sqlite://{}/bench.db\"\n\n[call]\nflow = \"{flow}\"\n",
             dir.display()
         ),
     )
