@@ -41,6 +41,15 @@ impl Pacer {
         self.start + self.next_tick * self.period
     }
 
+    /// Takes the next tick now, ahead of its deadline, and returns it: a new prompt starts at
+    /// once instead of at the call's next slot. The ticks after it keep their deadlines (the
+    /// far end sees one packet early, which its jitter buffer absorbs).
+    pub fn take_next_early(&mut self) -> u64 {
+        let t = self.next_tick;
+        self.next_tick += 1;
+        t
+    }
+
     /// The ticks due at `now` (none if `now` is before the next deadline).
     pub fn poll(&mut self, now: Nanos) -> Due {
         if now < self.next_deadline() {
@@ -195,5 +204,16 @@ mod tests {
         assert_eq!(wheel_slot(5 * MS, 20 * MS, 4), 1);
         assert_eq!(wheel_slot(19 * MS, 20 * MS, 4), 3);
         assert_eq!(wheel_slot(125 * MS, 20 * MS, 4), 1);
+    }
+
+    #[test]
+    fn a_tick_taken_early_is_not_sent_again_and_the_next_keeps_its_deadline() {
+        let mut p = Pacer::new(1_000, 20, 5);
+        assert_eq!(p.poll(1_000).count, 1); // tick 0
+        assert_eq!(p.take_next_early(), 1); // tick 1, due at 1_020, sent at 1_005
+        assert_eq!(p.poll(1_020).count, 0);
+        assert_eq!(p.next_deadline(), 1_040);
+        let due = p.poll(1_040);
+        assert_eq!((due.first, due.count), (2, 1));
     }
 }

@@ -876,9 +876,22 @@ impl Shard {
                 list,
                 opts,
             } => {
-                if let Some(c) = self.call_mut(id) {
-                    c.stop_playback();
-                    c.playback = Some(Playback::new(playback, list, opts));
+                let Some(&idx) = self.by_id.get(&id) else {
+                    return;
+                };
+                let Some(c) = self.calls.get_mut(idx).and_then(Option::as_mut) else {
+                    return;
+                };
+                c.stop_playback();
+                c.playback = Some(Playback::new(playback, list, opts));
+                // A caller who pressed a key hears the next prompt at once, not at the call's
+                // next 20 ms slot: its first packet goes now (a plain send, not queued for the
+                // next tick's ring submit), the rest on the grid.
+                if let Some(p) = c.pacer.as_mut() {
+                    if p.next_deadline() > now + GRID_NS {
+                        let t = p.take_next_early();
+                        c.send_tick(t, &self.ctx.prompts, &mut self.buf[..], None);
+                    }
                 }
             }
             Command::StopPlayback(id) => {
