@@ -347,3 +347,28 @@ fn an_announcement_set_by_the_cli_is_heard_before_the_menu_until_it_is_cleared()
     let without = tone_frames(&heard_after_language(&engine));
     assert_eq!(without, 0, "the cleared announcement is still heard");
 }
+
+#[test]
+fn a_611_caller_whose_account_speaks_english_is_served_in_english_and_kept_on_hang_up() {
+    let engine = Engine::start("", AFTER_HOURS);
+    let csv = engine.dir.path().join("accounts.csv");
+    std::fs::write(
+        &csv,
+        "account,company,address,numbers,admin_name,admin_phone,admin_email,technical_name,technical_phone,technical_email,billing_name,billing_phone,billing_email,language\n\
+         ACME,Acme Ltd,1 Main St,5145550177,,,,,,,,,,en\n",
+    )
+    .unwrap();
+    cli(&engine, &["accounts", "import", csv.to_str().unwrap()]);
+    let mut c = Caller::call(engine.addr(), "611", "5145550177");
+    c.wait_prompt_start(PROMPT_WITHIN); // the emergency menu, in English
+    c.press('1'); // S1
+    c.wait_prompt_start(PROMPT_WITHIN); // may we call you back at…?
+    c.press('1');
+    c.wait_prompt_start(PROMPT_WITHIN); // after the tone, give your name…
+                                        // The caller hangs up before the tone: the emergency is still a ticket.
+    c.hang_up();
+    let t = wait_tickets(&engine, 1);
+    assert_eq!(t[0]["language"], "en", "{t:#?}");
+    assert_eq!(t[0]["severity"], "S1", "{t:#?}");
+    assert_eq!(t[0]["company"], "Acme Ltd", "{t:#?}");
+}

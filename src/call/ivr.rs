@@ -403,7 +403,7 @@ impl Shell {
             session.local_rtp_addr().port(),
         ));
         let caller = info.caller.user.clone();
-        let ctx = call_context(&deps, &info.number, caller);
+        let ctx = call_context(&deps, &info.number, caller).await;
         let (replies_tx, mut replies) = mpsc::unbounded_channel();
         let mut shell = Shell {
             flow: IvrFlow::new(ctx, deps.ivr.flow_config()),
@@ -903,12 +903,26 @@ impl Shell {
 }
 
 /// What the flow needs to know when the call starts.
-fn call_context(deps: &IvrDeps, number: &str, caller: Option<String>) -> CallContext {
+async fn call_context(deps: &IvrDeps, number: &str, caller: Option<String>) -> CallContext {
+    // The account's language, for callers who skip the language choice (611). A store that
+    // does not answer at once leaves it to the default (French): the call is not held up.
+    let account_language = match caller.as_deref() {
+        Some(c) => {
+            let lookup = deps.store.find_account_by_number(c);
+            match tokio::time::timeout(Duration::from_millis(500), lookup).await {
+                Ok(Ok(Some(a))) => match a.language.as_deref() {
+                    Some("en") => Some(Lang::En),
+                    Some("fr") => Some(Lang::Fr),
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
+        None => None,
+    };
     let now = Utc::now();
     let open = deps.schedule.is_open(now).open;
     let sla = deps.schedule.sla();
-    // Accounts carry no language yet: French, the guide's first language, unless chosen.
-    let account_language: Option<Lang> = None;
     CallContext {
         caller,
         entry: if number == SHORT_CODE {

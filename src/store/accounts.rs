@@ -51,6 +51,8 @@ pub struct Account {
     /// Normalised (see [`normalise_number`]).
     pub numbers: Vec<String>,
     pub contacts: Vec<Contact>,
+    /// "fr" or "en": what its callers hear when they skip the language choice (611).
+    pub language: Option<String>,
 }
 
 /// What a caller's number resolves to.
@@ -59,6 +61,7 @@ pub struct AccountRef {
     pub id: i64,
     pub code: String,
     pub company: String,
+    pub language: Option<String>,
 }
 
 /// Digits only; a 10-digit North American number gets its leading 1, so "+1 514 907 3400",
@@ -104,11 +107,14 @@ struct CsvRow {
     billing_phone: String,
     #[serde(default)]
     billing_email: String,
+    /// Optional last column: "fr" or "en".
+    #[serde(default)]
+    language: String,
 }
 
 /// The CSV header `accounts import` expects.
 pub const CSV_HEADER: &str = "account,company,address,numbers,admin_name,admin_phone,admin_email,\
-technical_name,technical_phone,technical_email,billing_name,billing_phone,billing_email";
+technical_name,technical_phone,technical_email,billing_name,billing_phone,billing_email[,language]";
 
 /// Parses an accounts CSV; every error names its line, and nothing is imported unless all is
 /// well.
@@ -183,12 +189,22 @@ pub fn parse_csv(input: impl Read) -> Result<Vec<Account>, StoreError> {
                 });
             }
         }
+        let language = match row.language.to_ascii_lowercase().as_str() {
+            "" => None,
+            l @ ("fr" | "en") => Some(l.to_string()),
+            other => {
+                return Err(StoreError::Invalid(format!(
+                    "line {line}: language \"{other}\" is neither fr nor en"
+                )))
+            }
+        };
         out.push(Account {
             code: row.account,
             company: row.company,
             address: row.address,
             numbers,
             contacts,
+            language,
         });
     }
     Ok(out)
@@ -207,12 +223,13 @@ impl Store {
             let mut tx = pool.begin_with(self.db.begin_write()).await?;
             for a in accounts {
                 let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO accounts (code, company, address, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $4) ON CONFLICT (code) DO UPDATE SET \
-                     company = excluded.company, address = excluded.address, updated_at = excluded.updated_at \
+                    "INSERT INTO accounts (code, company, address, created_at, updated_at, language) \
+                     VALUES ($1, $2, $3, $4, $4, $5) ON CONFLICT (code) DO UPDATE SET \
+                     company = excluded.company, address = excluded.address, updated_at = excluded.updated_at, \
+                     language = excluded.language \
                      RETURNING id",
                 )
-                .bind(&a.code).bind(&a.company).bind(&a.address).bind(now)
+                .bind(&a.code).bind(&a.company).bind(&a.address).bind(now).bind(&a.language)
                 .fetch_one(&mut *tx).await?;
                 sqlx::query("DELETE FROM account_numbers WHERE account_id = $1")
                     .bind(id).execute(&mut *tx).await?;
@@ -259,7 +276,7 @@ impl Store {
         };
         on_read!(&self.db, pool => {
             let row = sqlx::query(
-                "SELECT a.id, a.code, a.company FROM account_numbers n JOIN accounts a ON a.id = n.account_id \
+                "SELECT a.id, a.code, a.company, a.language FROM account_numbers n JOIN accounts a ON a.id = n.account_id \
                  WHERE n.number = $1",
             )
             .bind(&n)
@@ -270,6 +287,7 @@ impl Store {
                     id: r.try_get("id")?,
                     code: r.try_get("code")?,
                     company: r.try_get("company")?,
+                    language: r.try_get("language")?,
                 })),
                 None => Ok(None),
             }
@@ -279,7 +297,7 @@ impl Store {
     /// An account with its numbers and contacts.
     pub async fn account(&self, code: &str) -> Result<Option<Account>, StoreError> {
         on_read!(&self.db, pool => {
-            let Some(row) = sqlx::query("SELECT id, code, company, address FROM accounts WHERE code = $1")
+            let Some(row) = sqlx::query("SELECT id, code, company, address, language FROM accounts WHERE code = $1")
                 .bind(code).fetch_optional(pool).await? else {
                 return Ok(None);
             };
@@ -314,6 +332,7 @@ impl Store {
                 address: row.try_get("address")?,
                 numbers,
                 contacts,
+                language: row.try_get("language")?,
             }))
         })
     }
