@@ -372,3 +372,41 @@ fn a_611_caller_whose_account_speaks_english_is_served_in_english_and_kept_on_ha
     assert_eq!(t[0]["severity"], "S1", "{t:#?}");
     assert_eq!(t[0]["company"], "Acme Ltd", "{t:#?}");
 }
+
+#[test]
+fn in_business_hours_nobody_answering_lands_in_voicemail() {
+    // A technician's phone that never answers (its port takes INVITEs and says nothing).
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let engine = Engine::start(
+        "",
+        &format!(
+            "{IN_HOURS}\n[ivr]\nsupport_group = [\"sip:tech@127.0.0.1:{silent_port}\"]\nsupport_ring_secs = 10\n"
+        ),
+    );
+    let mut c = Caller::call(engine.addr(), "5149073400", "5145550100");
+    c.wait_prompt_start(PROMPT_WITHIN);
+    c.press('1');
+    c.wait_prompt_start(PROMPT_WITHIN);
+    c.press('2'); // support
+    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // connecting you…, then 10 s of ringing
+    c.wait_prompt_start(PROMPT_WITHIN); // nobody is available: leave a message; call you back at…?
+    c.press('1');
+    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // instructions, tone
+    c.say(&speech()[..16000]);
+    c.wait_said(Duration::from_secs(10));
+    c.press('#');
+    assert!(
+        c.wait_engine_bye(Duration::from_secs(60)),
+        "{}",
+        engine.log_text()
+    );
+    let t = wait_tickets(&engine, 1);
+    assert_eq!(t[0]["answers"]["business_hours"], "yes", "{t:#?}");
+    assert_eq!(t[0]["callback_number"], "+15145550100", "{t:#?}");
+    assert!(
+        t[0]["voicemail_seconds"].as_f64().unwrap_or(0.0) > 1.0,
+        "{t:#?}"
+    );
+    drop(silent);
+}
