@@ -13,47 +13,24 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Engine(Child);
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    loop {
-        let u = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let p = u.local_addr().expect("addr").port();
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-}
+mod common;
+use common::{free_port, Engine};
 
 fn start_engine(dir: &Path, port: u16) -> Engine {
-    let cfg = dir.join("ivr.toml");
     // After hours, no maintenance window: language choice, then the main menu.
-    std::fs::write(
-        &cfg,
-        format!(
+    let engine = Engine::spawn(
+        dir,
+        "ivr.toml",
+        &format!(
             "[sip]\nlisten = \"127.0.0.1:{port}\"\nrate_limit_per_source = 1000000\n\n[media]\nrtp_ports = \"30000-39999\"\ninactivity_timeout_secs = 600\nrecordings_dir = \"{d}/rec\"\n\n[store]\nurl = \"sqlite://{d}/ivr.db\"\n\n[schedule.open]\n\n[schedule.maintenance]\n",
             d = dir.display()
         ),
-    )
-    .expect("write config");
-    let child = Command::new(env!("CARGO_BIN_EXE_astreinte"))
-        .args(["serve", "--config", cfg.to_str().expect("path")])
-        .env("ASTREINTE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start engine");
+        "warn",
+    );
     std::thread::sleep(Duration::from_millis(1500));
-    Engine(child)
+    engine
 }
 
 /// A tiny deterministic generator (no dependency): xorshift.

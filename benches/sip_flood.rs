@@ -13,9 +13,12 @@
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{free_port, Engine};
 
 const STRANGER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const INVITES_PER_SECOND: u64 = 5_000;
@@ -23,55 +26,16 @@ const JUNK_PER_SECOND: u64 = 1_000;
 const TCP_CONNECTIONS: usize = 1_000;
 const TRUSTED_CPS: u32 = 20;
 
-fn free_port() -> u16 {
-    loop {
-        let u = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let p = u.local_addr().expect("addr").port();
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-}
-
-struct Engine(Child);
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Engine {
-    fn rss_kib(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
 fn start_engine(dir: &Path, port: u16) -> Engine {
-    let cfg = dir.join("flood.toml");
-    std::fs::write(
-        &cfg,
-        format!(
+    let engine = Engine::spawn(
+        dir,
+        "flood.toml",
+        &format!(
             "[sip]\nlisten = \"127.0.0.1:{port}\"\ntrusted = [\"127.0.0.1/32\"]\n\n[media]\nrtp_ports = \"40000-49999\"\n\n[store]\nurl = \"sqlite://{}/flood.db\"\n",
             dir.display()
         ),
-    )
-    .expect("write config");
-    let child = Command::new(env!("CARGO_BIN_EXE_astreinte"))
-        .args(["serve", "--config", cfg.to_str().expect("path")])
-        .env("ASTREINTE_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start engine");
-    let engine = Engine(child);
+        "error",
+    );
     let target = SocketAddr::from(([127, 0, 0, 1], port));
     let probe = UdpSocket::bind("127.0.0.1:0").expect("bind");
     if options_answered(&probe, target, Duration::from_secs(20)).is_none() {
@@ -162,34 +126,15 @@ fn run_sipp(dir: &Path, target: SocketAddr, calls: u32) -> (u64, u64) {
         .stderr(Stdio::null())
         .status()
         .expect("run sipp");
-    let stat = std::fs::read_to_string(work.path().join("stat.csv")).unwrap_or_default();
-    let (Some(head), Some(last)) = (stat.lines().next(), stat.lines().last()) else {
-        return (0, u64::from(calls));
-    };
-    let cols: Vec<&str> = head.split(';').collect();
-    let vals: Vec<&str> = last.split(';').collect();
-    let get = |name: &str| {
-        cols.iter()
-            .position(|c| *c == name)
-            .and_then(|i| vals.get(i))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (get("SuccessfulCall(C)"), get("FailedCall(C)"))
+    common::sipp_call_counts(&work.path().join("stat.csv")).unwrap_or((0, u64::from(calls)))
 }
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    if Command::new("sipp").arg("-v").output().is_err() {
-        eprintln!("sip_flood: sipp is not installed (apt-get install sip-tester)");
-        std::process::exit(1);
-    }
-    let seconds: u64 = std::env::var("ASTREINTE_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+    common::require_sipp("sip_flood");
+    let seconds = common::bench_seconds(20);
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let engine = start_engine(dir.path(), port);

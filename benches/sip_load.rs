@@ -11,48 +11,26 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+mod common;
+use common::{free_port, Engine};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    loop {
-        let u = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let p = u.local_addr().expect("addr").port();
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-}
-
-struct Engine(Child);
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn start_engine(dir: &Path, port: u16) -> Engine {
     // The IVR by default; "record-test" (the bare answer: a greeting loop) for comparison.
     let flow = std::env::var("ASTREINTE_BENCH_FLOW").unwrap_or_else(|_| "ivr".into());
-    let cfg = dir.join("bench.toml");
-    std::fs::write(
-        &cfg,
-        format!(
+    let engine = Engine::spawn(
+        dir,
+        "bench.toml",
+        &format!(
             "[sip]\nlisten = \"127.0.0.1:{port}\"\n# one SIPp source sends every call\nrate_limit_per_source = 1000000\n\n[media]\nrtp_ports = \"40000-49999\"\n\n[store]\nurl = \"sqlite://{}/bench.db\"\n\n[call]\nflow = \"{flow}\"\n",
             dir.display()
         ),
-    )
-    .expect("write config");
-    let child = Command::new(env!("CARGO_BIN_EXE_astreinte"))
-        .args(["serve", "--config", cfg.to_str().expect("path")])
-        .env("ASTREINTE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start engine");
+        "warn",
+    );
     std::thread::sleep(Duration::from_millis(500));
-    Engine(child)
+    engine
 }
 
 struct SippRun {
@@ -107,20 +85,9 @@ fn run_sipp(dir: &Path, target: SocketAddr, rate: u32, calls: u32) -> SippRun {
         seconds,
         rtt_ms: Vec::new(),
     };
-    let stat = std::fs::read_to_string(work.path().join("stat.csv")).unwrap_or_default();
-    let mut lines = stat.lines();
-    if let (Some(head), Some(last)) = (lines.next(), stat.lines().last()) {
-        let cols: Vec<&str> = head.split(';').collect();
-        let vals: Vec<&str> = last.split(';').collect();
-        let get = |name: &str| {
-            cols.iter()
-                .position(|c| *c == name)
-                .and_then(|i| vals.get(i))
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        run.ok = get("SuccessfulCall(C)");
-        run.failed = get("FailedCall(C)");
+    if let Some((ok, failed)) = common::sipp_call_counts(&work.path().join("stat.csv")) {
+        run.ok = ok;
+        run.failed = failed;
     }
     for entry in std::fs::read_dir(work.path()).expect("read dir").flatten() {
         if entry.file_name().to_string_lossy().ends_with("_rtt.csv") {
@@ -206,14 +173,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` lists benchmarks; nothing to list here
     }
-    if Command::new("sipp").arg("-v").output().is_err() {
-        eprintln!("sip_load: sipp is not installed (apt-get install sip-tester)");
-        std::process::exit(1);
-    }
-    let seconds: u32 = std::env::var("ASTREINTE_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+    common::require_sipp("sip_load");
+    let seconds = common::bench_seconds(10) as u32;
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let _engine = start_engine(dir.path(), port);

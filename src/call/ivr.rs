@@ -23,7 +23,7 @@ use super::flow::{
     TicketStatusView, VoicemailTicketRequest,
 };
 use super::voicemail::{Finished, Intake, VoicemailDesk};
-use super::{file_safe, stop_requested, CallConfig};
+use super::{await_bye_answered, file_safe, ring_before_answer, stop_requested, CallConfig};
 use crate::config_issue::{ConfigIssue, KeySeg};
 use crate::media::{
     MediaEngine, MediaEvent, MediaSession, PlayOptions, PlaybackId, RecordOptions, RecordingSummary,
@@ -375,28 +375,9 @@ impl Shell {
         if let Some(m) = info.media {
             session.apply(m.with_signalling_peer(sip_peer));
         }
-        if deps.call.ring_ms > 0 {
-            leg.ring();
-            let ring = tokio::time::sleep(Duration::from_millis(deps.call.ring_ms));
-            tokio::pin!(ring);
-            loop {
-                tokio::select! {
-                    _ = &mut ring => break,
-                    ev = events.recv() => match ev {
-                        Some(LegEvent::Ended { .. }) | None => {
-                            session.close().await;
-                            return;
-                        }
-                        Some(_) => {}
-                    },
-                    _ = stop_requested(&mut stopping) => {
-                        info!("engine stopping: refusing the call still ringing (503)");
-                        leg.reject(503);
-                        session.close().await;
-                        return;
-                    }
-                }
-            }
+        if !ring_before_answer(&leg, &mut events, deps.call.ring_ms, &mut stopping).await {
+            session.close().await;
+            return;
         }
         leg.answer(SocketAddr::new(
             deps.advertised,
@@ -517,16 +498,7 @@ impl Shell {
         }
         shell.finish(hung_up).await;
         if hung_up {
-            // Our BYE answered (or given up on) before the flow ends, so a stopping engine
-            // does not close the SIP service under it.
-            let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                while let Some(ev) = events.recv().await {
-                    if matches!(ev, LegEvent::Ended { .. }) {
-                        break;
-                    }
-                }
-            })
-            .await;
+            await_bye_answered(&mut events).await;
         }
         drop(leg);
     }

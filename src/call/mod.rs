@@ -108,28 +108,9 @@ pub async fn run_inbound(
         if let Some(m) = info.media {
             session.apply(m.with_signalling_peer(sip_peer));
         }
-        if config.ring_ms > 0 {
-            leg.ring();
-            let ring = tokio::time::sleep(Duration::from_millis(config.ring_ms));
-            tokio::pin!(ring);
-            loop {
-                tokio::select! {
-                    _ = &mut ring => break,
-                    ev = events.recv() => match ev {
-                        Some(LegEvent::Ended { .. }) | None => {
-                            session.close().await;
-                            return;
-                        }
-                        Some(_) => {}
-                    },
-                    _ = stop_requested(&mut stopping) => {
-                        info!("engine stopping: refusing the call still ringing (503)");
-                        leg.reject(503);
-                        session.close().await;
-                        return;
-                    }
-                }
-            }
+        if !ring_before_answer(&leg, &mut events, config.ring_ms, &mut stopping).await {
+            session.close().await;
+            return;
         }
         leg.answer(SocketAddr::new(advertised, session.local_rtp_addr().port()));
         let limit = tokio::time::sleep(Duration::from_secs(config.max_call_secs));
@@ -224,23 +205,59 @@ pub async fn run_inbound(
                 _ = &mut drain => recording = false,
             }
         }
-        // Our BYE answered (or given up on) before the flow ends, so a stopping engine does
-        // not close the SIP service under it.
         if hung_up {
-            let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                while let Some(ev) = events.recv().await {
-                    if matches!(ev, LegEvent::Ended { .. }) {
-                        break;
-                    }
-                }
-            })
-            .await;
+            await_bye_answered(&mut events).await;
         }
         let stats = session.close().await;
         info!(sent = stats.packets_sent, received = stats.packets_received, lost = stats.packets_lost, jitter_ms = stats.jitter_ms, mos = stats.mos, "media statistics");
     }
     .instrument(span)
     .await
+}
+
+/// Waits (2 s at most) for the answer to our BYE, so a stopping engine does not close the SIP
+/// service under a call that is still hanging up.
+pub(crate) async fn await_bye_answered(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<LegEvent>,
+) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(ev) = events.recv().await {
+            if matches!(ev, LegEvent::Ended { .. }) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Rings (180) for `ring_ms` before the call is answered. False: the caller hung up meanwhile,
+/// or the engine is stopping (the call is then refused with 503): do not answer.
+pub(crate) async fn ring_before_answer(
+    leg: &crate::sip::LegHandle,
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<LegEvent>,
+    ring_ms: u64,
+    stopping: &mut watch::Receiver<bool>,
+) -> bool {
+    if ring_ms == 0 {
+        return true;
+    }
+    leg.ring();
+    let ring = tokio::time::sleep(Duration::from_millis(ring_ms));
+    tokio::pin!(ring);
+    loop {
+        tokio::select! {
+            _ = &mut ring => return true,
+            ev = events.recv() => match ev {
+                Some(LegEvent::Ended { .. }) | None => return false,
+                Some(_) => {}
+            },
+            _ = stop_requested(stopping) => {
+                info!("engine stopping: refusing the call still ringing (503)");
+                leg.reject(503);
+                return false;
+            }
+        }
+    }
 }
 
 /// Resolves once the engine is asked to stop; never if nobody can ask any more.

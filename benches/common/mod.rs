@@ -1,0 +1,89 @@
+//! What the engine benchmarks share: free ports, and the release engine started with a
+//! config of the bench's own and stopped when dropped.
+
+#![allow(dead_code)]
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// A free port on 127.0.0.1 for both UDP and TCP.
+pub fn free_port() -> u16 {
+    loop {
+        let u = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let p = u.local_addr().expect("addr").port();
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// `astreinte serve`, killed on drop.
+pub struct Engine(pub Child);
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Engine {
+    /// Writes `config` to `dir/name` and starts the engine on it, logging at `log` to nowhere.
+    pub fn spawn(dir: &Path, name: &str, config: &str, log: &str) -> Engine {
+        let cfg = dir.join(name);
+        std::fs::write(&cfg, config).expect("write config");
+        let child = Command::new(env!("CARGO_BIN_EXE_astreinte"))
+            .args(["serve", "--config", cfg.to_str().expect("path")])
+            .env("ASTREINTE_LOG", log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start engine");
+        Engine(child)
+    }
+
+    /// Resident memory, KiB (0 when unknown).
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Exits with a clear message when SIPp is missing.
+pub fn require_sipp(bench: &str) {
+    if Command::new("sipp").arg("-v").output().is_err() {
+        eprintln!("{bench}: sipp is not installed (apt-get install sip-tester)");
+        std::process::exit(1);
+    }
+}
+
+/// `ASTREINTE_BENCH_SECONDS`, or `default`.
+pub fn bench_seconds(default: u64) -> u64 {
+    std::env::var("ASTREINTE_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Successful and failed calls from the last line of a SIPp `-trace_stat` file.
+pub fn sipp_call_counts(stat_csv: &Path) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(stat_csv).ok()?;
+    let (head, last) = (stat.lines().next()?, stat.lines().last()?);
+    let cols: Vec<&str> = head.split(';').collect();
+    let vals: Vec<&str> = last.split(';').collect();
+    let get = |name: &str| {
+        cols.iter()
+            .position(|c| *c == name)
+            .and_then(|i| vals.get(i))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Some((get("SuccessfulCall(C)"), get("FailedCall(C)")))
+}
