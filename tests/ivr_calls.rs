@@ -26,6 +26,33 @@ fn speech() -> Vec<i16> {
         .collect()
 }
 
+/// The loudest 20 ms of a bundled prompt as a caller hears it (through G.711 µ-law): the
+/// engine sends prompt frames whole, so it appears exactly in what the caller decodes.
+fn loudest_frame_heard_as(prompt: &str) -> Vec<i16> {
+    use astreinte::media::{g711, Codec};
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("prompts")
+        .join(format!("{prompt}.wav"));
+    let samples: Vec<i16> = hound::WavReader::open(p)
+        .unwrap()
+        .samples::<i16>()
+        .map(|s| s.unwrap())
+        .collect();
+    let loudest = samples
+        .chunks_exact(160)
+        .max_by_key(|f| f.iter().map(|s| i64::from(s.unsigned_abs())).sum::<i64>())
+        .expect("a prompt of at least 20 ms");
+    let mut enc = [0u8; 160];
+    g711::encode(Codec::Pcmu, loudest, &mut enc);
+    let mut dec = vec![0i16; 160];
+    g711::decode(Codec::Pcmu, &enc, &mut dec);
+    dec
+}
+
+fn find_frame(heard: &[i16], frame: &[i16]) -> Option<usize> {
+    heard.windows(frame.len()).position(|w| w == frame)
+}
+
 /// The engine's tickets, as `astreinte tickets list --json` prints them.
 fn tickets(engine: &Engine) -> Vec<serde_json::Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_astreinte"))
@@ -90,6 +117,15 @@ fn after_hours_an_s1_voicemail_becomes_a_ticket_and_its_number_is_read_back() {
     assert_eq!(t.len(), 1, "{t:#?}");
     let t = &t[0];
     assert_eq!(t["severity"], "S1", "{t:#?}");
+    // Its tracking number's digits, in order, are in what the caller heard after the message.
+    let number = t["number"].as_str().expect("tracking number");
+    let mut from = 0;
+    for d in number.chars() {
+        let frame = loudest_frame_heard_as(&format!("fr/digit-{d}"));
+        let at = find_frame(&after[from..], &frame)
+            .unwrap_or_else(|| panic!("digit {d} of {number} not heard in order"));
+        from += at + frame.len();
+    }
     assert_eq!(t["callback_number"], "+15145550100", "{t:#?}");
     assert_eq!(t["language"], "fr");
     assert_eq!(t["speech_detected"], true, "{t:#?}");
