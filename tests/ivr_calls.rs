@@ -144,6 +144,24 @@ fn after_hours_an_s1_voicemail_becomes_a_ticket_and_its_number_is_read_back() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".intake.json"))
         .count();
     assert_eq!(pending, 0);
+
+    // The same caller calls 611 and asks where the ticket stands: * then its number and #.
+    let number = number.to_string();
+    drop(c);
+    let mut c = Caller::call(engine.addr(), "611", "5145550100");
+    c.wait_prompt_start(PROMPT_WITHIN); // the emergency menu
+    c.press('*');
+    c.wait_prompt_start(PROMPT_WITHIN); // enter your tracking number
+    c.press_all(&format!("{number}#"));
+    let mark = c.heard().len();
+    std::thread::sleep(Duration::from_secs(6));
+    let status = loudest_frame_heard_as("fr/status-open");
+    assert!(
+        find_frame(&c.heard()[mark..], &status).is_some(),
+        "the caller was not told the ticket is open:\n{}",
+        engine.log_text()
+    );
+    c.hang_up();
 }
 
 #[test]
