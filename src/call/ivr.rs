@@ -23,7 +23,9 @@ use super::flow::{
     TicketStatusView, VoicemailTicketRequest,
 };
 use super::voicemail::{Finished, Intake, VoicemailDesk};
-use super::{await_bye_answered, file_safe, ring_before_answer, stop_requested, CallConfig};
+use super::{
+    await_bye_answered, file_safe, open_call_media, ring_before_answer, stop_requested, CallConfig,
+};
 use crate::config_issue::{ConfigIssue, KeySeg};
 use crate::media::{
     MediaEngine, MediaEvent, MediaSession, PlayOptions, PlaybackId, RecordOptions, RecordingSummary,
@@ -364,17 +366,10 @@ impl Shell {
             mut events,
         } = call;
         let sip_peer = info.source.addr.ip();
-        let session = match deps.media.open_session(&info.call_id) {
-            Ok(s) => s,
-            Err(e) => {
-                warn!(error = %e, "no media session: 503");
-                leg.reject(503);
-                return;
-            }
+        let Some(session) = open_call_media(&deps.media, &info.call_id, info.media, sip_peer, &leg)
+        else {
+            return;
         };
-        if let Some(m) = info.media {
-            session.apply(m.with_signalling_peer(sip_peer));
-        }
         if !ring_before_answer(&leg, &mut events, deps.call.ring_ms, &mut stopping).await {
             session.close().await;
             return;
@@ -862,15 +857,8 @@ impl Shell {
             self.session.unbridge();
             tech.session.close().await;
         }
-        let stats = self.session.close().await;
-        info!(
-            sent = stats.packets_sent,
-            received = stats.packets_received,
-            lost = stats.packets_lost,
-            jitter_ms = stats.jitter_ms,
-            mos = stats.mos,
-            "media statistics"
-        );
+        // The media thread logs the call's statistics as it closes it ("media closed").
+        self.session.close().await;
     }
 }
 

@@ -95,19 +95,11 @@ pub async fn run_inbound(
     let span = info_span!("call", call_id = %call.call.call_id, number = %call.call.number);
     async move {
         let InboundCall { call: info, leg, mut events } = call;
-        // RTP is latched only from the SDP's address or the one the INVITE came from.
         let sip_peer = info.source.addr.ip();
-        let mut session = match media.open_session(&info.call_id) {
-            Ok(s) => s,
-            Err(e) => {
-                warn!(error = %e, "no media session: 503");
-                leg.reject(503);
-                return;
-            }
+        let Some(mut session) = open_call_media(&media, &info.call_id, info.media, sip_peer, &leg)
+        else {
+            return;
         };
-        if let Some(m) = info.media {
-            session.apply(m.with_signalling_peer(sip_peer));
-        }
         if !ring_before_answer(&leg, &mut events, config.ring_ms, &mut stopping).await {
             session.close().await;
             return;
@@ -213,6 +205,30 @@ pub async fn run_inbound(
     }
     .instrument(span)
     .await
+}
+
+/// The call's media session, started on the INVITE's offer when it had one; None (the call
+/// refused with 503) when no RTP port is free.
+pub(crate) fn open_call_media(
+    media: &MediaEngine,
+    call_id: &str,
+    offer: Option<crate::media::NegotiatedMedia>,
+    sip_peer: IpAddr,
+    leg: &crate::sip::LegHandle,
+) -> Option<crate::media::MediaSession> {
+    let session = match media.open_session(call_id) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "no media session: 503");
+            leg.reject(503);
+            return None;
+        }
+    };
+    // RTP is latched only from the SDP's address or the one the INVITE came from.
+    if let Some(m) = offer {
+        session.apply(m.with_signalling_peer(sip_peer));
+    }
+    Some(session)
 }
 
 /// Waits (2 s at most) for the answer to our BYE, so a stopping engine does not close the SIP
