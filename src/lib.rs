@@ -14,6 +14,7 @@ pub mod engine;
 pub mod fuzzing;
 pub mod media;
 pub mod ops;
+pub mod panics;
 pub mod schedule;
 pub mod sip;
 pub mod store;

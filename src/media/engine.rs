@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc as tmpsc, oneshot};
 
-use super::health::{panic_message, ExitGuard, ShardState};
+use super::health::{ExitGuard, ShardState};
 use super::ports::PortPool;
 use super::prompts::{PromptRef, PromptSet};
 use super::shard::{Command, OpenCall, Shard, ShardCtx};
@@ -22,6 +22,7 @@ pub use super::types::{
     PlaybackId, RecordOptions, RecordingSummary,
 };
 use super::MediaConfig;
+use crate::panics::message as panic_message;
 
 struct ShardHandle {
     state: Arc<ShardState>,

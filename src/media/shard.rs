@@ -14,7 +14,7 @@ use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
 use super::dtmf::DtmfDetector;
 use super::g711;
-use super::health::{panic_message, ShardState};
+use super::health::ShardState;
 use super::jitter::{JitterBuffer, Out, Push, FRAME as MAX_FRAME};
 use super::pacing::{Pacer, RtpClock};
 use super::ports::PortPool;
@@ -36,6 +36,7 @@ use super::vad::{FrameVad, SpeechEvent, SpeechTracker};
 use super::writer::{RecWriter, STAGE_FLUSH};
 use super::IoUringMode;
 use super::SendBeforeLatch;
+use crate::panics::message as panic_message;
 use ipnet::IpNet;
 
 pub const GRID_NS: u64 = 5_000_000;

@@ -434,8 +434,8 @@ struct PanicCounter {
 }
 
 impl PanicCounter {
-    /// Counts one; true when the limit of [`PANIC_LIMIT`] per [`PANIC_WINDOW`] is passed.
-    fn count(&mut self, now: Instant) -> bool {
+    /// Counts one.
+    fn count(&mut self, now: Instant) {
         self.total += 1;
         match self.window_start {
             Some(t) if now.saturating_duration_since(t) < PANIC_WINDOW => self.in_window += 1,
@@ -444,18 +444,11 @@ impl PanicCounter {
                 self.in_window = 1;
             }
         }
-        self.in_window > PANIC_LIMIT
     }
-}
 
-/// The text of a caught panic, for the log.
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(no message)".to_string()
+    /// Whether more than [`PANIC_LIMIT`] came within [`PANIC_WINDOW`].
+    fn exhausted(&self) -> bool {
+        self.in_window > PANIC_LIMIT
     }
 }
 
@@ -550,12 +543,12 @@ impl Shell {
                             true
                         }
                         Some(CommandOutcome::Done) => true,
-                        None => !self.panics_exhausted(),
+                        None => !self.panics.exhausted(),
                     }
                 }
                 _ = sleep => {
                     let r = self.guarded("timer", |ep| ep.handle_timeout(Instant::now()));
-                    r.is_some() || !self.panics_exhausted()
+                    r.is_some() || !self.panics.exhausted()
                 }
             };
             if !healthy {
@@ -581,18 +574,13 @@ impl Shell {
         match std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut self.ep))) {
             Ok(r) => Some(r),
             Err(payload) => {
-                let text = panic_text(payload.as_ref());
+                let text = crate::panics::message(payload.as_ref());
                 self.panics.count(Instant::now());
                 error!(component = "sip", during = what, panic = %text, "panic contained");
                 self.publish_stats(true);
                 None
             }
         }
-    }
-
-    /// Whether contained panics came too fast (checked after one was caught).
-    fn panics_exhausted(&self) -> bool {
-        self.panics.in_window > PANIC_LIMIT
     }
 
     /// One message in. A panic while handling it is contained to it: the request gets a 500
@@ -606,7 +594,7 @@ impl Shell {
         }
         warn!(source = %from.addr, bytes = bytes.len(), "message that caused a panic answered 500");
         let _ = self.guarded("500", |ep| ep.answer_internal_error(from, bytes));
-        !self.panics_exhausted()
+        !self.panics.exhausted()
     }
 
     fn publish_stats(&mut self, force: bool) {
