@@ -74,6 +74,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         store,
         schedule,
         ivr: config.ivr.clone(),
+        flow: config.ivr.flow_config(),
         call: config.call.clone(),
         recordings: recordings.clone(),
         advertised,

@@ -297,3 +297,16 @@ mod url_parts {
         }
     }
 }
+
+#[test]
+fn an_unreadable_intake_is_left_on_disk_and_the_others_are_still_ticketed() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("vm-x.intake.json");
+    std::fs::write(&bad, b"\xff\xfe{ not json \x00").unwrap();
+    let good = dir.path().join("vm-y.wav");
+    intake("call-y", '1', None).write(&good).unwrap();
+    let pending = pending_intakes(dir.path());
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].0, good);
+    assert!(bad.exists(), "kept for a person to read");
+}

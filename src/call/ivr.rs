@@ -221,6 +221,8 @@ pub struct IvrDeps {
     pub store: Store,
     pub schedule: Schedule,
     pub ivr: IvrConfig,
+    /// `ivr.flow_config()`, built once (its callback policy parsed once, not per call).
+    pub flow: FlowConfig,
     pub call: CallConfig,
     pub recordings: PathBuf,
     /// Our address in SDP and Contact.
@@ -382,7 +384,7 @@ impl Shell {
         let ctx = call_context(&deps, &info.number, caller).await;
         let (replies_tx, mut replies) = mpsc::unbounded_channel();
         let mut shell = Shell {
-            flow: IvrFlow::new(ctx, deps.ivr.flow_config()),
+            flow: IvrFlow::new(ctx, deps.flow.clone()),
             deps,
             session,
             call_id: info.call_id.clone(),
