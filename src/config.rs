@@ -37,6 +37,10 @@ pub struct Config {
     pub call: CallConfig,
     #[serde(default)]
     pub ivr: crate::call::ivr::IvrConfig,
+    #[serde(default)]
+    pub paging: crate::paging::PagingConfig,
+    #[serde(default)]
+    pub http: crate::http::HttpConfig,
 }
 
 pub use crate::config_issue::{ConfigIssue, KeySeg};
@@ -139,6 +143,8 @@ impl Config {
         config.triage.validate(&mut issues);
         config.call.validate(&mut issues);
         config.ivr.validate(&mut issues);
+        config.paging.validate(&config.schedule.sla, &mut issues);
+        config.http.validate(&mut issues);
         if issues.is_empty() {
             return Ok(config);
         }

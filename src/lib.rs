@@ -12,8 +12,10 @@ pub mod engine;
 /// Entry points for the fuzz targets (`fuzz/`) and their regression test; not an API.
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod http;
 pub mod media;
 pub mod ops;
+pub mod paging;
 pub mod panics;
 pub mod schedule;
 pub mod sip;

@@ -258,6 +258,14 @@ impl Store {
         }
     }
 
+    /// Whether the database answers (readiness checks).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_read!(&self.db, pool => {
+            sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool).await?;
+        });
+        Ok(())
+    }
+
     pub fn backend(&self) -> &'static str {
         match self.db {
             Db::Sqlite { .. } => "sqlite",

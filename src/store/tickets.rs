@@ -539,6 +539,26 @@ impl Store {
         })
     }
 
+    /// How many tickets there are per (severity, status): the metrics' gauge.
+    pub async fn ticket_counts(&self) -> Result<Vec<(Severity, Status, i64)>, StoreError> {
+        let sql = "SELECT severity, status, COUNT(*) AS n FROM tickets GROUP BY severity, status \
+                   ORDER BY severity, status";
+        on_read!(&self.db, pool => {
+            let rows = sqlx::query(sql).fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let sev: String = r.try_get("severity")?;
+                let status: String = r.try_get("status")?;
+                out.push((
+                    sev.parse().map_err(|e: crate::triage::BadSeverity| StoreError::Corrupt(e.to_string()))?,
+                    status.parse()?,
+                    r.try_get("n")?,
+                ));
+            }
+            Ok(out)
+        })
+    }
+
     /// Tickets created in `[from, to)`, as the SLA report needs them.
     pub async fn sla_tickets(
         &self,

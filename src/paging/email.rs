@@ -1,0 +1,16 @@
+//! E-mail pages over SMTP (lettre). (Helper-owned: see the brief.)
+
+use serde::Deserialize;
+
+use crate::config_issue::ConfigIssue;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub url: String,
+    pub from: String,
+}
+
+impl SmtpConfig {
+    pub fn validate(&self, _issues: &mut Vec<ConfigIssue>) {}
+}

@@ -1,0 +1,78 @@
+//! What every channel says about a ticket when it pages someone.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use crate::triage::Severity;
+
+/// The person paged (from the roster).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PagedPerson {
+    pub id: String,
+    pub name: String,
+    /// "fr" or "en": the language of the page.
+    pub language: String,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+}
+
+/// Why this page goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PageReason {
+    /// The first page of a ladder level.
+    Escalation,
+    /// The same level again, still unacknowledged.
+    Repeat,
+    /// Acknowledged, but nobody has called the customer back and the target is near.
+    CallbackOverdue,
+    /// A ticket outside the ladder (S3, business hours): the support group is told once.
+    Notice,
+}
+
+/// The facts of one page: ticket, person, level and the link that acknowledges it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PageFacts {
+    /// Tracking number (digits).
+    pub ticket: String,
+    pub severity: Severity,
+    /// Ticket status when the page was prepared ("open", "paged", "acknowledged"...).
+    pub status: String,
+    pub company: Option<String>,
+    pub account_code: Option<String>,
+    /// Caller ID as received.
+    pub caller: String,
+    /// The validated number to call back (digits, e.g. "15145550100"), may be empty.
+    pub callback_number: String,
+    pub created_at: DateTime<Utc>,
+    pub callback_due_at: DateTime<Utc>,
+    /// The schedule's zone, in which times are written for people.
+    #[serde(serialize_with = "ser_tz")]
+    pub timezone: Tz,
+    /// Ladder level, 1-based (0 for a notice).
+    pub level: u32,
+    pub reason: PageReason,
+    pub person: Option<PagedPerson>,
+    /// What the IVR collected (question → answer).
+    pub answers: BTreeMap<String, String>,
+    pub classification_reasons: Vec<String>,
+    pub voicemail_path: Option<PathBuf>,
+    pub voicemail_seconds: Option<f64>,
+    /// Signed acknowledgement link, when `[http] public_url` is set.
+    pub ack_url: Option<String>,
+}
+
+fn ser_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(tz.name())
+}
+
+impl PageFacts {
+    /// The language pages to `person` are written in ("fr" when nobody is named).
+    pub fn language(&self) -> &str {
+        self.person.as_ref().map_or("fr", |p| p.language.as_str())
+    }
+}

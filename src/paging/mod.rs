@@ -1,0 +1,29 @@
+//! On-call paging: who is on call ([`roster`]), when each level of the escalation ladder is
+//! paged ([`ladder`], sans-I/O: time is an input), and the work that sends pages from the
+//! store's outbox over each channel ([`phone`], [`email`], [`webhook`]).
+//!
+//! The ladder is a pure function of a ticket's state and the time: the planner asks it what is
+//! due and enqueues page jobs under a dedup key, so a restart, a second node or a planner that
+//! runs twice never sends one page twice, and a node that was down pages at most once per level
+//! when it comes back.
+
+pub mod config;
+pub mod email;
+pub mod facts;
+pub mod ladder;
+pub mod roster;
+pub mod webhook;
+
+pub use config::PagingConfig;
+pub use facts::PageFacts;
+
+/// Why a channel could not deliver a page.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// Worth retrying: the server is down, busy, timed out, or answered 4xx (SMTP) / 5xx (HTTP).
+    #[error("{0} (will retry)")]
+    Transient(String),
+    /// Retrying the same thing will fail the same way: a refused address, a 4xx from a webhook.
+    #[error("{0}")]
+    Permanent(String),
+}
