@@ -44,16 +44,8 @@ fn ticket(i: usize) -> NewTicket {
         created_at: at,
         due: sched.due(Severity::S1, at),
         pages: vec![
-            NewPage {
-                channel: "sip".into(),
-                target: "on-call:primary".into(),
-                run_at: at,
-            },
-            NewPage {
-                channel: "email".into(),
-                target: "on-call:primary".into(),
-                run_at: at,
-            },
+            NewPage::simple("sip", "on-call:primary", at),
+            NewPage::simple("email", "on-call:primary", at),
         ],
         actor: "ivr".into(),
     }

@@ -2,6 +2,8 @@
 //! flow per call.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use anyhow::Context;
 use tracing::{error, info, warn};
@@ -45,7 +47,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     // Then every message a previous run left without a ticket is ticketed (marked recovered).
     let triage = crate::triage::Triage::from_config(&config.triage).context("loading [triage]")?;
-    let desk = VoicemailDesk::start(store.clone(), schedule.clone(), triage);
+    // Paging wakes as soon as a voicemail becomes a ticket.
+    let paging_wake = Arc::new(tokio::sync::Notify::new());
+    let desk = VoicemailDesk::start_notifying(
+        store.clone(),
+        schedule.clone(),
+        triage,
+        paging_wake.clone(),
+    );
     let pending = desk.recover(&recordings);
     if pending > 0 {
         info!(
@@ -67,6 +76,106 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let advertised = sip.advertised_addr().ip();
     let flow_media = media.clone();
     let announcement = watch_announcements(store.clone(), media.clone()).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let calls = Arc::new(CallCounters::default());
+
+    // Paging: the planner and worker, the phone pager, and the HTTP server with its
+    // acknowledgement links (one key per installation, in the store, so every node signs alike).
+    let link_key = store
+        .setting_or_init("ack_link_key", &hex::encode(rand::random::<[u8; 32]>()))
+        .await
+        .context("reading the acknowledgement links' key")?;
+    let link_key = hex::decode(link_key.trim()).context("the stored acknowledgement links' key is not hex")?;
+    let links = config.http.public_url().map(|url| {
+        Arc::new(crate::http::ack::AckLinks::new(
+            &link_key,
+            &url,
+            chrono::Duration::hours(i64::from(config.http.ack_link_hours)),
+        ))
+    });
+    let ack_links: Option<crate::paging::worker::AckLinkMaker> = links.clone().map(|l| {
+        Arc::new(move |ticket: &str, person: &str, now| l.link(ticket, person, now))
+            as crate::paging::worker::AckLinkMaker
+    });
+    let callback_policy = config.ivr.flow_config().callback_policy;
+    let callback_check: crate::paging::phone::CallbackCheck = Arc::new(move |n: &str| {
+        callback_policy
+            .check(n.trim_start_matches('+'))
+            .map(|c| c.e164())
+            .map_err(|e| e.to_string())
+    });
+    let trunk = config
+        .sip
+        .outbound
+        .as_ref()
+        .map(|o| crate::paging::phone::Trunk {
+            proxy: o.proxy.clone(),
+            from: o.from.clone(),
+            credentials: match (&o.username, &o.password) {
+                (Some(u), Some(p)) => Some(crate::sip::digest::Credentials {
+                    username: u.clone(),
+                    password: p.clone(),
+                }),
+                _ => None,
+            },
+        })
+        .unwrap_or_default();
+    let phone = crate::paging::phone::PhonePager::new(
+        sip.clone(),
+        media.clone(),
+        store.clone(),
+        advertised,
+        trunk,
+        config.paging.phone.clone(),
+        callback_check,
+    );
+    let node = format!(
+        "{}-{}",
+        std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "node".into()),
+        std::process::id()
+    );
+    let paging = crate::paging::service::start(
+        &config.paging,
+        store.clone(),
+        schedule.clone(),
+        Some(phone),
+        ack_links,
+        node,
+        paging_wake.clone(),
+        stop_rx.clone(),
+    )
+    .await
+    .context("starting paging")?;
+    let sip_failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    if let (Some(listen), Some(links)) = (config.http.listen.as_deref(), links) {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("[http] listen: cannot listen on {listen}"))?;
+        info!(http = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "HTTP server running");
+        let probe = Arc::new(EngineState {
+            sip: sip.clone(),
+            media: media.clone(),
+            calls: calls.clone(),
+            pages: paging.counters.clone(),
+            sip_failure: sip_failure.clone(),
+        });
+        let wake = paging_wake.clone();
+        let state = crate::http::HttpState {
+            store: store.clone(),
+            links,
+            probe,
+            on_ack: Some(Arc::new(move |_ticket: &str| wake.notify_one())),
+        };
+        let mut http_stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let stopped = async move { crate::call::stop_requested(&mut http_stop).await };
+            if let Err(e) = crate::http::serve(listener, state, stopped).await {
+                error!(error = %e, "the HTTP server stopped");
+            }
+        });
+    }
     let deps = std::sync::Arc::new(IvrDeps {
         media: media.clone(),
         sip: sip.clone(),
@@ -80,28 +189,33 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         advertised,
         announcement,
     });
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let flow_calls = calls.clone();
     let dispatcher = tokio::spawn(async move {
         let mut flows = tokio::task::JoinSet::new();
         let mut stopping = stop_rx.clone();
         loop {
             tokio::select! {
                 call = incoming.recv() => match call {
-                    Some(call) => match call_config.flow {
-                        FlowKind::Ivr => {
-                            flows.spawn(run_ivr(call, deps.clone(), stop_rx.clone()));
+                    Some(call) => {
+                        let counted = flow_calls.start();
+                        match call_config.flow {
+                            FlowKind::Ivr => {
+                                let flow = run_ivr(call, deps.clone(), stop_rx.clone());
+                                flows.spawn(async move { flow.await; drop(counted) });
+                            }
+                            FlowKind::RecordTest => {
+                                let flow = crate::call::run_inbound(
+                                    call,
+                                    call_config.clone(),
+                                    flow_media.clone(),
+                                    advertised,
+                                    recordings.clone(),
+                                    stop_rx.clone(),
+                                );
+                                flows.spawn(async move { flow.await; drop(counted) });
+                            }
                         }
-                        FlowKind::RecordTest => {
-                            flows.spawn(crate::call::run_inbound(
-                                call,
-                                call_config.clone(),
-                                flow_media.clone(),
-                                advertised,
-                                recordings.clone(),
-                                stop_rx.clone(),
-                            ));
-                        }
-                    },
+                    }
                     None => break,
                 },
                 Some(_) = flows.join_next(), if !flows.is_empty() => {}
@@ -150,6 +264,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }),
         e = media_failed => Some(format!("media: {e}")),
     };
+    if let Some(failure) = &failure {
+        if let Ok(mut f) = sip_failure.lock() {
+            *f = Some(failure.clone());
+        }
+    }
     if let Some(failure) = failure {
         error!(component = %failure, "a component failed: stopping the engine");
         let _ = stop_tx.send(true);
@@ -185,5 +304,76 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Calls up now and since start, for /metrics.
+#[derive(Debug, Default)]
+struct CallCounters {
+    active: AtomicU64,
+    total: AtomicU64,
+}
+
+/// Counts one call while it is held.
+struct CountedCall(Arc<CallCounters>);
+
+impl CallCounters {
+    fn start(self: &Arc<Self>) -> CountedCall {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.total.fetch_add(1, Ordering::Relaxed);
+        CountedCall(self.clone())
+    }
+}
+
+impl Drop for CountedCall {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What /readyz and /metrics read of the running engine.
+struct EngineState {
+    sip: crate::sip::SipHandle,
+    media: MediaEngine,
+    calls: Arc<CallCounters>,
+    pages: Arc<crate::paging::worker::PageCounters>,
+    /// Set when a component failed and the engine is stopping.
+    sip_failure: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl crate::http::EngineProbe for EngineState {
+    fn components(&self) -> Vec<crate::http::ComponentHealth> {
+        let failed = self.sip_failure.lock().ok().and_then(|f| f.clone());
+        vec![
+            crate::http::ComponentHealth {
+                name: "sip",
+                failure: failed,
+            },
+            crate::http::ComponentHealth {
+                name: "media",
+                failure: self.media.health().err().map(|e| e.to_string()),
+            },
+        ]
+    }
+
+    fn metrics(&self) -> crate::http::EngineMetrics {
+        crate::http::EngineMetrics {
+            sip: self.sip.stats(),
+            media_contained_panics: self.media.contained_panics(),
+            calls_active: self.calls.active.load(Ordering::Relaxed),
+            calls_total: self.calls.total.load(Ordering::Relaxed),
+            pages: self
+                .pages
+                .snapshot()
+                .into_iter()
+                .map(|(channel, c)| crate::http::ChannelCounters {
+                    channel,
+                    sent: c.sent,
+                    failed: c.failed,
+                    retried: c.retried,
+                    failing: c.failing(),
+                })
+                .collect(),
+        }
     }
 }

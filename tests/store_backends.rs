@@ -131,16 +131,8 @@ fn new_ticket(sev: Severity, caller: &str, at: DateTime<Utc>) -> NewTicket {
         created_at: at,
         due: s.due(sev, at),
         pages: vec![
-            NewPage {
-                channel: "sip".into(),
-                target: "on-call:primary".into(),
-                run_at: at,
-            },
-            NewPage {
-                channel: "email".into(),
-                target: "on-call:primary".into(),
-                run_at: at,
-            },
+            NewPage::simple("sip", "on-call:primary", at),
+            NewPage::simple("email", "on-call:primary", at),
         ],
         actor: "ivr".into(),
     }
@@ -492,11 +484,7 @@ async fn page_jobs_lease_once(s: &Store) {
     let id = s
         .enqueue_page(
             &t.number,
-            &NewPage {
-                channel: "sms".into(),
-                target: "x".into(),
-                run_at: retry_at,
-            },
+            &NewPage::simple("sms", "x", retry_at),
             t0(),
         )
         .await
@@ -509,11 +497,7 @@ async fn page_jobs_lease_once(s: &Store) {
     assert!(matches!(
         s.enqueue_page(
             "99999997",
-            &NewPage {
-                channel: "sms".into(),
-                target: "x".into(),
-                run_at: t0()
-            },
+            &NewPage::simple("sms", "x", t0()),
             t0()
         )
         .await,

@@ -18,11 +18,13 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+
+use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::schedule::{sla, Schedule};
@@ -206,9 +208,20 @@ impl std::fmt::Debug for Job {
 impl VoicemailDesk {
     /// Starts the desk's task on the current runtime. It runs while a desk handle exists.
     pub fn start(store: Store, schedule: Schedule, triage: Triage) -> VoicemailDesk {
+        Self::start_notifying(store, schedule, triage, Arc::new(Notify::new()))
+    }
+
+    /// [`VoicemailDesk::start`], and `opened` is notified each time a ticket is made (paging
+    /// wakes on it rather than waiting for its next pass).
+    pub fn start_notifying(
+        store: Store,
+        schedule: Schedule,
+        triage: Triage,
+        opened: Arc<Notify>,
+    ) -> VoicemailDesk {
         // Unbounded on purpose: one entry per caller's message; refusing one would lose it.
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(rx, store, schedule, triage));
+        tokio::spawn(run(rx, store, schedule, triage, opened));
         VoicemailDesk { tx }
     }
 
@@ -258,6 +271,7 @@ async fn run(
     store: Store,
     schedule: Schedule,
     triage: Triage,
+    opened: Arc<Notify>,
 ) {
     while let Some(mut job) = rx.recv().await {
         let span =
@@ -270,6 +284,7 @@ async fn run(
             match attempt {
                 Ok(ticket) => {
                     span.record("ticket", ticket.number.as_str());
+                    opened.notify_one();
                     let mut done = job.intake.clone();
                     done.ticket = Some(ticket.number.clone());
                     let marked = write_durably(&sibling(&job.recording, DONE_SUFFIX), &done)

@@ -11,8 +11,12 @@ pub mod config;
 pub mod email;
 pub mod facts;
 pub mod ladder;
+pub mod phone;
+pub mod planner;
 pub mod roster;
+pub mod service;
 pub mod webhook;
+pub mod worker;
 
 pub use config::PagingConfig;
 pub use facts::PageFacts;

@@ -59,3 +59,49 @@ pub fn slot_names(people: &[PersonConfig], rotations: &[RotationConfig]) -> BTre
         .chain(rotations.iter().map(|r| r.id.clone()))
         .collect()
 }
+
+// ---- temporary compile stub (replaced by the roster helper's work) ----
+use crate::paging::facts::PagedPerson;
+use chrono::{DateTime, Utc};
+
+#[derive(Debug, thiserror::Error)]
+#[error("roster")]
+pub struct RosterError;
+
+#[derive(Debug, Clone)]
+pub struct Override {
+    pub id: i64,
+    pub rotation: String,
+    pub person: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Shift {
+    pub person: PagedPerson,
+    pub from: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub by_override: bool,
+    pub override_id: Option<i64>,
+}
+
+pub struct Roster {
+    people: Vec<PagedPerson>,
+}
+
+impl Roster {
+    pub fn new(people: Vec<PagedPerson>, _r: &[RotationConfig], _tz: chrono_tz::Tz) -> Result<Roster, RosterError> {
+        Ok(Roster { people })
+    }
+    pub fn resolve(&self, slot: &str, _at: DateTime<Utc>, _o: &[Override]) -> Vec<PagedPerson> {
+        self.people.iter().filter(|p| p.id == slot).cloned().collect()
+    }
+    pub fn on_call(&self, _r: &str, _at: DateTime<Utc>, _o: &[Override]) -> Option<Shift> {
+        None
+    }
+    pub fn next_on_call(&self, _r: &str, _at: DateTime<Utc>, _o: &[Override]) -> Option<Shift> {
+        None
+    }
+}

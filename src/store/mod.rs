@@ -16,6 +16,7 @@ pub mod announcements;
 pub mod durable;
 pub mod number;
 pub mod pages;
+pub mod people;
 pub mod tickets;
 mod writer;
 
@@ -33,7 +34,8 @@ use crate::config_issue::{ConfigIssue, KeySeg};
 
 pub use accounts::{Account, AccountRef, Contact, ContactRole};
 pub use announcements::{Announcement, NewAnnouncement};
-pub use pages::{NewPage, PageJob, PageOutcome, PageState};
+pub use pages::{NewEvent, NewPage, PageJob, PageOutcome, PageState};
+pub use people::{OverrideRow, PersonRow};
 pub use tickets::{Action, Event, ListFilter, NewTicket, Status, Ticket, Voicemail};
 
 #[derive(Debug, Clone, Deserialize)]

@@ -11,11 +11,43 @@ use super::{micros, on_read, on_write, Db, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewPage {
-    /// "sip", "email", "webhook"... (the paging issue defines them).
+    /// "phone", "email", "webhook:<id>".
     pub channel: String,
-    /// Who or where: a roster slot, an address; a placeholder until paging resolves it.
+    /// Where: a SIP URI or E.164 number, an e-mail address, a webhook id.
     pub target: String,
     pub run_at: DateTime<Utc>,
+    /// The person paged (roster id), if the page is for someone.
+    pub person: Option<String>,
+    /// Ladder level, 1-based; 0 outside the ladder.
+    pub level: i32,
+    /// "escalation", "repeat", "callback_overdue", "notice", or a webhook action
+    /// ("acknowledge", "resolve").
+    pub reason: String,
+    /// Unique per page: a second enqueue under the same key is ignored.
+    pub dedup_key: Option<String>,
+}
+
+impl NewPage {
+    /// A page with no person, level or dedup key (tests, manual pages).
+    pub fn simple(channel: &str, target: &str, run_at: DateTime<Utc>) -> NewPage {
+        NewPage {
+            channel: channel.to_string(),
+            target: target.to_string(),
+            run_at,
+            person: None,
+            level: 0,
+            reason: "escalation".into(),
+            dedup_key: None,
+        }
+    }
+}
+
+/// A line added to a ticket's history with the pages that caused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub kind: String,
+    pub actor: String,
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -54,6 +86,11 @@ pub struct PageJob {
     pub lease_owner: Option<String>,
     pub lease_until: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    pub person: Option<String>,
+    pub level: i32,
+    pub reason: String,
+    pub dedup_key: Option<String>,
+    pub sent_at: Option<DateTime<Utc>>,
 }
 
 /// How a leased job ended.
@@ -67,10 +104,15 @@ pub enum PageOutcome {
     Failed {
         error: String,
     },
+    /// Not sent, and never to be: the ticket no longer needs it (acknowledged, resolved).
+    Cancelled {
+        why: String,
+    },
 }
 
 const JOB_COLUMNS: &str = "j.id, j.ticket_id, t.number AS ticket_number, j.channel, j.target, \
-    j.state, j.run_at, j.attempts, j.lease_owner, j.lease_until, j.last_error";
+    j.state, j.run_at, j.attempts, j.lease_owner, j.lease_until, j.last_error, j.person, j.level, \
+    j.reason, j.dedup_key, j.sent_at";
 
 macro_rules! job_from_row {
     ($r:expr) => {{
@@ -88,6 +130,11 @@ macro_rules! job_from_row {
             lease_owner: r.try_get("lease_owner")?,
             lease_until: r.try_get("lease_until")?,
             last_error: r.try_get("last_error")?,
+            person: r.try_get("person")?,
+            level: r.try_get("level")?,
+            reason: r.try_get("reason")?,
+            dedup_key: r.try_get("dedup_key")?,
+            sent_at: r.try_get("sent_at")?,
         }
     }};
 }
@@ -103,11 +150,13 @@ impl Store {
         let now = micros(now);
         on_write!(&self.db, pool => {
             let id: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO page_jobs (ticket_id, channel, target, state, run_at, attempts, created_at, updated_at) \
-                 SELECT id, $2, $3, 'pending', $4, 0, $5, $5 FROM tickets WHERE number = $1 RETURNING id",
+                "INSERT INTO page_jobs (ticket_id, channel, target, state, run_at, attempts, created_at, \
+                 updated_at, person, level, reason, dedup_key) \
+                 SELECT id, $2, $3, 'pending', $4, 0, $5, $5, $6, $7, $8, $9 FROM tickets WHERE number = $1 RETURNING id",
             )
             .bind(ticket_number).bind(&page.channel).bind(&page.target)
             .bind(micros(page.run_at)).bind(now)
+            .bind(page.person.as_deref()).bind(page.level).bind(&page.reason).bind(page.dedup_key.as_deref())
             .fetch_optional(pool).await?;
             id.ok_or_else(|| StoreError::NoSuchTicket(ticket_number.to_string()))
         })
@@ -188,6 +237,7 @@ impl Store {
             PageOutcome::Done => ("done", None, None),
             PageOutcome::Retry { run_at, error } => ("pending", Some(micros(*run_at)), Some(error)),
             PageOutcome::Failed { error } => ("failed", None, Some(error)),
+            PageOutcome::Cancelled { why } => ("cancelled", None, Some(why)),
         };
         on_write!(&self.db, pool => {
             let r = sqlx::query(
@@ -198,6 +248,120 @@ impl Store {
             .bind(state).bind(run_at).bind(error).bind(now).bind(id).bind(owner)
             .execute(pool).await?;
             Ok(r.rows_affected() == 1)
+        })
+    }
+
+    /// Enqueues the pages a planner decided, ignoring any whose dedup key exists already (another
+    /// node, or this one before a restart, enqueued it). When at least one is new, `event` is
+    /// added to the ticket's history in the same transaction. Returns how many were new.
+    pub async fn enqueue_planned(
+        &self,
+        ticket_id: i64,
+        pages: &[NewPage],
+        event: Option<&NewEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        let now = micros(now);
+        on_write!(&self.db, pool => {
+            let mut tx = pool.begin_with(self.db.begin_write()).await?;
+            let mut added = 0;
+            for page in pages {
+                let r = sqlx::query(
+                    "INSERT INTO page_jobs (ticket_id, channel, target, state, run_at, attempts, \
+                     created_at, updated_at, person, level, reason, dedup_key) \
+                     VALUES ($1, $2, $3, 'pending', $4, 0, $5, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (dedup_key) DO NOTHING",
+                )
+                .bind(ticket_id).bind(&page.channel).bind(&page.target).bind(micros(page.run_at))
+                .bind(now).bind(page.person.as_deref()).bind(page.level).bind(&page.reason)
+                .bind(page.dedup_key.as_deref())
+                .execute(&mut *tx).await?;
+                added += r.rows_affected() as usize;
+            }
+            if added > 0 {
+                if let Some(e) = event {
+                    sqlx::query(
+                        "INSERT INTO ticket_events (ticket_id, at, kind, actor, reason) VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(ticket_id).bind(now).bind(&e.kind).bind(&e.actor).bind(e.reason.as_deref())
+                    .execute(&mut *tx).await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(added)
+        })
+    }
+
+    /// Records that leased job `id` reached its person: the job is done, the ticket's history
+    /// says so (`paged`), and a ticket still open becomes paged, all at once. False when the
+    /// lease was lost (another worker owns the job now; it records its own outcome).
+    pub async fn page_delivered(
+        &self,
+        id: i64,
+        owner: &str,
+        event: &NewEvent,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.end_page(id, owner, "done", None, event, now).await
+    }
+
+    /// Records that leased job `id` failed for good (`page_failed` in the ticket's history).
+    pub async fn page_failed(
+        &self,
+        id: i64,
+        owner: &str,
+        error: &str,
+        event: &NewEvent,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.end_page(id, owner, "failed", Some(error), event, now).await
+    }
+
+    async fn end_page(
+        &self,
+        id: i64,
+        owner: &str,
+        state: &str,
+        error: Option<&str>,
+        event: &NewEvent,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = micros(now);
+        let sent_at = (state == "done").then_some(now);
+        on_write!(&self.db, pool => {
+            let mut tx = pool.begin_with(self.db.begin_write()).await?;
+            let r = sqlx::query(
+                "UPDATE page_jobs SET state = $1, sent_at = $2, last_error = COALESCE($3, last_error), \
+                 lease_owner = NULL, lease_until = NULL, updated_at = $4 \
+                 WHERE id = $5 AND state = 'leased' AND lease_owner = $6",
+            )
+            .bind(state).bind(sent_at).bind(error).bind(now).bind(id).bind(owner)
+            .execute(&mut *tx).await?;
+            if r.rows_affected() != 1 {
+                return Ok(false);
+            }
+            let ticket_id: i64 = sqlx::query_scalar("SELECT ticket_id FROM page_jobs WHERE id = $1")
+                .bind(id).fetch_one(&mut *tx).await?;
+            // The first page delivered moves an open ticket to paged; later ones only log.
+            let moved = if state == "done" {
+                sqlx::query(
+                    "UPDATE tickets SET status = 'paged', paged_at = COALESCE(paged_at, $1) \
+                     WHERE id = $2 AND status = 'open'",
+                )
+                .bind(now).bind(ticket_id).execute(&mut *tx).await?.rows_affected() == 1
+            } else {
+                false
+            };
+            let (from, to) = if moved { (Some("open"), Some("paged")) } else { (None, None) };
+            sqlx::query(
+                "INSERT INTO ticket_events (ticket_id, at, kind, actor, from_status, to_status, reason) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(ticket_id).bind(now).bind(&event.kind).bind(&event.actor).bind(from).bind(to)
+            .bind(event.reason.as_deref())
+            .execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(true)
         })
     }
 }

@@ -401,11 +401,26 @@ impl Store {
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Ticket, StoreError> {
-        let span = info_span!("ticket_transition", ticket = %number, action = action.kind());
-        self.transition_inner(number, action, by, reason, micros(now))
+        self.transition_as(number, action, action.kind(), by, reason, now)
+            .await
+    }
+
+    /// [`Store::transition`], logged under another event kind (e.g. `callback_connected` for a
+    /// callback the engine placed and saw answered).
+    pub async fn transition_as(
+        &self,
+        number: &str,
+        action: Action,
+        kind: &str,
+        by: &str,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Ticket, StoreError> {
+        let span = info_span!("ticket_transition", ticket = %number, action = kind);
+        self.transition_inner(number, action, kind, by, reason, micros(now))
             .instrument(span)
             .await?;
-        info!(ticket = %number, by, action = action.kind(), "ticket updated");
+        info!(ticket = %number, by, action = kind, "ticket updated");
         self.ticket(number).await
     }
 
@@ -413,6 +428,7 @@ impl Store {
         &self,
         number: &str,
         action: Action,
+        kind: &str,
         by: &str,
         reason: Option<&str>,
         now: DateTime<Utc>,
@@ -450,7 +466,7 @@ impl Store {
                 "INSERT INTO ticket_events (ticket_id, at, kind, actor, from_status, to_status, reason) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
-            .bind(id).bind(now).bind(action.kind()).bind(by)
+            .bind(id).bind(now).bind(kind).bind(by)
             .bind(from.as_str()).bind(to.as_str()).bind(reason)
             .execute(&mut *tx).await?;
             if action != Action::Page {
@@ -536,6 +552,52 @@ impl Store {
         on_read!(&self.db, pool => {
             let rows: Vec<String> = sqlx::query_scalar(sql).bind(micros(since)).fetch_all(pool).await?;
             Ok(rows)
+        })
+    }
+
+    /// Tickets the paging planner looks at: not yet acknowledged or called back, and those called
+    /// back within `recent` (a webhook may still have to say so).
+    pub async fn tickets_in_paging(
+        &self,
+        now: DateTime<Utc>,
+        recent: chrono::Duration,
+    ) -> Result<Vec<Ticket>, StoreError> {
+        let sql = format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets t LEFT JOIN accounts a ON a.id = t.account_id \
+             WHERE t.status IN ('open', 'paged', 'acknowledged') \
+             OR (t.status = 'called_back' AND t.called_back_at > $1) ORDER BY t.callback_due_at, t.id"
+        );
+        on_read!(&self.db, pool => {
+            let rows = sqlx::query(&sql).bind(micros(now - recent)).fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(ticket_from_row!(r));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Adds a line to a ticket's history that changes nothing else (a page that could not be
+    /// placed, an escalation).
+    pub async fn add_event(
+        &self,
+        number: &str,
+        kind: &str,
+        actor: &str,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        on_write!(&self.db, pool => {
+            let r = sqlx::query(
+                "INSERT INTO ticket_events (ticket_id, at, kind, actor, reason) \
+                 SELECT id, $2, $3, $4, $5 FROM tickets WHERE number = $1",
+            )
+            .bind(number).bind(micros(now)).bind(kind).bind(actor).bind(reason)
+            .execute(pool).await?;
+            if r.rows_affected() == 0 {
+                return Err(StoreError::NoSuchTicket(number.to_string()));
+            }
+            Ok(())
         })
     }
 

@@ -229,8 +229,9 @@ async fn insert(db: &Db, tickets: &[&NewTicket]) -> Result<Vec<(i64, String)>, S
             .collect();
         for chunk in pages.chunks(ROWS_PER_INSERT) {
             let sql = format!(
-                "INSERT INTO page_jobs (ticket_id, channel, target, run_at, created_at, updated_at, state, attempts) VALUES {}",
-                placeholders(chunk.len(), 6, ", 'pending', 0")
+                "INSERT INTO page_jobs (ticket_id, channel, target, run_at, created_at, updated_at, \
+                 person, level, reason, dedup_key, state, attempts) VALUES {}",
+                placeholders(chunk.len(), 10, ", 'pending', 0")
             );
             let mut q = sqlx::query(&sql);
             for (id, t, p) in chunk {
@@ -240,7 +241,11 @@ async fn insert(db: &Db, tickets: &[&NewTicket]) -> Result<Vec<(i64, String)>, S
                     .bind(p.target.as_str())
                     .bind(micros(p.run_at))
                     .bind(micros(t.created_at))
-                    .bind(micros(t.created_at));
+                    .bind(micros(t.created_at))
+                    .bind(p.person.as_deref())
+                    .bind(p.level)
+                    .bind(p.reason.as_str())
+                    .bind(p.dedup_key.as_deref());
             }
             q.execute(&mut *tx).await?;
         }

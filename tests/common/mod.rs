@@ -295,3 +295,4 @@ pub fn baresip_dir(say: &[i16], account: &str) -> tempfile::TempDir {
     dir
 }
 pub mod caller;
+pub mod phone;

@@ -8,6 +8,8 @@ use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::json;
 
+mod oncall;
+
 use crate::config::Config;
 use crate::schedule::{sla, Schedule};
 use crate::store::{number, Action, ListFilter, Store, Ticket};
@@ -56,6 +58,16 @@ pub enum OpsCommand {
     Announce {
         #[command(subcommand)]
         cmd: AnnounceCmd,
+    },
+    /// Who is on call now and next, and overrides (someone covers a rotation for a while).
+    Oncall {
+        #[command(subcommand)]
+        cmd: oncall::OncallCmd,
+    },
+    /// People who can be paged (seeded from [[paging.people]] at each start).
+    People {
+        #[command(subcommand)]
+        cmd: oncall::PeopleCmd,
     },
 }
 
@@ -401,6 +413,8 @@ impl OpsCommand {
             }
             OpsCommand::Tickets { cmd } => run_tickets(cmd).await,
             OpsCommand::Announce { cmd } => run_announce(cmd).await,
+            OpsCommand::Oncall { cmd } => oncall::run_oncall(cmd).await,
+            OpsCommand::People { cmd } => oncall::run_people(cmd).await,
             OpsCommand::Sla {
                 cmd:
                     SlaCmd::Report {
@@ -567,6 +581,8 @@ async fn run_tickets(cmd: TicketsCmd) -> anyhow::Result<()> {
                 let mut v = serde_json::to_value(&t)?;
                 v["events"] = serde_json::to_value(&events)?;
                 v["page_jobs"] = serde_json::to_value(&jobs)?;
+                v["callback_target_met"] =
+                    json!(t.called_back_at.map(|c| c <= t.callback_due_at));
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(());
             }

@@ -1,0 +1,138 @@
+//! Starts paging inside `serve`: seeds the people from the config, then runs the planner (what
+//! is due) and the worker (sending it) until the engine stops.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::Utc;
+use tokio::sync::{watch, Notify};
+use tracing::{info, warn};
+
+use super::config::PagingConfig;
+use super::email::Mailer;
+use super::ladder::LadderPolicy;
+use super::phone::PhonePager;
+use super::planner::Planner;
+use super::webhook::WebhookSender;
+use super::worker::{AckLinkMaker, PageCounters, Worker};
+use super::ChannelError;
+use crate::schedule::Schedule;
+use crate::store::{PersonRow, Store, StoreError};
+
+/// Why paging could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PagingStartError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("[paging.ladder]: {0}")]
+    Ladder(String),
+    #[error("[paging] channel: {0}")]
+    Channel(#[from] ChannelError),
+}
+
+/// The running paging work.
+pub struct Paging {
+    /// Wakes the planner (a ticket was opened or acknowledged).
+    pub wake: Arc<Notify>,
+    pub counters: Arc<PageCounters>,
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Writes `[[paging.people]]` into the store (the config is the seed; the CLI changes people
+/// after, until the config names them again at the next start).
+pub async fn seed_people(store: &Store, config: &PagingConfig) -> Result<usize, StoreError> {
+    let rows: Vec<PersonRow> = config
+        .people
+        .iter()
+        .map(|p| PersonRow {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            phone: p.phone.clone(),
+            email: p.email.clone(),
+            language: p.language.clone(),
+        })
+        .collect();
+    store.upsert_people(&rows, "config", Utc::now()).await?;
+    Ok(rows.len())
+}
+
+/// Starts the planner and the worker. `node` names this node's leases.
+pub async fn start(
+    config: &PagingConfig,
+    store: Store,
+    schedule: Schedule,
+    phone: Option<PhonePager>,
+    ack_links: Option<AckLinkMaker>,
+    node: String,
+    wake: Arc<Notify>,
+    stop: watch::Receiver<bool>,
+) -> Result<Paging, PagingStartError> {
+    let seeded = seed_people(&store, config).await?;
+    let policy = LadderPolicy::from_config(&config.ladder, &config.in_hours, schedule.sla())
+        .map_err(PagingStartError::Ladder)?;
+    let mailer = match &config.smtp {
+        Some(smtp) => Some(Mailer::new(smtp)?),
+        None => None,
+    };
+    if seeded == 0 {
+        warn!("paging: no [[paging.people]] configured; tickets will page nobody");
+    }
+    let work = Arc::new(Notify::new());
+    let counters = Arc::new(PageCounters::default());
+    let sched = schedule.clone();
+    let mut planner = Planner::new(
+        store.clone(),
+        policy,
+        config.rotations.clone(),
+        schedule.timezone(),
+        mailer.is_some(),
+        config.webhooks.clone(),
+        Arc::new(move |t| sched.is_open(t).open),
+    );
+    let worker = Arc::new(Worker {
+        store,
+        owner: node,
+        config: config.worker.clone(),
+        timezone: schedule.timezone(),
+        mailer,
+        webhooks: config.webhooks.clone(),
+        webhook_sender: WebhookSender::new()?,
+        phone,
+        ack_links,
+        counters: counters.clone(),
+        wake: work.clone(),
+    });
+    let every = StdDuration::from_millis(config.worker.plan_every_ms);
+    let plan_wake = wake.clone();
+    let mut plan_stop = stop.clone();
+    let planner_task = tokio::spawn(async move {
+        loop {
+            let mut sleep = every;
+            match planner.plan(Utc::now()).await {
+                Ok(pass) => {
+                    if pass.enqueued > 0 {
+                        work.notify_one();
+                    }
+                    // Wake for the next due page, if it comes before the next regular pass.
+                    if let Some(next) = pass.next_wake {
+                        let until = (next - Utc::now()).to_std().unwrap_or_default();
+                        sleep = sleep.min(until + StdDuration::from_millis(5));
+                    }
+                }
+                Err(e) => warn!(error = %e, "paging planner: the store failed; retrying"),
+            }
+            tokio::select! {
+                _ = plan_wake.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+                _ = crate::call::stop_requested(&mut plan_stop) => return,
+            }
+        }
+    });
+    let worker_task = tokio::spawn(worker.run(stop));
+    info!(people = seeded, "paging running");
+    Ok(Paging {
+        wake,
+        counters,
+        tasks: vec![planner_task, worker_task],
+    })
+}

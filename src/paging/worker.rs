@@ -1,0 +1,390 @@
+//! The page worker: leases due jobs from the outbox and sends each over its channel. A job
+//! leased here and not finished (the node died) is taken again by any node once its lease
+//! expires; `finish` only succeeds while the lease is ours, so a page is recorded once.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use tokio::sync::{watch, Notify, Semaphore};
+use tracing::{error, info, info_span, warn, Instrument};
+
+use super::config::WorkerConfig;
+use super::email::Mailer;
+use super::facts::{PageFacts, PagedPerson};
+use super::phone::{PhoneOutcome, PhonePager};
+use super::planner::reason_from_str;
+use super::webhook::{WebhookConfig, WebhookEvent, WebhookSender};
+use super::ChannelError;
+use crate::store::{NewEvent, PageJob, PageOutcome, Status, Store, StoreError, Ticket};
+
+/// Jobs leased per pass.
+const LEASE_BATCH: i64 = 32;
+/// Pages in flight at once on one node (phone pages last minutes).
+const MAX_IN_FLIGHT: usize = 64;
+/// Final failures in a row after which a channel is reported as failing (an alert).
+const FAILING_AFTER: u32 = 3;
+
+/// Makes the signed acknowledgement link of (ticket, person).
+pub type AckLinkMaker = Arc<dyn Fn(&str, &str, DateTime<Utc>) -> String + Send + Sync>;
+
+/// Per-channel counts for /metrics.
+#[derive(Debug, Default)]
+pub struct PageCounters {
+    by_channel: Mutex<BTreeMap<String, ChannelCount>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelCount {
+    pub sent: u64,
+    pub failed: u64,
+    pub retried: u64,
+    /// Final failures since the last success.
+    pub failures_in_a_row: u32,
+}
+
+impl ChannelCount {
+    pub fn failing(&self) -> bool {
+        self.failures_in_a_row >= FAILING_AFTER
+    }
+}
+
+impl PageCounters {
+    fn update(&self, channel: &str, f: impl FnOnce(&mut ChannelCount)) -> ChannelCount {
+        let mut map = match self.by_channel.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        let c = map.entry(channel.to_string()).or_default();
+        f(c);
+        c.clone()
+    }
+
+    /// Every channel's counts (channel names without the webhook id: "webhook:ops" stays as is).
+    pub fn snapshot(&self) -> Vec<(String, ChannelCount)> {
+        let map = match self.by_channel.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+/// Everything a worker sends with.
+pub struct Worker {
+    pub store: Store,
+    /// This node's lease owner name.
+    pub owner: String,
+    pub config: WorkerConfig,
+    pub timezone: Tz,
+    pub mailer: Option<Mailer>,
+    pub webhooks: Vec<WebhookConfig>,
+    pub webhook_sender: WebhookSender,
+    pub phone: Option<PhonePager>,
+    pub ack_links: Option<AckLinkMaker>,
+    pub counters: Arc<PageCounters>,
+    /// Woken when the planner enqueued something.
+    pub wake: Arc<Notify>,
+}
+
+impl Worker {
+    /// Leases and sends until `stop` turns true. Jobs in flight when it stops keep their lease
+    /// until it expires, then another node (or the next start) sends them.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        let lease = Duration::seconds(i64::from(self.config.lease_secs));
+        loop {
+            let free = slots.available_permits() as i64;
+            let jobs = if free > 0 {
+                match self
+                    .store
+                    .lease_page_jobs(&self.owner, Utc::now(), lease, free.min(LEASE_BATCH))
+                    .await
+                {
+                    Ok(jobs) => jobs,
+                    Err(e) => {
+                        warn!(error = %e, "cannot lease page jobs; retrying");
+                        Vec::new()
+                    }
+                }
+            } else {
+                Vec::new()
+            };
+            let full = jobs.len() as i64 == LEASE_BATCH;
+            for job in jobs {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let me = self.clone();
+                let span = info_span!("page", ticket = %job.ticket_number, job = job.id, channel = %job.channel, person = job.person.as_deref().unwrap_or(""));
+                tokio::spawn(
+                    async move {
+                        me.handle(job).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
+            }
+            if full {
+                continue;
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(StdDuration::from_millis(500)) => {}
+                _ = crate::call::stop_requested(&mut stop) => return,
+            }
+        }
+    }
+
+    async fn handle(&self, job: PageJob) {
+        if let Err(e) = self.try_handle(&job).await {
+            // The lease expires and the job is tried again (here or on another node).
+            warn!(error = %e, "page job not recorded: the store failed; it will be retried");
+        }
+    }
+
+    async fn try_handle(&self, job: &PageJob) -> Result<(), StoreError> {
+        let now = Utc::now();
+        let ticket = self.store.ticket(&job.ticket_number).await?;
+        if let Some(why) = no_longer_needed(job, &ticket) {
+            info!(%why, "page not sent");
+            self.store
+                .finish_page_job(job.id, &self.owner, &PageOutcome::Cancelled { why: why.into() }, now)
+                .await?;
+            return Ok(());
+        }
+        let person = match &job.person {
+            Some(id) => self
+                .store
+                .people()
+                .await?
+                .into_iter()
+                .find(|p| &p.id == id)
+                .map(|p| PagedPerson {
+                    id: p.id,
+                    name: p.name,
+                    language: p.language,
+                    phone: p.phone,
+                    email: p.email,
+                }),
+            None => None,
+        };
+        let facts = self.facts(job, &ticket, person.clone(), now);
+        let who = person
+            .as_ref()
+            .map_or_else(|| job.target.clone(), |p| format!("{} ({})", p.name, p.id));
+        if job.channel == "phone" {
+            return self.page_by_phone(job, &facts, &who).await;
+        }
+        let result: Result<Option<String>, ChannelError> = if job.channel == "email" {
+            match &self.mailer {
+                Some(m) => m.send_page(&job.target, &facts).await.map(|()| None),
+                None => Err(ChannelError::Permanent("no [paging.smtp] configured".into())),
+            }
+        } else if let Some(id) = job.channel.strip_prefix("webhook:") {
+            match self.webhooks.iter().find(|w| w.id == id) {
+                Some(w) => {
+                    let by = ticket_acknowledger(&ticket);
+                    let event = match job.reason.as_str() {
+                        "acknowledge" => WebhookEvent::Acknowledged { facts: &facts, by: &by },
+                        "resolve" => WebhookEvent::Resolved { facts: &facts },
+                        _ => WebhookEvent::Page(&facts),
+                    };
+                    self.webhook_sender.send(w, &event, now).await.map(|()| None)
+                }
+                None => Err(ChannelError::Permanent(format!(
+                    "webhook \"{id}\" is no longer configured"
+                ))),
+            }
+        } else {
+            Err(ChannelError::Permanent(format!("unknown channel \"{}\"", job.channel)))
+        };
+        let now = Utc::now();
+        let level = if job.level > 0 { format!(", level {}", job.level) } else { String::new() };
+        match result {
+            Ok(note) => {
+                let c = self.counters.update(&job.channel, |c| {
+                    c.sent += 1;
+                    c.failures_in_a_row = 0;
+                });
+                let _ = c;
+                let reason = format!(
+                    "{} to {who}{level} ({}){}",
+                    job.channel,
+                    job.reason,
+                    note.map(|n| format!(": {n}")).unwrap_or_default()
+                );
+                info!(%reason, "page sent");
+                let event = NewEvent { kind: "paged".into(), actor: "paging".into(), reason: Some(reason) };
+                self.store.page_delivered(job.id, &self.owner, &event, now).await?;
+            }
+            Err(ChannelError::Transient(e)) if job.attempts < self.config.max_attempts as i32 && job.channel != "phone" => {
+                let wait = retry_delay(self.config.retry_secs, job.attempts);
+                self.counters.update(&job.channel, |c| c.retried += 1);
+                warn!(error = %e, attempt = job.attempts, retry_in_secs = wait.num_seconds(), "page not sent; retrying");
+                self.store
+                    .finish_page_job(job.id, &self.owner, &PageOutcome::Retry { run_at: now + wait, error: e }, now)
+                    .await?;
+            }
+            Err(e) => {
+                let c = self.counters.update(&job.channel, |c| {
+                    c.failed += 1;
+                    c.failures_in_a_row += 1;
+                });
+                let reason = format!("{} to {who}{level}: {e}", job.channel);
+                if c.failing() {
+                    error!(alert = true, channel = %job.channel, failures_in_a_row = c.failures_in_a_row, error = %e, "ALERT: a paging channel keeps failing");
+                } else {
+                    warn!(%reason, "page failed");
+                }
+                let event = NewEvent { kind: "page_failed".into(), actor: "paging".into(), reason: Some(reason) };
+                self.store.page_failed(job.id, &self.owner, &e.to_string(), &event, now).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A phone page. The moment the person answers, the page is delivered (`paged`, and the
+    /// job is done); what they do next is recorded by the phone pager (acknowledgement,
+    /// callback). Busy, rejected or unanswered is a failed page; answered without a key is noted.
+    /// Neither is retried here: the ladder's repeats call again.
+    async fn page_by_phone(&self, job: &PageJob, facts: &PageFacts, who: &str) -> Result<(), StoreError> {
+        let level = if job.level > 0 { format!(", level {}", job.level) } else { String::new() };
+        let Some(phone) = &self.phone else {
+            let event = NewEvent { kind: "page_failed".into(), actor: "paging".into(), reason: Some(format!("phone to {who}{level}: phone pages are not available")) };
+            self.store.page_failed(job.id, &self.owner, "phone pages are not available", &event, Utc::now()).await?;
+            return Ok(());
+        };
+        let (answered_tx, mut answered_rx) = tokio::sync::oneshot::channel();
+        let call = phone.page(&job.target, facts, answered_tx);
+        tokio::pin!(call);
+        let mut delivered = false;
+        let mut waiting = true;
+        let outcome = loop {
+            tokio::select! {
+                r = &mut answered_rx, if waiting => {
+                    waiting = false;
+                    if r.is_ok() {
+                        delivered = true;
+                        self.counters.update("phone", |c| { c.sent += 1; c.failures_in_a_row = 0; });
+                        let event = NewEvent {
+                            kind: "paged".into(),
+                            actor: "paging".into(),
+                            reason: Some(format!("phone to {who}{level} ({}): answered", job.reason)),
+                        };
+                        self.store.page_delivered(job.id, &self.owner, &event, Utc::now()).await?;
+                    }
+                }
+                out = &mut call => break out,
+            }
+        };
+        let now = Utc::now();
+        match outcome {
+            PhoneOutcome::Acknowledged { by_key } => info!(key = %by_key, "phone page acknowledged"),
+            PhoneOutcome::AnsweredWithoutKey => {
+                info!("phone page answered without a key: not acknowledged");
+                self.store
+                    .add_event(&job.ticket_number, "page_unacknowledged", "paging", Some(&format!("phone to {who}{level}: answered, but no key was pressed")), now)
+                    .await?;
+            }
+            PhoneOutcome::NotAnswered(why) | PhoneOutcome::CannotCall(why) if !delivered => {
+                let c = self.counters.update("phone", |c| { c.failed += 1; c.failures_in_a_row += 1; });
+                if c.failing() {
+                    error!(alert = true, channel = "phone", failures_in_a_row = c.failures_in_a_row, error = %why, "ALERT: a paging channel keeps failing");
+                } else {
+                    warn!(error = %why, "phone page failed");
+                }
+                let event = NewEvent { kind: "page_failed".into(), actor: "paging".into(), reason: Some(format!("phone to {who}{level}: {why}")) };
+                self.store.page_failed(job.id, &self.owner, &why, &event, now).await?;
+            }
+            PhoneOutcome::NotAnswered(_) | PhoneOutcome::CannotCall(_) => {}
+        }
+        Ok(())
+    }
+
+    fn facts(&self, job: &PageJob, t: &Ticket, person: Option<PagedPerson>, now: DateTime<Utc>) -> PageFacts {
+        let ack_url = match (&self.ack_links, &person) {
+            (Some(make), Some(p)) => Some(make(&t.number, &p.id, now)),
+            _ => None,
+        };
+        PageFacts {
+            ticket: t.number.clone(),
+            severity: t.severity,
+            status: t.status.as_str().to_string(),
+            company: t.company.clone(),
+            account_code: t.account_code.clone(),
+            caller: t.caller.clone(),
+            callback_number: t.callback_number.clone(),
+            created_at: t.created_at,
+            callback_due_at: t.callback_due_at,
+            timezone: self.timezone,
+            level: job.level.max(0) as u32,
+            reason: reason_from_str(&job.reason),
+            person,
+            answers: t.answers.clone(),
+            classification_reasons: t.classification_reasons.clone(),
+            voicemail_path: t.voicemail_path.as_ref().map(std::path::PathBuf::from),
+            voicemail_seconds: t.voicemail_seconds,
+            ack_url,
+        }
+    }
+}
+
+/// Why a leased job should not go out any more, if so.
+fn no_longer_needed(job: &PageJob, t: &Ticket) -> Option<&'static str> {
+    let webhook_update = matches!(job.reason.as_str(), "acknowledge" | "resolve");
+    if webhook_update {
+        return None;
+    }
+    if t.status.is_final() {
+        return Some("the ticket is closed");
+    }
+    if t.status == Status::CalledBack {
+        return Some("the customer has been called back");
+    }
+    let phase = job.dedup_key.as_deref().and_then(|k| k.split(':').nth(1));
+    if t.acknowledged_at.is_some() && phase != Some("lapsed") && job.reason != "trigger" {
+        return Some("the ticket was acknowledged");
+    }
+    None
+}
+
+fn ticket_acknowledger(_t: &Ticket) -> String {
+    "on-call".to_string()
+}
+
+/// retry_secs, doubled per attempt, at most 5 minutes.
+fn retry_delay(retry_secs: u32, attempts: i32) -> Duration {
+    let base = i64::from(retry_secs.max(1));
+    let factor = 1i64 << attempts.clamp(1, 10).saturating_sub(1);
+    Duration::seconds((base * factor).min(300))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_and_are_capped() {
+        assert_eq!(retry_delay(15, 1), Duration::seconds(15));
+        assert_eq!(retry_delay(15, 2), Duration::seconds(30));
+        assert_eq!(retry_delay(15, 3), Duration::seconds(60));
+        assert_eq!(retry_delay(15, 9), Duration::seconds(300));
+        assert_eq!(retry_delay(15, 99), Duration::seconds(300));
+    }
+
+    #[test]
+    fn a_channel_is_failing_after_three_final_failures_in_a_row() {
+        let c = PageCounters::default();
+        for _ in 0..2 {
+            c.update("email", |c| c.failures_in_a_row += 1);
+        }
+        assert!(!c.snapshot()[0].1.failing());
+        c.update("email", |c| c.failures_in_a_row += 1);
+        assert!(c.snapshot()[0].1.failing());
+        c.update("email", |c| c.failures_in_a_row = 0);
+        assert!(!c.snapshot()[0].1.failing());
+    }
+}
