@@ -85,14 +85,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .setting_or_init("ack_link_key", &hex::encode(rand::random::<[u8; 32]>()))
         .await
         .context("reading the acknowledgement links' key")?;
-    let link_key = hex::decode(link_key.trim()).context("the stored acknowledgement links' key is not hex")?;
-    let links = config.http.public_url().map(|url| {
-        Arc::new(crate::http::ack::AckLinks::new(
-            &link_key,
-            &url,
-            chrono::Duration::hours(i64::from(config.http.ack_link_hours)),
-        ))
-    });
+    let link_key =
+        hex::decode(link_key.trim()).context("the stored acknowledgement links' key is not hex")?;
+    let links = match config.http.public_url() {
+        Some(url) => Some(Arc::new(
+            crate::http::ack::AckLinks::new(&link_key, &url, config.http.ack_link_ttl())
+                .map_err(|e| anyhow::anyhow!("the acknowledgement links' key: {e}"))?,
+        )),
+        None => None,
+    };
     let ack_links: Option<crate::paging::worker::AckLinkMaker> = links.clone().map(|l| {
         Arc::new(move |ticket: &str, person: &str, now| l.link(ticket, person, now))
             as crate::paging::worker::AckLinkMaker
@@ -162,12 +163,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             sip_failure: sip_failure.clone(),
         });
         let wake = paging_wake.clone();
-        let state = crate::http::HttpState {
-            store: store.clone(),
-            links,
-            probe,
-            on_ack: Some(Arc::new(move |_ticket: &str| wake.notify_one())),
-        };
+        let state = crate::http::HttpState::new(store.clone(), links, probe)
+            .with_zone(schedule.timezone())
+            .with_on_ack(Arc::new(move |_ticket: &str| wake.notify_one()));
         let mut http_stop = stop_rx.clone();
         tokio::spawn(async move {
             let stopped = async move { crate::call::stop_requested(&mut http_stop).await };

@@ -482,11 +482,7 @@ async fn page_jobs_lease_once(s: &Store) {
         (PageState::Pending, retry_at, Some("busy"))
     );
     let id = s
-        .enqueue_page(
-            &t.number,
-            &NewPage::simple("sms", "x", retry_at),
-            t0(),
-        )
+        .enqueue_page(&t.number, &NewPage::simple("sms", "x", retry_at), t0())
         .await
         .unwrap();
     let c = s
@@ -495,12 +491,8 @@ async fn page_jobs_lease_once(s: &Store) {
         .unwrap();
     assert_eq!(c.iter().map(|j| j.id).collect::<Vec<_>>(), [jobs[1].id, id]);
     assert!(matches!(
-        s.enqueue_page(
-            "99999997",
-            &NewPage::simple("sms", "x", t0()),
-            t0()
-        )
-        .await,
+        s.enqueue_page("99999997", &NewPage::simple("sms", "x", t0()), t0())
+            .await,
         Err(StoreError::NoSuchTicket(_))
     ));
 }

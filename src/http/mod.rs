@@ -1,43 +1,276 @@
-//! The HTTP server on `[http] listen`: acknowledgement links, health, metrics; the admin
-//! console (a later issue) builds on it. (Helper-owned: see the brief.)
+//! The HTTP server on `[http] listen`: signed acknowledgement links, `/healthz`, `/readyz` and
+//! Prometheus `/metrics`. The admin console (a later issue) adds its routes to [`routes`] and
+//! its shared state to [`HttpState`].
+//!
+//! - [`ack`]: signing and checking the links written in pages;
+//! - [`ack_routes`]: the pages behind a link (a GET shows, only a POST acknowledges);
+//! - [`health`]: liveness, readiness and what the engine reports about its parts;
+//! - [`metrics`]: the Prometheus exposition;
+//! - [`server`]: the shared state, the router and the server's life.
+
+pub mod ack;
+pub mod ack_routes;
+pub mod health;
+pub mod metrics;
+mod page;
+pub mod server;
+
+use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use crate::config_issue::ConfigIssue;
+use crate::config_issue::{ConfigIssue, KeySeg};
 
-#[derive(Debug, Clone, Default, Deserialize)]
+pub use ack::{AckLinks, LinkError, WeakKey};
+pub use health::{ComponentHealth, EngineProbe};
+pub use metrics::{ChannelCounters, EngineMetrics};
+pub use server::{router, routes, serve, AckHook, HttpState};
+
+/// Longest validity of an acknowledgement link that config accepts: 30 days.
+const MAX_ACK_LINK_HOURS: u32 = 720;
+
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
+    /// "127.0.0.1:8080"; absent = no HTTP server.
     #[serde(default)]
     pub listen: Option<String>,
+    /// Base of the links written in pages ("https://astreinte.example.net"); default
+    /// "http://<listen>".
     #[serde(default)]
     pub public_url: Option<String>,
-    #[serde(default)]
+    /// A link older than this is refused (410).
+    #[serde(default = "default_ack_link_hours")]
     pub ack_link_hours: u32,
 }
 
-impl HttpConfig {
-    pub fn validate(&self, _issues: &mut Vec<ConfigIssue>) {}
+fn default_ack_link_hours() -> u32 {
+    72
 }
 
-// ---- temporary compile stub ----
-use std::sync::Arc;
-pub mod ack {
-    pub struct AckLinks;
-    impl AckLinks {
-        pub fn new(_k: &[u8], _u: &str, _t: chrono::Duration) -> AckLinks { AckLinks }
-        pub fn link(&self, t: &str, _p: &str, _n: chrono::DateTime<chrono::Utc>) -> String { t.into() }
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: None,
+            public_url: None,
+            ack_link_hours: default_ack_link_hours(),
+        }
     }
 }
+
 impl HttpConfig {
-    pub fn public_url(&self) -> Option<String> { self.public_url.clone() }
+    pub fn validate(&self, issues: &mut Vec<ConfigIssue>) {
+        let listen = self
+            .listen
+            .as_deref()
+            .map(|l| (l, l.trim().parse::<SocketAddr>()));
+        if let Some((text, Err(_))) = &listen {
+            issues.push(ConfigIssue::new(
+                vec![KeySeg::Key("http"), KeySeg::Key("listen")],
+                format!("\"{text}\" is not an address and port to listen on"),
+                "write an IP address and a port such as \"127.0.0.1:8080\" or \"[::]:8080\"",
+            ));
+        }
+        match &self.public_url {
+            Some(url) => {
+                if let Err(why) = check_public_url(url) {
+                    issues.push(ConfigIssue::new(
+                        vec![KeySeg::Key("http"), KeySeg::Key("public_url")],
+                        format!("\"{url}\" cannot be the base of acknowledgement links: {why}"),
+                        "write the address people's phones reach this server at, such as \
+                         \"https://astreinte.example.net\" (no ?query or #fragment)",
+                    ));
+                }
+            }
+            None => {
+                // Links derived from 0.0.0.0 or [::] would lead nowhere from a phone.
+                if let Some((_, Ok(addr))) = &listen {
+                    if addr.ip().is_unspecified() {
+                        issues.push(ConfigIssue::new(
+                            vec![KeySeg::Key("http"), KeySeg::Key("public_url")],
+                            format!(
+                                "the server listens on every address ({addr}), so the \
+                                 acknowledgement links cannot be derived from http.listen"
+                            ),
+                            "set http.public_url to the address people reach this server at, \
+                             such as \"https://astreinte.example.net\"",
+                        ));
+                    }
+                }
+            }
+        }
+        if !(1..=MAX_ACK_LINK_HOURS).contains(&self.ack_link_hours) {
+            issues.push(ConfigIssue::new(
+                vec![KeySeg::Key("http"), KeySeg::Key("ack_link_hours")],
+                format!(
+                    "{} hours is not a usable lifetime for an acknowledgement link",
+                    self.ack_link_hours
+                ),
+                format!("write a number of hours from 1 to {MAX_ACK_LINK_HOURS}, such as 72"),
+            ));
+        }
+    }
+
+    /// The base of the links written in pages, without a trailing '/': `public_url` when set,
+    /// else derived from `listen`; `None` without either.
+    pub fn public_url(&self) -> Option<String> {
+        match (&self.public_url, &self.listen) {
+            (Some(url), _) => Some(url.trim().trim_end_matches('/').to_string()),
+            (None, Some(listen)) => Some(format!("http://{}", listen.trim())),
+            (None, None) => None,
+        }
+    }
+
+    /// How long an acknowledgement link stays valid.
+    pub fn ack_link_ttl(&self) -> chrono::Duration {
+        chrono::Duration::hours(i64::from(self.ack_link_hours))
+    }
 }
-pub struct ComponentHealth { pub name: &'static str, pub failure: Option<String> }
-pub struct ChannelCounters { pub channel: String, pub sent: u64, pub failed: u64, pub retried: u64, pub failing: bool }
-pub struct EngineMetrics { pub sip: crate::sip::transport::SipStats, pub media_contained_panics: u64, pub calls_active: u64, pub calls_total: u64, pub pages: Vec<ChannelCounters> }
-pub trait EngineProbe: Send + Sync + 'static {
-    fn components(&self) -> Vec<ComponentHealth>;
-    fn metrics(&self) -> EngineMetrics;
+
+/// Whether `url` is an http(s) URL with a host and no query or fragment; the reason if not.
+fn check_public_url(url: &str) -> Result<(), &'static str> {
+    let lower = url.to_ascii_lowercase();
+    let scheme_len = if lower.starts_with("https://") {
+        "https://".len()
+    } else if lower.starts_with("http://") {
+        "http://".len()
+    } else {
+        return Err("it does not start with http:// or https://");
+    };
+    let rest = url.get(scheme_len..).unwrap_or("");
+    if url.contains(['?', '#']) {
+        return Err("it has a query or a fragment");
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("it contains spaces or control characters");
+    }
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.contains('@') {
+        return Err("it carries a user name or password");
+    }
+    let (host, port) = split_host_port(authority);
+    if host.is_empty() {
+        return Err("it has no host");
+    }
+    if let Some(port) = port {
+        if port.parse::<u16>().is_err() {
+            return Err("its port is not a number from 0 to 65535");
+        }
+    }
+    Ok(())
 }
-pub struct HttpState { pub store: crate::store::Store, pub links: Arc<ack::AckLinks>, pub probe: Arc<dyn EngineProbe>, pub on_ack: Option<Arc<dyn Fn(&str) + Send + Sync>> }
-pub async fn serve(_l: tokio::net::TcpListener, _s: HttpState, _stop: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> { Ok(()) }
+
+/// "host:port", "[v6]:port", "host" → (host, port).
+fn split_host_port(authority: &str) -> (&str, Option<&str>) {
+    if let Some(v6) = authority.strip_prefix('[') {
+        return match v6.split_once(']') {
+            Some((host, after)) => (host, after.strip_prefix(':')),
+            None => ("", None),
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issues(cfg: &HttpConfig) -> Vec<ConfigIssue> {
+        let mut out = Vec::new();
+        cfg.validate(&mut out);
+        out
+    }
+
+    fn paths(cfg: &HttpConfig) -> Vec<String> {
+        issues(cfg).iter().map(ConfigIssue::key_path).collect()
+    }
+
+    fn with(listen: Option<&str>, url: Option<&str>, hours: u32) -> HttpConfig {
+        HttpConfig {
+            listen: listen.map(str::to_string),
+            public_url: url.map(str::to_string),
+            ack_link_hours: hours,
+        }
+    }
+
+    #[test]
+    fn defaults_and_a_good_section_pass() {
+        assert!(issues(&HttpConfig::default()).is_empty());
+        let cfg = with(
+            Some("127.0.0.1:8080"),
+            Some("https://astreinte.example.net/"),
+            72,
+        );
+        assert!(issues(&cfg).is_empty());
+        assert!(issues(&with(Some("[::1]:80"), None, 1)).is_empty());
+        assert!(issues(&with(None, Some("http://[2001:db8::1]:8443/base"), 720)).is_empty());
+    }
+
+    #[test]
+    fn the_section_parses_from_toml_with_its_default_lifetime() {
+        let cfg: HttpConfig = toml::from_str("listen = \"127.0.0.1:8080\"").unwrap();
+        assert_eq!(cfg.ack_link_hours, 72);
+        assert_eq!(cfg.ack_link_ttl(), chrono::Duration::hours(72));
+        assert!(toml::from_str::<HttpConfig>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn a_listen_address_that_does_not_parse_is_reported_with_its_fix() {
+        for bad in ["localhost:8080", "127.0.0.1", "8080", "127.0.0.1:99999"] {
+            let found = issues(&with(Some(bad), None, 72));
+            assert_eq!(found.len(), 1, "{bad}: {found:?}");
+            assert_eq!(found[0].key_path(), "http.listen");
+            assert!(found[0].message.contains(bad));
+            assert!(found[0].fix.contains("127.0.0.1:8080"));
+        }
+    }
+
+    #[test]
+    fn a_public_url_must_be_http_with_a_host_and_no_query() {
+        for bad in [
+            "ftp://example.net",
+            "example.net",
+            "https://",
+            "https:///path",
+            "https://example.net/?x=1",
+            "https://example.net/#top",
+            "https://user:pw@example.net",
+            "https://example.net:port",
+            "https://exa mple.net",
+        ] {
+            assert_eq!(
+                paths(&with(None, Some(bad), 72)),
+                vec!["http.public_url"],
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn listening_everywhere_without_a_public_url_is_reported() {
+        assert_eq!(
+            paths(&with(Some("0.0.0.0:8080"), None, 72)),
+            vec!["http.public_url"]
+        );
+        assert!(paths(&with(Some("0.0.0.0:8080"), Some("https://a.example"), 72)).is_empty());
+    }
+
+    #[test]
+    fn link_lifetime_is_bounded() {
+        assert_eq!(paths(&with(None, None, 0)), vec!["http.ack_link_hours"]);
+        assert_eq!(paths(&with(None, None, 721)), vec!["http.ack_link_hours"]);
+        assert!(paths(&with(None, None, 720)).is_empty());
+    }
+
+    #[test]
+    fn public_url_is_configured_else_derived_from_listen() {
+        let cfg = with(Some("127.0.0.1:8080"), Some("https://a.example/x/"), 72);
+        assert_eq!(cfg.public_url().as_deref(), Some("https://a.example/x"));
+        let cfg = with(Some("127.0.0.1:8080"), None, 72);
+        assert_eq!(cfg.public_url().as_deref(), Some("http://127.0.0.1:8080"));
+        assert_eq!(HttpConfig::default().public_url(), None);
+    }
+}

@@ -581,8 +581,7 @@ async fn run_tickets(cmd: TicketsCmd) -> anyhow::Result<()> {
                 let mut v = serde_json::to_value(&t)?;
                 v["events"] = serde_json::to_value(&events)?;
                 v["page_jobs"] = serde_json::to_value(&jobs)?;
-                v["callback_target_met"] =
-                    json!(t.called_back_at.map(|c| c <= t.callback_due_at));
+                v["callback_target_met"] = json!(t.called_back_at.map(|c| c <= t.callback_due_at));
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(());
             }

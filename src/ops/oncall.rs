@@ -139,8 +139,12 @@ pub async fn run_oncall(cmd: OncallCmd) -> anyhow::Result<()> {
             let store = store_of(&config).await?;
             crate::paging::service::seed_people(&store, &config.paging).await?;
             let (roster, overrides) = roster_of(&config, &store, tz).await?;
-            let policy = LadderPolicy::from_config(&config.paging.ladder, &config.paging.in_hours, schedule.sla())
-                .map_err(|e| anyhow::anyhow!("[paging.ladder]: {e}"))?;
+            let policy = LadderPolicy::from_config(
+                &config.paging.ladder,
+                &config.paging.in_hours,
+                schedule.sla(),
+            )
+            .map_err(|e| anyhow::anyhow!("[paging.ladder]: {e}"))?;
             let mut rotations = Vec::new();
             for r in &config.paging.rotations {
                 let now_shift = roster.on_call(&r.id, now, &overrides);
@@ -189,27 +193,54 @@ pub async fn run_oncall(cmd: OncallCmd) -> anyhow::Result<()> {
                     None => println!("  {id}: nobody"),
                 }
                 if let Some(n) = next {
-                    println!("    next: {} ({}) from {}", n.person.name, n.person.id, local(n.from, tz));
+                    println!(
+                        "    next: {} ({}) from {}",
+                        n.person.name,
+                        n.person.id,
+                        local(n.from, tz)
+                    );
                 }
             }
             println!("ladder (minutes after the ticket: S1 / S2)");
             for (n, slots, people, s1, s2) in &levels {
-                let names = people.iter().map(|p| format!("{} ({})", p.name, p.id)).collect::<Vec<_>>().join(", ");
+                let names = people
+                    .iter()
+                    .map(|p| format!("{} ({})", p.name, p.id))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 println!(
                     "  {n}. {} → {}   {} / {}",
                     slots.join(", "),
-                    if names.is_empty() { "nobody".to_string() } else { names },
+                    if names.is_empty() {
+                        "nobody".to_string()
+                    } else {
+                        names
+                    },
                     s1.map_or("-".into(), |m| m.to_string()),
                     s2.map_or("-".into(), |m| m.to_string()),
                 );
             }
             Ok(())
         }
-        OncallCmd::Override { rotation, person, from, to, reason, by, cfg } => {
+        OncallCmd::Override {
+            rotation,
+            person,
+            from,
+            to,
+            reason,
+            by,
+            cfg,
+        } => {
             let config = load(&cfg)?;
             let tz = schedule_of(&config)?.timezone();
             if !config.paging.rotations.iter().any(|r| r.id == rotation) {
-                let known = config.paging.rotations.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", ");
+                let known = config
+                    .paging
+                    .rotations
+                    .iter()
+                    .map(|r| r.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 bail!("no rotation \"{rotation}\" in [[paging.rotations]] (known: {known})");
             }
             let store = store_of(&config).await?;
@@ -226,7 +257,11 @@ pub async fn run_oncall(cmd: OncallCmd) -> anyhow::Result<()> {
                 .add_override(&rotation, &person, from, to, &reason, &by, Utc::now())
                 .await
                 .context("saving the override")?;
-            println!("override {id}: {person} covers {rotation} from {} to {}", local(from, tz), local(to, tz));
+            println!(
+                "override {id}: {person} covers {rotation} from {} to {}",
+                local(from, tz),
+                local(to, tz)
+            );
             Ok(())
         }
         OncallCmd::Overrides { json, cfg } => {
@@ -244,7 +279,13 @@ pub async fn run_oncall(cmd: OncallCmd) -> anyhow::Result<()> {
             for o in list {
                 println!(
                     "{}: {} covers {} from {} to {} ({}; by {})",
-                    o.id, o.person, o.rotation, local(o.starts_at, tz), local(o.ends_at, tz), o.reason, o.created_by
+                    o.id,
+                    o.person,
+                    o.rotation,
+                    local(o.starts_at, tz),
+                    local(o.ends_at, tz),
+                    o.reason,
+                    o.created_by
                 );
             }
             Ok(())
@@ -284,7 +325,14 @@ pub async fn run_people(cmd: PeopleCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        PeopleCmd::Set { id, name, phone, email, language, cfg } => {
+        PeopleCmd::Set {
+            id,
+            name,
+            phone,
+            email,
+            language,
+            cfg,
+        } => {
             let config = load(&cfg)?;
             // The same checks as the config file's, on a one-person roster.
             let candidate = crate::paging::roster::PersonConfig {
@@ -297,11 +345,26 @@ pub async fn run_people(cmd: PeopleCmd) -> anyhow::Result<()> {
             let mut issues = Vec::new();
             crate::paging::roster::validate(std::slice::from_ref(&candidate), &[], &mut issues);
             if let Some(i) = issues.first() {
-                bail!("{}: {}\n  fix: {}", i.key_path().replace("paging.people[0].", ""), i.message, i.fix);
+                bail!(
+                    "{}: {}\n  fix: {}",
+                    i.key_path().replace("paging.people[0].", ""),
+                    i.message,
+                    i.fix
+                );
             }
             let store = store_of(&config).await?;
             store
-                .upsert_people(&[PersonRow { id: id.clone(), name, phone, email, language }], "cli", Utc::now())
+                .upsert_people(
+                    &[PersonRow {
+                        id: id.clone(),
+                        name,
+                        phone,
+                        email,
+                        language,
+                    }],
+                    "cli",
+                    Utc::now(),
+                )
                 .await?;
             println!("{id} saved");
             Ok(())

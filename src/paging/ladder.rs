@@ -39,11 +39,21 @@ pub struct LadderPolicy {
     offsets: Vec<Duration>,
 }
 impl LadderPolicy {
-    pub fn from_config(_l: &LadderConfig, _n: &NoticeConfig, _s: &SlaConfig) -> Result<Self, String> {
-        Ok(LadderPolicy { levels: vec![], offsets: vec![] })
+    pub fn from_config(
+        _l: &LadderConfig,
+        _n: &NoticeConfig,
+        _s: &SlaConfig,
+    ) -> Result<Self, String> {
+        Ok(LadderPolicy {
+            levels: vec![],
+            offsets: vec![],
+        })
     }
     pub fn due(&self, _t: &TicketClock, _now: DateTime<Utc>) -> LadderDue {
-        LadderDue { intents: vec![], next_wake: None }
+        LadderDue {
+            intents: vec![],
+            next_wake: None,
+        }
     }
     pub fn offsets(&self, _s: Severity) -> &[Duration] {
         &self.offsets

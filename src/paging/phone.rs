@@ -120,7 +120,9 @@ impl PhonePager {
         }
         let digits: String = address.chars().filter(char::is_ascii_digit).collect();
         if digits.is_empty() || !address.starts_with('+') {
-            return Err(format!("\"{address}\" is neither a SIP URI nor a +E.164 number"));
+            return Err(format!(
+                "\"{address}\" is neither a SIP URI nor a +E.164 number"
+            ));
         }
         let Some(proxy) = &self.trunk.proxy else {
             return Err(format!(
@@ -270,7 +272,15 @@ impl PhonePager {
             match MenuChoice::of(key) {
                 MenuChoice::Acknowledge => {
                     self.acknowledge(facts, key).await;
-                    self.say_and_wait(session, events, &[format!("{lang}/page-acknowledged"), format!("{lang}/page-goodbye")]).await;
+                    self.say_and_wait(
+                        session,
+                        events,
+                        &[
+                            format!("{lang}/page-acknowledged"),
+                            format!("{lang}/page-goodbye"),
+                        ],
+                    )
+                    .await;
                     return PhoneOutcome::Acknowledged { by_key: key };
                 }
                 MenuChoice::AcknowledgeAndConnect => {
@@ -295,7 +305,13 @@ impl PhonePager {
     }
 
     fn play(&self, session: &MediaSession, list: &[PromptRef]) -> Option<crate::media::PlaybackId> {
-        match session.play(list, PlayOptions { barge_in: true, repeat: false }) {
+        match session.play(
+            list,
+            PlayOptions {
+                barge_in: true,
+                repeat: false,
+            },
+        ) {
             Ok(id) => Some(id),
             Err(e) => {
                 warn!(error = %e, "cannot play the page");
@@ -312,7 +328,13 @@ impl PhonePager {
         names: &[String],
     ) {
         let list: Vec<PromptRef> = names.iter().map(PromptRef::named).collect();
-        let Ok(id) = session.play(&list, PlayOptions { barge_in: false, repeat: false }) else {
+        let Ok(id) = session.play(
+            &list,
+            PlayOptions {
+                barge_in: false,
+                repeat: false,
+            },
+        ) else {
             return;
         };
         let limit = tokio::time::sleep(Duration::from_secs(20));
@@ -346,7 +368,11 @@ impl PhonePager {
         list.push(PromptRef::digits(lang, facts.ticket.clone()));
         // A company name would need speech synthesis at page time; its account number is said
         // instead (the e-mail and webhook carry the name).
-        if let Some(code) = facts.account_code.as_deref().filter(|c| c.chars().any(|ch| ch.is_ascii_digit())) {
+        if let Some(code) = facts
+            .account_code
+            .as_deref()
+            .filter(|c| c.chars().any(|ch| ch.is_ascii_digit()))
+        {
             list.push(PromptRef::named(format!("{lang}/page-account")));
             list.push(PromptRef::digits(lang, code.to_string()));
         }
@@ -395,7 +421,13 @@ impl PhonePager {
         let reason = format!("key {key} on the phone page");
         match self
             .store
-            .transition(&facts.ticket, Action::Acknowledge, &by, Some(&reason), Utc::now())
+            .transition(
+                &facts.ticket,
+                Action::Acknowledge,
+                &by,
+                Some(&reason),
+                Utc::now(),
+            )
             .await
         {
             Ok(_) => info!(ticket = %facts.ticket, %by, "acknowledged by phone"),
@@ -417,7 +449,15 @@ impl PhonePager {
             Ok(n) => n,
             Err(why) => {
                 warn!(ticket = %facts.ticket, %why, "the callback number may not be dialled");
-                self.say_and_wait(session, events, &[format!("{lang}/page-callback-refused"), format!("{lang}/page-goodbye")]).await;
+                self.say_and_wait(
+                    session,
+                    events,
+                    &[
+                        format!("{lang}/page-callback-refused"),
+                        format!("{lang}/page-goodbye"),
+                    ],
+                )
+                .await;
                 return;
             }
         };
@@ -425,12 +465,29 @@ impl PhonePager {
             Ok(d) => d,
             Err(why) => {
                 warn!(ticket = %facts.ticket, %why, "cannot dial the customer");
-                self.say_and_wait(session, events, &[format!("{lang}/page-callback-refused"), format!("{lang}/page-goodbye")]).await;
+                self.say_and_wait(
+                    session,
+                    events,
+                    &[
+                        format!("{lang}/page-callback-refused"),
+                        format!("{lang}/page-goodbye"),
+                    ],
+                )
+                .await;
                 return;
             }
         };
-        let _ = session.play(&[PromptRef::named(format!("{lang}/page-connecting"))], PlayOptions { barge_in: false, repeat: false });
-        let customer_session = match self.media.open_session_near(&format!("callback-{}", facts.ticket), session) {
+        let _ = session.play(
+            &[PromptRef::named(format!("{lang}/page-connecting"))],
+            PlayOptions {
+                barge_in: false,
+                repeat: false,
+            },
+        );
+        let customer_session = match self
+            .media
+            .open_session_near(&format!("callback-{}", facts.ticket), session)
+        {
             Ok(s) => s,
             Err(e) => {
                 warn!(error = %e, "no media for the callback leg");
@@ -442,11 +499,18 @@ impl PhonePager {
             Err(e) => {
                 warn!(ticket = %facts.ticket, error = %e, "cannot place the callback");
                 customer_session.close().await;
-                self.say_and_wait(session, events, &[format!("{lang}/page-customer-no-answer")]).await;
+                self.say_and_wait(
+                    session,
+                    events,
+                    &[format!("{lang}/page-customer-no-answer")],
+                )
+                .await;
                 return;
             }
         };
-        let ring = tokio::time::sleep(Duration::from_secs(u64::from(self.config.callback_ring_secs)));
+        let ring = tokio::time::sleep(Duration::from_secs(u64::from(
+            self.config.callback_ring_secs,
+        )));
         tokio::pin!(ring);
         let media = loop {
             tokio::select! {
@@ -473,7 +537,15 @@ impl PhonePager {
         };
         let Some(media) = media else {
             customer_session.close().await;
-            self.say_and_wait(session, events, &[format!("{lang}/page-customer-no-answer"), format!("{lang}/page-goodbye")]).await;
+            self.say_and_wait(
+                session,
+                events,
+                &[
+                    format!("{lang}/page-customer-no-answer"),
+                    format!("{lang}/page-goodbye"),
+                ],
+            )
+            .await;
             return;
         };
         let connected_at = Utc::now();
@@ -482,14 +554,29 @@ impl PhonePager {
             customer_session.apply(m.with_signalling_peer(peer));
         }
         session.stop_playback();
-        let by = facts.person.as_ref().map_or_else(|| "phone".to_string(), |p| p.id.clone());
-        let reason = format!("{by} connected to +{} by the phone page", number.trim_start_matches('+'));
+        let by = facts
+            .person
+            .as_ref()
+            .map_or_else(|| "phone".to_string(), |p| p.id.clone());
+        let reason = format!(
+            "{by} connected to +{} by the phone page",
+            number.trim_start_matches('+')
+        );
         match self
             .store
-            .transition_as(&facts.ticket, Action::CalledBack, "callback_connected", &by, Some(&reason), connected_at)
+            .transition_as(
+                &facts.ticket,
+                Action::CalledBack,
+                "callback_connected",
+                &by,
+                Some(&reason),
+                connected_at,
+            )
             .await
         {
-            Ok(t) => info!(ticket = %facts.ticket, met = t.called_back_at.is_some_and(|c| c <= t.callback_due_at), "customer called back"),
+            Ok(t) => {
+                info!(ticket = %facts.ticket, met = t.called_back_at.is_some_and(|c| c <= t.callback_due_at), "customer called back")
+            }
             Err(e) => warn!(ticket = %facts.ticket, error = %e, "callback not recorded"),
         }
         if let Err(e) = session.bridge(&customer_session) {

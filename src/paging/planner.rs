@@ -110,7 +110,9 @@ impl Planner {
             let due = self.policy.due(&clock, now);
             pass.next_wake = earliest(pass.next_wake, due.next_wake);
             for intent in &due.intents {
-                pass.enqueued += self.enqueue_intent(t, intent, &roster, &overrides, now).await?;
+                pass.enqueued += self
+                    .enqueue_intent(t, intent, &roster, &overrides, now)
+                    .await?;
             }
             pass.enqueued += self.webhook_updates(t, now).await?;
         }
@@ -180,14 +182,25 @@ impl Planner {
                 }
             }
             if intent.channels.allows("webhook") {
-                for w in self.webhooks.iter().filter(|w| w.format == WebhookFormat::Json) {
+                for w in self
+                    .webhooks
+                    .iter()
+                    .filter(|w| w.format == WebhookFormat::Json)
+                {
                     add(&format!("webhook:{}", w.id), &w.id);
                 }
             }
         }
         // PagerDuty holds one incident per ticket: triggered by the first page of the ticket.
-        if intent.round == 0 && matches!(intent.phase, Phase::Climb | Phase::Notice) && intent.level <= 1 {
-            for w in self.webhooks.iter().filter(|w| w.format == WebhookFormat::PagerDuty) {
+        if intent.round == 0
+            && matches!(intent.phase, Phase::Climb | Phase::Notice)
+            && intent.level <= 1
+        {
+            for w in self
+                .webhooks
+                .iter()
+                .filter(|w| w.format == WebhookFormat::PagerDuty)
+            {
                 pages.push(NewPage {
                     channel: format!("webhook:{}", w.id),
                     target: w.id.clone(),
@@ -199,7 +212,11 @@ impl Planner {
                 });
             }
         }
-        let names = people.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ");
+        let names = people
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         let event = match (intent.phase, intent.round) {
             (Phase::Climb, 0) if intent.level > 1 => Some(NewEvent {
                 kind: "escalated".into(),
@@ -225,7 +242,11 @@ impl Planner {
                         &t.number,
                         "page_failed",
                         "paging",
-                        Some(&format!("level {}: nobody to page ({})", intent.level, intent.slots.join(", "))),
+                        Some(&format!(
+                            "level {}: nobody to page ({})",
+                            intent.level,
+                            intent.slots.join(", ")
+                        )),
                         now,
                     )
                     .await?;
@@ -233,7 +254,10 @@ impl Planner {
             self.known.insert(key);
             return Ok(0);
         }
-        let added = self.store.enqueue_planned(t.id, &pages, event.as_ref(), now).await?;
+        let added = self
+            .store
+            .enqueue_planned(t.id, &pages, event.as_ref(), now)
+            .await?;
         if added > 0 {
             info!(ticket = %t.number, level = intent.level, phase = intent.phase.as_str(), round = intent.round, jobs = added, to = %names, "pages enqueued");
         } else {
@@ -244,12 +268,20 @@ impl Planner {
     }
 
     /// PagerDuty incidents follow the ticket: acknowledged, then resolved once called back.
-    async fn webhook_updates(&mut self, t: &Ticket, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    async fn webhook_updates(
+        &mut self,
+        t: &Ticket,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
         if t.paged_at.is_none() {
             return Ok(0);
         }
         let mut added = 0;
-        for w in self.webhooks.iter().filter(|w| w.format == WebhookFormat::PagerDuty) {
+        for w in self
+            .webhooks
+            .iter()
+            .filter(|w| w.format == WebhookFormat::PagerDuty)
+        {
             for (action, happened) in [
                 ("acknowledge", t.acknowledged_at.is_some()),
                 ("resolve", t.called_back_at.is_some()),

@@ -92,11 +92,19 @@ pub struct Roster {
 }
 
 impl Roster {
-    pub fn new(people: Vec<PagedPerson>, _r: &[RotationConfig], _tz: chrono_tz::Tz) -> Result<Roster, RosterError> {
+    pub fn new(
+        people: Vec<PagedPerson>,
+        _r: &[RotationConfig],
+        _tz: chrono_tz::Tz,
+    ) -> Result<Roster, RosterError> {
         Ok(Roster { people })
     }
     pub fn resolve(&self, slot: &str, _at: DateTime<Utc>, _o: &[Override]) -> Vec<PagedPerson> {
-        self.people.iter().filter(|p| p.id == slot).cloned().collect()
+        self.people
+            .iter()
+            .filter(|p| p.id == slot)
+            .cloned()
+            .collect()
     }
     pub fn on_call(&self, _r: &str, _at: DateTime<Utc>, _o: &[Override]) -> Option<Shift> {
         None

@@ -35,7 +35,12 @@ impl WebhookSender {
     pub fn new() -> Result<Self, ChannelError> {
         Ok(WebhookSender)
     }
-    pub async fn send(&self, _c: &WebhookConfig, _e: &WebhookEvent<'_>, _now: chrono::DateTime<chrono::Utc>) -> Result<(), ChannelError> {
+    pub async fn send(
+        &self,
+        _c: &WebhookConfig,
+        _e: &WebhookEvent<'_>,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), ChannelError> {
         Ok(())
     }
 }

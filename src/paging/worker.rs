@@ -151,7 +151,12 @@ impl Worker {
         if let Some(why) = no_longer_needed(job, &ticket) {
             info!(%why, "page not sent");
             self.store
-                .finish_page_job(job.id, &self.owner, &PageOutcome::Cancelled { why: why.into() }, now)
+                .finish_page_job(
+                    job.id,
+                    &self.owner,
+                    &PageOutcome::Cancelled { why: why.into() },
+                    now,
+                )
                 .await?;
             return Ok(());
         }
@@ -181,28 +186,43 @@ impl Worker {
         let result: Result<Option<String>, ChannelError> = if job.channel == "email" {
             match &self.mailer {
                 Some(m) => m.send_page(&job.target, &facts).await.map(|()| None),
-                None => Err(ChannelError::Permanent("no [paging.smtp] configured".into())),
+                None => Err(ChannelError::Permanent(
+                    "no [paging.smtp] configured".into(),
+                )),
             }
         } else if let Some(id) = job.channel.strip_prefix("webhook:") {
             match self.webhooks.iter().find(|w| w.id == id) {
                 Some(w) => {
                     let by = ticket_acknowledger(&ticket);
                     let event = match job.reason.as_str() {
-                        "acknowledge" => WebhookEvent::Acknowledged { facts: &facts, by: &by },
+                        "acknowledge" => WebhookEvent::Acknowledged {
+                            facts: &facts,
+                            by: &by,
+                        },
                         "resolve" => WebhookEvent::Resolved { facts: &facts },
                         _ => WebhookEvent::Page(&facts),
                     };
-                    self.webhook_sender.send(w, &event, now).await.map(|()| None)
+                    self.webhook_sender
+                        .send(w, &event, now)
+                        .await
+                        .map(|()| None)
                 }
                 None => Err(ChannelError::Permanent(format!(
                     "webhook \"{id}\" is no longer configured"
                 ))),
             }
         } else {
-            Err(ChannelError::Permanent(format!("unknown channel \"{}\"", job.channel)))
+            Err(ChannelError::Permanent(format!(
+                "unknown channel \"{}\"",
+                job.channel
+            )))
         };
         let now = Utc::now();
-        let level = if job.level > 0 { format!(", level {}", job.level) } else { String::new() };
+        let level = if job.level > 0 {
+            format!(", level {}", job.level)
+        } else {
+            String::new()
+        };
         match result {
             Ok(note) => {
                 let c = self.counters.update(&job.channel, |c| {
@@ -217,15 +237,31 @@ impl Worker {
                     note.map(|n| format!(": {n}")).unwrap_or_default()
                 );
                 info!(%reason, "page sent");
-                let event = NewEvent { kind: "paged".into(), actor: "paging".into(), reason: Some(reason) };
-                self.store.page_delivered(job.id, &self.owner, &event, now).await?;
+                let event = NewEvent {
+                    kind: "paged".into(),
+                    actor: "paging".into(),
+                    reason: Some(reason),
+                };
+                self.store
+                    .page_delivered(job.id, &self.owner, &event, now)
+                    .await?;
             }
-            Err(ChannelError::Transient(e)) if job.attempts < self.config.max_attempts as i32 && job.channel != "phone" => {
+            Err(ChannelError::Transient(e))
+                if job.attempts < self.config.max_attempts as i32 && job.channel != "phone" =>
+            {
                 let wait = retry_delay(self.config.retry_secs, job.attempts);
                 self.counters.update(&job.channel, |c| c.retried += 1);
                 warn!(error = %e, attempt = job.attempts, retry_in_secs = wait.num_seconds(), "page not sent; retrying");
                 self.store
-                    .finish_page_job(job.id, &self.owner, &PageOutcome::Retry { run_at: now + wait, error: e }, now)
+                    .finish_page_job(
+                        job.id,
+                        &self.owner,
+                        &PageOutcome::Retry {
+                            run_at: now + wait,
+                            error: e,
+                        },
+                        now,
+                    )
                     .await?;
             }
             Err(e) => {
@@ -239,8 +275,14 @@ impl Worker {
                 } else {
                     warn!(%reason, "page failed");
                 }
-                let event = NewEvent { kind: "page_failed".into(), actor: "paging".into(), reason: Some(reason) };
-                self.store.page_failed(job.id, &self.owner, &e.to_string(), &event, now).await?;
+                let event = NewEvent {
+                    kind: "page_failed".into(),
+                    actor: "paging".into(),
+                    reason: Some(reason),
+                };
+                self.store
+                    .page_failed(job.id, &self.owner, &e.to_string(), &event, now)
+                    .await?;
             }
         }
         Ok(())
@@ -250,11 +292,34 @@ impl Worker {
     /// job is done); what they do next is recorded by the phone pager (acknowledgement,
     /// callback). Busy, rejected or unanswered is a failed page; answered without a key is noted.
     /// Neither is retried here: the ladder's repeats call again.
-    async fn page_by_phone(&self, job: &PageJob, facts: &PageFacts, who: &str) -> Result<(), StoreError> {
-        let level = if job.level > 0 { format!(", level {}", job.level) } else { String::new() };
+    async fn page_by_phone(
+        &self,
+        job: &PageJob,
+        facts: &PageFacts,
+        who: &str,
+    ) -> Result<(), StoreError> {
+        let level = if job.level > 0 {
+            format!(", level {}", job.level)
+        } else {
+            String::new()
+        };
         let Some(phone) = &self.phone else {
-            let event = NewEvent { kind: "page_failed".into(), actor: "paging".into(), reason: Some(format!("phone to {who}{level}: phone pages are not available")) };
-            self.store.page_failed(job.id, &self.owner, "phone pages are not available", &event, Utc::now()).await?;
+            let event = NewEvent {
+                kind: "page_failed".into(),
+                actor: "paging".into(),
+                reason: Some(format!(
+                    "phone to {who}{level}: phone pages are not available"
+                )),
+            };
+            self.store
+                .page_failed(
+                    job.id,
+                    &self.owner,
+                    "phone pages are not available",
+                    &event,
+                    Utc::now(),
+                )
+                .await?;
             return Ok(());
         };
         let (answered_tx, mut answered_rx) = tokio::sync::oneshot::channel();
@@ -282,29 +347,54 @@ impl Worker {
         };
         let now = Utc::now();
         match outcome {
-            PhoneOutcome::Acknowledged { by_key } => info!(key = %by_key, "phone page acknowledged"),
+            PhoneOutcome::Acknowledged { by_key } => {
+                info!(key = %by_key, "phone page acknowledged")
+            }
             PhoneOutcome::AnsweredWithoutKey => {
                 info!("phone page answered without a key: not acknowledged");
                 self.store
-                    .add_event(&job.ticket_number, "page_unacknowledged", "paging", Some(&format!("phone to {who}{level}: answered, but no key was pressed")), now)
+                    .add_event(
+                        &job.ticket_number,
+                        "page_unacknowledged",
+                        "paging",
+                        Some(&format!(
+                            "phone to {who}{level}: answered, but no key was pressed"
+                        )),
+                        now,
+                    )
                     .await?;
             }
             PhoneOutcome::NotAnswered(why) | PhoneOutcome::CannotCall(why) if !delivered => {
-                let c = self.counters.update("phone", |c| { c.failed += 1; c.failures_in_a_row += 1; });
+                let c = self.counters.update("phone", |c| {
+                    c.failed += 1;
+                    c.failures_in_a_row += 1;
+                });
                 if c.failing() {
                     error!(alert = true, channel = "phone", failures_in_a_row = c.failures_in_a_row, error = %why, "ALERT: a paging channel keeps failing");
                 } else {
                     warn!(error = %why, "phone page failed");
                 }
-                let event = NewEvent { kind: "page_failed".into(), actor: "paging".into(), reason: Some(format!("phone to {who}{level}: {why}")) };
-                self.store.page_failed(job.id, &self.owner, &why, &event, now).await?;
+                let event = NewEvent {
+                    kind: "page_failed".into(),
+                    actor: "paging".into(),
+                    reason: Some(format!("phone to {who}{level}: {why}")),
+                };
+                self.store
+                    .page_failed(job.id, &self.owner, &why, &event, now)
+                    .await?;
             }
             PhoneOutcome::NotAnswered(_) | PhoneOutcome::CannotCall(_) => {}
         }
         Ok(())
     }
 
-    fn facts(&self, job: &PageJob, t: &Ticket, person: Option<PagedPerson>, now: DateTime<Utc>) -> PageFacts {
+    fn facts(
+        &self,
+        job: &PageJob,
+        t: &Ticket,
+        person: Option<PagedPerson>,
+        now: DateTime<Utc>,
+    ) -> PageFacts {
         let ack_url = match (&self.ack_links, &person) {
             (Some(make), Some(p)) => Some(make(&t.number, &p.id, now)),
             _ => None,

@@ -314,7 +314,8 @@ impl Store {
         event: &NewEvent,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.end_page(id, owner, "failed", Some(error), event, now).await
+        self.end_page(id, owner, "failed", Some(error), event, now)
+            .await
     }
 
     async fn end_page(

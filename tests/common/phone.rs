@@ -359,7 +359,9 @@ impl Phone {
     }
 
     fn with_call<T>(&self, f: impl FnOnce(&mut CallState) -> T) -> T {
-        let i = self.current.expect("no INVITE taken (call wait_invite first)");
+        let i = self
+            .current
+            .expect("no INVITE taken (call wait_invite first)");
         f(&mut self.state.lock().unwrap().calls[i])
     }
 
