@@ -25,6 +25,14 @@ if ! command -v sipvicious_svwar >/dev/null 2>&1; then
     || python3 -m pip install -q --disable-pip-version-check --break-system-packages sipvicious
 fi
 
+# aiosmtpd is the real SMTP server that receives e-mail pages in tests/paging_calls.rs and
+# tests/page_channels.rs.
+if ! python3 -c "import aiosmtpd" >/dev/null 2>&1; then
+  echo "test.sh: installing aiosmtpd (pip)"
+  python3 -m pip install -q --disable-pip-version-check aiosmtpd >/dev/null 2>&1 \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages aiosmtpd
+fi
+
 pg_started=""
 cleanup() {
   if [ -n "$pg_started" ]; then

@@ -741,3 +741,194 @@ async fn an_announcement_is_current_until_replaced_or_cleared(s: &Store) {
     assert!(s.set_announcement(&new("resolved", "x")).await.is_err());
 }
 both!(an_announcement_is_current_until_replaced_or_cleared);
+
+fn planned(channel: &str, key: &str, at: DateTime<Utc>) -> NewPage {
+    NewPage {
+        person: Some("tech1".into()),
+        level: 1,
+        reason: "escalation".into(),
+        dedup_key: Some(key.into()),
+        ..NewPage::simple(channel, "tech1@example.net", at)
+    }
+}
+
+/// A planner that runs twice (a restart, a second node) enqueues each page once; the first
+/// page delivered makes the ticket paged, in one transaction with its event.
+async fn planned_pages_are_enqueued_once_and_delivery_pages_the_ticket(s: &Store) {
+    let mut nt = new_ticket(Severity::S1, "15145550107", t0());
+    nt.pages.clear();
+    let t = s.create_ticket(&nt).await.unwrap();
+    let event = astreinte::store::NewEvent {
+        kind: "escalated".into(),
+        actor: "paging".into(),
+        reason: Some("level 1: Martin Roy".into()),
+    };
+    let pages = [
+        planned("email", "k:climb:1:0:tech1:email", t0()),
+        planned("phone", "k:climb:1:0:tech1:phone", t0()),
+    ];
+    assert_eq!(
+        s.enqueue_planned(t.id, &pages, Some(&event), t0())
+            .await
+            .unwrap(),
+        2
+    );
+    // Again, as a second node would: nothing new, no second event.
+    assert_eq!(
+        s.enqueue_planned(t.id, &pages, Some(&event), t0())
+            .await
+            .unwrap(),
+        0
+    );
+    let escalations = s
+        .events(&t.number)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "escalated")
+        .count();
+    assert_eq!(escalations, 1);
+    let jobs = s
+        .lease_page_jobs("node-a", t0(), Duration::seconds(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(jobs[0].person.as_deref(), Some("tech1"));
+    assert_eq!(jobs[0].level, 1);
+    let sent = astreinte::store::NewEvent {
+        kind: "paged".into(),
+        actor: "paging".into(),
+        reason: Some("email to Martin Roy".into()),
+    };
+    // A worker whose lease was lost records nothing.
+    assert!(!s
+        .page_delivered(jobs[0].id, "node-b", &sent, t0())
+        .await
+        .unwrap());
+    assert!(s
+        .page_delivered(jobs[0].id, "node-a", &sent, t0() + Duration::seconds(2))
+        .await
+        .unwrap());
+    let t = s.ticket(&t.number).await.unwrap();
+    assert_eq!(t.status, Status::Paged);
+    assert_eq!(t.paged_at, Some(t0() + Duration::seconds(2)));
+    let failed = astreinte::store::NewEvent {
+        kind: "page_failed".into(),
+        actor: "paging".into(),
+        reason: Some("phone to Martin Roy: 486 Busy Here".into()),
+    };
+    assert!(s
+        .page_failed(
+            jobs[1].id,
+            "node-a",
+            "486 Busy Here",
+            &failed,
+            t0() + Duration::seconds(3)
+        )
+        .await
+        .unwrap());
+    let events = s.events(&t.number).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        &kinds[kinds.len() - 3..],
+        ["escalated", "paged", "page_failed"]
+    );
+    let paged = &events[events.len() - 2];
+    assert_eq!(
+        (paged.from_status.as_deref(), paged.to_status.as_deref()),
+        (Some("open"), Some("paged"))
+    );
+    let jobs = s.page_jobs(&t.number).await.unwrap();
+    assert_eq!(jobs[0].state, PageState::Done);
+    assert_eq!(jobs[0].sent_at, Some(t0() + Duration::seconds(2)));
+    assert_eq!(jobs[1].state, PageState::Failed);
+    // The engine's own callback is logged as such and sets called_back_at.
+    s.transition(
+        &t.number,
+        Action::Acknowledge,
+        "tech1 (phone)",
+        None,
+        t0() + Duration::minutes(3),
+    )
+    .await
+    .unwrap();
+    let t = s
+        .transition_as(
+            &t.number,
+            Action::CalledBack,
+            "callback_connected",
+            "tech1",
+            Some("connected to +15145550100"),
+            t0() + Duration::minutes(4),
+        )
+        .await
+        .unwrap();
+    assert_eq!(t.status, Status::CalledBack);
+    assert_eq!(t.called_back_at, Some(t0() + Duration::minutes(4)));
+    let last = s.events(&t.number).await.unwrap().pop().unwrap();
+    assert_eq!(last.kind, "callback_connected");
+    // Called back within the hour: still in the planner's view (webhooks may say "resolved").
+    let in_view = s
+        .tickets_in_paging(t0() + Duration::minutes(30), Duration::minutes(60))
+        .await
+        .unwrap();
+    assert!(in_view.iter().any(|x| x.number == t.number));
+    let in_view = s
+        .tickets_in_paging(t0() + Duration::minutes(90), Duration::minutes(60))
+        .await
+        .unwrap();
+    assert!(!in_view.iter().any(|x| x.number == t.number));
+}
+both!(planned_pages_are_enqueued_once_and_delivery_pages_the_ticket);
+
+async fn people_overrides_and_settings(s: &Store) {
+    use astreinte::store::PersonRow;
+    let tech = PersonRow {
+        id: "tech1".into(),
+        name: "Martin Roy".into(),
+        phone: Some("sip:tech1@10.0.0.5".into()),
+        email: None,
+        language: "fr".into(),
+    };
+    s.upsert_people(&[tech.clone()], "config", t0())
+        .await
+        .unwrap();
+    let changed = PersonRow {
+        email: Some("tech1@example.net".into()),
+        ..tech
+    };
+    s.upsert_people(&[changed.clone()], "cli", t0())
+        .await
+        .unwrap();
+    assert_eq!(s.people().await.unwrap(), vec![changed]);
+    let id = s
+        .add_override(
+            "oncall",
+            "tech1",
+            t0(),
+            t0() + Duration::hours(12),
+            "swap",
+            "cli",
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert!(s
+        .add_override("oncall", "tech1", t0(), t0(), "", "cli", t0())
+        .await
+        .is_err());
+    let now = s.overrides(t0() + Duration::hours(1)).await.unwrap();
+    assert_eq!(now.iter().map(|o| o.id).collect::<Vec<_>>(), [id]);
+    assert!(s
+        .overrides(t0() + Duration::hours(13))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s.remove_override(id).await.unwrap());
+    assert!(!s.remove_override(id).await.unwrap());
+    // The first value stored wins, for every node.
+    let key = format!("test_key_{}", rand_suffix());
+    assert_eq!(s.setting_or_init(&key, "aa").await.unwrap(), "aa");
+    assert_eq!(s.setting_or_init(&key, "bb").await.unwrap(), "aa");
+}
+both!(people_overrides_and_settings);
