@@ -377,13 +377,15 @@ fn parse_every(s: &str) -> Result<u32, String> {
         )
     };
     let t = s.trim();
-    let (num, unit) = t.split_at(t.len().saturating_sub(1));
-    let n: u32 = num.parse().map_err(|_| bad())?;
-    let days = match unit {
-        "d" => n,
-        "w" => n.checked_mul(7).ok_or_else(bad)?,
-        _ => return Err(bad()),
+    let (num, unit_days) = if let Some(n) = t.strip_suffix('d') {
+        (n, 1)
+    } else if let Some(n) = t.strip_suffix('w') {
+        (n, 7)
+    } else {
+        return Err(bad());
     };
+    let n: u32 = num.parse().map_err(|_| bad())?;
+    let days = n.checked_mul(unit_days).ok_or_else(bad)?;
     if days == 0 {
         return Err("a rotation of 0 days never hands over".into());
     }
@@ -1065,6 +1067,8 @@ mod tests {
         assert!(parse_every("1h").is_err());
         assert!(parse_every("").is_err());
         assert!(parse_every("w").is_err());
+        assert!(parse_every("1é").is_err());
+        assert!(parse_every("é").is_err());
         assert!(parse_every("100w").is_err());
         assert_eq!(
             parse_handover("mon 08:00"),
@@ -1109,5 +1113,161 @@ mod tests {
         ] {
             assert!(check_email(bad).is_err(), "{bad}");
         }
+    }
+
+    // ---- validation, through the whole configuration (file:line:key and fix) ----
+
+    fn errors(text: &str) -> String {
+        match crate::config::Config::parse(std::path::Path::new("x.toml"), text) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// The error for `key` is reported at the line containing `needle`, with `words` and a fix.
+    fn assert_error(text: &str, needle: &str, key: &str, words: &[&str]) {
+        let err = errors(text);
+        let start = text.find(needle).unwrap();
+        let line = text[..start].matches('\n').count() + 1;
+        let head = format!("x.toml:{line}: {key}: ");
+        let entry = err
+            .split("\nx.toml")
+            .find(|e| {
+                e.contains(&format!(" {key}: "))
+                    || e.starts_with(&format!("x.toml:{line}: {key}: "))
+            })
+            .unwrap_or_else(|| panic!("no {key} in:\n{err}"));
+        assert!(err.contains(&head), "want {head} in:\n{err}");
+        for w in words {
+            assert!(entry.contains(w), "want {w:?} in:\n{entry}");
+        }
+        assert!(entry.contains("fix: "), "{entry}");
+    }
+
+    const GOOD: &str = r#"
+[[paging.people]]
+id = "tech1"
+name = "Martin Roy"
+phone = "sip:tech1@10.0.0.5:5060"
+email = "tech1@example.net"
+language = "fr"
+[[paging.people]]
+id = "tech2"
+name = "Jane Doe"
+phone = "+15145551234"
+language = "en"
+[[paging.rotations]]
+id = "oncall"
+people = ["tech1", "tech2"]
+every = "1w"
+handover = "mon 08:00"
+start = "2026-01-05"
+[paging.ladder]
+levels = [["oncall"], ["tech1"]]
+"#;
+
+    #[test]
+    fn a_good_roster_is_valid() {
+        assert_eq!(errors(GOOD), "");
+    }
+
+    #[test]
+    fn bad_people_are_located() {
+        let t = GOOD.replace("phone = \"+15145551234\"", "phone = \"514-555-1234\"");
+        assert_error(&t, "514-555", "paging.people[1].phone", &["+15145551234"]);
+        let t = GOOD.replace("phone = \"+15145551234\"", "phone = \"+1514\"");
+        assert_error(
+            &t,
+            "+1514",
+            "paging.people[1].phone",
+            &["E.164", "+15145551234"],
+        );
+        let t = GOOD.replace("tech1@example.net", "tech1@example.net\\r\\nBcc: x@y.z");
+        assert_error(&t, "Bcc", "paging.people[0].email", &["control character"]);
+        let t = GOOD.replace("tech1@example.net", "tech1.example.net");
+        assert_error(
+            &t,
+            "tech1.example.net",
+            "paging.people[0].email",
+            &["no '@'"],
+        );
+        let t = GOOD.replace("language = \"en\"", "language = \"de\"");
+        assert_error(
+            &t,
+            "\"de\"",
+            "paging.people[1].language",
+            &["\"fr\" or \"en\""],
+        );
+        let t = GOOD.replace("id = \"tech2\"", "id = \"Tech 2\"");
+        assert_error(&t, "Tech 2", "paging.people[1].id", &["lowercase"]);
+        let t = GOOD.replace("id = \"tech2\"", "id = \"tech1\"");
+        assert_error(
+            &t,
+            "id = \"tech1\"\nname = \"Jane",
+            "paging.people[1].id",
+            &["twice"],
+        );
+        let t = GOOD.replace("name = \"Jane Doe\"", "name = \" \"");
+        assert_error(&t, "name = \" \"", "paging.people[1].name", &["empty"]);
+        let t = GOOD.replace("phone = \"+15145551234\"\n", "");
+        assert_error(
+            &t,
+            "[[paging.people]]\nid = \"tech2\"",
+            "paging.people[1]",
+            &["neither a phone nor an e-mail"],
+        );
+    }
+
+    #[test]
+    fn bad_rotations_are_located() {
+        let t = GOOD.replace(
+            "people = [\"tech1\", \"tech2\"]",
+            "people = [\"tech1\", \"tech2\", \"tech9\"]",
+        );
+        assert_error(
+            &t,
+            "tech9",
+            "paging.rotations[0].people[2]",
+            &["\"tech9\" is not a person", "\"tech1\", \"tech2\""],
+        );
+        let t = GOOD.replace("people = [\"tech1\", \"tech2\"]", "people = []");
+        assert_error(&t, "people = []", "paging.rotations[0].people", &["nobody"]);
+        let t = GOOD.replace("id = \"oncall\"", "id = \"tech1\"");
+        assert_error(
+            &t,
+            "id = \"tech1\"\npeople",
+            "paging.rotations[0].id",
+            &["both a person and a rotation"],
+        );
+        let t = GOOD.replace("every = \"1w\"", "every = \"1h\"");
+        assert_error(
+            &t,
+            "every =",
+            "paging.rotations[0].every",
+            &["\"1h\"", "\"1w\""],
+        );
+        let t = GOOD.replace("every = \"1w\"", "every = \"2d\"");
+        assert_error(
+            &t,
+            "handover =",
+            "paging.rotations[0].handover",
+            &["whole weeks"],
+        );
+        let t = GOOD.replace("handover = \"mon 08:00\"", "handover = \"monday 8h\"");
+        assert_error(
+            &t,
+            "handover =",
+            "paging.rotations[0].handover",
+            &["\"monday 8h\""],
+        );
+        let t = GOOD.replace("start = \"2026-01-05\"", "start = \"2026-01-06\"");
+        assert_error(
+            &t,
+            "start =",
+            "paging.rotations[0].start",
+            &["Tuesday", "Monday such as 2026-01-12"],
+        );
+        let t = GOOD.replace("start = \"2026-01-05\"", "start = \"5 jan\"");
+        assert_error(&t, "start =", "paging.rotations[0].start", &["YYYY-MM-DD"]);
     }
 }
