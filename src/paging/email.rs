@@ -96,7 +96,11 @@ impl SmtpEndpoint {
             "smtp" => (SmtpSecurity::Plain, 25),
             "smtps" => (SmtpSecurity::Implicit, 465),
             "submission" => (SmtpSecurity::StartTls, 587),
-            other => return Err(format!("the scheme \"{other}\" is not one astreinte speaks")),
+            other => {
+                return Err(format!(
+                    "the scheme \"{other}\" is not one astreinte speaks"
+                ))
+            }
         };
         // IPv6 hosts come bracketed ("[::1]"); lettre wants the bare address.
         let host = parsed
@@ -109,7 +113,9 @@ impl SmtpEndpoint {
             return Err("the URL carries credentials, which would end up in logs".into());
         }
         if !matches!(parsed.path(), "" | "/") || parsed.query().is_some() {
-            return Err(format!("\"{url}\" has a path or query; only scheme://host:port is read"));
+            return Err(format!(
+                "\"{url}\" has a path or query; only scheme://host:port is read"
+            ));
         }
         let port = parsed.port().unwrap_or(default_port);
         if port == 0 {
@@ -129,10 +135,10 @@ impl SmtpEndpoint {
     }
 }
 
-
 impl SmtpConfig {
     pub fn validate(&self, issues: &mut Vec<ConfigIssue>) {
-        let key = |k: &'static str| vec![KeySeg::Key("paging"), KeySeg::Key("smtp"), KeySeg::Key(k)];
+        let key =
+            |k: &'static str| vec![KeySeg::Key("paging"), KeySeg::Key("smtp"), KeySeg::Key(k)];
         let endpoint = match SmtpEndpoint::parse(&self.url) {
             Ok(e) => Some(e),
             Err(why) => {
@@ -430,7 +436,10 @@ pub fn render(facts: &PageFacts, recording: &Recording) -> RenderedMail {
     ));
     line(format!(
         "{} {}",
-        t("Rappeler le client avant :", "Call the customer back before:"),
+        t(
+            "Rappeler le client avant :",
+            "Call the customer back before:"
+        ),
         local_date_time(facts.callback_due_at, tz, lang)
     ));
     line(String::new());
@@ -453,7 +462,10 @@ pub fn render(facts: &PageFacts, recording: &Recording) -> RenderedMail {
     } else {
         display_number(&facts.callback_number)
     };
-    line(format!("{} {callback}", t("Numéro de rappel :", "Callback number:")));
+    line(format!(
+        "{} {callback}",
+        t("Numéro de rappel :", "Callback number:")
+    ));
     line(format!(
         "{} {}",
         t("Créé :", "Created:"),
@@ -465,7 +477,11 @@ pub fn render(facts: &PageFacts, recording: &Recording) -> RenderedMail {
         local_date_time(facts.callback_due_at, tz, lang),
         tz.name()
     ));
-    line(format!("{} {}", t("Statut :", "Status:"), ext(&facts.status)));
+    line(format!(
+        "{} {}",
+        t("Statut :", "Status:"),
+        ext(&facts.status)
+    ));
     line(format!(
         "{} {} — {}",
         t("Niveau :", "Level:"),
@@ -519,7 +535,10 @@ pub fn render(facts: &PageFacts, recording: &Recording) -> RenderedMail {
             *bytes as f64 / MIB as f64
         ),
     };
-    line(format!("{} {voicemail}", t("Message vocal :", "Voicemail:")));
+    line(format!(
+        "{} {voicemail}",
+        t("Message vocal :", "Voicemail:")
+    ));
 
     line(String::new());
     match &facts.ack_url {
@@ -594,6 +613,15 @@ pub struct Mailer {
     server: String,
 }
 
+impl fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mailer")
+            .field("server", &self.server)
+            .field("from", &self.from)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Mailer {
     /// A mailer for `[paging.smtp]`. Fails (Permanent) on what `validate` reports.
     pub fn new(cfg: &SmtpConfig) -> Result<Mailer, ChannelError> {
@@ -642,7 +670,10 @@ impl Mailer {
     /// is Permanent; a server down, slow or answering 4xx is Transient.
     pub async fn send_page(&self, to: &str, facts: &PageFacts) -> Result<(), ChannelError> {
         let to_box: Mailbox = to.parse().map_err(|e| {
-            ChannelError::Permanent(format!("\"{}\" is not an e-mail address ({e})", one_line(to, 100)))
+            ChannelError::Permanent(format!(
+                "\"{}\" is not an e-mail address ({e})",
+                one_line(to, 100)
+            ))
         })?;
         let (recording, bytes) = load_recording(facts, self.max_attachment_mb).await;
         let mail = render(facts, &recording);
@@ -653,9 +684,8 @@ impl Mailer {
             .subject(mail.subject);
         let built = match (bytes, &recording) {
             (Some(wav), Recording::Attached { filename }) => {
-                let wav_type = ContentType::parse("audio/wav").map_err(|e| {
-                    ChannelError::Permanent(format!("content type audio/wav: {e}"))
-                })?;
+                let wav_type = ContentType::parse("audio/wav")
+                    .map_err(|e| ChannelError::Permanent(format!("content type audio/wav: {e}")))?;
                 builder.multipart(
                     MultiPart::mixed()
                         .singlepart(text)
@@ -705,5 +735,476 @@ fn classify(e: &lettre::transport::smtp::Error, server: &str) -> ChannelError {
         ChannelError::Permanent(format!("SMTP client error with {server}: {detail}"))
     } else {
         ChannelError::Transient(format!("SMTP server {server}: {detail}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::paging::facts::PagedPerson;
+
+    fn facts(lang: &str) -> PageFacts {
+        let created = Utc
+            .with_ymd_and_hms(2024, 1, 16, 7, 17, 0)
+            .single()
+            .unwrap_or_default();
+        PageFacts {
+            ticket: "4821337".into(),
+            severity: Severity::S1,
+            status: "paged".into(),
+            company: Some("Plomberie Tremblay".into()),
+            account_code: Some("PT-042".into()),
+            caller: "\"Tremblay\" <sip:5145550100@trunk>".into(),
+            callback_number: "15145550100".into(),
+            created_at: created,
+            callback_due_at: created + chrono::Duration::minutes(30),
+            timezone: chrono_tz::America::Toronto,
+            level: 1,
+            reason: PageReason::Escalation,
+            person: Some(PagedPerson {
+                id: "tech1".into(),
+                name: "Martin Roy".into(),
+                language: lang.into(),
+                phone: None,
+                email: Some("tech1@example.net".into()),
+            }),
+            answers: BTreeMap::from([("service".to_string(), "téléphones muets".to_string())]),
+            classification_reasons: vec!["menu: 1 (no service)".into()],
+            voicemail_path: None,
+            voicemail_seconds: Some(41.6),
+            ack_url: Some("https://astreinte.example.net/ack/4821337?sig=ab12".into()),
+        }
+    }
+
+    fn smtp(url: &str) -> SmtpConfig {
+        SmtpConfig {
+            url: url.into(),
+            from: "Astreinte <astreinte@example.net>".into(),
+            username: None,
+            password: None,
+            timeout_secs: 20,
+            max_attachment_mb: 10,
+        }
+    }
+
+    fn issues_of(cfg: &SmtpConfig) -> Vec<(String, String)> {
+        let mut issues = Vec::new();
+        cfg.validate(&mut issues);
+        issues
+            .into_iter()
+            .map(|i| (i.key_path(), i.message))
+            .collect()
+    }
+
+    #[test]
+    fn french_subject_has_severity_ticket_and_due_time_in_eastern_standard_time() {
+        let mail = render(&facts("fr"), &Recording::None);
+        // 07:47 UTC in January is 02:47 EST.
+        assert_eq!(
+            mail.subject,
+            "[S1] Billet 4821337 — rappeler avant 02:47 (HNE)"
+        );
+    }
+
+    #[test]
+    fn english_subject_uses_english_words_and_zone() {
+        let mail = render(&facts("en"), &Recording::None);
+        assert_eq!(
+            mail.subject,
+            "[S1] Ticket 4821337 — call back before 02:47 (EST)"
+        );
+    }
+
+    #[test]
+    fn due_time_follows_the_zone_across_the_autumn_change() {
+        // Created 01:30 EDT on 2024-11-03; due 30 minutes later, after clocks fell back: 01:00 EST.
+        let mut f = facts("fr");
+        f.created_at = Utc
+            .with_ymd_and_hms(2024, 11, 3, 5, 30, 0)
+            .single()
+            .unwrap_or_default();
+        f.callback_due_at = f.created_at + chrono::Duration::minutes(30);
+        let mail = render(&f, &Recording::None);
+        assert!(
+            mail.subject.ends_with("avant 01:00 (HNE)"),
+            "{}",
+            mail.subject
+        );
+        assert!(
+            mail.body.contains("Créé : 2024-11-03 01:30 (HAE)"),
+            "{}",
+            mail.body
+        );
+        f.person = f.person.map(|p| PagedPerson {
+            language: "en".into(),
+            ..p
+        });
+        let mail = render(&f, &Recording::None);
+        assert!(
+            mail.body.contains("Created: 2024-11-03 01:30 (EDT)"),
+            "{}",
+            mail.body
+        );
+        assert!(
+            mail.subject.ends_with("before 01:00 (EST)"),
+            "{}",
+            mail.subject
+        );
+    }
+
+    #[test]
+    fn due_time_follows_the_zone_across_the_spring_change() {
+        // 01:50 EST on 2024-03-10; 30 minutes later the clocks have jumped: 03:20 EDT.
+        let mut f = facts("en");
+        f.created_at = Utc
+            .with_ymd_and_hms(2024, 3, 10, 6, 50, 0)
+            .single()
+            .unwrap_or_default();
+        f.callback_due_at = f.created_at + chrono::Duration::minutes(30);
+        let mail = render(&f, &Recording::None);
+        assert!(
+            mail.subject.ends_with("before 03:20 (EDT)"),
+            "{}",
+            mail.subject
+        );
+        assert!(
+            mail.body.contains("Created: 2024-03-10 01:50 (EST)"),
+            "{}",
+            mail.body
+        );
+    }
+
+    #[test]
+    fn body_carries_the_ticket_facts_and_the_ack_link() {
+        let mail = render(
+            &facts("fr"),
+            &Recording::Attached {
+                filename: "ticket-4821337.wav".into(),
+            },
+        );
+        for expected in [
+            "Incident critique — billet 4821337",
+            "Entreprise : Plomberie Tremblay (compte PT-042)",
+            "Appelant : \"Tremblay\" <sip:5145550100@trunk>",
+            "Numéro de rappel : +1 514-555-0100",
+            "Échéance : 2024-01-16 02:47 (HNE) (America/Toronto)",
+            "Niveau : 1 — premier appel à ce niveau",
+            "- service : téléphones muets",
+            "- menu: 1 (no service)",
+            "Message vocal : 42 s, joint : ticket-4821337.wav",
+            "https://astreinte.example.net/ack/4821337?sig=ab12",
+        ] {
+            assert!(
+                mail.body.contains(expected),
+                "missing {expected:?} in\n{}",
+                mail.body
+            );
+        }
+    }
+
+    #[test]
+    fn body_says_when_the_recording_is_missing_or_too_large() {
+        let en = facts("en");
+        let missing = render(&en, &Recording::Unavailable).body;
+        assert!(
+            missing.contains("Voicemail: 42 s, recording unavailable"),
+            "{missing}"
+        );
+        let big = render(
+            &en,
+            &Recording::TooLarge {
+                bytes: 12 * MIB + MIB / 2,
+                limit_mb: 10,
+            },
+        )
+        .body;
+        assert!(
+            big.contains("recording too large to attach (12.5 MB > 10 MB)"),
+            "{big}"
+        );
+        let fr = render(&facts("fr"), &Recording::Unavailable).body;
+        assert!(fr.contains("enregistrement non disponible"), "{fr}");
+    }
+
+    #[test]
+    fn without_a_link_the_body_says_how_to_acknowledge() {
+        let mut f = facts("en");
+        f.ack_url = None;
+        let body = render(&f, &Recording::None).body;
+        assert!(body.contains("astreinte tickets ack 4821337"), "{body}");
+        assert!(body.contains("Voicemail: none"), "{body}");
+    }
+
+    #[test]
+    fn caller_values_cannot_add_headers_or_fake_body_lines() {
+        let mut f = facts("en");
+        f.company = Some("Evil\r\nBcc: victim@example.org\r\n\r\nAcknowledge: http://evil".into());
+        f.caller = "x\nSubject: pwned\u{7}\u{202E}".into();
+        f.ticket = "48\r\nBcc: a@b.c".into();
+        f.answers.insert(
+            "q\n".into(),
+            "line1\n\nAcknowledge the ticket: http://evil".into(),
+        );
+        let mail = render(&f, &Recording::None);
+        assert!(
+            !mail.subject.chars().any(|c| c.is_control()),
+            "{:?}",
+            mail.subject
+        );
+        assert!(
+            mail.subject.starts_with("[S1] Ticket 48Bccabc —"),
+            "{}",
+            mail.subject
+        );
+        for l in mail.body.lines() {
+            assert!(
+                !l.starts_with("Bcc:") && !l.starts_with("Subject:"),
+                "{l:?}"
+            );
+            assert!(!l.starts_with("Acknowledge: http://evil"), "{l:?}");
+            assert!(!l.contains('\u{202E}') && !l.contains('\u{7}'), "{l:?}");
+        }
+        assert!(mail
+            .body
+            .contains("Company: Evil Bcc: victim@example.org Acknowledge: http://evil"));
+        assert!(
+            mail.body.contains("Caller: x Subject: pwned\n"),
+            "{}",
+            mail.body
+        );
+        // The only link line is ours.
+        let links: Vec<_> = mail
+            .body
+            .lines()
+            .filter(|l| l.starts_with("https://"))
+            .collect();
+        assert_eq!(
+            links,
+            ["https://astreinte.example.net/ack/4821337?sig=ab12"]
+        );
+    }
+
+    #[test]
+    fn one_line_folds_and_truncates() {
+        assert_eq!(one_line("  a\r\n\tb  c ", 100), "a b c");
+        assert_eq!(one_line("abcdef", 3), "abc…");
+        assert_eq!(one_line("ab\ncd", 4), "ab c…");
+        assert_eq!(one_line("\u{202E}\u{0}", 10), "");
+    }
+
+    #[test]
+    fn numbers_are_written_for_people() {
+        assert_eq!(display_number("15145550100"), "+1 514-555-0100");
+        assert_eq!(display_number("5145550100"), "5145550100");
+        assert_eq!(display_number("33142685300"), "33142685300");
+        assert_eq!(display_number("1514555010x"), "1514555010x");
+    }
+
+    #[test]
+    fn english_is_chosen_by_prefix_and_french_otherwise() {
+        assert_eq!(Lang::of(&facts("en-CA")), Lang::En);
+        assert_eq!(Lang::of(&facts("fr")), Lang::Fr);
+        let mut f = facts("en");
+        f.person = None;
+        assert_eq!(Lang::of(&f), Lang::Fr);
+    }
+
+    #[test]
+    fn a_good_config_has_no_issue() {
+        for url in [
+            "smtp://127.0.0.1:25",
+            "smtps://mail.example.net",
+            "submission://[::1]:2587",
+        ] {
+            assert_eq!(issues_of(&smtp(url)), vec![], "{url}");
+        }
+        let mut auth = smtp("submission://mail.example.net");
+        auth.username = Some("u".into());
+        auth.password = Some("p".into());
+        assert_eq!(issues_of(&auth), vec![]);
+        auth.url = "smtp://localhost:2525".into();
+        assert_eq!(issues_of(&auth), vec![]);
+    }
+
+    #[test]
+    fn endpoints_parse_with_default_ports() {
+        let ep = SmtpEndpoint::parse("submission://[::1]").map_err(|e| e.to_string());
+        assert_eq!(
+            ep,
+            Ok(SmtpEndpoint {
+                security: SmtpSecurity::StartTls,
+                host: "::1".into(),
+                port: 587
+            })
+        );
+        assert_eq!(
+            SmtpEndpoint::parse("smtps://m.example.net").map(|e| e.port),
+            Ok(465)
+        );
+        assert_eq!(
+            SmtpEndpoint::parse("smtp://m.example.net").map(|e| e.port),
+            Ok(25)
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_reported_at_their_key() {
+        let cases: Vec<(SmtpConfig, &str, &str)> = vec![
+            (
+                smtp("http://mail.example.net"),
+                "paging.smtp.url",
+                "scheme \"http\"",
+            ),
+            (
+                smtp("mail.example.net:25"),
+                "paging.smtp.url",
+                "not one astreinte speaks",
+            ),
+            (smtp("smtp://"), "paging.smtp.url", "names no host"),
+            (
+                smtp("smtp://u:p@mail.example.net"),
+                "paging.smtp.url",
+                "credentials",
+            ),
+            (
+                smtp("smtp://mail.example.net:0"),
+                "paging.smtp.url",
+                "port 0",
+            ),
+            (
+                smtp("smtp://mail.example.net:99999"),
+                "paging.smtp.url",
+                "not a URL",
+            ),
+            (
+                SmtpConfig {
+                    from: "astreinte at example".into(),
+                    ..smtp("smtp://127.0.0.1")
+                },
+                "paging.smtp.from",
+                "not an e-mail address",
+            ),
+            (
+                SmtpConfig {
+                    username: Some("u".into()),
+                    ..smtp("smtps://m.example.net")
+                },
+                "paging.smtp.password",
+                "without a password",
+            ),
+            (
+                SmtpConfig {
+                    password: Some("p".into()),
+                    ..smtp("smtps://m.example.net")
+                },
+                "paging.smtp.username",
+                "without a username",
+            ),
+            (
+                SmtpConfig {
+                    username: Some("u".into()),
+                    password: Some("p".into()),
+                    ..smtp("smtp://mail.example.net")
+                },
+                "paging.smtp.url",
+                "clear text",
+            ),
+            (
+                SmtpConfig {
+                    timeout_secs: 0,
+                    ..smtp("smtp://127.0.0.1")
+                },
+                "paging.smtp.timeout_secs",
+                "0 s is out of range",
+            ),
+            (
+                SmtpConfig {
+                    timeout_secs: 121,
+                    ..smtp("smtp://127.0.0.1")
+                },
+                "paging.smtp.timeout_secs",
+                "121 s",
+            ),
+            (
+                SmtpConfig {
+                    max_attachment_mb: 26,
+                    ..smtp("smtp://127.0.0.1")
+                },
+                "paging.smtp.max_attachment_mb",
+                "26 MB",
+            ),
+        ];
+        for (cfg, path, words) in cases {
+            let issues = issues_of(&cfg);
+            assert_eq!(issues.len(), 1, "{cfg:?}: {issues:?}");
+            assert_eq!(issues[0].0, path, "{cfg:?}");
+            assert!(issues[0].1.contains(words), "{cfg:?}: {}", issues[0].1);
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        let cfg = SmtpConfig {
+            password: Some("hunter2".into()),
+            ..smtp("smtps://m.example.net")
+        };
+        assert!(!format!("{cfg:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn mailer_refuses_clear_text_auth_and_bad_addresses() {
+        let cfg = SmtpConfig {
+            username: Some("u".into()),
+            password: Some("p".into()),
+            ..smtp("smtp://mail.example.net")
+        };
+        assert!(matches!(Mailer::new(&cfg), Err(ChannelError::Permanent(_))));
+        assert!(Mailer::new(&smtp("smtp://127.0.0.1:2525")).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_bad_recipient_is_permanent_without_touching_the_network() {
+        // Port 9 (discard) on loopback: if it tried to connect, the error would be Transient.
+        let mailer = Mailer::new(&smtp("smtp://127.0.0.1:9")).map_err(|e| e.to_string());
+        let Ok(mailer) = mailer else {
+            panic!("{mailer:?}")
+        };
+        let res = mailer.send_page("not an address", &facts("fr")).await;
+        assert!(matches!(res, Err(ChannelError::Permanent(_))), "{res:?}");
+    }
+
+    #[tokio::test]
+    async fn the_recording_is_attached_only_when_readable_and_small_enough() {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string());
+        let Ok(dir) = dir else { panic!("{dir:?}") };
+        let path = dir.path().join("vm.wav");
+        std::fs::write(&path, vec![7u8; 2 * MIB as usize]).unwrap_or_else(|e| panic!("{e}"));
+        let mut f = facts("fr");
+        f.voicemail_path = Some(path);
+        let (rec, bytes) = load_recording(&f, 10).await;
+        assert_eq!(
+            rec,
+            Recording::Attached {
+                filename: "ticket-4821337.wav".into()
+            }
+        );
+        assert_eq!(bytes.map(|b| b.len()), Some(2 * MIB as usize));
+        let (rec, bytes) = load_recording(&f, 1).await;
+        assert_eq!(
+            rec,
+            Recording::TooLarge {
+                bytes: 2 * MIB,
+                limit_mb: 1
+            }
+        );
+        assert!(bytes.is_none());
+        f.voicemail_path = Some(dir.path().join("gone.wav"));
+        assert_eq!(load_recording(&f, 10).await.0, Recording::Unavailable);
+        f.voicemail_path = None;
+        assert_eq!(load_recording(&f, 10).await.0, Recording::None);
     }
 }
