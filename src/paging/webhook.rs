@@ -501,3 +501,370 @@ async fn first_bytes(mut response: reqwest::Response, limit: usize) -> String {
     buf.truncate(limit);
     one_line(&String::from_utf8_lossy(&buf), limit)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::paging::facts::{PageReason, PagedPerson};
+
+    fn facts(lang: &str) -> PageFacts {
+        let created = Utc
+            .with_ymd_and_hms(2024, 7, 16, 6, 17, 0)
+            .single()
+            .unwrap_or_default();
+        PageFacts {
+            ticket: "4821337".into(),
+            severity: Severity::S2,
+            status: "paged".into(),
+            company: Some("Plomberie Tremblay".into()),
+            account_code: Some("PT-042".into()),
+            caller: "5145550100".into(),
+            callback_number: "15145550100".into(),
+            created_at: created,
+            callback_due_at: created + chrono::Duration::minutes(60),
+            timezone: chrono_tz::America::Toronto,
+            level: 2,
+            reason: PageReason::Repeat,
+            person: Some(PagedPerson {
+                id: "dir".into(),
+                name: "Claire Roy".into(),
+                language: lang.into(),
+                phone: Some("+15145001004".into()),
+                email: None,
+            }),
+            answers: BTreeMap::from([("service".to_string(), "fax".to_string())]),
+            classification_reasons: vec!["menu: 2".into()],
+            voicemail_path: None,
+            voicemail_seconds: Some(12.5),
+            ack_url: Some("https://a.example.net/ack/x".into()),
+        }
+    }
+
+    fn hook(format: WebhookFormat) -> WebhookConfig {
+        WebhookConfig {
+            id: "ops".into(),
+            url: "https://hooks.example.net/astreinte".into(),
+            format,
+            secret: Some("0123456789abcdef0123".into()),
+            routing_key: Some("R0UT1NGKEY".into()),
+            timeout_secs: 10,
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 7, 16, 6, 20, 5)
+            .single()
+            .unwrap_or_default()
+    }
+
+    fn issues_of(cfg: &WebhookConfig) -> Vec<(String, String)> {
+        let mut issues = Vec::new();
+        cfg.validate(3, &mut issues);
+        issues
+            .into_iter()
+            .map(|i| (i.key_path(), i.message))
+            .collect()
+    }
+
+    #[test]
+    fn signature_matches_a_vector_computed_with_openssl() {
+        // printf '%s' '1700000000.{"a":1}' | openssl dgst -sha256 -hmac secret
+        assert_eq!(
+            signature(b"secret", 1_700_000_000, br#"{"a":1}"#),
+            "49f24e537407743fa4a0242bb63b94b9a47ee99cbbe071ccd8a22550ae411686"
+        );
+        assert_ne!(
+            signature(b"secret", 1_700_000_001, br#"{"a":1}"#),
+            signature(b"secret", 1_700_000_000, br#"{"a":1}"#)
+        );
+    }
+
+    #[test]
+    fn json_page_body_has_the_documented_shape() {
+        let f = facts("fr");
+        let v = body(&hook(WebhookFormat::Json), &WebhookEvent::Page(&f), now());
+        assert_eq!(v["event"], "page");
+        assert_eq!(v["sent_at"], "2024-07-16T06:20:05Z");
+        let t = &v["ticket"];
+        assert_eq!(t["number"], "4821337");
+        assert_eq!(t["severity"], "S2");
+        assert_eq!(t["status"], "paged");
+        assert_eq!(t["company"], "Plomberie Tremblay");
+        assert_eq!(t["account_code"], "PT-042");
+        assert_eq!(t["caller"], "5145550100");
+        assert_eq!(t["callback_number"], "15145550100");
+        assert_eq!(t["created_at"], "2024-07-16T06:17:00Z");
+        assert_eq!(t["callback_due_at"], "2024-07-16T07:17:00Z");
+        assert_eq!(t["answers"]["service"], "fax");
+        assert_eq!(t["classification_reasons"][0], "menu: 2");
+        assert_eq!(t["voicemail_seconds"], 12.5);
+        assert_eq!(v["page"]["level"], 2);
+        assert_eq!(v["page"]["reason"], "repeat");
+        assert_eq!(v["page"]["person"]["id"], "dir");
+        assert_eq!(v["page"]["person"]["phone"], "+15145001004");
+        assert_eq!(v["page"]["person"]["email"], Value::Null);
+        assert_eq!(v["page"]["person"]["language"], "fr");
+        assert_eq!(v["ack_url"], "https://a.example.net/ack/x");
+        // 07:17 UTC in July is 03:17 EDT.
+        assert_eq!(
+            v["text"],
+            "[S2] Billet 4821337, Plomberie Tremblay : rappeler le +1 514-555-0100 avant 03:17 (HAE)"
+        );
+        assert!(v.get("acknowledged_by").is_none());
+    }
+
+    #[test]
+    fn json_ack_and_resolve_bodies_name_the_event() {
+        let f = facts("en");
+        let cfg = hook(WebhookFormat::Json);
+        let ack = body(
+            &cfg,
+            &WebhookEvent::Acknowledged {
+                facts: &f,
+                by: "tech1",
+            },
+            now(),
+        );
+        assert_eq!(ack["event"], "acknowledged");
+        assert_eq!(ack["acknowledged_by"], "tech1");
+        assert_eq!(ack["text"], "[S2] Ticket 4821337 acknowledged by tech1");
+        assert_eq!(ack["ticket"]["number"], "4821337");
+        let res = body(&cfg, &WebhookEvent::Resolved { facts: &f }, now());
+        assert_eq!(res["event"], "resolved");
+        assert_eq!(res["text"], "[S2] Ticket 4821337 resolved");
+    }
+
+    #[test]
+    fn sms_text_is_one_line_in_english_too_and_survives_hostile_values() {
+        let mut f = facts("en");
+        assert_eq!(
+            text(&WebhookEvent::Page(&f)),
+            "[S2] Ticket 4821337, Plomberie Tremblay: call +1 514-555-0100 back before 03:17 (EDT)"
+        );
+        f.company = Some("A\r\nB\u{202E}".into());
+        f.callback_number = String::new();
+        assert_eq!(
+            text(&WebhookEvent::Page(&f)),
+            "[S2] Ticket 4821337, A B: call back before 03:17 (EDT) (number unknown)"
+        );
+        f.company = None;
+        let by = "x\ny";
+        let line = text(&WebhookEvent::Acknowledged { facts: &f, by });
+        assert!(!line.contains('\n'), "{line}");
+    }
+
+    #[test]
+    fn pagerduty_trigger_follows_events_api_v2() {
+        let f = facts("en");
+        let v = body(
+            &hook(WebhookFormat::Pagerduty),
+            &WebhookEvent::Page(&f),
+            now(),
+        );
+        assert_eq!(v["routing_key"], "R0UT1NGKEY");
+        assert_eq!(v["event_action"], "trigger");
+        assert_eq!(v["dedup_key"], "4821337");
+        let p = &v["payload"];
+        assert_eq!(
+            p["summary"],
+            "[S2] Ticket 4821337 — call back before 03:17 (EDT) — Plomberie Tremblay"
+        );
+        assert_eq!(p["source"], "astreinte");
+        assert_eq!(p["severity"], "error");
+        assert_eq!(p["timestamp"], "2024-07-16T06:17:00Z");
+        assert_eq!(p["component"], "Plomberie Tremblay");
+        assert_eq!(p["custom_details"]["callback_number"], "+1 514-555-0100");
+        assert_eq!(p["custom_details"]["level"], 2);
+        assert_eq!(
+            v["links"],
+            json!([{"href": "https://a.example.net/ack/x", "text": "Acknowledge"}])
+        );
+    }
+
+    #[test]
+    fn pagerduty_severities_map_from_s1_s2_s3() {
+        let mut f = facts("en");
+        let cfg = hook(WebhookFormat::Pagerduty);
+        for (sev, pd) in [
+            (Severity::S1, "critical"),
+            (Severity::S2, "error"),
+            (Severity::S3, "warning"),
+        ] {
+            f.severity = sev;
+            let v = body(&cfg, &WebhookEvent::Page(&f), now());
+            assert_eq!(v["payload"]["severity"], pd);
+        }
+    }
+
+    #[test]
+    fn pagerduty_acknowledge_and_resolve_carry_no_payload() {
+        let f = facts("en");
+        let cfg = hook(WebhookFormat::Pagerduty);
+        let ack = body(
+            &cfg,
+            &WebhookEvent::Acknowledged {
+                facts: &f,
+                by: "tech1",
+            },
+            now(),
+        );
+        assert_eq!(
+            ack,
+            json!({"routing_key": "R0UT1NGKEY", "event_action": "acknowledge", "dedup_key": "4821337"})
+        );
+        let res = body(&cfg, &WebhookEvent::Resolved { facts: &f }, now());
+        assert_eq!(
+            res,
+            json!({"routing_key": "R0UT1NGKEY", "event_action": "resolve", "dedup_key": "4821337"})
+        );
+    }
+
+    #[test]
+    fn pagerduty_trigger_without_link_or_company_omits_them() {
+        let mut f = facts("en");
+        f.ack_url = None;
+        f.company = None;
+        let v = body(
+            &hook(WebhookFormat::Pagerduty),
+            &WebhookEvent::Page(&f),
+            now(),
+        );
+        assert!(v.get("links").is_none(), "{v}");
+        assert!(v["payload"].get("component").is_none(), "{v}");
+    }
+
+    #[test]
+    fn good_entries_have_no_issue() {
+        assert_eq!(issues_of(&hook(WebhookFormat::Json)), vec![]);
+        let pd = WebhookConfig {
+            secret: None,
+            url: "https://events.pagerduty.com/v2/enqueue".into(),
+            ..hook(WebhookFormat::Pagerduty)
+        };
+        assert_eq!(issues_of(&pd), vec![]);
+    }
+
+    #[test]
+    fn bad_entries_are_reported_at_their_key() {
+        let json = || hook(WebhookFormat::Json);
+        let cases: Vec<(WebhookConfig, &str, &str)> = vec![
+            (
+                WebhookConfig {
+                    id: "Ops!".into(),
+                    ..json()
+                },
+                "paging.webhooks[3].id",
+                "\"Ops!\" is not a usable id",
+            ),
+            (
+                WebhookConfig {
+                    id: String::new(),
+                    ..json()
+                },
+                "paging.webhooks[3].id",
+                "not a usable id",
+            ),
+            (
+                WebhookConfig {
+                    url: "ftp://x.example.net/".into(),
+                    ..json()
+                },
+                "paging.webhooks[3].url",
+                "scheme \"ftp\"",
+            ),
+            (
+                WebhookConfig {
+                    url: "hooks.example.net/a".into(),
+                    ..json()
+                },
+                "paging.webhooks[3].url",
+                "not a URL",
+            ),
+            (
+                WebhookConfig {
+                    secret: None,
+                    ..json()
+                },
+                "paging.webhooks[3].secret",
+                "needs a secret",
+            ),
+            (
+                WebhookConfig {
+                    secret: Some("short".into()),
+                    ..json()
+                },
+                "paging.webhooks[3].secret",
+                "5 characters",
+            ),
+            (
+                WebhookConfig {
+                    routing_key: Some(" ".into()),
+                    ..hook(WebhookFormat::Pagerduty)
+                },
+                "paging.webhooks[3].routing_key",
+                "routing key",
+            ),
+            (
+                WebhookConfig {
+                    timeout_secs: 0,
+                    ..json()
+                },
+                "paging.webhooks[3].timeout_secs",
+                "0 s",
+            ),
+            (
+                WebhookConfig {
+                    timeout_secs: 61,
+                    ..json()
+                },
+                "paging.webhooks[3].timeout_secs",
+                "61 s",
+            ),
+        ];
+        for (cfg, path, words) in cases {
+            let issues = issues_of(&cfg);
+            assert_eq!(issues.len(), 1, "{cfg:?}: {issues:?}");
+            assert_eq!(issues[0].0, path, "{cfg:?}");
+            assert!(issues[0].1.contains(words), "{cfg:?}: {}", issues[0].1);
+        }
+    }
+
+    #[test]
+    fn format_parses_from_toml_words_and_defaults_to_json() {
+        #[derive(Deserialize)]
+        struct W {
+            webhooks: Vec<WebhookConfig>,
+        }
+        let parsed: Result<W, _> = toml::from_str(
+            "[[webhooks]]\nid = \"a\"\nurl = \"https://x\"\nsecret = \"s\"\n\
+             [[webhooks]]\nid = \"b\"\nurl = \"https://y\"\nformat = \"pagerduty\"\nrouting_key = \"k\"\n",
+        );
+        let w = parsed.map_err(|e| e.to_string());
+        let formats: Result<Vec<_>, _> = w.map(|w| {
+            w.webhooks
+                .iter()
+                .map(|h| (h.format, h.timeout_secs))
+                .collect()
+        });
+        assert_eq!(
+            formats,
+            Ok(vec![
+                (WebhookFormat::Json, 10),
+                (WebhookFormat::Pagerduty, 10)
+            ])
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_keys() {
+        let d = format!("{:?}", hook(WebhookFormat::Json));
+        assert!(
+            !d.contains("0123456789abcdef") && !d.contains("R0UT1NGKEY"),
+            "{d}"
+        );
+    }
+}
