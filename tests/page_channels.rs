@@ -239,7 +239,9 @@ async fn smtp_page_arrives_once_with_subject_link_and_the_voicemail() {
     let wav = write_wav(&wav_path);
 
     let mailer = Mailer::new(&smtp_config(port)).unwrap_or_else(|e| panic!("{e}"));
-    let f = facts("fr", Some(wav_path));
+    let mut f = facts("fr", Some(wav_path));
+    // A hostile company name (it comes from the caller's account or answers).
+    f.company = Some("Evil\r\nBcc: victim@example.org\r\n\r\n".into());
     mailer
         .send_page("Martin Roy <tech1@example.net>", &f)
         .await
@@ -261,6 +263,9 @@ async fn smtp_page_arrives_once_with_subject_link_and_the_voicemail() {
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     assert!(!names.contains(&"bcc"), "{names:?}");
+    for required in ["date", "message-id"] {
+        assert!(names.contains(&required), "{required} missing: {names:?}");
+    }
 
     let parts = m["parts"].as_array().cloned().unwrap_or_default();
     assert_eq!(parts.len(), 2, "{parts:?}");
@@ -279,6 +284,10 @@ async fn smtp_page_arrives_once_with_subject_link_and_the_voicemail() {
     );
     assert!(body.contains("- service : téléphones muets"), "{body}");
     assert!(body.contains("joint : ticket-4821337.wav"), "{body}");
+    assert!(
+        body.contains("Entreprise : Evil Bcc: victim@example.org (compte PT-042)"),
+        "{body}"
+    );
 
     let attachment = parts
         .iter()

@@ -681,7 +681,9 @@ impl Mailer {
         let builder = Message::builder()
             .from(self.from.clone())
             .to(to_box)
-            .subject(mail.subject);
+            .subject(mail.subject)
+            // lettre adds Date but not Message-ID, whose absence spam filters punish.
+            .message_id(None);
         let built = match (bytes, &recording) {
             (Some(wav), Recording::Attached { filename }) => {
                 let wav_type = ContentType::parse("audio/wav")
