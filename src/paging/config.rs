@@ -128,6 +128,18 @@ impl PagingConfig {
         }
         for (i, w) in self.webhooks.iter().enumerate() {
             w.validate(i, issues);
+            if self.webhooks[..i].iter().any(|other| other.id == w.id) {
+                issues.push(ConfigIssue::new(
+                    vec![
+                        KeySeg::Key("paging"),
+                        KeySeg::Key("webhooks"),
+                        KeySeg::Index(i),
+                        KeySeg::Key("id"),
+                    ],
+                    format!("a second webhook is named \"{}\"", w.id),
+                    "give each [[paging.webhooks]] its own id",
+                ));
+            }
         }
         let key =
             |k: &'static str| vec![KeySeg::Key("paging"), KeySeg::Key("phone"), KeySeg::Key(k)];

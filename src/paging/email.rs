@@ -1,28 +1,1212 @@
-//! E-mail pages over SMTP (lettre). (Helper-owned: see the brief.)
+//! E-mail pages over SMTP (lettre): a subject a person reads on a lock screen (severity, tracking
+//! number, due time), a plain-text body with the ticket's facts, the acknowledgement link and the
+//! voicemail WAV attached.
+//!
+//! Everything a caller could have influenced (company, caller ID, IVR answers) is folded to one
+//! line before it is written, so it can neither add a header nor fake a line of the body (a
+//! second "acknowledge" link, say).
 
+use std::fmt;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 
-use crate::config_issue::ConfigIssue;
+use super::facts::{PageFacts, PageReason};
+use super::ChannelError;
+use crate::config_issue::{ConfigIssue, KeySeg};
+use crate::triage::Severity;
 
-#[derive(Debug, Clone, Deserialize)]
+/// `[paging.smtp]`.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpConfig {
+    /// `smtp://host[:25]` (plain), `smtps://host[:465]` (implicit TLS) or
+    /// `submission://host[:587]` (STARTTLS required).
     pub url: String,
+    /// `astreinte@example.net` or `Astreinte <astreinte@example.net>`.
     pub from: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Limit of each SMTP step (connect, each command).
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// A voicemail bigger than this many MiB is not attached; the body says so.
+    #[serde(default = "default_max_attachment_mb")]
+    pub max_attachment_mb: u32,
+}
+
+fn default_timeout_secs() -> u64 {
+    20
+}
+fn default_max_attachment_mb() -> u32 {
+    10
+}
+
+// The password must not reach a log through `{:?}`.
+impl fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("url", &self.url)
+            .field("from", &self.from)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("timeout_secs", &self.timeout_secs)
+            .field("max_attachment_mb", &self.max_attachment_mb)
+            .finish()
+    }
+}
+
+/// How the connection to the SMTP server is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// `smtp://`: clear text.
+    Plain,
+    /// `smtps://`: TLS from the first byte.
+    Implicit,
+    /// `submission://`: STARTTLS, refused if the server does not offer it.
+    StartTls,
+}
+
+/// Where the SMTP server is, from `paging.smtp.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpEndpoint {
+    pub security: SmtpSecurity,
+    /// Host name or IP address (without brackets).
+    pub host: String,
+    pub port: u16,
+}
+
+impl SmtpEndpoint {
+    /// Parses `scheme://host[:port]`; the error says what is wrong, for a person.
+    pub fn parse(url: &str) -> Result<SmtpEndpoint, String> {
+        let parsed =
+            reqwest::Url::parse(url).map_err(|e| format!("\"{url}\" is not a URL ({e})"))?;
+        let (security, default_port) = match parsed.scheme() {
+            "smtp" => (SmtpSecurity::Plain, 25),
+            "smtps" => (SmtpSecurity::Implicit, 465),
+            "submission" => (SmtpSecurity::StartTls, 587),
+            other => {
+                return Err(format!(
+                    "the scheme \"{other}\" is not one astreinte speaks"
+                ))
+            }
+        };
+        // IPv6 hosts come bracketed ("[::1]"); lettre wants the bare address.
+        let host = parsed
+            .host_str()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| format!("\"{url}\" names no host"))?
+            .to_string();
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err("the URL carries credentials, which would end up in logs".into());
+        }
+        if !matches!(parsed.path(), "" | "/") || parsed.query().is_some() {
+            return Err(format!(
+                "\"{url}\" has a path or query; only scheme://host:port is read"
+            ));
+        }
+        let port = parsed.port().unwrap_or(default_port);
+        if port == 0 {
+            return Err("port 0 is not a port a server listens on".into());
+        }
+        Ok(SmtpEndpoint {
+            security,
+            host,
+            port,
+        })
+    }
+
+    /// A server on this machine: the one place clear-text AUTH is acceptable.
+    pub fn is_loopback(&self) -> bool {
+        self.host.eq_ignore_ascii_case("localhost")
+            || self.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
 }
 
 impl SmtpConfig {
-    pub fn validate(&self, _issues: &mut Vec<ConfigIssue>) {}
+    pub fn validate(&self, issues: &mut Vec<ConfigIssue>) {
+        let key =
+            |k: &'static str| vec![KeySeg::Key("paging"), KeySeg::Key("smtp"), KeySeg::Key(k)];
+        let endpoint = match SmtpEndpoint::parse(&self.url) {
+            Ok(e) => Some(e),
+            Err(why) => {
+                issues.push(ConfigIssue::new(
+                    key("url"),
+                    why,
+                    "write smtp://host:25 (plain), smtps://host:465 (TLS) or \
+                     submission://host:587 (STARTTLS)",
+                ));
+                None
+            }
+        };
+        if let Err(e) = self.from.parse::<Mailbox>() {
+            issues.push(ConfigIssue::new(
+                key("from"),
+                format!("\"{}\" is not an e-mail address ({e})", self.from),
+                "write an address such as astreinte@example.net or \
+                 \"Astreinte <astreinte@example.net>\"",
+            ));
+        }
+        let has = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+        match (has(&self.username), has(&self.password)) {
+            (true, false) => issues.push(ConfigIssue::new(
+                key("password"),
+                "a username is set without a password",
+                "set password too, or remove username to send without AUTH",
+            )),
+            (false, true) => issues.push(ConfigIssue::new(
+                key("username"),
+                "a password is set without a username",
+                "set username too, or remove password to send without AUTH",
+            )),
+            (true, true) => {
+                if let Some(ep) = &endpoint {
+                    if ep.security == SmtpSecurity::Plain && !ep.is_loopback() {
+                        issues.push(ConfigIssue::new(
+                            key("url"),
+                            format!(
+                                "AUTH over smtp:// to {} would send the password in clear text",
+                                ep.host
+                            ),
+                            "use submission://host:587 (STARTTLS) or smtps://host:465 (TLS), \
+                             or remove username and password",
+                        ));
+                    }
+                }
+            }
+            (false, false) => {
+                if self.username.is_some() || self.password.is_some() {
+                    issues.push(ConfigIssue::new(
+                        key("username"),
+                        "username and password are empty",
+                        "fill both in, or remove both to send without AUTH",
+                    ));
+                }
+            }
+        }
+        if !(1..=120).contains(&self.timeout_secs) {
+            issues.push(ConfigIssue::new(
+                key("timeout_secs"),
+                format!("{} s is out of range", self.timeout_secs),
+                "use between 1 and 120 seconds (20 is usual)",
+            ));
+        }
+        if self.max_attachment_mb > MAX_ATTACHMENT_MB {
+            issues.push(ConfigIssue::new(
+                key("max_attachment_mb"),
+                format!(
+                    "{} MB is more than most mail servers accept (attachments grow by a third \
+                     in transit)",
+                    self.max_attachment_mb
+                ),
+                format!("use at most {MAX_ATTACHMENT_MB} (10 is the default; 0 never attaches)"),
+            ));
+        }
+    }
 }
 
-// ---- temporary compile stub ----
-use super::{ChannelError, PageFacts};
-pub struct Mailer;
-impl Mailer {
-    pub fn new(_c: &SmtpConfig) -> Result<Mailer, ChannelError> {
-        Ok(Mailer)
+/// Larger attachments (a third more once base64-encoded) are refused by most servers.
+const MAX_ATTACHMENT_MB: u32 = 25;
+
+// ---------------------------------------------------------------------------------------------
+// Text for people, shared with the webhook channel.
+
+/// The language of a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Fr,
+    En,
+}
+
+impl Lang {
+    /// French unless the person reads English ("en", "en-CA"...): the support line is French first.
+    pub fn of(facts: &PageFacts) -> Lang {
+        if facts.language().to_ascii_lowercase().starts_with("en") {
+            Lang::En
+        } else {
+            Lang::Fr
+        }
     }
-    pub async fn send_page(&self, _to: &str, _f: &PageFacts) -> Result<(), ChannelError> {
-        Ok(())
+}
+
+/// A value that came from outside (caller ID, company, IVR answers) folded to one line: control
+/// and bidirectional-override characters become spaces, runs of spaces one, and at most
+/// `max_chars` characters are kept (an ellipsis says some were cut).
+pub fn one_line(value: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(value.len().min(max_chars));
+    let mut count = 0;
+    let mut pending_space = false;
+    for c in value.chars() {
+        if c.is_control() || c.is_whitespace() || is_invisible_format(c) {
+            pending_space = !out.is_empty();
+            continue;
+        }
+        let needed = usize::from(pending_space) + 1;
+        if count + needed > max_chars {
+            out.push('…');
+            return out;
+        }
+        if pending_space {
+            out.push(' ');
+            count += 1;
+            pending_space = false;
+        }
+        out.push(c);
+        count += 1;
+    }
+    out
+}
+
+/// Characters that reorder or hide text: they could make a line read differently than it is.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// A callback number as people write it: "15145550100" → "+1 514-555-0100" (NANP); other
+/// numbers are shown as given.
+pub fn display_number(digits: &str) -> String {
+    let d = digits.trim();
+    let nanp = d.len() == 11 && d.starts_with('1') && d.bytes().all(|b| b.is_ascii_digit());
+    match (nanp, d.get(1..4), d.get(4..7), d.get(7..11)) {
+        (true, Some(area), Some(exchange), Some(line)) => format!("+1 {area}-{exchange}-{line}"),
+        _ => one_line(d, 32),
+    }
+}
+
+/// The zone's abbreviation at `t`, in French for the zones of North America ("HNE" for EST,
+/// "HAE" for EDT); other zones keep theirs.
+fn zone_abbrev(t: &DateTime<Tz>, lang: Lang) -> String {
+    let abbrev = t.format("%Z").to_string();
+    if lang == Lang::En {
+        return abbrev;
+    }
+    let french = match abbrev.as_str() {
+        "EST" => "HNE",
+        "EDT" => "HAE",
+        "CST" => "HNC",
+        "CDT" => "HAC",
+        "MST" => "HNR",
+        "MDT" => "HAR",
+        "PST" => "HNP",
+        "PDT" => "HAP",
+        "AST" => "HNA",
+        "ADT" => "HAA",
+        "NST" => "HNT",
+        "NDT" => "HAT",
+        _ => return abbrev,
+    };
+    french.to_string()
+}
+
+/// "02:47 (HNE)": a time of day in the schedule's zone.
+pub fn local_time(t: DateTime<Utc>, tz: Tz, lang: Lang) -> String {
+    let local = t.with_timezone(&tz);
+    format!("{} ({})", local.format("%H:%M"), zone_abbrev(&local, lang))
+}
+
+/// "2024-11-05 02:47 (HNE)": a date and time in the schedule's zone.
+pub fn local_date_time(t: DateTime<Utc>, tz: Tz, lang: Lang) -> String {
+    let local = t.with_timezone(&tz);
+    format!(
+        "{} ({})",
+        local.format("%Y-%m-%d %H:%M"),
+        zone_abbrev(&local, lang)
+    )
+}
+
+/// The tracking number as it may appear in a subject or file name (digits, letters, '-').
+pub fn safe_ticket(ticket: &str) -> String {
+    let s: String = ticket
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(40)
+        .collect();
+    if s.is_empty() {
+        "?".to_string()
+    } else {
+        s
+    }
+}
+
+/// The short line that heads an e-mail and is the whole of an SMS: severity, ticket and due
+/// time ("[S1] Billet 4821337 — rappeler avant 02:47 (HNE)").
+pub fn headline(facts: &PageFacts, lang: Lang) -> String {
+    let due = local_time(facts.callback_due_at, facts.timezone, lang);
+    let ticket = safe_ticket(&facts.ticket);
+    let sev = facts.severity;
+    match lang {
+        Lang::Fr => format!("[{sev}] Billet {ticket} — rappeler avant {due}"),
+        Lang::En => format!("[{sev}] Ticket {ticket} — call back before {due}"),
+    }
+}
+
+fn severity_words(sev: Severity, lang: Lang) -> &'static str {
+    match (sev, lang) {
+        (Severity::S1, Lang::Fr) => "critique",
+        (Severity::S2, Lang::Fr) => "majeur",
+        (Severity::S3, Lang::Fr) => "mineur",
+        (Severity::S1, Lang::En) => "critical",
+        (Severity::S2, Lang::En) => "major",
+        (Severity::S3, Lang::En) => "minor",
+    }
+}
+
+fn reason_words(reason: PageReason, lang: Lang) -> &'static str {
+    match (reason, lang) {
+        (PageReason::Escalation, Lang::Fr) => "premier appel à ce niveau",
+        (PageReason::Repeat, Lang::Fr) => "relance : personne n'a encore pris le billet en charge",
+        (PageReason::CallbackOverdue, Lang::Fr) => {
+            "pris en charge, mais le client n'a pas été rappelé et l'échéance approche"
+        }
+        (PageReason::Notice, Lang::Fr) => "avis au groupe de soutien",
+        (PageReason::Escalation, Lang::En) => "first page at this level",
+        (PageReason::Repeat, Lang::En) => "repeat: nobody has acknowledged the ticket yet",
+        (PageReason::CallbackOverdue, Lang::En) => {
+            "acknowledged, but the customer has not been called back and the deadline is near"
+        }
+        (PageReason::Notice, Lang::En) => "notice to the support group",
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering.
+
+/// Longest value from outside written in a body line.
+const VALUE_CHARS: usize = 300;
+
+/// What happened to the voicemail recording, which the body reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recording {
+    /// The ticket has no voicemail.
+    None,
+    /// Attached under this file name.
+    Attached { filename: String },
+    /// The file is missing or unreadable.
+    Unavailable,
+    /// Larger than `[paging.smtp] max_attachment_mb`.
+    TooLarge { bytes: u64, limit_mb: u32 },
+}
+
+/// Subject and plain-text body of an e-mail page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedMail {
+    pub subject: String,
+    pub body: String,
+}
+
+/// The file name of a ticket's recording: `ticket-<number>.wav`.
+pub fn attachment_name(ticket: &str) -> String {
+    format!("ticket-{}.wav", safe_ticket(ticket))
+}
+
+/// The e-mail for `facts`, in the person's language; `recording` says what became of the
+/// voicemail (see [`Mailer::send_page`]).
+pub fn render(facts: &PageFacts, recording: &Recording) -> RenderedMail {
+    let lang = Lang::of(facts);
+    // The headline holds only our own values, but fold it anyway: a subject is a header.
+    let subject = one_line(&headline(facts, lang), 200);
+    let tz = facts.timezone;
+    let ext = |v: &str| one_line(v, VALUE_CHARS);
+    let fr = lang == Lang::Fr;
+    let t = |fr_text: &'static str, en_text: &'static str| if fr { fr_text } else { en_text };
+    let mut b = String::new();
+    let mut line = |s: String| {
+        b.push_str(&s);
+        b.push('\n');
+    };
+
+    line(format!(
+        "{} {} — {} {}",
+        t("Incident", "Incident"),
+        severity_words(facts.severity, lang),
+        t("billet", "ticket"),
+        safe_ticket(&facts.ticket)
+    ));
+    line(format!(
+        "{} {}",
+        t(
+            "Rappeler le client avant :",
+            "Call the customer back before:"
+        ),
+        local_date_time(facts.callback_due_at, tz, lang)
+    ));
+    line(String::new());
+
+    let company = match (&facts.company, &facts.account_code) {
+        (Some(c), Some(a)) => format!("{} ({} {})", ext(c), t("compte", "account"), ext(a)),
+        (Some(c), None) => ext(c),
+        (None, Some(a)) => format!("{} {}", t("compte", "account"), ext(a)),
+        (None, None) => t("inconnue", "unknown").to_string(),
+    };
+    line(format!("{} {company}", t("Entreprise :", "Company:")));
+    let caller = if facts.caller.trim().is_empty() {
+        t("inconnu", "unknown").to_string()
+    } else {
+        ext(&facts.caller)
+    };
+    line(format!("{} {caller}", t("Appelant :", "Caller:")));
+    let callback = if facts.callback_number.trim().is_empty() {
+        t("aucun numéro validé", "no validated number").to_string()
+    } else {
+        display_number(&facts.callback_number)
+    };
+    line(format!(
+        "{} {callback}",
+        t("Numéro de rappel :", "Callback number:")
+    ));
+    line(format!(
+        "{} {}",
+        t("Créé :", "Created:"),
+        local_date_time(facts.created_at, tz, lang)
+    ));
+    line(format!(
+        "{} {} ({})",
+        t("Échéance :", "Due:"),
+        local_date_time(facts.callback_due_at, tz, lang),
+        tz.name()
+    ));
+    line(format!(
+        "{} {}",
+        t("Statut :", "Status:"),
+        ext(&facts.status)
+    ));
+    line(format!(
+        "{} {} — {}",
+        t("Niveau :", "Level:"),
+        facts.level,
+        reason_words(facts.reason, lang)
+    ));
+
+    if !facts.answers.is_empty() {
+        line(String::new());
+        line(t("Réponses au serveur vocal :", "IVR answers:").to_string());
+        for (question, answer) in &facts.answers {
+            line(format!("- {} : {}", ext(question), ext(answer)));
+        }
+    }
+    if !facts.classification_reasons.is_empty() {
+        line(String::new());
+        line(t("Raisons du classement :", "Why this severity:").to_string());
+        for reason in &facts.classification_reasons {
+            line(format!("- {}", ext(reason)));
+        }
+    }
+
+    line(String::new());
+    let length = facts
+        .voicemail_seconds
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| format!("{s:.0} s"));
+    let voicemail = match (recording, length) {
+        (Recording::None, _) => t("aucun", "none").to_string(),
+        (Recording::Attached { filename }, Some(len)) => {
+            format!("{len}, {} {filename}", t("joint :", "attached:"))
+        }
+        (Recording::Attached { filename }, None) => {
+            format!("{} {filename}", t("joint :", "attached:"))
+        }
+        (Recording::Unavailable, len) => format!(
+            "{}{}",
+            len.map(|l| format!("{l}, ")).unwrap_or_default(),
+            t(
+                "enregistrement non disponible (fichier introuvable ou illisible)",
+                "recording unavailable (file missing or unreadable)"
+            )
+        ),
+        (Recording::TooLarge { bytes, limit_mb }, len) => format!(
+            "{}{} ({:.1} MB > {limit_mb} MB)",
+            len.map(|l| format!("{l}, ")).unwrap_or_default(),
+            t(
+                "enregistrement trop volumineux pour être joint",
+                "recording too large to attach"
+            ),
+            *bytes as f64 / MIB as f64
+        ),
+    };
+    line(format!(
+        "{} {voicemail}",
+        t("Message vocal :", "Voicemail:")
+    ));
+
+    line(String::new());
+    match &facts.ack_url {
+        Some(url) => line(format!(
+            "{}\n{}",
+            t(
+                "Prendre le billet en charge (arrête l'escalade) :",
+                "Acknowledge the ticket (stops the escalation):"
+            ),
+            one_line(url, 2000)
+        )),
+        None => line(format!(
+            "{} astreinte tickets ack {}",
+            t(
+                "Prendre le billet en charge (arrête l'escalade) :",
+                "Acknowledge the ticket (stops the escalation):"
+            ),
+            safe_ticket(&facts.ticket)
+        )),
+    }
+    RenderedMail { subject, body: b }
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// Reads the voicemail for attachment; a missing or oversized file is reported, not an error.
+async fn load_recording(facts: &PageFacts, limit_mb: u32) -> (Recording, Option<Vec<u8>>) {
+    let Some(path) = &facts.voicemail_path else {
+        return (Recording::None, None);
+    };
+    let limit = u64::from(limit_mb) * MIB;
+    match read_capped(path, limit).await {
+        Ok(Ok(bytes)) => (
+            Recording::Attached {
+                filename: attachment_name(&facts.ticket),
+            },
+            Some(bytes),
+        ),
+        Ok(Err(bytes)) => (Recording::TooLarge { bytes, limit_mb }, None),
+        Err(e) => {
+            tracing::warn!(ticket = %facts.ticket, path = %path.display(), error = %e,
+                "voicemail not attached: unreadable");
+            (Recording::Unavailable, None)
+        }
+    }
+}
+
+/// The file's bytes, or `Err(size)` when it is larger than `limit` (not read then).
+async fn read_capped(path: &Path, limit: u64) -> std::io::Result<Result<Vec<u8>, u64>> {
+    let size = tokio::fs::metadata(path).await?.len();
+    if size > limit {
+        return Ok(Err(size));
+    }
+    let bytes = tokio::fs::read(path).await?;
+    // The file may have grown since metadata; the limit holds for what is sent.
+    if bytes.len() as u64 > limit {
+        return Ok(Err(bytes.len() as u64));
+    }
+    Ok(Ok(bytes))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sending.
+
+/// Sends e-mail pages through one SMTP server (a connection per page: pages are rare).
+pub struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    max_attachment_mb: u32,
+    /// Bound on a whole send, in case a step escapes lettre's per-command timeout.
+    overall: Duration,
+    server: String,
+}
+
+impl fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mailer")
+            .field("server", &self.server)
+            .field("from", &self.from)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mailer {
+    /// A mailer for `[paging.smtp]`. Fails (Permanent) on what `validate` reports.
+    pub fn new(cfg: &SmtpConfig) -> Result<Mailer, ChannelError> {
+        let ep = SmtpEndpoint::parse(&cfg.url)
+            .map_err(|why| ChannelError::Permanent(format!("paging.smtp.url: {why}")))?;
+        let from: Mailbox = cfg.from.parse().map_err(|e| {
+            ChannelError::Permanent(format!("paging.smtp.from \"{}\": {e}", cfg.from))
+        })?;
+        let step = Duration::from_secs(cfg.timeout_secs.clamp(1, 120));
+        let tls = |host: &str| {
+            TlsParameters::new(host.to_string())
+                .map_err(|e| ChannelError::Permanent(format!("TLS settings for {host}: {e}")))
+        };
+        let security = match ep.security {
+            SmtpSecurity::Plain => Tls::None,
+            SmtpSecurity::Implicit => Tls::Wrapper(tls(&ep.host)?),
+            SmtpSecurity::StartTls => Tls::Required(tls(&ep.host)?),
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&ep.host)
+            .port(ep.port)
+            .timeout(Some(step))
+            .tls(security);
+        match (&cfg.username, &cfg.password) {
+            (Some(user), Some(pass)) if !user.is_empty() => {
+                if ep.security == SmtpSecurity::Plain && !ep.is_loopback() {
+                    return Err(ChannelError::Permanent(format!(
+                        "refusing to send the SMTP password in clear text to {}: use \
+                         submission:// or smtps://",
+                        ep.host
+                    )));
+                }
+                builder = builder.credentials(Credentials::new(user.clone(), pass.clone()));
+            }
+            _ => {}
+        }
+        Ok(Mailer {
+            transport: builder.build(),
+            from,
+            max_attachment_mb: cfg.max_attachment_mb,
+            overall: step * 6,
+            server: format!("{}:{}", ep.host, ep.port),
+        })
+    }
+
+    /// Sends the page for `facts` to `to`. A refused address (5xx, or one that does not parse)
+    /// is Permanent; a server down, slow or answering 4xx is Transient.
+    pub async fn send_page(&self, to: &str, facts: &PageFacts) -> Result<(), ChannelError> {
+        let to_box: Mailbox = to.parse().map_err(|e| {
+            ChannelError::Permanent(format!(
+                "\"{}\" is not an e-mail address ({e})",
+                one_line(to, 100)
+            ))
+        })?;
+        let (recording, bytes) = load_recording(facts, self.max_attachment_mb).await;
+        let mail = render(facts, &recording);
+        let text = SinglePart::plain(mail.body);
+        let builder = Message::builder()
+            .from(self.from.clone())
+            .to(to_box)
+            .subject(mail.subject)
+            // lettre adds Date but not Message-ID, whose absence spam filters punish.
+            .message_id(None);
+        let built = match (bytes, &recording) {
+            (Some(wav), Recording::Attached { filename }) => {
+                let wav_type = ContentType::parse("audio/wav")
+                    .map_err(|e| ChannelError::Permanent(format!("content type audio/wav: {e}")))?;
+                builder.multipart(
+                    MultiPart::mixed()
+                        .singlepart(text)
+                        .singlepart(Attachment::new(filename.clone()).body(wav, wav_type)),
+                )
+            }
+            _ => builder.singlepart(text),
+        };
+        let message = built
+            .map_err(|e| ChannelError::Permanent(format!("the e-mail could not be built: {e}")))?;
+
+        let sent = tokio::time::timeout(self.overall, self.transport.send(message)).await;
+        match sent {
+            Ok(Ok(_)) => {
+                tracing::info!(ticket = %facts.ticket, server = %self.server, "e-mail page sent");
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                let err = classify(&e, &self.server);
+                tracing::warn!(ticket = %facts.ticket, server = %self.server, error = %err,
+                    "e-mail page not sent");
+                Err(err)
+            }
+            Err(_) => {
+                let err = ChannelError::Transient(format!(
+                    "SMTP server {} did not finish within {} s",
+                    self.server,
+                    self.overall.as_secs()
+                ));
+                tracing::warn!(ticket = %facts.ticket, error = %err, "e-mail page not sent");
+                Err(err)
+            }
+        }
+    }
+}
+
+/// 5xx replies are Permanent; everything else (4xx, refused connection, timeout, TLS, a garbled
+/// reply) may pass and is Transient.
+fn classify(e: &lettre::transport::smtp::Error, server: &str) -> ChannelError {
+    // The server's reply text is outside data: keep it to one line.
+    let detail = one_line(&e.to_string(), 300);
+    if e.is_permanent() {
+        ChannelError::Permanent(format!("SMTP server {server} refused the page: {detail}"))
+    } else if e.is_timeout() {
+        ChannelError::Transient(format!("SMTP server {server} timed out: {detail}"))
+    } else if e.is_client() {
+        ChannelError::Permanent(format!("SMTP client error with {server}: {detail}"))
+    } else {
+        ChannelError::Transient(format!("SMTP server {server}: {detail}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::paging::facts::PagedPerson;
+
+    fn facts(lang: &str) -> PageFacts {
+        let created = Utc
+            .with_ymd_and_hms(2024, 1, 16, 7, 17, 0)
+            .single()
+            .unwrap_or_default();
+        PageFacts {
+            ticket: "4821337".into(),
+            severity: Severity::S1,
+            status: "paged".into(),
+            company: Some("Plomberie Tremblay".into()),
+            account_code: Some("PT-042".into()),
+            caller: "\"Tremblay\" <sip:5145550100@trunk>".into(),
+            callback_number: "15145550100".into(),
+            created_at: created,
+            callback_due_at: created + chrono::Duration::minutes(30),
+            timezone: chrono_tz::America::Toronto,
+            level: 1,
+            reason: PageReason::Escalation,
+            person: Some(PagedPerson {
+                id: "tech1".into(),
+                name: "Martin Roy".into(),
+                language: lang.into(),
+                phone: None,
+                email: Some("tech1@example.net".into()),
+            }),
+            answers: BTreeMap::from([("service".to_string(), "téléphones muets".to_string())]),
+            classification_reasons: vec!["menu: 1 (no service)".into()],
+            voicemail_path: None,
+            voicemail_seconds: Some(41.6),
+            ack_url: Some("https://astreinte.example.net/ack/4821337?sig=ab12".into()),
+        }
+    }
+
+    fn smtp(url: &str) -> SmtpConfig {
+        SmtpConfig {
+            url: url.into(),
+            from: "Astreinte <astreinte@example.net>".into(),
+            username: None,
+            password: None,
+            timeout_secs: 20,
+            max_attachment_mb: 10,
+        }
+    }
+
+    fn issues_of(cfg: &SmtpConfig) -> Vec<(String, String)> {
+        let mut issues = Vec::new();
+        cfg.validate(&mut issues);
+        issues
+            .into_iter()
+            .map(|i| (i.key_path(), i.message))
+            .collect()
+    }
+
+    #[test]
+    fn french_subject_has_severity_ticket_and_due_time_in_eastern_standard_time() {
+        let mail = render(&facts("fr"), &Recording::None);
+        // 07:47 UTC in January is 02:47 EST.
+        assert_eq!(
+            mail.subject,
+            "[S1] Billet 4821337 — rappeler avant 02:47 (HNE)"
+        );
+    }
+
+    #[test]
+    fn english_subject_uses_english_words_and_zone() {
+        let mail = render(&facts("en"), &Recording::None);
+        assert_eq!(
+            mail.subject,
+            "[S1] Ticket 4821337 — call back before 02:47 (EST)"
+        );
+    }
+
+    #[test]
+    fn due_time_follows_the_zone_across_the_autumn_change() {
+        // Created 01:30 EDT on 2024-11-03; due 30 minutes later, after clocks fell back: 01:00 EST.
+        let mut f = facts("fr");
+        f.created_at = Utc
+            .with_ymd_and_hms(2024, 11, 3, 5, 30, 0)
+            .single()
+            .unwrap_or_default();
+        f.callback_due_at = f.created_at + chrono::Duration::minutes(30);
+        let mail = render(&f, &Recording::None);
+        assert!(
+            mail.subject.ends_with("avant 01:00 (HNE)"),
+            "{}",
+            mail.subject
+        );
+        assert!(
+            mail.body.contains("Créé : 2024-11-03 01:30 (HAE)"),
+            "{}",
+            mail.body
+        );
+        f.person = f.person.map(|p| PagedPerson {
+            language: "en".into(),
+            ..p
+        });
+        let mail = render(&f, &Recording::None);
+        assert!(
+            mail.body.contains("Created: 2024-11-03 01:30 (EDT)"),
+            "{}",
+            mail.body
+        );
+        assert!(
+            mail.subject.ends_with("before 01:00 (EST)"),
+            "{}",
+            mail.subject
+        );
+    }
+
+    #[test]
+    fn due_time_follows_the_zone_across_the_spring_change() {
+        // 01:50 EST on 2024-03-10; 30 minutes later the clocks have jumped: 03:20 EDT.
+        let mut f = facts("en");
+        f.created_at = Utc
+            .with_ymd_and_hms(2024, 3, 10, 6, 50, 0)
+            .single()
+            .unwrap_or_default();
+        f.callback_due_at = f.created_at + chrono::Duration::minutes(30);
+        let mail = render(&f, &Recording::None);
+        assert!(
+            mail.subject.ends_with("before 03:20 (EDT)"),
+            "{}",
+            mail.subject
+        );
+        assert!(
+            mail.body.contains("Created: 2024-03-10 01:50 (EST)"),
+            "{}",
+            mail.body
+        );
+    }
+
+    #[test]
+    fn body_carries_the_ticket_facts_and_the_ack_link() {
+        let mail = render(
+            &facts("fr"),
+            &Recording::Attached {
+                filename: "ticket-4821337.wav".into(),
+            },
+        );
+        for expected in [
+            "Incident critique — billet 4821337",
+            "Entreprise : Plomberie Tremblay (compte PT-042)",
+            "Appelant : \"Tremblay\" <sip:5145550100@trunk>",
+            "Numéro de rappel : +1 514-555-0100",
+            "Échéance : 2024-01-16 02:47 (HNE) (America/Toronto)",
+            "Niveau : 1 — premier appel à ce niveau",
+            "- service : téléphones muets",
+            "- menu: 1 (no service)",
+            "Message vocal : 42 s, joint : ticket-4821337.wav",
+            "https://astreinte.example.net/ack/4821337?sig=ab12",
+        ] {
+            assert!(
+                mail.body.contains(expected),
+                "missing {expected:?} in\n{}",
+                mail.body
+            );
+        }
+    }
+
+    #[test]
+    fn body_says_when_the_recording_is_missing_or_too_large() {
+        let en = facts("en");
+        let missing = render(&en, &Recording::Unavailable).body;
+        assert!(
+            missing.contains("Voicemail: 42 s, recording unavailable"),
+            "{missing}"
+        );
+        let big = render(
+            &en,
+            &Recording::TooLarge {
+                bytes: 12 * MIB + MIB / 2,
+                limit_mb: 10,
+            },
+        )
+        .body;
+        assert!(
+            big.contains("recording too large to attach (12.5 MB > 10 MB)"),
+            "{big}"
+        );
+        let fr = render(&facts("fr"), &Recording::Unavailable).body;
+        assert!(fr.contains("enregistrement non disponible"), "{fr}");
+    }
+
+    #[test]
+    fn without_a_link_the_body_says_how_to_acknowledge() {
+        let mut f = facts("en");
+        f.ack_url = None;
+        let body = render(&f, &Recording::None).body;
+        assert!(body.contains("astreinte tickets ack 4821337"), "{body}");
+        assert!(body.contains("Voicemail: none"), "{body}");
+    }
+
+    #[test]
+    fn caller_values_cannot_add_headers_or_fake_body_lines() {
+        let mut f = facts("en");
+        f.company = Some("Evil\r\nBcc: victim@example.org\r\n\r\nAcknowledge: http://evil".into());
+        f.caller = "x\nSubject: pwned\u{7}\u{202E}".into();
+        f.ticket = "48\r\nBcc: a@b.c".into();
+        f.answers.insert(
+            "q\n".into(),
+            "line1\n\nAcknowledge the ticket: http://evil".into(),
+        );
+        let mail = render(&f, &Recording::None);
+        assert!(
+            !mail.subject.chars().any(|c| c.is_control()),
+            "{:?}",
+            mail.subject
+        );
+        assert!(
+            mail.subject.starts_with("[S1] Ticket 48Bccabc —"),
+            "{}",
+            mail.subject
+        );
+        for l in mail.body.lines() {
+            assert!(
+                !l.starts_with("Bcc:") && !l.starts_with("Subject:"),
+                "{l:?}"
+            );
+            assert!(!l.starts_with("Acknowledge: http://evil"), "{l:?}");
+            assert!(!l.contains('\u{202E}') && !l.contains('\u{7}'), "{l:?}");
+        }
+        assert!(mail
+            .body
+            .contains("Company: Evil Bcc: victim@example.org Acknowledge: http://evil"));
+        assert!(
+            mail.body.contains("Caller: x Subject: pwned\n"),
+            "{}",
+            mail.body
+        );
+        // The only link line is ours.
+        let links: Vec<_> = mail
+            .body
+            .lines()
+            .filter(|l| l.starts_with("https://"))
+            .collect();
+        assert_eq!(
+            links,
+            ["https://astreinte.example.net/ack/4821337?sig=ab12"]
+        );
+    }
+
+    #[test]
+    fn one_line_folds_and_truncates() {
+        assert_eq!(one_line("  a\r\n\tb  c ", 100), "a b c");
+        assert_eq!(one_line("abcdef", 3), "abc…");
+        assert_eq!(one_line("ab\ncd", 4), "ab c…");
+        assert_eq!(one_line("\u{202E}\u{0}", 10), "");
+    }
+
+    #[test]
+    fn numbers_are_written_for_people() {
+        assert_eq!(display_number("15145550100"), "+1 514-555-0100");
+        assert_eq!(display_number("5145550100"), "5145550100");
+        assert_eq!(display_number("33142685300"), "33142685300");
+        assert_eq!(display_number("1514555010x"), "1514555010x");
+    }
+
+    #[test]
+    fn english_is_chosen_by_prefix_and_french_otherwise() {
+        assert_eq!(Lang::of(&facts("en-CA")), Lang::En);
+        assert_eq!(Lang::of(&facts("fr")), Lang::Fr);
+        let mut f = facts("en");
+        f.person = None;
+        assert_eq!(Lang::of(&f), Lang::Fr);
+    }
+
+    #[test]
+    fn a_good_config_has_no_issue() {
+        for url in [
+            "smtp://127.0.0.1:25",
+            "smtps://mail.example.net",
+            "submission://[::1]:2587",
+        ] {
+            assert_eq!(issues_of(&smtp(url)), vec![], "{url}");
+        }
+        let mut auth = smtp("submission://mail.example.net");
+        auth.username = Some("u".into());
+        auth.password = Some("p".into());
+        assert_eq!(issues_of(&auth), vec![]);
+        auth.url = "smtp://localhost:2525".into();
+        assert_eq!(issues_of(&auth), vec![]);
+    }
+
+    #[test]
+    fn endpoints_parse_with_default_ports() {
+        let ep = SmtpEndpoint::parse("submission://[::1]").map_err(|e| e.to_string());
+        assert_eq!(
+            ep,
+            Ok(SmtpEndpoint {
+                security: SmtpSecurity::StartTls,
+                host: "::1".into(),
+                port: 587
+            })
+        );
+        assert_eq!(
+            SmtpEndpoint::parse("smtps://m.example.net").map(|e| e.port),
+            Ok(465)
+        );
+        assert_eq!(
+            SmtpEndpoint::parse("smtp://m.example.net").map(|e| e.port),
+            Ok(25)
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_reported_at_their_key() {
+        let cases: Vec<(SmtpConfig, &str, &str)> = vec![
+            (
+                smtp("http://mail.example.net"),
+                "paging.smtp.url",
+                "scheme \"http\"",
+            ),
+            (
+                smtp("mail.example.net:25"),
+                "paging.smtp.url",
+                "not one astreinte speaks",
+            ),
+            (smtp("smtp://"), "paging.smtp.url", "names no host"),
+            (
+                smtp("smtp://u:p@mail.example.net"),
+                "paging.smtp.url",
+                "credentials",
+            ),
+            (
+                smtp("smtp://mail.example.net:0"),
+                "paging.smtp.url",
+                "port 0",
+            ),
+            (
+                smtp("smtp://mail.example.net:99999"),
+                "paging.smtp.url",
+                "not a URL",
+            ),
+            (
+                SmtpConfig {
+                    from: "astreinte at example".into(),
+                    ..smtp("smtp://127.0.0.1")
+                },
+                "paging.smtp.from",
+                "not an e-mail address",
+            ),
+            (
+                SmtpConfig {
+                    username: Some("u".into()),
+                    ..smtp("smtps://m.example.net")
+                },
+                "paging.smtp.password",
+                "without a password",
+            ),
+            (
+                SmtpConfig {
+                    password: Some("p".into()),
+                    ..smtp("smtps://m.example.net")
+                },
+                "paging.smtp.username",
+                "without a username",
+            ),
+            (
+                SmtpConfig {
+                    username: Some("u".into()),
+                    password: Some("p".into()),
+                    ..smtp("smtp://mail.example.net")
+                },
+                "paging.smtp.url",
+                "clear text",
+            ),
+            (
+                SmtpConfig {
+                    timeout_secs: 0,
+                    ..smtp("smtp://127.0.0.1")
+                },
+                "paging.smtp.timeout_secs",
+                "0 s is out of range",
+            ),
+            (
+                SmtpConfig {
+                    timeout_secs: 121,
+                    ..smtp("smtp://127.0.0.1")
+                },
+                "paging.smtp.timeout_secs",
+                "121 s",
+            ),
+            (
+                SmtpConfig {
+                    max_attachment_mb: 26,
+                    ..smtp("smtp://127.0.0.1")
+                },
+                "paging.smtp.max_attachment_mb",
+                "26 MB",
+            ),
+        ];
+        for (cfg, path, words) in cases {
+            let issues = issues_of(&cfg);
+            assert_eq!(issues.len(), 1, "{cfg:?}: {issues:?}");
+            assert_eq!(issues[0].0, path, "{cfg:?}");
+            assert!(issues[0].1.contains(words), "{cfg:?}: {}", issues[0].1);
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        let cfg = SmtpConfig {
+            password: Some("hunter2".into()),
+            ..smtp("smtps://m.example.net")
+        };
+        assert!(!format!("{cfg:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn mailer_refuses_clear_text_auth_and_bad_addresses() {
+        let cfg = SmtpConfig {
+            username: Some("u".into()),
+            password: Some("p".into()),
+            ..smtp("smtp://mail.example.net")
+        };
+        assert!(matches!(Mailer::new(&cfg), Err(ChannelError::Permanent(_))));
+        assert!(Mailer::new(&smtp("smtp://127.0.0.1:2525")).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_bad_recipient_is_permanent_without_touching_the_network() {
+        // Port 9 (discard) on loopback: if it tried to connect, the error would be Transient.
+        let mailer = Mailer::new(&smtp("smtp://127.0.0.1:9")).map_err(|e| e.to_string());
+        let Ok(mailer) = mailer else {
+            panic!("{mailer:?}")
+        };
+        let res = mailer.send_page("not an address", &facts("fr")).await;
+        assert!(matches!(res, Err(ChannelError::Permanent(_))), "{res:?}");
+    }
+
+    #[tokio::test]
+    async fn the_recording_is_attached_only_when_readable_and_small_enough() {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string());
+        let Ok(dir) = dir else { panic!("{dir:?}") };
+        let path = dir.path().join("vm.wav");
+        std::fs::write(&path, vec![7u8; 2 * MIB as usize]).unwrap_or_else(|e| panic!("{e}"));
+        let mut f = facts("fr");
+        f.voicemail_path = Some(path);
+        let (rec, bytes) = load_recording(&f, 10).await;
+        assert_eq!(
+            rec,
+            Recording::Attached {
+                filename: "ticket-4821337.wav".into()
+            }
+        );
+        assert_eq!(bytes.map(|b| b.len()), Some(2 * MIB as usize));
+        let (rec, bytes) = load_recording(&f, 1).await;
+        assert_eq!(
+            rec,
+            Recording::TooLarge {
+                bytes: 2 * MIB,
+                limit_mb: 1
+            }
+        );
+        assert!(bytes.is_none());
+        f.voicemail_path = Some(dir.path().join("gone.wav"));
+        assert_eq!(load_recording(&f, 10).await.0, Recording::Unavailable);
+        f.voicemail_path = None;
+        assert_eq!(load_recording(&f, 10).await.0, Recording::None);
     }
 }

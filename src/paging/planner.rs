@@ -199,7 +199,7 @@ impl Planner {
             for w in self
                 .webhooks
                 .iter()
-                .filter(|w| w.format == WebhookFormat::PagerDuty)
+                .filter(|w| w.format == WebhookFormat::Pagerduty)
             {
                 pages.push(NewPage {
                     channel: format!("webhook:{}", w.id),
@@ -280,7 +280,7 @@ impl Planner {
         for w in self
             .webhooks
             .iter()
-            .filter(|w| w.format == WebhookFormat::PagerDuty)
+            .filter(|w| w.format == WebhookFormat::Pagerduty)
         {
             for (action, happened) in [
                 ("acknowledge", t.acknowledged_at.is_some()),
