@@ -33,7 +33,9 @@ async fn smtp_sink(arrivals: Arrivals) -> u16 {
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(async move {
         loop {
-            let Ok((sock, _)) = listener.accept().await else { return };
+            let Ok((sock, _)) = listener.accept().await else {
+                return;
+            };
             let arrivals = arrivals.clone();
             tokio::spawn(async move {
                 let (r, mut w) = sock.into_split();
@@ -46,7 +48,11 @@ async fn smtp_sink(arrivals: Arrivals) -> u16 {
                         if line == "." {
                             in_data = false;
                             if let Some(s) = subject.take() {
-                                arrivals.lock().unwrap().entry(s).or_insert_with(Instant::now);
+                                arrivals
+                                    .lock()
+                                    .unwrap()
+                                    .entry(s)
+                                    .or_insert_with(Instant::now);
                             }
                             let _ = w.write_all(b"250 ok\r\n").await;
                         } else if subject.is_none() {
@@ -107,7 +113,11 @@ async fn http_sink(arrivals: Arrivals) -> u16 {
             async move {
                 let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
                 if let Some(n) = v["ticket"]["number"].as_str() {
-                    arrivals.lock().unwrap().entry(n.to_string()).or_insert_with(Instant::now);
+                    arrivals
+                        .lock()
+                        .unwrap()
+                        .entry(n.to_string())
+                        .or_insert_with(Instant::now);
                 }
                 "ok"
             }
@@ -188,15 +198,24 @@ plan_every_ms = 1000
 "#
     );
     let config: PagingConfig = toml::from_str(&config_text).expect("paging config");
-    let store = Store::connect(&StoreConfig::with_url(store_url)).await.expect("store");
+    let store = Store::connect(&StoreConfig::with_url(store_url))
+        .await
+        .expect("store");
     let schedule = Schedule::from_config(&ScheduleConfig::default()).expect("schedule");
-    let mut sip_cfg = astreinte::sip::SipConfig::default();
-    sip_cfg.listen = "127.0.0.1:0".into();
-    let (sip, _incoming, _sip_task) = astreinte::sip::transport::start(&sip_cfg).await.expect("sip");
-    let mut media_cfg = astreinte::media::MediaConfig::default();
-    media_cfg.rtp_ports = "41000-41999".into();
-    media_cfg.realtime_priority = 0;
-    let media = astreinte::media::MediaEngine::start(&media_cfg, "127.0.0.1".parse().unwrap()).expect("media");
+    let sip_cfg = astreinte::sip::SipConfig {
+        listen: "127.0.0.1:0".into(),
+        ..Default::default()
+    };
+    let (sip, _incoming, _sip_task) = astreinte::sip::transport::start(&sip_cfg)
+        .await
+        .expect("sip");
+    let media_cfg = astreinte::media::MediaConfig {
+        rtp_ports: "41000-41999".into(),
+        realtime_priority: 0,
+        ..Default::default()
+    };
+    let media = astreinte::media::MediaEngine::start(&media_cfg, "127.0.0.1".parse().unwrap())
+        .expect("media");
     let phone_pager = PhonePager::new(
         sip.clone(),
         media.clone(),
@@ -210,12 +229,14 @@ plan_every_ms = 1000
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let paging = astreinte::paging::service::start(
         &config,
-        store.clone(),
-        schedule.clone(),
-        Some(phone_pager),
-        None,
-        format!("bench-{}", std::process::id()),
-        wake.clone(),
+        astreinte::paging::service::PagingDeps {
+            store: store.clone(),
+            schedule: schedule.clone(),
+            phone: Some(phone_pager),
+            ack_links: None,
+            node: format!("bench-{}", std::process::id()),
+            wake: wake.clone(),
+        },
         stop_rx,
     )
     .await
@@ -239,7 +260,11 @@ plan_every_ms = 1000
                 callback_number: format!("1514555{:04}", i),
                 account_id: None,
                 language: "fr".into(),
-                voicemail: Some(Voicemail { path: "/nonexistent/vm.wav".into(), seconds: 30.0, speech_detected: true }),
+                voicemail: Some(Voicemail {
+                    path: "/nonexistent/vm.wav".into(),
+                    seconds: 30.0,
+                    speech_detected: true,
+                }),
                 answers,
                 classification_reasons: vec![],
                 suspected_incident: false,
@@ -275,7 +300,10 @@ plan_every_ms = 1000
     let lat = |arr: &BTreeMap<String, Instant>| -> Vec<f64> {
         let mut v: Vec<f64> = created
             .iter()
-            .filter_map(|(n, c)| arr.get(n).map(|a| a.duration_since(*c).as_secs_f64() * 1000.0))
+            .filter_map(|(n, c)| {
+                arr.get(n)
+                    .map(|a| a.duration_since(*c).as_secs_f64() * 1000.0)
+            })
             .collect();
         v.sort_by(|a, b| a.total_cmp(b));
         v
@@ -329,10 +357,15 @@ fn main() {
             use sqlx::Executor;
             let admin = sqlx::PgPool::connect(&url).await.expect("postgres");
             let db = format!("astreinte_paging_bench_{}", std::process::id());
-            admin.execute(format!("CREATE DATABASE {db}").as_str()).await.expect("create database");
+            admin
+                .execute(format!("CREATE DATABASE {db}").as_str())
+                .await
+                .expect("create database");
             let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
             run("postgres", &format!("{base}/{db}")).await;
-            let _ = admin.execute(format!("DROP DATABASE {db} WITH (FORCE)").as_str()).await;
+            let _ = admin
+                .execute(format!("DROP DATABASE {db} WITH (FORCE)").as_str())
+                .await;
         }),
         None => println!("paging/postgres: skipped (set ASTREINTE_BENCH_PG_URL)"),
     }

@@ -139,12 +139,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let paging = crate::paging::service::start(
         &config.paging,
-        store.clone(),
-        schedule.clone(),
-        Some(phone),
-        ack_links,
-        node,
-        paging_wake.clone(),
+        crate::paging::service::PagingDeps {
+            store: store.clone(),
+            schedule: schedule.clone(),
+            phone: Some(phone),
+            ack_links,
+            node,
+            wake: paging_wake.clone(),
+        },
         stop_rx.clone(),
     )
     .await

@@ -890,14 +890,14 @@ async fn people_overrides_and_settings(s: &Store) {
         email: None,
         language: "fr".into(),
     };
-    s.upsert_people(&[tech.clone()], "config", t0())
+    s.upsert_people(std::slice::from_ref(&tech), "config", t0())
         .await
         .unwrap();
     let changed = PersonRow {
         email: Some("tech1@example.net".into()),
         ..tech
     };
-    s.upsert_people(&[changed.clone()], "cli", t0())
+    s.upsert_people(std::slice::from_ref(&changed), "cli", t0())
         .await
         .unwrap();
     assert_eq!(s.people().await.unwrap(), vec![changed]);

@@ -141,7 +141,7 @@ impl PhonePager {
         })
     }
 
-    fn from_uri(&self) -> String {
+    fn caller_identity(&self) -> String {
         self.trunk
             .from
             .clone()
@@ -156,7 +156,7 @@ impl PhonePager {
         let req = CallRequest {
             target: dial.target.clone(),
             proxy: dial.proxy.clone(),
-            from: self.from_uri(),
+            from: self.caller_identity(),
             credentials: dial.proxy.as_ref().and(self.trunk.credentials.clone()),
             local_rtp: SocketAddr::new(self.advertised, session.local_rtp_addr().port()),
         };

@@ -56,17 +56,34 @@ pub async fn seed_people(store: &Store, config: &PagingConfig) -> Result<usize, 
     Ok(rows.len())
 }
 
-/// Starts the planner and the worker. `node` names this node's leases.
+/// What paging works with.
+pub struct PagingDeps {
+    pub store: Store,
+    pub schedule: Schedule,
+    /// None: phone pages fail (no SIP in this process).
+    pub phone: Option<PhonePager>,
+    /// None: pages carry no acknowledgement link (no `[http]`).
+    pub ack_links: Option<AckLinkMaker>,
+    /// This node's name on its leases.
+    pub node: String,
+    /// Notified when a ticket is opened or acknowledged: the planner runs at once.
+    pub wake: Arc<Notify>,
+}
+
+/// Starts the planner and the worker.
 pub async fn start(
     config: &PagingConfig,
-    store: Store,
-    schedule: Schedule,
-    phone: Option<PhonePager>,
-    ack_links: Option<AckLinkMaker>,
-    node: String,
-    wake: Arc<Notify>,
+    deps: PagingDeps,
     stop: watch::Receiver<bool>,
 ) -> Result<Paging, PagingStartError> {
+    let PagingDeps {
+        store,
+        schedule,
+        phone,
+        ack_links,
+        node,
+        wake,
+    } = deps;
     let seeded = seed_people(&store, config).await?;
     let policy = LadderPolicy::from_config(&config.ladder, &config.in_hours, schedule.sla())
         .map_err(PagingStartError::Ladder)?;
