@@ -353,6 +353,34 @@ fn a_technician_phone_that_refuses_escalates_to_level_2_at_its_offset() {
     // Both were e-mailed (level 1 at once, level 2 at its offset).
     let mails = smtp.wait_messages(2, Duration::from_secs(10));
     assert_eq!(mails.len(), 2, "{}", engine.log_text());
+    // The engine's /metrics counts what was sent and what failed, per channel.
+    let metrics = http_get(http_port, "/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains("astreinte_pages_sent_total{channel=\"email\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("astreinte_pages_failed_total{channel=\"phone\"} 1"),
+        "{metrics}"
+    );
+    assert!(http_get(http_port, "/readyz").starts_with("HTTP/1.1 200"));
+}
+
+/// A plain HTTP/1.1 GET on loopback; the whole answer as text.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to [http] listen");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
 }
 
 fn hex_decode(s: &str) -> Vec<u8> {

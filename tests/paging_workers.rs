@@ -1,0 +1,337 @@
+//! The page outbox under two nodes and a restart, in-process against a real SMTP server
+//! (aiosmtpd) and a real HTTP receiver: two paging services on one PostgreSQL (and on one
+//! SQLite file) never send a page twice; a service stopped mid-climb and another started later
+//! sends the next level once, at its offset, and never the first again.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use astreinte::paging::config::PagingConfig;
+use astreinte::paging::service::{self, Paging, PagingDeps};
+use astreinte::schedule::{Schedule, ScheduleConfig};
+use astreinte::store::{NewTicket, Store, StoreConfig};
+use astreinte::triage::Severity;
+use chrono::Utc;
+use common::smtp::SmtpServer;
+
+/// Webhook deliveries: (ticket, person) → how many.
+type Hooks = Arc<Mutex<BTreeMap<(String, String), usize>>>;
+
+async fn webhook_receiver(hooks: Hooks) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let hooks = hooks.clone();
+            async move {
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                let ticket = v["ticket"]["number"].as_str().unwrap().to_string();
+                let person = v["page"]["person"]["id"].as_str().unwrap_or("").to_string();
+                *hooks.lock().unwrap().entry((ticket, person)).or_default() += 1;
+                "ok"
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    port
+}
+
+fn config(smtp: u16, hook: u16, level2: &str) -> PagingConfig {
+    let text = format!(
+        r#"
+[[people]]
+id = "tech1"
+name = "Martin Roy"
+email = "tech1@example.net"
+[[people]]
+id = "director"
+name = "Directrice"
+email = "director@example.net"
+[[rotations]]
+id = "oncall"
+people = ["tech1"]
+[ladder]
+levels = [["oncall"], ["director"]]
+s1 = ["0s", "{level2}"]
+s2 = ["0s", "{level2}"]
+repeat_every = "0s"
+[smtp]
+url = "smtp://127.0.0.1:{smtp}"
+from = "astreinte@example.net"
+[[webhooks]]
+id = "ops"
+url = "http://127.0.0.1:{hook}/hook"
+secret = "a-long-enough-test-secret"
+[worker]
+plan_every_ms = 200
+"#
+    );
+    let c: PagingConfig = toml::from_str(&text).unwrap();
+    let mut issues = Vec::new();
+    c.validate(&ScheduleConfig::default().sla, &mut issues);
+    assert!(issues.is_empty(), "{issues:?}");
+    c
+}
+
+async fn start(
+    config: &PagingConfig,
+    store: &Store,
+    node: &str,
+) -> (Paging, tokio::sync::watch::Sender<bool>) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let paging = service::start(
+        config,
+        PagingDeps {
+            store: store.clone(),
+            schedule: Schedule::from_config(&ScheduleConfig::default()).unwrap(),
+            phone: None,
+            ack_links: None,
+            node: node.to_string(),
+            wake: Arc::new(tokio::sync::Notify::new()),
+        },
+        stop_rx,
+    )
+    .await
+    .unwrap();
+    (paging, stop_tx)
+}
+
+async fn stop(paging: Paging, stop: tokio::sync::watch::Sender<bool>) {
+    let _ = stop.send(true);
+    for t in paging.tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+}
+
+async fn open_s1(store: &Store) -> String {
+    let schedule = Schedule::from_config(&ScheduleConfig::default()).unwrap();
+    let now = Utc::now();
+    let mut answers = BTreeMap::new();
+    answers.insert("business_hours".to_string(), "no".to_string());
+    let t = NewTicket {
+        severity: Severity::S1,
+        caller: "15145550100".into(),
+        callback_number: "15145550100".into(),
+        account_id: None,
+        language: "fr".into(),
+        voicemail: None,
+        answers,
+        classification_reasons: vec![],
+        suspected_incident: false,
+        created_at: now,
+        due: schedule.due(Severity::S1, now),
+        pages: vec![],
+        actor: "test".into(),
+    };
+    store.create_ticket(&t).await.unwrap().number
+}
+
+/// E-mails received: (ticket, recipient) → how many.
+fn mails(smtp: &SmtpServer) -> BTreeMap<(String, String), usize> {
+    let mut out = BTreeMap::new();
+    for m in smtp.messages() {
+        let v = smtp.parse(&m);
+        let subject = v["subject"].as_str().unwrap_or_default();
+        let ticket: String = subject
+            .split(|c: char| !c.is_ascii_digit())
+            .find(|w| w.len() == 8)
+            .unwrap_or_default()
+            .to_string();
+        *out.entry((ticket, v["to"].as_str().unwrap_or_default().to_string()))
+            .or_default() += 1;
+    }
+    out
+}
+
+async fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn two_nodes_never_page_twice(store: &Store, other: &Store) {
+    let smtp = SmtpServer::start();
+    let hooks: Hooks = Arc::default();
+    let hook = webhook_receiver(hooks.clone()).await;
+    let cfg = config(smtp.port, hook, "3s");
+    let (a, stop_a) = start(&cfg, store, "node-a").await;
+    let (b, stop_b) = start(&cfg, other, "node-b").await;
+    let mut tickets = Vec::new();
+    for _ in 0..12 {
+        tickets.push(open_s1(store).await);
+    }
+    // Each ticket: level 1 (tech1) at once, level 2 (director) at 3 s, by mail and webhook.
+    let want = tickets.len() * 2;
+    wait_until("every webhook page", Duration::from_secs(30), || {
+        hooks.lock().unwrap().len() >= want
+    })
+    .await;
+    wait_until("every e-mail page", Duration::from_secs(30), || {
+        smtp.messages().len() >= want
+    })
+    .await;
+    // A few more planner passes on both nodes: nothing more is sent.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop(a, stop_a).await;
+    stop(b, stop_b).await;
+    let hooks = hooks.lock().unwrap().clone();
+    assert_eq!(hooks.len(), want, "{hooks:?}");
+    assert!(
+        hooks.values().all(|&n| n == 1),
+        "a webhook page sent twice: {hooks:?}"
+    );
+    let mails = mails(&smtp);
+    assert_eq!(mails.len(), want, "{mails:?}");
+    assert!(
+        mails.values().all(|&n| n == 1),
+        "an e-mail page sent twice: {mails:?}"
+    );
+    for t in &tickets {
+        assert!(
+            mails.contains_key(&(t.clone(), "tech1@example.net".into())),
+            "{mails:?}"
+        );
+        assert!(
+            mails.contains_key(&(t.clone(), "director@example.net".into())),
+            "{mails:?}"
+        );
+        let jobs = store.page_jobs(t).await.unwrap();
+        assert!(jobs.iter().all(|j| j.attempts == 1), "{jobs:#?}");
+    }
+}
+
+async fn a_restart_mid_climb_sends_the_next_level_once(store: &Store) {
+    let smtp = SmtpServer::start();
+    let hooks: Hooks = Arc::default();
+    let hook = webhook_receiver(hooks.clone()).await;
+    let cfg = config(smtp.port, hook, "6s");
+    let (a, stop_a) = start(&cfg, store, "node-a").await;
+    let created = Instant::now();
+    let ticket = open_s1(store).await;
+    wait_until("level 1", Duration::from_secs(10), || {
+        hooks
+            .lock()
+            .unwrap()
+            .contains_key(&(ticket.clone(), "tech1".into()))
+    })
+    .await;
+    // The node stops before level 2 is due; another starts a moment later.
+    stop(a, stop_a).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (b, stop_b) = start(&cfg, store, "node-b").await;
+    wait_until("level 2", Duration::from_secs(15), || {
+        hooks
+            .lock()
+            .unwrap()
+            .contains_key(&(ticket.clone(), "director".into()))
+    })
+    .await;
+    let at = created.elapsed();
+    assert!(
+        at >= Duration::from_secs(5),
+        "level 2 came after {at:?}, before its offset"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop(b, stop_b).await;
+    let hooks = hooks.lock().unwrap().clone();
+    assert_eq!(
+        hooks.get(&(ticket.clone(), "tech1".into())),
+        Some(&1),
+        "{hooks:?}"
+    );
+    assert_eq!(
+        hooks.get(&(ticket.clone(), "director".into())),
+        Some(&1),
+        "{hooks:?}"
+    );
+    let events = store.events(&ticket).await.unwrap();
+    let escalated = events.iter().filter(|e| e.kind == "escalated").count();
+    assert_eq!(escalated, 1, "{events:#?}");
+}
+
+async fn pg_store(test: &str) -> Option<(Store, sqlx::PgPool, String)> {
+    let Ok(url) = std::env::var("ASTREINTE_TEST_PG_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but ASTREINTE_TEST_PG_URL is not: this test cannot be skipped in CI"
+        );
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP {test} on PostgreSQL: ASTREINTE_TEST_PG_URL is not set"
+        );
+        return None;
+    };
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    let schema = format!("pw_{test}_{}", std::process::id());
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let store = Store::connect(&StoreConfig::with_url(pg_url_for(&schema)))
+        .await
+        .unwrap();
+    Some((store, admin, schema))
+}
+
+fn pg_url_for(schema: &str) -> String {
+    let url = std::env::var("ASTREINTE_TEST_PG_URL").unwrap_or_default();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20search_path%3D{schema}")
+}
+
+async fn drop_pg(store: Store, admin: sqlx::PgPool, schema: String) {
+    store.close().await;
+    let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&admin)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_postgresql_never_page_twice() {
+    if let Some((store, admin, schema)) = pg_store("twonodes").await {
+        // The second node has its own pool, as another process would.
+        let other = Store::connect(&StoreConfig::with_url(pg_url_for(&schema)))
+            .await
+            .unwrap();
+        two_nodes_never_page_twice(&store, &other).await;
+        other.close().await;
+        drop_pg(store, admin, schema).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_sqlite_file_never_page_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/astreinte.db", dir.path().display());
+    // Two stores on one file, as two processes would have.
+    let a = Store::connect(&StoreConfig::with_url(url.clone()))
+        .await
+        .unwrap();
+    let b = Store::connect(&StoreConfig::with_url(url)).await.unwrap();
+    two_nodes_never_page_twice(&a, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_climb_on_postgresql_sends_the_next_level_once() {
+    if let Some((store, admin, schema)) = pg_store("restart").await {
+        a_restart_mid_climb_sends_the_next_level_once(&store).await;
+        drop_pg(store, admin, schema).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_climb_on_sqlite_sends_the_next_level_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/astreinte.db", dir.path().display());
+    let store = Store::connect(&StoreConfig::with_url(url)).await.unwrap();
+    a_restart_mid_climb_sends_the_next_level_once(&store).await;
+}
