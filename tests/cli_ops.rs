@@ -379,3 +379,206 @@ fn check_config_names_a_missing_prompt_and_its_file() {
     assert!(err.contains("after-hours-menu.wav"), "{err}");
     assert!(err.contains("make-prompts.sh"), "{err}");
 }
+
+/// A roster of two technicians (weekly hand-over Monday 08:00) and a director.
+fn paging_env() -> Env {
+    let e = env();
+    let text = std::fs::read_to_string(&e.config).unwrap();
+    std::fs::write(
+        &e.config,
+        format!(
+            r#"{text}
+[[paging.people]]
+id = "tech1"
+name = "Martin Roy"
+phone = "sip:tech1@10.0.0.5:5060"
+email = "tech1@example.net"
+[[paging.people]]
+id = "tech2"
+name = "Julie Tremblay"
+phone = "+15145551234"
+language = "en"
+[[paging.people]]
+id = "director"
+name = "Directrice"
+email = "director@example.net"
+[[paging.rotations]]
+id = "oncall"
+people = ["tech1", "tech2"]
+start = "2026-01-05"
+[paging.ladder]
+levels = [["oncall"], ["director"]]
+"#
+        ),
+    )
+    .unwrap();
+    e
+}
+
+#[test]
+fn oncall_now_says_who_is_on_call_and_next_and_an_override_changes_it() {
+    let e = paging_env();
+    // Monday 2026-01-05 08:00 is tech1's first week; Wednesday the 7th is in it.
+    let at = "2026-01-07T12:00:00-05:00";
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&e, &["oncall", "now", "--json", "--at", at])).unwrap();
+    let r = &v["rotations"][0];
+    assert_eq!(r["now"]["person"], "tech1", "{v:#}");
+    assert_eq!(r["next"]["person"], "tech2", "{v:#}");
+    assert_eq!(r["now"]["until"], "2026-01-12T13:00:00Z", "{v:#}");
+    // The ladder: level 1 pages who is on call, level 2 the director; offsets from the SLA.
+    assert_eq!(v["ladder"][0]["people"][0]["id"], "tech1", "{v:#}");
+    assert_eq!(v["ladder"][1]["people"][0]["id"], "director", "{v:#}");
+    assert_eq!(v["ladder"][1]["s1_offset_minutes"], 25, "{v:#}");
+    assert_eq!(v["ladder"][1]["s2_offset_minutes"], 55, "{v:#}");
+    // tech2 covers Wednesday afternoon to Thursday morning.
+    let out = ok(
+        &e,
+        &[
+            "oncall",
+            "override",
+            "--rotation",
+            "oncall",
+            "--person",
+            "tech2",
+            "--from",
+            "2026-01-07T11:00:00-05:00",
+            "--to",
+            "2026-01-08T08:00:00-05:00",
+            "--reason",
+            "swap",
+        ],
+    );
+    assert!(out.contains("tech2 covers oncall"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&e, &["oncall", "now", "--json", "--at", at])).unwrap();
+    assert_eq!(v["rotations"][0]["now"]["person"], "tech2", "{v:#}");
+    assert_eq!(v["rotations"][0]["now"]["by_override"], true, "{v:#}");
+    let text = ok(&e, &["oncall", "now", "--at", at]);
+    assert!(text.contains("Julie Tremblay (tech2)"), "{text}");
+    assert!(text.contains("by override"), "{text}");
+    // Refusals say why.
+    let err = fails(
+        &e,
+        &[
+            "oncall",
+            "override",
+            "--rotation",
+            "nights",
+            "--person",
+            "tech2",
+            "--from",
+            "now",
+            "--to",
+            "2030-01-01",
+        ],
+    );
+    assert!(err.contains("no rotation \"nights\""), "{err}");
+    let err = fails(
+        &e,
+        &[
+            "oncall",
+            "override",
+            "--rotation",
+            "oncall",
+            "--person",
+            "ghost",
+            "--from",
+            "now",
+            "--to",
+            "2030-01-01",
+        ],
+    );
+    assert!(err.contains("no person \"ghost\""), "{err}");
+    let err = fails(
+        &e,
+        &[
+            "oncall",
+            "override",
+            "--rotation",
+            "oncall",
+            "--person",
+            "tech2",
+            "--from",
+            "2026-01-08",
+            "--to",
+            "2026-01-07",
+        ],
+    );
+    assert!(err.contains("after --from"), "{err}");
+}
+
+#[test]
+fn people_set_checks_like_the_config_and_list_shows_them() {
+    let e = paging_env();
+    ok(
+        &e,
+        &[
+            "people",
+            "set",
+            "coo",
+            "--name",
+            "Chef des opérations",
+            "--phone",
+            "+15147004428",
+        ],
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&e, &["people", "list", "--json"])).unwrap();
+    let ids: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["coo", "director", "tech1", "tech2"]);
+    let err = fails(
+        &e,
+        &[
+            "people",
+            "set",
+            "bad",
+            "--name",
+            "X",
+            "--phone",
+            "514 555 1234",
+        ],
+    );
+    assert!(err.contains("phone") && err.contains("fix:"), "{err}");
+    let err = fails(&e, &["people", "set", "nochannel", "--name", "X"]);
+    assert!(err.contains("fix:"), "{err}");
+}
+
+#[test]
+fn check_config_names_file_line_and_fix_for_a_bad_ladder() {
+    let e = env();
+    let bad = e.config.with_file_name("bad.toml");
+    std::fs::write(
+        &bad,
+        r#"[[paging.people]]
+id = "tech1"
+name = "Martin Roy"
+email = "tech1@example.net"
+
+[paging.ladder]
+levels = [["tech1"], ["directeur"]]
+s1 = ["0s", "20m"]
+s2 = ["0s", "10m", "5m"]
+"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_astreinte"))
+        .args(["check-config", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("bad.toml:7: paging.ladder.levels[1][0]"),
+        "{err}"
+    );
+    assert!(err.contains("directeur"), "{err}");
+    assert!(err.contains("bad.toml:9: paging.ladder.s2"), "{err}");
+    assert!(err.matches("fix:").count() >= 2, "{err}");
+}
