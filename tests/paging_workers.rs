@@ -335,3 +335,111 @@ async fn a_restart_mid_climb_on_sqlite_sends_the_next_level_once() {
     let store = Store::connect(&StoreConfig::with_url(url)).await.unwrap();
     a_restart_mid_climb_sends_the_next_level_once(&store).await;
 }
+
+/// PagerDuty Events v2: one incident per ticket (dedup key = tracking number), triggered by the
+/// first page, acknowledged and resolved as the ticket is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pagerduty_incident_follows_the_ticket() {
+    let actions: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = actions.clone();
+    let app = axum::Router::new().route(
+        "/v2/enqueue",
+        axum::routing::post(move |body: String| {
+            let seen = seen.clone();
+            async move {
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(v["routing_key"], "R0UT1NGKEY");
+                seen.lock().unwrap().push((
+                    v["dedup_key"].as_str().unwrap().to_string(),
+                    v["event_action"].as_str().unwrap().to_string(),
+                ));
+                (axum::http::StatusCode::ACCEPTED, "{\"status\":\"success\"}")
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let text = format!(
+        r#"
+[[people]]
+id = "tech1"
+name = "Martin Roy"
+email = "tech1@example.net"
+[[rotations]]
+id = "oncall"
+people = ["tech1"]
+[ladder]
+levels = [["oncall"]]
+s1 = ["0s"]
+s2 = ["0s"]
+repeat_every = "0s"
+[[webhooks]]
+id = "pd"
+url = "http://127.0.0.1:{port}/v2/enqueue"
+format = "pagerduty"
+routing_key = "R0UT1NGKEY"
+[worker]
+plan_every_ms = 100
+"#
+    );
+    let cfg: PagingConfig = toml::from_str(&text).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&StoreConfig::with_url(format!(
+        "sqlite://{}/astreinte.db",
+        dir.path().display()
+    )))
+    .await
+    .unwrap();
+    let (paging, stop_tx) = start(&cfg, &store, "node-a").await;
+    let ticket = open_s1(&store).await;
+    let has = |action: &str| {
+        let actions = actions.clone();
+        let ticket = ticket.clone();
+        let action = action.to_string();
+        move || {
+            actions
+                .lock()
+                .unwrap()
+                .contains(&(ticket.clone(), action.clone()))
+        }
+    };
+    wait_until("trigger", Duration::from_secs(10), has("trigger")).await;
+    let now = Utc::now();
+    store
+        .transition(
+            &ticket,
+            astreinte::store::Action::Acknowledge,
+            "tech1 (link)",
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+    wait_until("acknowledge", Duration::from_secs(10), has("acknowledge")).await;
+    store
+        .transition_as(
+            &ticket,
+            astreinte::store::Action::CalledBack,
+            "callback_connected",
+            "tech1",
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+    wait_until("resolve", Duration::from_secs(10), has("resolve")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop(paging, stop_tx).await;
+    let actions = actions.lock().unwrap().clone();
+    assert_eq!(
+        actions,
+        [
+            (ticket.clone(), "trigger".to_string()),
+            (ticket.clone(), "acknowledge".to_string()),
+            (ticket, "resolve".to_string())
+        ]
+    );
+}

@@ -193,7 +193,11 @@ impl Worker {
         } else if let Some(id) = job.channel.strip_prefix("webhook:") {
             match self.webhooks.iter().find(|w| w.id == id) {
                 Some(w) => {
-                    let by = ticket_acknowledger(&ticket);
+                    let by = if job.reason == "acknowledge" {
+                        self.acknowledger(&ticket.number).await
+                    } else {
+                        String::new()
+                    };
                     let event = match job.reason.as_str() {
                         "acknowledge" => WebhookEvent::Acknowledged {
                             facts: &facts,
@@ -388,6 +392,18 @@ impl Worker {
         Ok(())
     }
 
+    /// Who acknowledged the ticket, from its history.
+    async fn acknowledger(&self, number: &str) -> String {
+        match self.store.events(number).await {
+            Ok(events) => events
+                .iter()
+                .rev()
+                .find(|e| e.kind == "acknowledged")
+                .map_or_else(|| "on-call".to_string(), |e| e.actor.clone()),
+            Err(_) => "on-call".to_string(),
+        }
+    }
+
     fn facts(
         &self,
         job: &PageJob,
@@ -439,10 +455,6 @@ fn no_longer_needed(job: &PageJob, t: &Ticket) -> Option<&'static str> {
         return Some("the ticket was acknowledged");
     }
     None
-}
-
-fn ticket_acknowledger(_t: &Ticket) -> String {
-    "on-call".to_string()
 }
 
 /// retry_secs, doubled per attempt, at most 5 minutes.
