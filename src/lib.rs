@@ -4,6 +4,7 @@
 //! flow of one call, `schedule` knows the hours, `store` keeps tickets, `triage` classifies them.
 //! Protocol and business logic are sans-I/O state machines; the async shells sit at the edges.
 
+pub mod admin;
 pub mod call;
 pub mod config;
 pub mod config_issue;

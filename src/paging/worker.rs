@@ -18,12 +18,17 @@ use super::phone::{PhoneOutcome, PhonePager};
 use super::planner::reason_from_str;
 use super::webhook::{WebhookConfig, WebhookEvent, WebhookSender};
 use super::ChannelError;
-use crate::store::{NewEvent, PageJob, PageOutcome, Status, Store, StoreError, Ticket};
+use crate::store::{
+    LeaseFilter, NewEvent, PageJob, PageOutcome, Status, Store, StoreError, Ticket,
+};
 
 /// Jobs leased per pass.
 const LEASE_BATCH: i64 = 32;
-/// Pages in flight at once on one node (phone pages last minutes).
-const MAX_IN_FLIGHT: usize = 64;
+/// E-mails and webhooks in flight at once on one node.
+const MAX_SENDS_IN_FLIGHT: usize = 64;
+/// Phone pages in flight at once on one node: they last minutes (ringing, the menu, a bridge),
+/// so they have their own budget and never hold up an e-mail.
+const MAX_CALLS_IN_FLIGHT: usize = 256;
 /// Final failures in a row after which a channel is reported as failing (an alert).
 const FAILING_AFTER: u32 = 3;
 
@@ -93,14 +98,27 @@ impl Worker {
     /// Leases and sends until `stop` turns true. Jobs in flight when it stops keep their lease
     /// until it expires, then another node (or the next start) sends them.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        let sends = Arc::new(Semaphore::new(MAX_SENDS_IN_FLIGHT));
+        let calls = Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT));
         let lease = Duration::seconds(i64::from(self.config.lease_secs));
         loop {
-            let free = slots.available_permits() as i64;
-            let jobs = if free > 0 {
-                match self
+            let (free_sends, free_calls) = (sends.available_permits(), calls.available_permits());
+            let filter = match (free_sends > 0, free_calls > 0) {
+                (true, true) => Some(LeaseFilter::Any),
+                (true, false) => Some(LeaseFilter::Except("phone")),
+                (false, true) => Some(LeaseFilter::Only("phone")),
+                (false, false) => None,
+            };
+            let max = match filter {
+                Some(LeaseFilter::Only(_)) => free_calls,
+                Some(LeaseFilter::Except(_)) => free_sends,
+                _ => free_sends.min(free_calls),
+            }
+            .min(LEASE_BATCH as usize) as i64;
+            let jobs = match filter {
+                Some(filter) => match self
                     .store
-                    .lease_page_jobs(&self.owner, Utc::now(), lease, free.min(LEASE_BATCH))
+                    .lease_page_jobs_where(&self.owner, Utc::now(), lease, max, filter)
                     .await
                 {
                     Ok(jobs) => jobs,
@@ -108,13 +126,17 @@ impl Worker {
                         warn!(error = %e, "cannot lease page jobs; retrying");
                         Vec::new()
                     }
-                }
-            } else {
-                Vec::new()
+                },
+                None => Vec::new(),
             };
-            let full = jobs.len() as i64 == LEASE_BATCH;
+            let full = jobs.len() as i64 == max && max > 0;
             for job in jobs {
-                let Ok(permit) = slots.clone().acquire_owned().await else {
+                let budget = if job.channel == "phone" {
+                    &calls
+                } else {
+                    &sends
+                };
+                let Ok(permit) = budget.clone().acquire_owned().await else {
                     return;
                 };
                 let me = self.clone();

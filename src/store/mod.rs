@@ -13,6 +13,7 @@
 
 pub mod accounts;
 pub mod announcements;
+pub mod audit;
 pub mod durable;
 pub mod number;
 pub mod pages;
@@ -34,7 +35,7 @@ use crate::config_issue::{ConfigIssue, KeySeg};
 
 pub use accounts::{Account, AccountRef, Contact, ContactRole};
 pub use announcements::{Announcement, NewAnnouncement};
-pub use pages::{NewEvent, NewPage, PageJob, PageOutcome, PageState};
+pub use pages::{LeaseFilter, NewEvent, NewPage, PageJob, PageOutcome, PageState};
 pub use people::{OverrideRow, PersonRow};
 pub use tickets::{Action, Event, ListFilter, NewTicket, Status, Ticket, Voicemail};
 

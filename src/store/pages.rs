@@ -93,6 +93,14 @@ pub struct PageJob {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
+/// Which jobs a lease may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseFilter<'a> {
+    Any,
+    Only(&'a str),
+    Except(&'a str),
+}
+
 /// How a leased job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PageOutcome {
@@ -171,10 +179,31 @@ impl Store {
         lease: Duration,
         max: i64,
     ) -> Result<Vec<PageJob>, StoreError> {
+        self.lease_page_jobs_where(owner, now, lease, max, LeaseFilter::Any)
+            .await
+    }
+
+    /// [`Store::lease_page_jobs`], for some channels only (a worker whose phone lines are all
+    /// busy still sends e-mail).
+    pub async fn lease_page_jobs_where(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        max: i64,
+        filter: LeaseFilter<'_>,
+    ) -> Result<Vec<PageJob>, StoreError> {
         let now = micros(now);
-        let pick = "SELECT id FROM page_jobs WHERE run_at <= $3 AND \
-                    (state = 'pending' OR (state = 'leased' AND lease_until < $3)) \
-                    ORDER BY run_at, id LIMIT $4";
+        let (channel_clause, channel) = match filter {
+            LeaseFilter::Any => ("", None),
+            LeaseFilter::Only(c) => (" AND channel = $5", Some(c)),
+            LeaseFilter::Except(c) => (" AND channel <> $5", Some(c)),
+        };
+        let pick = format!(
+            "SELECT id FROM page_jobs WHERE run_at <= $3 AND \
+             (state = 'pending' OR (state = 'leased' AND lease_until < $3)){channel_clause} \
+             ORDER BY run_at, id LIMIT $4"
+        );
         let lock = match self.db {
             Db::Postgres(_) => " FOR UPDATE SKIP LOCKED",
             // One writer at a time already: nothing to skip.
@@ -185,9 +214,12 @@ impl Store {
              attempts = attempts + 1, updated_at = $3 WHERE id IN ({pick}{lock}) RETURNING id"
         );
         let ids: Vec<i64> = on_write!(&self.db, pool => {
-            sqlx::query_scalar(&sql)
-                .bind(owner).bind(micros(now + lease)).bind(now).bind(max)
-                .fetch_all(pool).await?
+            let mut q = sqlx::query_scalar(&sql)
+                .bind(owner).bind(micros(now + lease)).bind(now).bind(max);
+            if let Some(c) = channel {
+                q = q.bind(c);
+            }
+            q.fetch_all(pool).await?
         });
         self.page_jobs_by_id(&ids).await
     }

@@ -1,0 +1,39 @@
+//! The admin console: an HTTP API (`/api/…`, described by `/api/openapi.json`) and the web pages
+//! built on it, served by `serve` on the `[http] listen` server beside the acknowledgement links,
+//! health and metrics. Everything here needs a login (a session cookie with CSRF protection for
+//! the pages, or an API token for scripts), and every change is an audit event.
+
+pub mod auth;
+pub mod error;
+pub mod pages;
+pub mod prompts;
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use crate::store::Store;
+
+pub use error::ApiError;
+
+/// What the console's handlers share.
+#[derive(Clone)]
+pub struct AdminState {
+    pub store: Store,
+    /// Cookies get `Secure` when the console is reached over https (`[http] public_url`).
+    pub secure_cookies: bool,
+    /// Login attempts per source and per name (see `auth`).
+    pub login_limiter: Arc<auth::LoginLimiter>,
+    /// The media engine, when the console runs inside `serve` (prompt changes reach calls at
+    /// once); None in tools and tests that only need the API.
+    pub media: Option<crate::media::MediaEngine>,
+}
+
+/// The console's routes, to merge into the HTTP server's router.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .merge(auth::routes())
+        .merge(prompts::routes())
+        .merge(pages::routes())
+        .with_state(state)
+}
