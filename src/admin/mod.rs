@@ -3,10 +3,16 @@
 //! health and metrics. Everything here needs a login (a session cookie with CSRF protection for
 //! the pages, or an API token for scripts), and every change is an audit event.
 
+pub mod announcements;
+pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod hours;
+pub mod oncall;
+pub mod openapi;
 pub mod pages;
 pub mod prompts;
+pub mod tickets;
 
 use std::sync::Arc;
 
@@ -27,13 +33,26 @@ pub struct AdminState {
     /// The media engine, when the console runs inside `serve` (prompt changes reach calls at
     /// once); None in tools and tests that only need the API.
     pub media: Option<crate::media::MediaEngine>,
+    /// The configuration `serve` runs with (ladder, rotations, schedule, SLA).
+    pub config: Arc<crate::config::Config>,
 }
 
-/// The console's routes, to merge into the HTTP server's router.
+/// The console's routes, to merge into the HTTP server's router. Every request goes through
+/// `auth::authenticate` (which lets the login page and its API through without a user).
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .merge(auth::routes())
+        .merge(audit::routes())
+        .merge(tickets::routes())
+        .merge(hours::routes())
+        .merge(oncall::routes())
+        .merge(announcements::routes())
         .merge(prompts::routes())
+        .merge(openapi::routes())
         .merge(pages::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .with_state(state)
 }

@@ -15,9 +15,11 @@ pub mod accounts;
 pub mod announcements;
 pub mod audit;
 pub mod durable;
+pub mod hours;
 pub mod number;
 pub mod pages;
 pub mod people;
+pub mod prompts;
 pub mod tickets;
 mod writer;
 

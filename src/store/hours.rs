@@ -1,0 +1,1 @@
+//! Admin changes to the hours (holidays added or removed, closures). (Stub: filled in by its owner.)

@@ -1,0 +1,1 @@
+//! Prompt versions uploaded from the console. (Stub: filled in by its owner.)
