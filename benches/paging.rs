@@ -231,7 +231,7 @@ plan_every_ms = 1000
         &config,
         astreinte::paging::service::PagingDeps {
             store: store.clone(),
-            schedule: schedule.clone(),
+            schedule: schedule.clone().into(),
             phone: Some(phone_pager),
             ack_links: None,
             node: format!("bench-{}", std::process::id()),

@@ -47,6 +47,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     // Then every message a previous run left without a ticket is ticketed (marked recovered).
     let triage = crate::triage::Triage::from_config(&config.triage).context("loading [triage]")?;
+    // Admin changes to the hours (console) apply on top of [schedule], on every node.
+    let schedule = crate::schedule::LiveSchedule::new(schedule);
+    crate::admin::hours::apply_stored_changes(&store, &config.schedule, &schedule).await;
     // Paging wakes as soon as a voicemail becomes a ticket.
     let paging_wake = Arc::new(tokio::sync::Notify::new());
     let desk = VoicemailDesk::start_notifying(
@@ -76,6 +79,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let advertised = sip.advertised_addr().ip();
     let flow_media = media.clone();
     let announcement = watch_announcements(store.clone(), media.clone()).await;
+    tokio::spawn(crate::admin::hours::watch_hours(
+        store.clone(),
+        config.schedule.clone(),
+        schedule.clone(),
+    ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let calls = Arc::new(CallCounters::default());
 
@@ -166,12 +174,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         });
         let wake = paging_wake.clone();
         let state = crate::http::HttpState::new(store.clone(), links, probe)
-            .with_zone(schedule.timezone())
+            .with_zone(schedule.get().timezone())
             .with_on_ack(Arc::new(move |_ticket: &str| wake.notify_one()));
+        // The admin console beside the links, health and metrics.
+        let console = crate::admin::AdminState {
+            store: store.clone(),
+            secure_cookies: config
+                .http
+                .public_url()
+                .is_some_and(|u| u.starts_with("https://")),
+            login_limiter: Arc::default(),
+            media: Some(media.clone()),
+            config: Arc::new(config.clone()),
+        };
+        let app = crate::http::router(state).merge(crate::admin::router(console));
         let mut http_stop = stop_rx.clone();
         tokio::spawn(async move {
             let stopped = async move { crate::call::stop_requested(&mut http_stop).await };
-            if let Err(e) = crate::http::serve(listener, state, stopped).await {
+            if let Err(e) = crate::http::serve_app(listener, app, stopped).await {
                 error!(error = %e, "the HTTP server stopped");
             }
         });

@@ -89,7 +89,9 @@ async fn start(
         config,
         PagingDeps {
             store: store.clone(),
-            schedule: Schedule::from_config(&ScheduleConfig::default()).unwrap(),
+            schedule: Schedule::from_config(&ScheduleConfig::default())
+                .unwrap()
+                .into(),
             phone: None,
             ack_links: None,
             node: node.to_string(),

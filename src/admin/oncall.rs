@@ -1,9 +1,339 @@
-//! (Stub: filled in by its owner.)
+//! On call in the console: who is on call now and next, rotations and overrides, the ladder
+//! and its offsets per severity, and "send a test page" to a person.
 
-use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
 
-use super::AdminState;
+use super::auth::{CurrentUser, Role};
+use super::pages::page;
+use super::{AdminState, ApiError};
+use crate::store::audit::NewAudit;
+
+fn tz(state: &AdminState) -> chrono_tz::Tz {
+    state
+        .config
+        .schedule
+        .timezone
+        .parse()
+        .unwrap_or(chrono_tz::America::Toronto)
+}
+
+async fn oncall(
+    State(state): State<AdminState>,
+    _user: CurrentUser,
+) -> Result<Json<Value>, ApiError> {
+    let mut v = crate::paging::view::oncall_json(
+        &state.store,
+        &state.config.paging,
+        &state.config.schedule.sla,
+        tz(&state),
+        Utc::now(),
+    )
+    .await
+    .map_err(|e| match e {
+        crate::paging::view::ViewError::Store(e) => ApiError::store(e),
+        crate::paging::view::ViewError::Config(m) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m)
+        }
+    })?;
+    v["rotations_config"] = json!(state
+        .config
+        .paging
+        .rotations
+        .iter()
+        .map(|r| json!({"id": r.id, "people": r.people, "every": r.every, "handover": r.handover}))
+        .collect::<Vec<_>>());
+    Ok(Json(v))
+}
+
+async fn people(
+    State(state): State<AdminState>,
+    _user: CurrentUser,
+) -> Result<Json<Value>, ApiError> {
+    let people = state.store.people().await.map_err(ApiError::store)?;
+    Ok(Json(json!(people)))
+}
+
+async fn overrides(
+    State(state): State<AdminState>,
+    _user: CurrentUser,
+) -> Result<Json<Value>, ApiError> {
+    let list = state
+        .store
+        .overrides(Utc::now())
+        .await
+        .map_err(ApiError::store)?;
+    Ok(Json(json!(list)))
+}
+
+#[derive(Debug, Deserialize)]
+struct NewOverride {
+    rotation: String,
+    person: String,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn add_override(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Json(o): Json<NewOverride>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    // A technician may put themselves on call; others' cover is an admin's to set.
+    if user.role < Role::Admin && !(user.role == Role::Technician && user.name == o.person) {
+        return Err(ApiError::forbidden(
+            "only an admin may set someone else's cover",
+        ));
+    }
+    if !state
+        .config
+        .paging
+        .rotations
+        .iter()
+        .any(|r| r.id == o.rotation)
+    {
+        return Err(ApiError::bad_request(format!(
+            "no rotation \"{}\"",
+            o.rotation.chars().take(40).collect::<String>()
+        )));
+    }
+    let people = state.store.people().await.map_err(ApiError::store)?;
+    if !people.iter().any(|p| p.id == o.person) {
+        return Err(ApiError::bad_request(format!(
+            "no person \"{}\"",
+            o.person.chars().take(40).collect::<String>()
+        )));
+    }
+    if o.to <= o.from {
+        return Err(ApiError::bad_request(
+            "an override must end after it starts",
+        ));
+    }
+    if o.reason.chars().count() > 200 {
+        return Err(ApiError::bad_request(
+            "keep the reason under 200 characters",
+        ));
+    }
+    let now = Utc::now();
+    let id = state
+        .store
+        .add_override(
+            &o.rotation,
+            &o.person,
+            o.from,
+            o.to,
+            &o.reason,
+            &user.name,
+            now,
+        )
+        .await
+        .map_err(ApiError::store)?;
+    let after = json!({"id": id, "rotation": o.rotation, "person": o.person, "from": o.from, "to": o.to, "reason": o.reason});
+    state
+        .store
+        .audit(&NewAudit {
+            actor: &user.name,
+            action: "override.add",
+            target: &o.rotation,
+            before: None,
+            after: Some(after.clone()),
+            at: now,
+        })
+        .await
+        .map_err(ApiError::store)?;
+    Ok((StatusCode::CREATED, Json(after)))
+}
+
+async fn remove_override(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    user.require(Role::Admin)?;
+    let before = state
+        .store
+        .overrides(Utc::now() - chrono::Duration::days(400))
+        .await
+        .map_err(ApiError::store)?
+        .into_iter()
+        .find(|o| o.id == id);
+    if !state
+        .store
+        .remove_override(id)
+        .await
+        .map_err(ApiError::store)?
+    {
+        return Err(ApiError::not_found(format!("no override {id}")));
+    }
+    state
+        .store
+        .audit(&NewAudit {
+            actor: &user.name,
+            action: "override.remove",
+            target: &id.to_string(),
+            before: before.and_then(|b| serde_json::to_value(b).ok()),
+            after: None,
+            at: Utc::now(),
+        })
+        .await
+        .map_err(ApiError::store)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sends a test page to a person on each of their channels, as a ticket of its own (severity
+/// S3, marked as a test, resolved at once so nothing climbs).
+async fn test_page(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    user.require(Role::Admin)?;
+    let people = state.store.people().await.map_err(ApiError::store)?;
+    let Some(person) = people.into_iter().find(|p| p.id == id) else {
+        return Err(ApiError::not_found(format!(
+            "no person \"{}\"",
+            id.chars().take(40).collect::<String>()
+        )));
+    };
+    let now = Utc::now();
+    let schedule = crate::schedule::Schedule::from_config(&state.config.schedule)
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the schedule is invalid"))?;
+    let mut answers = std::collections::BTreeMap::new();
+    answers.insert(
+        "test_page".to_string(),
+        format!("sent by {} from the console", user.name),
+    );
+    let mut pages = Vec::new();
+    let key = format!("test:{}:{}", person.id, now.timestamp_millis());
+    if let Some(phone) = &person.phone {
+        pages.push(crate::store::NewPage {
+            person: Some(person.id.clone()),
+            level: 1,
+            reason: "notice".into(),
+            dedup_key: Some(format!("{key}:phone")),
+            ..crate::store::NewPage::simple("phone", phone, now)
+        });
+    }
+    if let (Some(email), true) = (&person.email, state.config.paging.smtp.is_some()) {
+        pages.push(crate::store::NewPage {
+            person: Some(person.id.clone()),
+            level: 1,
+            reason: "notice".into(),
+            dedup_key: Some(format!("{key}:email")),
+            ..crate::store::NewPage::simple("email", email, now)
+        });
+    }
+    if pages.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "{} has no channel that can be paged",
+            person.name
+        )));
+    }
+    let ticket = crate::store::NewTicket {
+        severity: crate::triage::Severity::S3,
+        caller: "test".into(),
+        callback_number: String::new(),
+        account_id: None,
+        language: person.language.clone(),
+        voicemail: None,
+        answers,
+        classification_reasons: vec!["a test page from the console".into()],
+        suspected_incident: false,
+        created_at: now,
+        due: schedule.due(crate::triage::Severity::S3, now),
+        pages,
+        actor: user.name.clone(),
+    };
+    let t = state
+        .store
+        .create_ticket(&ticket)
+        .await
+        .map_err(ApiError::store)?;
+    state
+        .store
+        .audit(&NewAudit {
+            actor: &user.name,
+            action: "page.test",
+            target: &person.id,
+            before: None,
+            after: Some(json!({"ticket": t.number})),
+            at: now,
+        })
+        .await
+        .map_err(ApiError::store)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"ticket": t.number, "person": person.id})),
+    ))
+}
+
+async fn oncall_page(_user: CurrentUser) -> axum::response::Html<String> {
+    page("On call", "/oncall", ONCALL_BODY, ONCALL_SCRIPT)
+}
+
+const ONCALL_BODY: &str = r##"
+<section><h2>Now</h2><table id="rotations"><thead><tr><th>Rotation</th><th>On call now</th><th>Until</th><th>Next</th></tr></thead><tbody></tbody></table></section>
+<section><h2>The escalation ladder</h2><table id="ladder"><thead><tr><th>Level</th><th>Who</th><th>S1 (min)</th><th>S2 (min)</th></tr></thead><tbody></tbody></table></section>
+<section><h2>Overrides</h2><table id="overrides"><thead><tr><th>Rotation</th><th>Person</th><th>From</th><th>To</th><th>Reason</th><th></th></tr></thead><tbody></tbody></table>
+<form id="add-override"><select id="o-rotation"></select> <select id="o-person"></select>
+<input id="o-from" type="datetime-local" required> <input id="o-to" type="datetime-local" required>
+<input id="o-reason" placeholder="Reason"> <button>Add an override</button></form></section>
+<section><h2>People</h2><table id="people"><thead><tr><th>Id</th><th>Name</th><th>Phone</th><th>E-mail</th><th>Language</th><th></th></tr></thead><tbody></tbody></table></section>
+<p id="message" class="error"></p>
+"##;
+
+const ONCALL_SCRIPT: &str = r##"
+function when(s) { return s ? new Date(s).toLocaleString() : ""; }
+async function load() {
+  const v = await api("GET", "/api/oncall");
+  document.querySelector("#rotations tbody").innerHTML = v.rotations.map(r =>
+    "<tr><td>" + esc(r.rotation) + "</td><td>" + (r.now ? esc(r.now.name) + (r.now.by_override ? " (override)" : "") : "nobody") +
+    "</td><td>" + (r.now ? esc(when(r.now.until)) : "") + "</td><td>" + (r.next ? esc(r.next.name) + " from " + esc(when(r.next.from)) : "") + "</td></tr>").join("");
+  document.querySelector("#ladder tbody").innerHTML = v.ladder.map(l =>
+    "<tr><td>" + l.level + "</td><td>" + esc(l.slots.join(", ")) + " → " + esc(l.people.map(p => p.name).join(", ") || "nobody") +
+    "</td><td>" + esc(l.s1_offset_minutes) + "</td><td>" + esc(l.s2_offset_minutes) + "</td></tr>").join("");
+  document.getElementById("o-rotation").innerHTML = v.rotations_config.map(r => "<option>" + esc(r.id) + "</option>").join("");
+  const people = await api("GET", "/api/people");
+  document.getElementById("o-person").innerHTML = people.map(p => "<option value='" + esc(p.id) + "'>" + esc(p.name) + "</option>").join("");
+  document.querySelector("#people tbody").innerHTML = people.map(p =>
+    "<tr><td>" + esc(p.id) + "</td><td>" + esc(p.name) + "</td><td>" + esc(p.phone) + "</td><td>" + esc(p.email) + "</td><td>" + esc(p.language) +
+    "</td><td><button data-test='" + esc(p.id) + "'>Send a test page</button></td></tr>").join("");
+  const o = await api("GET", "/api/oncall/overrides");
+  document.querySelector("#overrides tbody").innerHTML = o.map(x =>
+    "<tr><td>" + esc(x.rotation) + "</td><td>" + esc(x.person) + "</td><td>" + esc(when(x.starts_at)) + "</td><td>" + esc(when(x.ends_at)) +
+    "</td><td>" + esc(x.reason) + "</td><td><button data-remove='" + x.id + "'>Remove</button></td></tr>").join("");
+}
+async function act(f, done) {
+  const m = document.getElementById("message");
+  m.textContent = ""; m.className = "error";
+  try { const r = await f(); if (done) { m.className = "notice"; m.textContent = done(r); } await load(); } catch (e) { m.textContent = e.message; }
+}
+document.addEventListener("click", e => {
+  const t = e.target;
+  if (t.dataset.remove) act(() => api("DELETE", "/api/oncall/overrides/" + t.dataset.remove));
+  if (t.dataset.test) act(() => api("POST", "/api/people/" + encodeURIComponent(t.dataset.test) + "/test-page"), r => "test page sent (ticket " + r.ticket + ")");
+});
+document.getElementById("add-override").addEventListener("submit", e => { e.preventDefault();
+  const iso = id => new Date(document.getElementById(id).value).toISOString();
+  act(() => api("POST", "/api/oncall/overrides", {rotation: document.getElementById("o-rotation").value,
+    person: document.getElementById("o-person").value, from: iso("o-from"), to: iso("o-to"),
+    reason: document.getElementById("o-reason").value})); });
+me().then(load);
+"##;
 
 pub fn routes() -> Router<AdminState> {
     Router::new()
+        .route("/oncall", get(oncall_page))
+        .route("/api/oncall", get(oncall))
+        .route("/api/oncall/overrides", get(overrides).post(add_override))
+        .route("/api/oncall/overrides/{id}", delete(remove_override))
+        .route("/api/people", get(people))
+        .route("/api/people/{id}/test-page", post(test_page))
 }

@@ -30,7 +30,7 @@ use crate::config_issue::{ConfigIssue, KeySeg};
 use crate::media::{
     MediaEngine, MediaEvent, MediaSession, PlayOptions, PlaybackId, RecordOptions, RecordingSummary,
 };
-use crate::schedule::Schedule;
+use crate::schedule::LiveSchedule;
 use crate::sip::{CallRequest, InboundCall, LegEvent, LegHandle, SipHandle};
 use crate::store::Store;
 use crate::triage::Severity;
@@ -219,7 +219,7 @@ pub struct IvrDeps {
     pub sip: SipHandle,
     pub desk: VoicemailDesk,
     pub store: Store,
-    pub schedule: Schedule,
+    pub schedule: LiveSchedule,
     pub ivr: IvrConfig,
     /// `ivr.flow_config()`, built once (its callback policy parsed once, not per call).
     pub flow: FlowConfig,
@@ -660,7 +660,7 @@ impl Shell {
 
     fn lookup(&mut self, tracking: String, caller: Option<String>) {
         let store = self.deps.store.clone();
-        let tz = self.deps.schedule.timezone();
+        let tz = self.deps.schedule.get().timezone();
         let tx = self.replies_tx.clone();
         tokio::spawn(
             async move {
@@ -883,8 +883,9 @@ async fn call_context(deps: &IvrDeps, number: &str, caller: Option<String>) -> C
         None => None,
     };
     let now = Utc::now();
-    let open = deps.schedule.is_open(now).open;
-    let sla = deps.schedule.sla();
+    let schedule = deps.schedule.get();
+    let open = schedule.is_open(now).open;
+    let sla = schedule.sla();
     CallContext {
         caller,
         entry: if number == SHORT_CODE {
@@ -896,7 +897,7 @@ async fn call_context(deps: &IvrDeps, number: &str, caller: Option<String>) -> C
         support_open: open,
         departments_open: open,
         announcement: *deps.announcement.borrow(),
-        in_maintenance: deps.schedule.maintenance_at(now).is_some(),
+        in_maintenance: schedule.maintenance_at(now).is_some(),
         targets: CallbackTargets {
             s1_minutes: sla.s1_callback_minutes,
             s2_minutes: sla.s2_callback_minutes,

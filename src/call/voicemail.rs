@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{error, info, info_span, warn, Instrument};
 
-use crate::schedule::{sla, Schedule};
+use crate::schedule::{sla, LiveSchedule, Schedule};
 use crate::store::{NewTicket, Store, StoreError, Ticket, Voicemail};
 use crate::triage::{Triage, TriageInput};
 
@@ -208,14 +208,19 @@ impl std::fmt::Debug for Job {
 impl VoicemailDesk {
     /// Starts the desk's task on the current runtime. It runs while a desk handle exists.
     pub fn start(store: Store, schedule: Schedule, triage: Triage) -> VoicemailDesk {
-        Self::start_notifying(store, schedule, triage, Arc::new(Notify::new()))
+        Self::start_notifying(
+            store,
+            LiveSchedule::new(schedule),
+            triage,
+            Arc::new(Notify::new()),
+        )
     }
 
     /// [`VoicemailDesk::start`], and `opened` is notified each time a ticket is made (paging
     /// wakes on it rather than waiting for its next pass).
     pub fn start_notifying(
         store: Store,
-        schedule: Schedule,
+        schedule: LiveSchedule,
         triage: Triage,
         opened: Arc<Notify>,
     ) -> VoicemailDesk {
@@ -269,7 +274,7 @@ impl VoicemailDesk {
 async fn run(
     mut rx: mpsc::UnboundedReceiver<Job>,
     store: Store,
-    schedule: Schedule,
+    schedule: LiveSchedule,
     triage: Triage,
     opened: Arc<Notify>,
 ) {
@@ -278,7 +283,7 @@ async fn run(
             info_span!("voicemail", call_id = %job.intake.call_id, ticket = tracing::field::Empty);
         let mut backoff = Duration::from_millis(500);
         loop {
-            let attempt = open_ticket(&store, &schedule, &triage, &job)
+            let attempt = open_ticket(&store, &schedule.get(), &triage, &job)
                 .instrument(span.clone())
                 .await;
             match attempt {

@@ -24,7 +24,7 @@ use crate::config_issue::{ConfigIssue, KeySeg};
 pub use ack::{AckLinks, LinkError, WeakKey};
 pub use health::{ComponentHealth, EngineProbe};
 pub use metrics::{ChannelCounters, EngineMetrics};
-pub use server::{router, routes, serve, AckHook, HttpState};
+pub use server::{router, routes, serve, serve_app, AckHook, HttpState};
 
 /// Longest validity of an acknowledgement link that config accepts: 30 days.
 const MAX_ACK_LINK_HOURS: u32 = 720;

@@ -106,6 +106,24 @@ pub async fn serve(
         .await
 }
 
+/// Serves `app` (the HTTP routes with others merged in, e.g. the admin console) until
+/// `shutdown`, with each connection's peer address available to handlers (login limits).
+pub async fn serve_app(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "HTTP server listening");
+    }
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
 async fn not_found() -> Page {
     Page::message(
         StatusCode::NOT_FOUND,

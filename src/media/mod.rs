@@ -13,6 +13,7 @@ pub mod recorder;
 pub mod rfc4733;
 pub mod rtcp;
 mod shard;
+pub mod speech;
 pub mod stats;
 mod sys;
 pub mod types;

@@ -771,60 +771,12 @@ async fn run_announce(cmd: AnnounceCmd) -> anyhow::Result<()> {
     }
 }
 
-/// An announcement's audio as an 8 kHz mono 16-bit WAV: the given file converted (any rate,
-/// width or channel count sox reads), or the text spoken by espeak-ng like the bundled prompts.
+/// An announcement's audio (see `media::speech`).
 fn announcement_audio(
     text: &str,
     voice: &str,
     wav: Option<&std::path::Path>,
 ) -> anyhow::Result<Vec<u8>> {
-    let dir = tempfile_dir()?;
-    let spoken = dir.join("spoken.wav");
-    let source = match wav {
-        Some(p) => p.to_path_buf(),
-        None => {
-            let status = std::process::Command::new("espeak-ng")
-                .args(["-v", voice, "-s", "150", "-w"])
-                .arg(&spoken)
-                .arg(text)
-                .status()
-                .context(
-                    "running espeak-ng (apt-get install espeak-ng), or give --fr-wav/--en-wav",
-                )?;
-            if !status.success() {
-                bail!("espeak-ng failed ({status})");
-            }
-            spoken
-        }
-    };
-    let out = dir.join("announcement.wav");
-    let status = std::process::Command::new("sox")
-        .arg(&source)
-        .args(["-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer"])
-        .arg(&out)
-        .args(["gain", "-n", "-3"])
-        .status()
-        .context("running sox (apt-get install sox)")?;
-    if !status.success() {
-        bail!("{} is not audio sox can read ({status})", source.display());
-    }
-    let bytes = std::fs::read(&out)?;
-    let reader = hound::WavReader::new(std::io::Cursor::new(&bytes))
-        .with_context(|| format!("{} did not convert to WAV", source.display()))?;
-    let seconds = reader.duration() as f64 / 8000.0;
-    if !(0.5..=60.0).contains(&seconds) {
-        bail!("the announcement lasts {seconds:.1} s: keep it between 0.5 and 60 s");
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(bytes)
-}
-
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!(
-        "astreinte-announce-{}-{}",
-        std::process::id(),
-        Utc::now().timestamp_nanos_opt().unwrap_or_default()
-    ));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+    crate::media::speech::announcement_wav(text, voice, wav)
+        .map_err(|e| anyhow::anyhow!("{e} (or give --fr-wav/--en-wav)"))
 }

@@ -2,14 +2,9 @@
 
 use anyhow::{bail, Context};
 use chrono::Utc;
-use serde_json::json;
 
 use super::{load, local, parse_instant, schedule_of, store_of, ConfigArg};
-use crate::paging::facts::PagedPerson;
-use crate::paging::ladder::LadderPolicy;
-use crate::paging::roster::{Override, Roster, Shift};
-use crate::store::{PersonRow, Store};
-use crate::triage::Severity;
+use crate::store::PersonRow;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum OncallCmd {
@@ -82,50 +77,6 @@ pub enum PeopleCmd {
     },
 }
 
-async fn roster_of(
-    config: &crate::config::Config,
-    store: &Store,
-    tz: chrono_tz::Tz,
-) -> anyhow::Result<(Roster, Vec<Override>)> {
-    let people: Vec<PagedPerson> = store.people().await?.into_iter().map(person).collect();
-    let overrides = store
-        .overrides(Utc::now() - chrono::Duration::days(400))
-        .await?
-        .into_iter()
-        .map(|o| Override {
-            id: o.id,
-            rotation: o.rotation,
-            person: o.person,
-            from: o.starts_at,
-            to: o.ends_at,
-            reason: o.reason,
-        })
-        .collect();
-    let roster = Roster::new(people, &config.paging.rotations, tz)
-        .map_err(|e| anyhow::anyhow!("the roster: {e}"))?;
-    Ok((roster, overrides))
-}
-
-fn person(p: PersonRow) -> PagedPerson {
-    PagedPerson {
-        id: p.id,
-        name: p.name,
-        language: p.language,
-        phone: p.phone,
-        email: p.email,
-    }
-}
-
-fn shift_json(s: &Option<Shift>) -> serde_json::Value {
-    match s {
-        Some(s) => json!({
-            "person": s.person.id, "name": s.person.name, "from": s.from, "until": s.until,
-            "by_override": s.by_override, "override_id": s.override_id,
-        }),
-        None => serde_json::Value::Null,
-    }
-}
-
 pub async fn run_oncall(cmd: OncallCmd) -> anyhow::Result<()> {
     match cmd {
         OncallCmd::Now { at, json, cfg } => {
@@ -138,86 +89,86 @@ pub async fn run_oncall(cmd: OncallCmd) -> anyhow::Result<()> {
             };
             let store = store_of(&config).await?;
             crate::paging::service::seed_people(&store, &config.paging).await?;
-            let (roster, overrides) = roster_of(&config, &store, tz).await?;
-            let policy = LadderPolicy::from_config(
-                &config.paging.ladder,
-                &config.paging.in_hours,
-                schedule.sla(),
-            )
-            .map_err(|e| anyhow::anyhow!("[paging.ladder]: {e}"))?;
-            let mut rotations = Vec::new();
-            for r in &config.paging.rotations {
-                let now_shift = roster.on_call(&r.id, now, &overrides);
-                let next = roster.next_on_call(&r.id, now, &overrides);
-                rotations.push((r.id.clone(), now_shift, next));
-            }
-            let mut levels = Vec::new();
-            for (i, slots) in policy.levels().iter().enumerate() {
-                let people: Vec<PagedPerson> = slots
-                    .iter()
-                    .flat_map(|s| roster.resolve(s, now, &overrides))
-                    .collect();
-                let s1 = policy.offsets(Severity::S1).get(i).map(|d| d.num_minutes());
-                let s2 = policy.offsets(Severity::S2).get(i).map(|d| d.num_minutes());
-                levels.push((i + 1, slots.clone(), people, s1, s2));
-            }
+            let v =
+                crate::paging::view::oncall_json(&store, &config.paging, schedule.sla(), tz, now)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
             if json {
-                let v = json!({
-                    "at": now,
-                    "timezone": tz.name(),
-                    "rotations": rotations.iter().map(|(id, cur, next)| json!({
-                        "rotation": id, "now": shift_json(cur), "next": shift_json(next),
-                    })).collect::<Vec<_>>(),
-                    "ladder": levels.iter().map(|(n, slots, people, s1, s2)| json!({
-                        "level": n, "slots": slots,
-                        "people": people.iter().map(|p| json!({"id": p.id, "name": p.name, "phone": p.phone, "email": p.email})).collect::<Vec<_>>(),
-                        "s1_offset_minutes": s1, "s2_offset_minutes": s2,
-                    })).collect::<Vec<_>>(),
-                });
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(());
             }
+            let when = |v: &serde_json::Value| {
+                v.as_str()
+                    .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                    .map(|t| local(t.with_timezone(&Utc), tz))
+                    .unwrap_or_default()
+            };
             println!("on call at {}", local(now, tz));
+            let rotations = v["rotations"].as_array().cloned().unwrap_or_default();
             if rotations.is_empty() {
                 println!("  no rotation configured ([[paging.rotations]])");
             }
-            for (id, cur, next) in &rotations {
-                match cur {
-                    Some(s) => println!(
+            for r in &rotations {
+                let id = r["rotation"].as_str().unwrap_or_default();
+                let cur = &r["now"];
+                if cur.is_null() {
+                    println!("  {id}: nobody");
+                } else {
+                    println!(
                         "  {id}: {} ({}) until {}{}",
-                        s.person.name,
-                        s.person.id,
-                        local(s.until, tz),
-                        if s.by_override { ", by override" } else { "" }
-                    ),
-                    None => println!("  {id}: nobody"),
+                        cur["name"].as_str().unwrap_or_default(),
+                        cur["person"].as_str().unwrap_or_default(),
+                        when(&cur["until"]),
+                        if cur["by_override"] == true {
+                            ", by override"
+                        } else {
+                            ""
+                        }
+                    );
                 }
-                if let Some(n) = next {
+                let next = &r["next"];
+                if !next.is_null() {
                     println!(
                         "    next: {} ({}) from {}",
-                        n.person.name,
-                        n.person.id,
-                        local(n.from, tz)
+                        next["name"].as_str().unwrap_or_default(),
+                        next["person"].as_str().unwrap_or_default(),
+                        when(&next["from"])
                     );
                 }
             }
             println!("ladder (minutes after the ticket: S1 / S2)");
-            for (n, slots, people, s1, s2) in &levels {
-                let names = people
-                    .iter()
-                    .map(|p| format!("{} ({})", p.name, p.id))
-                    .collect::<Vec<_>>()
-                    .join(", ");
+            for l in v["ladder"].as_array().cloned().unwrap_or_default() {
+                let slots: Vec<&str> = l["slots"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                    .unwrap_or_default();
+                let names: Vec<String> = l["people"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|p| {
+                                format!(
+                                    "{} ({})",
+                                    p["name"].as_str().unwrap_or_default(),
+                                    p["id"].as_str().unwrap_or_default()
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let minutes =
+                    |x: &serde_json::Value| x.as_i64().map_or("-".to_string(), |m| m.to_string());
                 println!(
-                    "  {n}. {} → {}   {} / {}",
+                    "  {}. {} → {}   {} / {}",
+                    l["level"],
                     slots.join(", "),
                     if names.is_empty() {
                         "nobody".to_string()
                     } else {
-                        names
+                        names.join(", ")
                     },
-                    s1.map_or("-".into(), |m| m.to_string()),
-                    s2.map_or("-".into(), |m| m.to_string()),
+                    minutes(&l["s1_offset_minutes"]),
+                    minutes(&l["s2_offset_minutes"]),
                 );
             }
             Ok(())

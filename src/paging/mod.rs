@@ -15,6 +15,7 @@ pub mod phone;
 pub mod planner;
 pub mod roster;
 pub mod service;
+pub mod view;
 pub mod webhook;
 pub mod worker;
 

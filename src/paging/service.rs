@@ -16,7 +16,7 @@ use super::planner::Planner;
 use super::webhook::WebhookSender;
 use super::worker::{AckLinkMaker, PageCounters, Worker};
 use super::ChannelError;
-use crate::schedule::Schedule;
+use crate::schedule::LiveSchedule;
 use crate::store::{PersonRow, Store, StoreError};
 
 /// Why paging could not start.
@@ -59,7 +59,8 @@ pub async fn seed_people(store: &Store, config: &PagingConfig) -> Result<usize, 
 /// What paging works with.
 pub struct PagingDeps {
     pub store: Store,
-    pub schedule: Schedule,
+    /// The hours in force (an admin may change them while paging runs).
+    pub schedule: LiveSchedule,
     /// None: phone pages fail (no SIP in this process).
     pub phone: Option<PhonePager>,
     /// None: pages carry no acknowledgement link (no `[http]`).
@@ -85,7 +86,8 @@ pub async fn start(
         wake,
     } = deps;
     let seeded = seed_people(&store, config).await?;
-    let policy = LadderPolicy::from_config(&config.ladder, &config.in_hours, schedule.sla())
+    let now_schedule = schedule.get();
+    let policy = LadderPolicy::from_config(&config.ladder, &config.in_hours, now_schedule.sla())
         .map_err(PagingStartError::Ladder)?;
     let mailer = match &config.smtp {
         Some(smtp) => Some(Mailer::new(smtp)?),
@@ -101,16 +103,16 @@ pub async fn start(
         store.clone(),
         policy,
         config.rotations.clone(),
-        schedule.timezone(),
+        now_schedule.timezone(),
         mailer.is_some(),
         config.webhooks.clone(),
-        Arc::new(move |t| sched.is_open(t).open),
+        Arc::new(move |t| sched.get().is_open(t).open),
     );
     let worker = Arc::new(Worker {
         store,
         owner: node,
         config: config.worker.clone(),
-        timezone: schedule.timezone(),
+        timezone: now_schedule.timezone(),
         mailer,
         webhooks: config.webhooks.clone(),
         webhook_sender: WebhookSender::new()?,

@@ -722,3 +722,40 @@ impl Iterator for Spans<'_> {
         }
     }
 }
+
+/// The schedule every call and page reads, replaced whole when an admin changes the hours (on
+/// any node: see `admin::hours::watch_hours`). Readers take the current one (`get`) and keep it
+/// for what they are deciding; a change never alters a decision half made.
+#[derive(Debug, Clone)]
+pub struct LiveSchedule(std::sync::Arc<std::sync::RwLock<std::sync::Arc<Schedule>>>);
+
+impl LiveSchedule {
+    pub fn new(schedule: Schedule) -> LiveSchedule {
+        LiveSchedule(std::sync::Arc::new(std::sync::RwLock::new(
+            std::sync::Arc::new(schedule),
+        )))
+    }
+
+    /// The schedule in force now.
+    pub fn get(&self) -> std::sync::Arc<Schedule> {
+        match self.0.read() {
+            Ok(s) => s.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Puts `schedule` in force for every reader from now on.
+    pub fn set(&self, schedule: Schedule) {
+        let next = std::sync::Arc::new(schedule);
+        match self.0.write() {
+            Ok(mut s) => *s = next,
+            Err(p) => *p.into_inner() = next,
+        }
+    }
+}
+
+impl From<Schedule> for LiveSchedule {
+    fn from(s: Schedule) -> LiveSchedule {
+        LiveSchedule::new(s)
+    }
+}
