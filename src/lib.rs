@@ -4,6 +4,9 @@
 //! flow of one call, `schedule` knows the hours, `store` keeps tickets, `triage` classifies them.
 //! Protocol and business logic are sans-I/O state machines; the async shells sit at the edges.
 
+// The OpenAPI document (`admin::openapi`) is one large `json!`.
+#![recursion_limit = "512"]
+
 pub mod admin;
 pub mod call;
 pub mod config;
