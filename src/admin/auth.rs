@@ -773,3 +773,84 @@ pub fn routes() -> Router<AdminState> {
         .route("/api/logout", post(logout))
         .route("/api/me", get(me))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_rules_say_why() {
+        assert!(check_password_rules("eleven char")
+            .unwrap_err()
+            .contains("at least 12"));
+        assert!(check_password_rules("twelve chars").is_ok());
+        assert!(check_password_rules(&"é".repeat(256)).is_ok());
+        assert!(check_password_rules(&"x".repeat(257))
+            .unwrap_err()
+            .contains("at most 256"));
+    }
+
+    #[tokio::test]
+    async fn hashes_are_argon2id_and_verify() {
+        let h = hash_password("a long enough password".into())
+            .await
+            .unwrap();
+        assert!(h.starts_with("$argon2id$"), "{h}");
+        assert!(verify_password("a long enough password".into(), Some(h.clone())).await);
+        assert!(!verify_password("another long password".into(), Some(h)).await);
+        assert!(!verify_password("a long enough password".into(), None).await);
+        assert!(!verify_password("x".into(), Some("not a phc string".into())).await);
+    }
+
+    #[test]
+    fn secrets_are_random_and_only_hashes_are_kept() {
+        let (a, b) = (new_secret(), new_secret());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+        let t = new_api_token();
+        assert!(t.starts_with("ast_") && t.len() == 68);
+        assert_eq!(secret_hash("abc").len(), 64);
+        assert_ne!(secret_hash(&t), t);
+        assert!(constant_time_eq(b"same", b"same"));
+        assert!(!constant_time_eq(b"same", b"sane"));
+        assert!(!constant_time_eq(b"same", b"same!"));
+    }
+
+    #[test]
+    fn one_ipv6_host_is_one_source_and_mapped_ipv4_is_ipv4() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(Source::of(Some(a)), Source::of(Some(b)));
+        assert_ne!(Source::of(Some(a)), Source::of(Some(c)));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(Source::of(Some(mapped)), Source::of(Some(v4)));
+    }
+
+    #[test]
+    fn the_limiter_counts_names_without_case_and_sources_apart() {
+        let l = LoginLimiter::new(2, 100);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(l.check(Some(ip), "alice").is_ok());
+        assert!(l.check(None, "Alice").is_ok());
+        let wait = l.check(Some(ip), " ALICE ").unwrap_err();
+        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(30));
+        assert!(l.check(Some(ip), "bob").is_ok());
+        let l = LoginLimiter::new(100, 1);
+        assert!(l.check(Some(ip), "a").is_ok());
+        assert!(l.check(Some(ip), "b").is_err());
+        assert!(
+            l.check(None, "c").is_ok(),
+            "an unknown peer has its own bucket"
+        );
+    }
+
+    #[test]
+    fn next_urls_are_encoded() {
+        assert_eq!(
+            url_encode("/tickets?open=1&x=é"),
+            "/tickets%3Fopen%3D1%26x%3D%C3%A9"
+        );
+    }
+}
