@@ -708,6 +708,8 @@ async fn store_flow(s: &Store) {
     assert!(!s.revoke_api_token(id, "cli", now).await.unwrap());
     assert!(s.api_token_user("t1").await.unwrap().is_none());
     assert!(s.api_tokens(Some("alice")).await.unwrap()[0].revoked);
+    assert_eq!(s.api_tokens(None).await.unwrap().len(), 1);
+    assert!(s.api_tokens(Some("bob")).await.unwrap().is_empty());
     assert!(!s
         .set_user_disabled("nobody", true, "cli", now)
         .await
