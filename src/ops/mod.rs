@@ -9,6 +9,7 @@ use chrono_tz::Tz;
 use serde_json::json;
 
 mod oncall;
+mod users;
 
 use crate::config::Config;
 use crate::schedule::{sla, Schedule};
@@ -68,6 +69,16 @@ pub enum OpsCommand {
     People {
         #[command(subcommand)]
         cmd: oncall::PeopleCmd,
+    },
+    /// Console users (password on standard input) and API tokens for scripts.
+    Users {
+        #[command(subcommand)]
+        cmd: users::UsersCmd,
+    },
+    /// The audit log: who changed what, when, before and after (newest first).
+    Audit {
+        #[command(flatten)]
+        args: users::AuditArgs,
     },
 }
 
@@ -415,6 +426,8 @@ impl OpsCommand {
             OpsCommand::Announce { cmd } => run_announce(cmd).await,
             OpsCommand::Oncall { cmd } => oncall::run_oncall(cmd).await,
             OpsCommand::People { cmd } => oncall::run_people(cmd).await,
+            OpsCommand::Users { cmd } => users::run_users(cmd).await,
+            OpsCommand::Audit { args } => users::run_audit(args).await,
             OpsCommand::Sla {
                 cmd:
                     SlaCmd::Report {

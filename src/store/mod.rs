@@ -21,6 +21,7 @@ pub mod pages;
 pub mod people;
 pub mod prompts;
 pub mod tickets;
+pub mod users;
 mod writer;
 
 use std::str::FromStr;

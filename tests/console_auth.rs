@@ -1,0 +1,778 @@
+//! The console's authentication in-process: the real router on a temp SQLite store, served on
+//! 127.0.0.1 with the peer address known (as `serve` does), and the CLI for users and tokens.
+//! Cookies are handled by hand (reqwest's cookie jar is not enabled). The store half (users,
+//! sessions, tokens, the append-only audit log) also runs on PostgreSQL (ASTREINTE_TEST_PG_URL;
+//! required when CI is set).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use astreinte::admin::auth::{self, CurrentUser, LoginLimiter, Role};
+use astreinte::admin::{AdminState, ApiError};
+use astreinte::config::Config;
+use astreinte::store::audit::NewAudit;
+use astreinte::store::{Store, StoreConfig};
+use axum::routing::post;
+use axum::Router;
+use chrono::Utc;
+use reqwest::header::{HeaderMap, SET_COOKIE};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Console {
+    base: String,
+    store: Store,
+    config: PathBuf,
+    url: String,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+/// A test-only change that needs an admin, behind the same authentication layer.
+async fn admin_only(user: CurrentUser) -> Result<&'static str, ApiError> {
+    user.require(Role::Admin)?;
+    Ok("done")
+}
+
+async fn console_with(secure_cookies: bool, limiter: LoginLimiter) -> Console {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/data/astreinte.db", dir.path().display());
+    let config = dir.path().join("astreinte.toml");
+    std::fs::write(&config, format!("[store]\nurl = \"{url}\"\n")).unwrap();
+    let store = Store::connect(&StoreConfig::with_url(url.clone()))
+        .await
+        .unwrap();
+    let state = AdminState {
+        store: store.clone(),
+        secure_cookies,
+        login_limiter: Arc::new(limiter),
+        media: None,
+        config: Arc::new(Config::default()),
+    };
+    let test_routes = Router::new()
+        .route("/api/test/admin-only", post(admin_only))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .with_state(state.clone());
+    let app = astreinte::admin::router(state).merge(test_routes);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await;
+    });
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    Console {
+        base,
+        store,
+        config,
+        url,
+        http,
+        _dir: dir,
+    }
+}
+
+async fn console() -> Console {
+    console_with(false, LoginLimiter::default()).await
+}
+
+impl Console {
+    async fn add_user(&self, name: &str, role: &str) {
+        let hash = auth::hash_password(PASSWORD.to_string()).await.unwrap();
+        self.store
+            .create_user(name, role, &hash, "test", Utc::now())
+            .await
+            .unwrap();
+    }
+
+    async fn login_raw(&self, name: &str, password: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/api/login", self.base))
+            .json(&json!({ "name": name, "password": password }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Logs in; returns the session cookie ("astreinte_session=…") and the CSRF token.
+    async fn login(&self, name: &str) -> (String, String) {
+        let r = self.login_raw(name, PASSWORD).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let cookie = session_cookie(r.headers()).expect("a session cookie");
+        let body: Value = r.json().await.unwrap();
+        (cookie, body["csrf_token"].as_str().unwrap().to_string())
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(format!("{}{path}", self.base))
+    }
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}{path}", self.base))
+    }
+
+    fn cli(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_astreinte"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env("ASTREINTE_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).unwrap();
+        }
+        drop(input);
+        child.wait_with_output().unwrap()
+    }
+
+    fn cli_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.cli(args, stdin);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+/// The "astreinte_session=…" pair of a Set-Cookie header.
+fn session_cookie(h: &HeaderMap) -> Option<String> {
+    let v = h.get(SET_COOKIE)?.to_str().ok()?;
+    let pair = v.split(';').next()?.trim().to_string();
+    pair.starts_with("astreinte_session=").then_some(pair)
+}
+
+fn set_cookie(h: &HeaderMap) -> String {
+    h.get(SET_COOKIE)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+async fn error_of(r: reqwest::Response) -> String {
+    let v: Value = r.json().await.unwrap();
+    v["error"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_cookies_csrf_and_logout() {
+    let c = console().await;
+    c.add_user("alice", "admin").await;
+
+    let r = c.get("/api/me").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // Wrong password and unknown name: the same answer.
+    for (name, pw) in [("alice", "not the right password"), ("nobody", PASSWORD)] {
+        let r = c.login_raw(name, pw).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert!(session_cookie(r.headers()).is_none());
+        assert_eq!(error_of(r).await, "wrong name or password");
+    }
+    // Not JSON (a cross-site form could send text/plain): refused before any check.
+    let r = c
+        .post("/api/login")
+        .header("Content-Type", "text/plain")
+        .body(format!(r#"{{"name":"alice","password":"{PASSWORD}"}}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let r = c.login_raw("alice", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let flags = set_cookie(r.headers());
+    assert!(flags.contains("HttpOnly"), "{flags}");
+    assert!(flags.contains("SameSite=Strict"), "{flags}");
+    assert!(flags.contains("Path=/"), "{flags}");
+    assert!(flags.contains("Max-Age=43200"), "{flags}");
+    assert!(!flags.contains("Secure"), "plain http: {flags}");
+    let cookie = session_cookie(r.headers()).unwrap();
+    let value = cookie.trim_start_matches("astreinte_session=");
+    assert_eq!(value.len(), 64, "32 random bytes in hex: {value}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["name"], "alice");
+    assert_eq!(body["role"], "admin");
+    let csrf = body["csrf_token"].as_str().unwrap().to_string();
+
+    let r = c
+        .get("/api/me")
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let me: Value = r.json().await.unwrap();
+    assert_eq!(
+        me,
+        json!({ "name": "alice", "role": "admin", "csrf_token": csrf })
+    );
+
+    // A change with the cookie needs the CSRF token.
+    let r = c
+        .post("/api/test/admin-only")
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        error_of(r).await,
+        "missing or wrong CSRF token: reload the page"
+    );
+    let r = c
+        .post("/api/test/admin-only")
+        .header("Cookie", &cookie)
+        .header("X-CSRF-Token", "0".repeat(64))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = c
+        .post("/api/test/admin-only")
+        .header("Cookie", &cookie)
+        .header("X-CSRF-Token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), "done");
+
+    // A cookie that is not a session: 401 (not anonymous), and the browser is told to drop it.
+    let r = c
+        .get("/api/me")
+        .header("Cookie", "astreinte_session=forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(set_cookie(r.headers()).contains("Max-Age=0"));
+    // ...but it never keeps anyone from the login page.
+    let r = c
+        .get("/login")
+        .header("Cookie", "astreinte_session=forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // Logout: needs the CSRF token too, then ends the session and clears the cookie.
+    let r = c
+        .post("/api/logout")
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = c
+        .post("/api/logout")
+        .header("Cookie", &cookie)
+        .header("X-CSRF-Token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(set_cookie(r.headers()).contains("Max-Age=0"));
+    let r = c
+        .get("/api/me")
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // The session id is not in the database, only its hash.
+    let pool = sqlx::SqlitePool::connect(&c.url).await.unwrap();
+    let stored: Vec<String> = sqlx::query_scalar("SELECT id_hash FROM sessions")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(stored.iter().all(|h| h != value));
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_are_secure_over_https() {
+    let c = console_with(true, LoginLimiter::default()).await;
+    c.add_user("alice", "viewer").await;
+    let r = c.login_raw("alice", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let flags = set_cookie(r.headers());
+    assert!(flags.contains("; Secure"), "{flags}");
+    assert!(flags.contains("HttpOnly") && flags.contains("SameSite=Strict"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_redirects_and_the_login_page() {
+    let c = console().await;
+    let r = c.get("/").send().await.unwrap();
+    assert!(r.status().is_redirection());
+    assert_eq!(r.headers()["location"], "/tickets");
+
+    let r = c.get("/login").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("<form id=\"login\""));
+    assert!(html.contains("/api/login"));
+    assert!(!html.contains("<nav>"), "the login page has no navigation");
+
+    // A browser asking for a page without a login goes to the login page, and comes back.
+    let r = c
+        .get("/audit?x=1")
+        .header("Accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/login?next=/audit%3Fx%3D1");
+    // A script gets the 401.
+    let r = c.get("/audit").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_users_and_bearer_tokens() {
+    let c = console().await;
+    // The password comes from standard input; a short one is refused with the reason.
+    let out = c.cli(&["users", "add", "ops", "--role", "admin"], Some("short\n"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("at least 12"), "{err}");
+    let out = c.cli(&["users", "add", "ops", "--role", "boss"], Some("x\n"));
+    assert!(!out.status.success());
+    c.cli_ok(
+        &["users", "add", "ops", "--role", "admin"],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    let token = c.cli_ok(&["users", "token", "ops", "--label", "backup"], None);
+    let token = token.trim().to_string();
+    assert!(token.starts_with("ast_") && token.len() == 68, "{token}");
+    assert!(c.cli_ok(&["users", "list"], None).contains("ops admin"));
+
+    let r = c.get("/api/me").bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let me: Value = r.json().await.unwrap();
+    assert_eq!(me["name"], "ops");
+    assert_eq!(me["role"], "admin");
+    assert!(me["csrf_token"].is_null());
+    // No CSRF token needed with a bearer token.
+    let r = c
+        .post("/api/test/admin-only")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // Wrong credentials are refused, not taken as anonymous.
+    let r = c
+        .get("/api/me")
+        .bearer_auth("ast_0000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = c
+        .get("/api/me")
+        .header("Authorization", "Basic b3BzOnB3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(error_of(r).await.contains("Bearer"));
+
+    // The audit log has the user and the token, by "cli", never the token itself.
+    let events = c.store.audit_events(10, None).await.unwrap();
+    let actions: Vec<_> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["token.create", "user.add"]);
+    assert!(events.iter().all(|e| e.actor == "cli" && e.target == "ops"));
+    assert_eq!(events[1].after.as_ref().unwrap()["role"], "admin");
+    let r = c
+        .get("/api/audit")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    assert!(
+        !text.contains(&token[4..]),
+        "a token leaked into the audit log"
+    );
+    let listed: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert_eq!(listed[0]["action"], "token.create");
+    assert!(c.cli_ok(&["audit"], None).contains("user.add"));
+
+    // Revoked: 401.
+    let out = c.cli_ok(&["users", "tokens", "ops", "--json"], None);
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    let id = listed[0]["id"].as_i64().unwrap().to_string();
+    c.cli_ok(&["users", "revoke-token", &id], None);
+    let r = c.get("/api/me").bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // Disabled: its tokens and sessions stop working, and it cannot log in.
+    let token2 = c
+        .cli_ok(&["users", "token", "ops"], None)
+        .trim()
+        .to_string();
+    let (cookie, _) = c.login("ops").await;
+    c.cli_ok(&["users", "disable", "ops"], None);
+    let r = c.get("/api/me").bearer_auth(&token2).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = c
+        .get("/api/me")
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = c.login_raw("ops", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let actions: Vec<_> = c
+        .store
+        .audit_events(10, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "user.disable",
+            "token.create",
+            "token.revoke",
+            "token.create",
+            "user.add"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_guard_admin_routes_and_the_audit_log() {
+    let c = console().await;
+    c.add_user("vera", "viewer").await;
+    c.add_user("alice", "admin").await;
+    let (viewer, viewer_csrf) = c.login("vera").await;
+    let r = c
+        .post("/api/test/admin-only")
+        .header("Cookie", &viewer)
+        .header("X-CSRF-Token", &viewer_csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(error_of(r).await.contains("vera may not do this"));
+    for path in ["/audit", "/api/audit"] {
+        let r = c.get(path).header("Cookie", &viewer).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
+        let r = c.get(path).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+
+    let (admin, _) = c.login("alice").await;
+    let r = c
+        .get("/audit")
+        .header("Cookie", &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("<table id=\"audit\""));
+    assert!(html.contains("/assets/console.js"));
+
+    // Paging through the log, newest first, and bad parameters in words.
+    for i in 0..5 {
+        c.store
+            .audit(&NewAudit {
+                actor: "alice",
+                action: "test.change",
+                target: &format!("thing {i}"),
+                before: Some(json!({ "n": i })),
+                after: Some(json!({ "n": i + 1 })),
+                at: Utc::now(),
+            })
+            .await
+            .unwrap();
+    }
+    let page = |q: &'static str| {
+        let c = &c;
+        let admin = admin.clone();
+        async move {
+            let r = c
+                .get(&format!("/api/audit{q}"))
+                .header("Cookie", &admin)
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, first) = page("?limit=2").await;
+    assert_eq!(s, StatusCode::OK);
+    let first = first.as_array().unwrap().clone();
+    assert_eq!(first.len(), 2);
+    assert_eq!(first[0]["target"], "thing 4");
+    assert_eq!(first[0]["before"], json!({ "n": 4 }));
+    assert_eq!(first[0]["after"], json!({ "n": 5 }));
+    let before = first[1]["id"].as_i64().unwrap();
+    let r = c
+        .get(&format!("/api/audit?limit=2&before={before}"))
+        .header("Cookie", &admin)
+        .send()
+        .await
+        .unwrap();
+    let next: Value = r.json().await.unwrap();
+    assert_eq!(next[0]["target"], "thing 2");
+    let (s, e) = page("?limit=abc").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(e["error"].as_str().unwrap().contains("not a whole number"));
+    let (s, _) = page("?limit=0").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_attempts_are_rate_limited() {
+    let c = console().await;
+    c.add_user("alice", "admin").await;
+    for _ in 0..5 {
+        let r = c.login_raw("alice", "not the right password").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let r = c.login_raw("alice", "not the right password").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After: {wait}");
+    assert_eq!(error_of(r).await, "too many login attempts; wait a minute");
+    // Even the right password waits now (the name's quota), in any case.
+    let r = c.login_raw("ALICE", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // Per source: 20 a minute whatever the names (7 spent above; one more every 3 s).
+    let mut refused_after = None;
+    for i in 0..30 {
+        let r = c.login_raw(&format!("probe{i}"), "whatever it is").await;
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            refused_after = Some(i);
+            break;
+        }
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let n = refused_after.expect("the source's quota ran out");
+    assert!((13..20).contains(&n), "refused after {n} other names");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The store half on both backends.
+
+struct Pg {
+    store: Store,
+    admin: sqlx::PgPool,
+    schema: String,
+}
+
+async fn pg(test: &str) -> Option<Pg> {
+    let Ok(url) = std::env::var("ASTREINTE_TEST_PG_URL") else {
+        if std::env::var_os("CI").is_some() {
+            panic!("CI is set but ASTREINTE_TEST_PG_URL is not: the PostgreSQL auth tests cannot be skipped in CI");
+        }
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP {test} on PostgreSQL: ASTREINTE_TEST_PG_URL is not set (scripts/test.sh sets it)"
+        );
+        return None;
+    };
+    let admin = sqlx::PgPool::connect(&url)
+        .await
+        .expect("connect to ASTREINTE_TEST_PG_URL");
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let schema = format!("t_{test}_{}_{nanos}", std::process::id());
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let store_url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+    let store = Store::connect(&StoreConfig::with_url(store_url))
+        .await
+        .unwrap();
+    Some(Pg {
+        store,
+        admin,
+        schema,
+    })
+}
+
+/// Users, sessions and tokens as the console uses them.
+async fn store_flow(s: &Store) {
+    let now = Utc::now();
+    s.create_user("alice", "admin", "$argon2id$fake", "cli", now)
+        .await
+        .unwrap();
+    assert!(s
+        .create_user("alice", "viewer", "$argon2id$fake", "cli", now)
+        .await
+        .is_err());
+    assert!(s
+        .create_user("bob", "root", "$argon2id$fake", "cli", now)
+        .await
+        .is_err());
+    let u = s.user("alice").await.unwrap().unwrap();
+    assert_eq!((u.role.as_str(), u.disabled), ("admin", false));
+    assert_eq!(
+        s.user_credentials("alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
+        "$argon2id$fake"
+    );
+
+    let later = now + chrono::Duration::hours(12);
+    s.create_session("h1", "alice", "csrf1", now, later)
+        .await
+        .unwrap();
+    let sess = s.session("h1", now).await.unwrap().unwrap();
+    assert_eq!(
+        (sess.user_name.as_str(), sess.csrf_token.as_str()),
+        ("alice", "csrf1")
+    );
+    assert!(s.session("h1", later).await.unwrap().is_none(), "expired");
+    s.touch_session("h1", now, later + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert!(s.session("h1", later).await.unwrap().is_some(), "slid");
+
+    let id = s
+        .create_api_token("alice", "t1", "ci", "cli", now)
+        .await
+        .unwrap();
+    assert!(s
+        .create_api_token("nobody", "t2", "", "cli", now)
+        .await
+        .is_err());
+    let t = s.api_token_user("t1").await.unwrap().unwrap();
+    assert_eq!(
+        (t.token_id, t.user_name.as_str(), t.last_used),
+        (id, "alice", None)
+    );
+    s.touch_api_token(id, now).await.unwrap();
+    assert!(s
+        .api_token_user("t1")
+        .await
+        .unwrap()
+        .unwrap()
+        .last_used
+        .is_some());
+
+    assert!(s
+        .set_user_disabled("alice", true, "cli", now)
+        .await
+        .unwrap());
+    assert!(s.session("h1", now).await.unwrap().is_none());
+    assert!(s.api_token_user("t1").await.unwrap().is_none());
+    assert!(s
+        .set_user_disabled("alice", false, "cli", now)
+        .await
+        .unwrap());
+    assert!(s.api_token_user("t1").await.unwrap().is_some());
+    assert!(s.revoke_api_token(id, "cli", now).await.unwrap());
+    assert!(!s.revoke_api_token(id, "cli", now).await.unwrap());
+    assert!(s.api_token_user("t1").await.unwrap().is_none());
+    assert!(s.api_tokens(Some("alice")).await.unwrap()[0].revoked);
+    assert_eq!(s.api_tokens(None).await.unwrap().len(), 1);
+    assert!(s.api_tokens(Some("bob")).await.unwrap().is_empty());
+    assert!(!s
+        .set_user_disabled("nobody", true, "cli", now)
+        .await
+        .unwrap());
+
+    let events = s.audit_events(100, None).await.unwrap();
+    let actions: Vec<_> = events.iter().rev().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "user.add",
+            "token.create",
+            "user.disable",
+            "user.enable",
+            "token.revoke"
+        ]
+    );
+    let older = s.audit_events(2, Some(events[1].id)).await.unwrap();
+    assert_eq!(older.len(), 2);
+    assert_eq!(older[0].action, "user.disable");
+}
+
+const CHANGES: &[&str] = &[
+    "UPDATE audit_events SET actor = 'mallory'",
+    "DELETE FROM audit_events",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_and_append_only_audit_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/astreinte.db", dir.path().display());
+    let store = Store::connect(&StoreConfig::with_url(url.clone()))
+        .await
+        .unwrap();
+    store_flow(&store).await;
+    let raw = sqlx::SqlitePool::connect(&url).await.unwrap();
+    for sql in CHANGES {
+        let e = sqlx::query(sql).execute(&raw).await.unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{sql}: {e}");
+    }
+    assert_eq!(store.audit_events(100, None).await.unwrap().len(), 5);
+    raw.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_and_append_only_audit_on_postgres() {
+    let Some(pg) = pg("console_auth").await else {
+        return;
+    };
+    store_flow(&pg.store).await;
+    let schema = &pg.schema;
+    for sql in CHANGES
+        .iter()
+        .map(|s| s.replace("audit_events", &format!("{schema}.audit_events")))
+        .chain([format!("TRUNCATE {schema}.audit_events")])
+    {
+        let e = sqlx::query(&sql).execute(&pg.admin).await.unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{sql}: {e}");
+    }
+    assert_eq!(pg.store.audit_events(100, None).await.unwrap().len(), 5);
+    pg.store.close().await;
+    let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&pg.admin)
+        .await;
+    pg.admin.close().await;
+}
