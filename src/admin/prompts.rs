@@ -584,7 +584,8 @@ async function onRollback(button) {
 async function load() {
   const root = document.getElementById("prompts");
   try {
-    await me();
+    // Who is logged in, for the header (not needed to show the prompts).
+    await me().catch(() => null);
     const list = await api("GET", "/api/prompts");
     const langs = [...new Set(list.map(p => p.lang))];
     root.innerHTML = langs.map(lang =>
