@@ -12,6 +12,7 @@ pub mod oncall;
 pub mod openapi;
 pub mod pages;
 pub mod prompts;
+pub mod prompts_live;
 pub mod tickets;
 
 use std::sync::Arc;

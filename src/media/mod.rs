@@ -1,6 +1,7 @@
 //! The RTP media engine (see the media issue): port pool, pacing, codecs, DTMF, VAD, recording,
 //! bridging. Its interface to the call flow is commands in, events out.
 
+pub mod convert;
 pub mod dtmf;
 pub mod engine;
 pub mod g711;
