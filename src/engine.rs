@@ -79,6 +79,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let advertised = sip.advertised_addr().ip();
     let flow_media = media.clone();
     let announcement = watch_announcements(store.clone(), media.clone()).await;
+    // Prompts uploaded in the console (on any node) play from the first call.
+    let _prompts = crate::admin::prompts_live::watch_prompts(store.clone(), media.clone()).await;
     tokio::spawn(crate::admin::hours::watch_hours(
         store.clone(),
         config.schedule.clone(),
