@@ -12,6 +12,9 @@ command -v baresip >/dev/null 2>&1 || need_pkgs+=(baresip)
 command -v espeak-ng >/dev/null 2>&1 || need_pkgs+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || need_pkgs+=(sox)
 ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || need_pkgs+=(postgresql)
+# The console's browser test: Debian's chromium driven by playwright-core (npm).
+command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+command -v npm >/dev/null 2>&1 || need_pkgs+=(nodejs npm)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_pkgs[*]}"
   as_root apt-get update -qq
@@ -31,6 +34,19 @@ if ! python3 -c "import aiosmtpd" >/dev/null 2>&1; then
   echo "test.sh: installing aiosmtpd (pip)"
   python3 -m pip install -q --disable-pip-version-check aiosmtpd >/dev/null 2>&1 \
     || python3 -m pip install -q --disable-pip-version-check --break-system-packages aiosmtpd
+fi
+
+# schemathesis drives the console API from its OpenAPI document (tests/console_openapi.rs).
+if ! command -v st >/dev/null 2>&1; then
+  echo "test.sh: installing schemathesis (pip)"
+  python3 -m pip install -q --disable-pip-version-check schemathesis >/dev/null 2>&1 \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages schemathesis
+fi
+
+# playwright-core for tests/console_browser.rs (pinned in tests/browser/package-lock.json).
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "test.sh: installing playwright-core (npm)"
+  (cd tests/browser && npm ci --no-audit --no-fund >/dev/null)
 fi
 
 pg_started=""

@@ -297,3 +297,4 @@ pub fn baresip_dir(say: &[i16], account: &str) -> tempfile::TempDir {
 pub mod caller;
 pub mod phone;
 pub mod smtp;
+pub mod voicemail;

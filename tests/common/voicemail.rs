@@ -1,0 +1,70 @@
+//! What several end-to-end tests do the same way: leave an after-hours S1 voicemail with the
+//! test caller, and read the engine's store with its CLI.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::caller::Caller;
+use super::Engine;
+
+const PROMPT_QUIET: Duration = Duration::from_millis(700);
+const PROMPT_WITHIN: Duration = Duration::from_secs(30);
+
+/// Runs `astreinte ARGS --config <the engine's>` and parses its JSON output.
+pub fn cli_json(engine: &Engine, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_astreinte"))
+        .args(args)
+        .arg("--config")
+        .arg(engine.dir.path().join("astreinte.toml"))
+        .current_dir(engine.dir.path())
+        .output()
+        .expect("run astreinte");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+/// A few seconds of speech (a bundled prompt's voice) for a caller to say.
+pub fn speech() -> Vec<i16> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/en/greeting.wav");
+    hound::WavReader::open(p)
+        .unwrap()
+        .samples::<i16>()
+        .map(|s| s.unwrap())
+        .collect()
+}
+
+/// Leaves an S1 voicemail after hours from 514 555 0100 (in English) and returns its tracking
+/// number once the ticket exists.
+pub fn leave_s1_voicemail(engine: &Engine) -> String {
+    let mut c = Caller::call(engine.addr(), "5149073400", "5145550100");
+    c.wait_prompt_start(PROMPT_WITHIN); // language choice
+    c.press('9'); // English
+    c.wait_prompt_start(PROMPT_WITHIN); // welcome, main menu
+    c.press('2'); // support
+    c.wait_prompt_start(PROMPT_WITHIN); // emergency menu
+    c.press('1'); // no calls at all: S1
+    c.wait_prompt_start(PROMPT_WITHIN); // call you back at 514 555 0100?
+    c.press('1'); // yes
+    c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // instructions, tone
+    c.say(&speech()[..16000]);
+    c.wait_said(Duration::from_secs(20));
+    c.press('#');
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = cli_json(engine, &["tickets", "list", "--json"]);
+        if let Some(t) = list.as_array().and_then(|a| a.first()) {
+            c.hang_up();
+            return t["number"].as_str().expect("number").to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ticket:\n{}",
+            engine.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
