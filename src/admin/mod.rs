@@ -12,6 +12,7 @@ pub mod oncall;
 pub mod openapi;
 pub mod pages;
 pub mod prompts;
+pub mod sla;
 pub mod tickets;
 
 use std::sync::Arc;
@@ -44,6 +45,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(auth::routes())
         .merge(audit::routes())
         .merge(tickets::routes())
+        .merge(sla::routes())
         .merge(hours::routes())
         .merge(oncall::routes())
         .merge(announcements::routes())
