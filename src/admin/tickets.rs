@@ -9,13 +9,17 @@
 //! callback target until it is called back, then to its resolution target; a resolved or
 //! cancelled ticket has no clock (null).
 
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError};
+use std::time::Instant;
+
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -67,8 +71,6 @@ pub struct ListedTicket<'a> {
     pub target: Option<&'static str>,
     /// The callback due time in the schedule's zone, e.g. "2025-03-12 23:30 EDT".
     pub callback_due_local: String,
-    pub resolution_due_local: String,
-    pub created_local: String,
 }
 
 impl<'a> ListedTicket<'a> {
@@ -79,8 +81,6 @@ impl<'a> ListedTicket<'a> {
             seconds_to_target: clock.map(|(_, due)| (due - now).num_seconds()),
             target: clock.map(|(k, _)| k),
             callback_due_local: local(ticket.callback_due_at, tz),
-            resolution_due_local: local(ticket.resolution_due_at, tz),
-            created_local: local(ticket.created_at, tz),
         }
     }
 }
@@ -118,25 +118,125 @@ pub fn list_scope(q: &ListQuery) -> Result<(ListScope, i64), ApiError> {
     Ok((scope, limit))
 }
 
+/// A listed ticket serialized once per store read: its JSON object without the closing brace
+/// (every field but the clock), and the deadline its clock counts to.
+#[derive(Debug)]
+pub struct Prepared {
+    open_json: String,
+    due: Option<DateTime<Utc>>,
+}
+
+impl Prepared {
+    fn new(t: &Ticket, tz: Tz) -> Result<Prepared, ApiError> {
+        #[derive(Serialize)]
+        struct Fixed<'a> {
+            #[serde(flatten)]
+            ticket: &'a Ticket,
+            target: Option<&'static str>,
+            callback_due_local: String,
+        }
+        let clock = target(t);
+        let mut open_json = serde_json::to_string(&Fixed {
+            ticket: t,
+            target: clock.map(|(k, _)| k),
+            callback_due_local: local(t.callback_due_at, tz),
+        })
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        open_json.pop(); // the closing '}'
+        Ok(Prepared {
+            open_json,
+            due: clock.map(|(_, due)| due),
+        })
+    }
+}
+
+/// The list as JSON at `now`: the prepared tickets with their clocks (`seconds_to_target`).
+pub fn list_json(tickets: &[Prepared], now: DateTime<Utc>) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(tickets.iter().map(|t| t.open_json.len() + 40).sum());
+    out.push('[');
+    for (i, t) in tickets.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&t.open_json);
+        match t.due {
+            Some(due) => {
+                let _ = write!(
+                    out,
+                    ",\"seconds_to_target\":{}}}",
+                    (due - now).num_seconds()
+                );
+            }
+            None => out.push_str(",\"seconds_to_target\":null}"),
+        }
+    }
+    out.push(']');
+    out
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<(Instant, Arc<Vec<Prepared>>)>>>;
+
+/// Coalesces the list reads of concurrent requests: a request reuses the tickets of a read
+/// that *started after it arrived* (so it sees everything committed before it was sent, its
+/// own changes included), and otherwise reads them itself while the others wait. Twenty
+/// clients polling the list cost about one store read (and one serialization) per round
+/// instead of twenty; only the clocks are computed per request.
+#[derive(Debug, Default)]
+pub struct ListCoalescer {
+    slots: std::sync::Mutex<HashMap<(ListScope, i64), Slot>>,
+}
+
+impl ListCoalescer {
+    pub async fn tickets(
+        &self,
+        store: &crate::store::Store,
+        scope: ListScope,
+        limit: i64,
+        tz: Tz,
+    ) -> Result<Arc<Vec<Prepared>>, ApiError> {
+        let arrived = Instant::now();
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            slots.entry((scope, limit)).or_default().clone()
+        };
+        let mut last = slot.lock().await;
+        if let Some((started, tickets)) = last.as_ref() {
+            if *started >= arrived {
+                return Ok(tickets.clone());
+            }
+        }
+        let started = Instant::now();
+        let rows = store
+            .ticket_view(scope, limit)
+            .await
+            .map_err(ApiError::store)?;
+        let prepared = rows
+            .iter()
+            .map(|t| Prepared::new(t, tz))
+            .collect::<Result<Vec<_>, _>>()?;
+        let tickets = Arc::new(prepared);
+        *last = Some((started, tickets.clone()));
+        Ok(tickets)
+    }
+}
+
 async fn list(
     State(state): State<AdminState>,
+    Extension(coalescer): Extension<Arc<ListCoalescer>>,
     _user: CurrentUser,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let (scope, limit) = list_scope(&q)?;
-    let tickets = state
-        .store
-        .ticket_view(scope, limit)
-        .await
-        .map_err(ApiError::store)?;
-    let now = Utc::now();
-    let tz = zone(&state);
-    let rows: Vec<ListedTicket<'_>> = tickets
-        .iter()
-        .map(|t| ListedTicket::new(t, now, tz))
-        .collect();
-    Ok(Json(rows).into_response())
+    let tickets = coalescer
+        .tickets(&state.store, scope, limit, zone(&state))
+        .await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        list_json(&tickets, Utc::now()),
+    )
+        .into_response())
 }
 
 /// 400 unless `n` is a well-formed tracking number (spaces between the groups are accepted).
@@ -174,6 +274,8 @@ async fn show(
     v["callback_target_met"] = json!(t.called_back_at.map(|c| c <= t.callback_due_at));
     v["account"] = json!(account);
     v["timezone"] = json!(tz.name());
+    v["created_local"] = json!(local(t.created_at, tz));
+    v["resolution_due_local"] = json!(local(t.resolution_due_at, tz));
     Ok(Json(v).into_response())
 }
 
@@ -522,10 +624,10 @@ function render(t) {
   big.dataset.target = t.target || "";
   document.getElementById("clock-what").textContent = t.target ? "to the " + t.target + " target" : "closed";
   const closed = t.status === "resolved" || t.status === "cancelled";
-  document.getElementById("ack").disabled = !(t.status === "open" || t.status === "paged");
-  document.getElementById("callback").disabled = !(t.status === "open" || t.status === "paged" || t.status === "acknowledged");
-  document.getElementById("resolve").disabled = closed;
-  document.querySelector("#reclassify button").disabled = closed;
+  document.getElementById("ack").disabled = readOnly || !(t.status === "open" || t.status === "paged");
+  document.getElementById("callback").disabled = readOnly || !(t.status === "open" || t.status === "paged" || t.status === "acknowledged");
+  document.getElementById("resolve").disabled = readOnly || closed;
+  document.querySelector("#reclassify button").disabled = readOnly || closed;
   document.getElementById("severity").value = t.severity;
   document.getElementById("facts").innerHTML =
     fact("Number", esc(t.number)) +
@@ -619,6 +721,18 @@ document.getElementById("reclassify").addEventListener("submit", ev => {
   if (!reason) { say("A reclassification needs a reason.", false); return; }
   act("reclassify", { severity, reason }, "Reclassified as " + severity + ".");
 });
+let readOnly = false;
+async function whoAmI() {
+  try {
+    const u = await me();
+    if (u && u.role === "viewer") {
+      readOnly = true;
+      document.querySelectorAll(".actions button, .actions input, .actions select").forEach(el => { el.disabled = true; });
+      say("You can read this ticket; changing it needs the technician role.", true);
+    }
+  } catch (e) { /* the API still says 403 on a change */ }
+}
+whoAmI();
 load();
 setInterval(tickAll, 1000);
 setInterval(load, 10000);
@@ -667,4 +781,5 @@ pub fn routes() -> Router<AdminState> {
         .route("/api/tickets/{number}/reclassify", post(reclassify))
         .route("/tickets", get(list_page))
         .route("/tickets/{number}", get(show_page))
+        .layer(Extension(Arc::new(ListCoalescer::default())))
 }

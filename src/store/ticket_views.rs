@@ -62,7 +62,7 @@ macro_rules! decode {
 }
 
 /// Which tickets the console's list shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ListScope {
     /// The unfinished tickets (most urgent callback first), then the most recent closed ones.
     OpenFirst,
