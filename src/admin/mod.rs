@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod pages;
 pub mod prompts;
 pub mod prompts_live;
+pub mod sla;
 pub mod tickets;
 
 use std::sync::Arc;
@@ -45,6 +46,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(auth::routes())
         .merge(audit::routes())
         .merge(tickets::routes())
+        .merge(sla::routes())
         .merge(hours::routes())
         .merge(oncall::routes())
         .merge(announcements::routes())

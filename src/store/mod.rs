@@ -20,6 +20,7 @@ pub mod number;
 pub mod pages;
 pub mod people;
 pub mod prompts;
+pub mod ticket_views;
 pub mod tickets;
 pub mod users;
 mod writer;
