@@ -42,16 +42,30 @@ fn astreinte(engine: &Engine, args: &[&str], stdin: Option<&str>) -> String {
         .spawn()
         .expect("astreinte");
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 /// A recording no prompt sounds like: rising tones, 44.1 kHz stereo (the console converts it).
 fn upload_wav(path: &Path) {
-    let spec = hound::WavSpec { channels: 2, sample_rate: 44100, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 44100,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     let mut w = hound::WavWriter::create(path, spec).unwrap();
     for i in 0..(44100 * 2) {
         let t = f64::from(i) / 44100.0;
@@ -82,16 +96,26 @@ fn an_admin_logs_in_acknowledges_a_ticket_and_the_next_call_hears_an_uploaded_pr
     let tools = match browser_tools() {
         Ok(t) => t,
         Err(why) => {
-            assert!(std::env::var_os("CI").is_none(), "CI=true but the browser test cannot run: {why}");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI=true but the browser test cannot run: {why}"
+            );
             eprintln!("SKIP the browser test: {why}");
             return;
         }
     };
     let http_port = common::free_port();
-    let engine = Engine::start("", &format!("{AFTER_HOURS}\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n"));
+    let engine = Engine::start(
+        "",
+        &format!("{AFTER_HOURS}\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n"),
+    );
     let base = format!("http://127.0.0.1:{http_port}");
     let password = "correct horse battery staple";
-    astreinte(&engine, &["users", "add", "ada", "--role", "admin"], Some(&format!("{password}\n")));
+    astreinte(
+        &engine,
+        &["users", "add", "ada", "--role", "admin"],
+        Some(&format!("{password}\n")),
+    );
     let ticket = leave_s1_voicemail(&engine);
 
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots");
@@ -117,7 +141,10 @@ fn an_admin_logs_in_acknowledges_a_ticket_and_the_next_call_hears_an_uploaded_pr
         engine.log_text()
     );
     let seen: serde_json::Value = serde_json::from_str(
-        String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("{}"),
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or("{}"),
     )
     .expect("the script's report");
     for name in ["tickets.png", "ticket.png", "sla.png", "prompts.png"] {
@@ -131,11 +158,18 @@ fn an_admin_logs_in_acknowledges_a_ticket_and_the_next_call_hears_an_uploaded_pr
     // The acknowledgement is the admin's, in the ticket's history.
     let t = cli_json(&engine, &["tickets", "show", &ticket, "--json"]);
     assert_eq!(t["status"], "acknowledged", "{t:#}");
-    let acked = t["events"].as_array().unwrap().iter().find(|e| e["kind"] == "acknowledged").unwrap();
+    let acked = t["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "acknowledged")
+        .unwrap();
     assert!(acked["actor"].as_str().unwrap().contains("ada"), "{acked}");
 
     // The next call hears the upload, as converted by the console.
-    let token = astreinte(&engine, &["users", "token", "ada"], None).trim().to_string();
+    let token = astreinte(&engine, &["users", "token", "ada"], None)
+        .trim()
+        .to_string();
     let converted = Command::new("curl")
         .args(["-sf", "-H", &format!("Authorization: Bearer {token}")])
         .arg(format!("{base}/api/prompts/fr/language-choice/audio"))

@@ -31,7 +31,11 @@ fn no_generated_request_gets_a_server_error() {
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();
-    add.stdin.take().unwrap().write_all(b"correct horse battery staple\n").unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse battery staple\n")
+        .unwrap();
     assert!(add.wait().unwrap().success());
     let token = Command::new(env!("CARGO_BIN_EXE_astreinte"))
         .args(["users", "token", "ada", "--config"])
@@ -41,9 +45,18 @@ fn no_generated_request_gets_a_server_error() {
     assert!(token.status.success());
     let token = String::from_utf8(token.stdout).unwrap().trim().to_string();
     let out = Command::new("st")
-        .args(["run", &format!("http://127.0.0.1:{http_port}/api/openapi.json")])
+        .args([
+            "run",
+            &format!("http://127.0.0.1:{http_port}/api/openapi.json"),
+        ])
         .args(["--checks", "not_a_server_error"])
-        .args(["--max-examples", "15", "--request-timeout", "20", "--generation-deterministic"])
+        .args([
+            "--max-examples",
+            "15",
+            "--request-timeout",
+            "20",
+            "--generation-deterministic",
+        ])
         .args(["-H", &format!("Authorization: Bearer {token}")])
         .env("NO_COLOR", "1")
         .current_dir(engine.dir.path())
@@ -58,6 +71,15 @@ fn no_generated_request_gets_a_server_error() {
     assert!(
         out.status.success(),
         "schemathesis found server errors:\n{report}\n--- engine log (tail)\n{}",
-        engine.log_text().lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        engine
+            .log_text()
+            .lines()
+            .rev()
+            .take(60)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }

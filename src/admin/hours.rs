@@ -37,10 +37,8 @@ pub fn effective_config(base: &ScheduleConfig, changes: &[HoursChange]) -> Sched
                     name: c.name.clone(),
                 });
             }
-            ("holiday_removed", Some(day)) => {
-                if !cfg.holidays.removed.contains(day) {
-                    cfg.holidays.removed.push(day.clone());
-                }
+            ("holiday_removed", Some(day)) if !cfg.holidays.removed.contains(day) => {
+                cfg.holidays.removed.push(day.clone());
             }
             ("closure", _) => {
                 if let (Some(from), Some(to)) = (&c.starts, &c.ends) {
