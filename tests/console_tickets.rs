@@ -29,7 +29,6 @@ async fn sqlite() -> (Store, tempfile::TempDir) {
 
 struct Pg {
     store: Store,
-    url: String,
     admin: sqlx::PgPool,
     schema: String,
 }
@@ -66,12 +65,11 @@ async fn pg(test: &str) -> Option<Pg> {
         .unwrap();
     let sep = if url.contains('?') { '&' } else { '?' };
     let store_url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
-    let store = Store::connect(&StoreConfig::with_url(store_url.clone()))
+    let store = Store::connect(&StoreConfig::with_url(store_url))
         .await
         .unwrap();
     Some(Pg {
         store,
-        url: store_url,
         admin,
         schema,
     })
@@ -409,7 +407,7 @@ async fn list_order_and_fields(store: &Store, _dir: &std::path::Path) {
     assert_eq!(list[0]["status"], "acknowledged");
 
     // The list reads the indexes, never the whole table. (PostgreSQL's planner rightly scans
-    // a 5-row table: its plans are checked on 100,000 tickets by `list_p99_with_100k_tickets`.)
+    // a 5-row table: its plans and speed are measured on 100,000 tickets by `cargo bench --bench console`.)
     if store.backend() == "sqlite" {
         let (open_plan, closed_plan) = store.ticket_view_plans().await.unwrap();
         assert!(open_plan.contains("tickets_open"), "{open_plan}");
@@ -923,105 +921,4 @@ async fn without_a_user_everything_is_401() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Load (ignored: the lead's benchmark uses oha on the real server; this is the quick check)
-
-/// Inserts `n` tickets straight into the table, 2 % of them open, one per minute back from now.
-macro_rules! seed {
-    ($pool:expr, $n:expr) => {{
-        let pool = $pool;
-        let now = Utc::now();
-        let mut tx = pool.begin().await.unwrap();
-        for i in 0..$n {
-            let created = now - Duration::minutes(i as i64);
-            let status = if i % 50 == 0 { "paged" } else if i % 7 == 0 { "cancelled" } else { "resolved" };
-            sqlx::query(
-                "INSERT INTO tickets (number, severity, status, caller, callback_number, language, \
-                 created_at, callback_due_at, resolution_due_at, answers, classification_reasons) \
-                 VALUES ($1, $2, $3, '15145550100', '15145550100', 'fr', $4, $5, $6, \
-                 '{\"affected_service\":\"inbound calls\"}', '[\"caller chose 1\"]')",
-            )
-            .bind(format!("9{i:07}"))
-            .bind(["S1", "S2", "S3"][i % 3])
-            .bind(status)
-            .bind(created)
-            .bind(created + Duration::minutes(30))
-            .bind(created + Duration::hours(2))
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        }
-        tx.commit().await.unwrap();
-    }};
-}
-
-/// 20 clients, each sending `per_client` requests one after the other; returns (p50, p99) ms.
-async fn hammer(base: &str, path: &str, per_client: usize) -> (f64, f64) {
-    let http = reqwest::Client::new();
-    let mut tasks = Vec::new();
-    for _ in 0..20 {
-        let http = http.clone();
-        let url = format!("{base}{path}");
-        tasks.push(tokio::spawn(async move {
-            let mut times = Vec::new();
-            for _ in 0..per_client {
-                let t = std::time::Instant::now();
-                let r = http.get(&url).send().await.unwrap();
-                assert_eq!(r.status(), StatusCode::OK);
-                let _ = r.bytes().await.unwrap();
-                times.push(t.elapsed().as_secs_f64() * 1000.0);
-            }
-            times
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    all.sort_by(|a, b| a.total_cmp(b));
-    let at = |p: f64| all[((p * all.len() as f64).ceil() as usize).clamp(1, all.len()) - 1];
-    (at(0.5), at(0.99))
-}
-
-async fn load_check(store: &Store) {
-    let (open_plan, closed_plan) = store.ticket_view_plans().await.unwrap();
-    println!(
-        "{} open list plan:\n{open_plan}\nclosed list plan:\n{closed_plan}",
-        store.backend()
-    );
-    assert!(open_plan.contains("tickets_open"), "{open_plan}");
-    assert!(closed_plan.contains("tickets_created"), "{closed_plan}");
-    let c = Console::start(store, Role::Viewer).await;
-    let _ = hammer(&c.base, "/api/tickets", 5).await; // warm up
-    for path in ["/api/tickets", "/api/tickets?open=true", "/tickets"] {
-        let (p50, p99) = hammer(&c.base, path, 50).await;
-        println!(
-            "{} {path}: p50 {p50:.1} ms, p99 {p99:.1} ms",
-            store.backend()
-        );
-    }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "seeds 100,000 tickets: run with --ignored --nocapture (release build recommended)"]
-async fn list_p99_with_100k_tickets() {
-    let (store, dir) = sqlite().await;
-    let pool =
-        sqlx::SqlitePool::connect(&format!("sqlite://{}/astreinte.db", dir.path().display()))
-            .await
-            .unwrap();
-    seed!(&pool, 100_000usize);
-    sqlx::query("ANALYZE").execute(&pool).await.unwrap();
-    pool.close().await;
-    load_check(&store).await;
-    if let Some(pg) = pg("load").await {
-        let pool = sqlx::PgPool::connect(&pg.url).await.unwrap();
-        seed!(&pool, 100_000usize);
-        sqlx::query("ANALYZE tickets").execute(&pool).await.unwrap();
-        pool.close().await;
-        load_check(&pg.store).await;
-        pg.drop().await;
-    }
 }
