@@ -3,63 +3,17 @@
 //!
 //! `tickets_open` is a partial index on `callback_due_at` for the unfinished statuses: the open
 //! part reads only it. The closed part walks `tickets_created` backwards and stops at its LIMIT.
-//! The row decoding mirrors `tickets.rs` (same columns, same types); the console tests compare
-//! a listed ticket with `Store::ticket` so the two cannot drift apart unnoticed.
+//! Rows are read with `tickets.rs`'s columns and decoder.
 
 use sqlx::Row;
 
-use super::{on_read, Status, Store, StoreError, Ticket};
-
-const COLUMNS: &str = "t.id, t.number, t.severity, t.status, t.caller, t.callback_number, \
-    t.account_id, a.code AS account_code, a.company, t.language, t.created_at, t.paged_at, \
-    t.acknowledged_at, t.called_back_at, t.resolved_at, t.cancelled_at, t.callback_due_at, \
-    t.resolution_due_at, t.voicemail_path, t.voicemail_seconds, t.speech_detected, t.answers, \
-    t.classification_reasons, t.suspected_incident";
+use super::tickets::{ticket_from_row, TICKET_COLUMNS};
+use super::{on_read, Store, StoreError, Ticket};
 
 /// Must stay the WHERE clause of the `tickets_open` partial index, word for word, or the
 /// planners stop using it.
 const OPEN_WHERE: &str = "t.status IN ('open', 'paged', 'acknowledged', 'called_back')";
 const CLOSED_WHERE: &str = "t.status IN ('resolved', 'cancelled')";
-
-macro_rules! decode {
-    ($r:expr) => {{
-        let r = $r;
-        let severity: String = r.try_get("severity")?;
-        let status: String = r.try_get("status")?;
-        let answers: String = r.try_get("answers")?;
-        let reasons: String = r.try_get("classification_reasons")?;
-        Ticket {
-            id: r.try_get("id")?,
-            number: r.try_get("number")?,
-            severity: severity
-                .parse()
-                .map_err(|e: crate::triage::BadSeverity| StoreError::Corrupt(e.to_string()))?,
-            status: status.parse::<Status>()?,
-            caller: r.try_get("caller")?,
-            callback_number: r.try_get("callback_number")?,
-            account_id: r.try_get("account_id")?,
-            account_code: r.try_get("account_code")?,
-            company: r.try_get("company")?,
-            language: r.try_get("language")?,
-            created_at: r.try_get("created_at")?,
-            paged_at: r.try_get("paged_at")?,
-            acknowledged_at: r.try_get("acknowledged_at")?,
-            called_back_at: r.try_get("called_back_at")?,
-            resolved_at: r.try_get("resolved_at")?,
-            cancelled_at: r.try_get("cancelled_at")?,
-            callback_due_at: r.try_get("callback_due_at")?,
-            resolution_due_at: r.try_get("resolution_due_at")?,
-            voicemail_path: r.try_get("voicemail_path")?,
-            voicemail_seconds: r.try_get("voicemail_seconds")?,
-            speech_detected: r.try_get("speech_detected")?,
-            answers: serde_json::from_str(&answers)
-                .map_err(|e| StoreError::Corrupt(format!("answers: {e}")))?,
-            classification_reasons: serde_json::from_str(&reasons)
-                .map_err(|e| StoreError::Corrupt(format!("classification_reasons: {e}")))?,
-            suspected_incident: r.try_get("suspected_incident")?,
-        }
-    }};
-}
 
 /// Which tickets the console's list shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -95,7 +49,7 @@ impl Store {
     /// Unfinished tickets, most urgent callback first (reads the `tickets_open` partial index).
     pub async fn open_tickets(&self, limit: i64) -> Result<Vec<Ticket>, StoreError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM tickets t LEFT JOIN accounts a ON a.id = t.account_id \
+            "SELECT {TICKET_COLUMNS} FROM tickets t LEFT JOIN accounts a ON a.id = t.account_id \
              WHERE {OPEN_WHERE} ORDER BY t.callback_due_at, t.id LIMIT $1"
         );
         self.ticket_rows(&sql, limit.max(0)).await
@@ -104,7 +58,7 @@ impl Store {
     /// Resolved and cancelled tickets, newest first (walks `tickets_created` backwards).
     pub async fn recent_closed_tickets(&self, limit: i64) -> Result<Vec<Ticket>, StoreError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM tickets t LEFT JOIN accounts a ON a.id = t.account_id \
+            "SELECT {TICKET_COLUMNS} FROM tickets t LEFT JOIN accounts a ON a.id = t.account_id \
              WHERE {CLOSED_WHERE} ORDER BY t.created_at DESC, t.id DESC LIMIT $1"
         );
         self.ticket_rows(&sql, limit.max(0)).await
@@ -124,7 +78,7 @@ impl Store {
             let rows = sqlx::query(sql).bind(limit).fetch_all(pool).await?;
             let mut out = Vec::with_capacity(rows.len());
             for r in &rows {
-                out.push(decode!(r));
+                out.push(ticket_from_row!(r));
             }
             Ok(out)
         })
@@ -134,11 +88,11 @@ impl Store {
     /// PostgreSQL: `EXPLAIN`), for tests that check the indexes are used.
     pub async fn ticket_view_plans(&self) -> Result<(String, String), StoreError> {
         let open = format!(
-            "SELECT {COLUMNS} FROM tickets t LEFT JOIN accounts a ON a.id = t.account_id \
+            "SELECT {TICKET_COLUMNS} FROM tickets t LEFT JOIN accounts a ON a.id = t.account_id \
              WHERE {OPEN_WHERE} ORDER BY t.callback_due_at, t.id LIMIT 200"
         );
         let closed = format!(
-            "SELECT {COLUMNS} FROM tickets t LEFT JOIN accounts a ON a.id = t.account_id \
+            "SELECT {TICKET_COLUMNS} FROM tickets t LEFT JOIN accounts a ON a.id = t.account_id \
              WHERE {CLOSED_WHERE} ORDER BY t.created_at DESC, t.id DESC LIMIT 200"
         );
         match &self.db {

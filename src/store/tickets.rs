@@ -208,7 +208,8 @@ pub struct ListFilter {
     pub limit: Option<i64>,
 }
 
-const TICKET_COLUMNS: &str = "t.id, t.number, t.severity, t.status, t.caller, t.callback_number, \
+pub(crate) const TICKET_COLUMNS: &str =
+    "t.id, t.number, t.severity, t.status, t.caller, t.callback_number, \
     t.account_id, a.code AS account_code, a.company, t.language, t.created_at, t.paged_at, \
     t.acknowledged_at, t.called_back_at, t.resolved_at, t.cancelled_at, t.callback_due_at, \
     t.resolution_due_at, t.voicemail_path, t.voicemail_seconds, t.speech_detected, t.answers, \
@@ -256,6 +257,7 @@ macro_rules! ticket_from_row {
         }
     }};
 }
+pub(crate) use ticket_from_row;
 
 /// The ticket as committed, without reading it back.
 fn created_ticket(id: i64, number: String, t: &NewTicket) -> Ticket {
