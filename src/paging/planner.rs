@@ -76,6 +76,11 @@ impl Planner {
                 email: p.email,
             })
             .collect();
+        if people.is_empty() {
+            // Paging is not set up (no [[paging.people]], nobody added since): nothing to page,
+            // and no "nobody to page" line in every ticket's history.
+            return Ok(PlanPass::default());
+        }
         let overrides: Vec<Override> = self
             .store
             .overrides(now - Duration::days(1))
