@@ -76,7 +76,7 @@ fi
 
 log=$(mktemp /tmp/astreinte-test.XXXXXX)
 status=0
-cargo test --lib --bins --tests -- "$@" 2>&1 | tee "$log" || status=$?
+cargo test --no-fail-fast --lib --bins --tests -- "$@" 2>&1 | tee "$log" || status=$?
 # One closing line over every test binary (cargo prints one per binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
