@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::phone::{tone, tone_power, Phone};
 use common::smtp::SmtpServer;
+use common::voicemail::{cli_json as cli, leave_s1_voicemail};
 use common::Engine;
 
 /// Always closed, and no maintenance window: every call is after hours.
@@ -49,14 +50,6 @@ impl Drop for Trunk {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn cli(engine: &Engine, args: &[&str]) -> serde_json::Value {
-    common::voicemail::cli_json(engine, args)
-}
-
-fn leave_s1_voicemail(engine: &Engine) -> String {
-    common::voicemail::leave_s1_voicemail(engine)
 }
 
 fn ticket(engine: &Engine, number: &str) -> serde_json::Value {

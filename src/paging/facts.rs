@@ -20,6 +20,18 @@ pub struct PagedPerson {
     pub email: Option<String>,
 }
 
+impl From<crate::store::PersonRow> for PagedPerson {
+    fn from(p: crate::store::PersonRow) -> PagedPerson {
+        PagedPerson {
+            id: p.id,
+            name: p.name,
+            language: p.language,
+            phone: p.phone,
+            email: p.email,
+        }
+    }
+}
+
 /// Why this page goes out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

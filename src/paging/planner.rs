@@ -63,45 +63,26 @@ impl Planner {
     /// One pass over the tickets in paging. Returns how many jobs were enqueued and the earliest
     /// time something new becomes due.
     pub async fn plan(&mut self, now: DateTime<Utc>) -> Result<PlanPass, StoreError> {
-        let people: Vec<PagedPerson> = self
-            .store
-            .people()
-            .await?
-            .into_iter()
-            .map(|p| PagedPerson {
-                id: p.id,
-                name: p.name,
-                language: p.language,
-                phone: p.phone,
-                email: p.email,
-            })
-            .collect();
-        if people.is_empty() {
-            // Paging is not set up (no [[paging.people]], nobody added since): nothing to page,
-            // and no "nobody to page" line in every ticket's history.
-            return Ok(PlanPass::default());
-        }
-        let overrides: Vec<Override> = self
-            .store
-            .overrides(now - Duration::days(1))
-            .await?
-            .into_iter()
-            .map(|o| Override {
-                id: o.id,
-                rotation: o.rotation,
-                person: o.person,
-                from: o.starts_at,
-                to: o.ends_at,
-                reason: o.reason,
-            })
-            .collect();
-        let roster = match Roster::new(people, &self.rotations, self.timezone) {
+        let (roster, overrides) = match super::view::roster_now(
+            &self.store,
+            &self.rotations,
+            self.timezone,
+            now - Duration::days(1),
+        )
+        .await
+        {
             Ok(r) => r,
-            Err(e) => {
+            Err(super::view::ViewError::Store(e)) => return Err(e),
+            Err(super::view::ViewError::Config(e)) => {
                 warn!(error = %e, "the roster cannot be built: nobody can be paged");
                 return Ok(PlanPass::default());
             }
         };
+        if !roster.has_people() {
+            // Paging is not set up (no [[paging.people]], nobody added since): nothing to page,
+            // and no "nobody to page" line in every ticket's history.
+            return Ok(PlanPass::default());
+        }
         let tickets = self
             .store
             .tickets_in_paging(now, Duration::minutes(CALLED_BACK_WINDOW_MINUTES))

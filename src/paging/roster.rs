@@ -499,6 +499,19 @@ enum Source {
     Slot(i64),
 }
 
+impl From<crate::store::OverrideRow> for Override {
+    fn from(o: crate::store::OverrideRow) -> Override {
+        Override {
+            id: o.id,
+            rotation: o.rotation,
+            person: o.person,
+            from: o.starts_at,
+            to: o.ends_at,
+            reason: o.reason,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Roster {
     people: BTreeMap<String, PagedPerson>,
@@ -507,6 +520,11 @@ pub struct Roster {
 }
 
 impl Roster {
+    /// Whether anyone at all can be paged.
+    pub fn has_people(&self) -> bool {
+        !self.people.is_empty()
+    }
+
     /// People come from the store at run time (the config only seeds them), so a rotation may
     /// name someone who is not in `people`: that is not an error (see [`Roster::on_call`]).
     pub fn new(

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::config::PagingConfig;
 use super::facts::PagedPerson;
 use super::ladder::LadderPolicy;
-use super::roster::{Override, Roster, Shift};
+use super::roster::{Override, Roster, RotationConfig, Shift};
 use crate::schedule::SlaConfig;
 use crate::store::{Store, StoreError};
 use crate::triage::Severity;
@@ -21,39 +21,27 @@ pub enum ViewError {
     Config(String),
 }
 
-/// The roster as it stands: the store's people and overrides with the config's rotations.
+/// The roster as it stands: the store's people and the overrides not ended by `since`, with
+/// the config's rotations. The planner and the views build it alike.
 pub async fn roster_now(
     store: &Store,
-    config: &PagingConfig,
+    rotations: &[RotationConfig],
     tz: Tz,
-    now: DateTime<Utc>,
+    since: DateTime<Utc>,
 ) -> Result<(Roster, Vec<Override>), ViewError> {
     let people: Vec<PagedPerson> = store
         .people()
         .await?
         .into_iter()
-        .map(|p| PagedPerson {
-            id: p.id,
-            name: p.name,
-            language: p.language,
-            phone: p.phone,
-            email: p.email,
-        })
+        .map(PagedPerson::from)
         .collect();
     let overrides = store
-        .overrides(now - chrono::Duration::days(400))
+        .overrides(since)
         .await?
         .into_iter()
-        .map(|o| Override {
-            id: o.id,
-            rotation: o.rotation,
-            person: o.person,
-            from: o.starts_at,
-            to: o.ends_at,
-            reason: o.reason,
-        })
+        .map(Override::from)
         .collect();
-    let roster = Roster::new(people, &config.rotations, tz)
+    let roster = Roster::new(people, rotations, tz)
         .map_err(|e| ViewError::Config(format!("the roster: {e}")))?;
     Ok((roster, overrides))
 }
@@ -77,7 +65,13 @@ pub async fn oncall_json(
     tz: Tz,
     now: DateTime<Utc>,
 ) -> Result<Value, ViewError> {
-    let (roster, overrides) = roster_now(store, config, tz, now).await?;
+    let (roster, overrides) = roster_now(
+        store,
+        &config.rotations,
+        tz,
+        now - chrono::Duration::days(400),
+    )
+    .await?;
     let policy = LadderPolicy::from_config(&config.ladder, &config.in_hours, sla)
         .map_err(|e| ViewError::Config(format!("[paging.ladder]: {e}")))?;
     let rotations: Vec<Value> = config

@@ -189,13 +189,7 @@ impl Worker {
                 .await?
                 .into_iter()
                 .find(|p| &p.id == id)
-                .map(|p| PagedPerson {
-                    id: p.id,
-                    name: p.name,
-                    language: p.language,
-                    phone: p.phone,
-                    email: p.email,
-                }),
+                .map(PagedPerson::from),
             None => None,
         };
         let facts = self.facts(job, &ticket, person.clone(), now);
