@@ -162,6 +162,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .await
     .context("starting paging")?;
     let sip_failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let draining: Arc<std::sync::atomic::AtomicBool> = Arc::default();
     if let (Some(listen), Some(links)) = (config.http.listen.as_deref(), links) {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -173,6 +174,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             calls: calls.clone(),
             pages: paging.counters.clone(),
             sip_failure: sip_failure.clone(),
+            draining: draining.clone(),
         });
         let wake = paging_wake.clone();
         let state = crate::http::HttpState::new(store.clone(), links, probe)
@@ -277,8 +279,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             }
         }
     };
+    let mut signals = StopSignals::new();
     let failure = tokio::select! {
-        _ = shutdown_signal() => None,
+        _ = signals.next() => None,
         r = &mut sip_task => Some(match r {
             Ok(Ok(())) => "sip: the SIP service stopped by itself".to_string(),
             Ok(Err(e)) => format!("sip: {e}"),
@@ -298,6 +301,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         media.shutdown();
         anyhow::bail!("component failed: {failure}");
     }
+    let drain_limit = std::time::Duration::from_secs(config.sip.drain_secs);
+    if !drain_limit.is_zero() {
+        draining.store(true, Ordering::Relaxed);
+        drain(&sip, &calls, &paging.counters, drain_limit, &mut signals).await;
+    }
     info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = dispatcher.await;
@@ -307,25 +315,76 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// SIGTERM (a service manager) and SIGINT (Ctrl-C), as one stream: the first starts the drain,
+/// the next stops at once.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn new() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            StopSignals {
+                term: signal(SignalKind::terminate()).ok(),
             }
         }
+        #[cfg(not(unix))]
+        StopSignals {}
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(term) = self.term.as_mut() {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Waits, up to `limit` or a second signal, for this node's calls (inbound, and page calls
+/// out) to end, while SIP answers new calls and OPTIONS probes 503 so the load balancer sends
+/// new calls to other nodes.
+async fn drain(
+    sip: &crate::sip::SipHandle,
+    calls: &CallCounters,
+    pages: &crate::paging::worker::PageCounters,
+    limit: std::time::Duration,
+    signals: &mut StopSignals,
+) {
+    sip.drain();
+    let busy = || calls.active.load(Ordering::Relaxed) + pages.phone_calls_in_progress();
+    info!(
+        calls = busy(),
+        limit_secs = limit.as_secs(),
+        "draining: no new calls; waiting for the calls in progress (a second signal stops at once)"
+    );
+    let deadline = tokio::time::sleep(limit);
+    tokio::pin!(deadline);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        let left = busy();
+        if left == 0 {
+            info!("drained: no call in progress");
+            return;
+        }
+        tokio::select! {
+            _ = signals.next() => {
+                warn!(calls = left, "second signal: stopping at once");
+                return;
+            }
+            _ = &mut deadline => {
+                warn!(calls = left, "drain limit reached: hanging up the calls still in progress");
+                return;
+            }
+            _ = tick.tick() => {}
+        }
     }
 }
 
@@ -361,11 +420,26 @@ struct EngineState {
     pages: Arc<crate::paging::worker::PageCounters>,
     /// Set when a component failed and the engine is stopping.
     sip_failure: Arc<std::sync::Mutex<Option<String>>>,
+    /// Set on the first stop signal: readiness fails so an HTTP load balancer stops too.
+    draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl crate::http::EngineProbe for EngineState {
     fn components(&self) -> Vec<crate::http::ComponentHealth> {
-        let failed = self.sip_failure.lock().ok().and_then(|f| f.clone());
+        let failed = self
+            .sip_failure
+            .lock()
+            .ok()
+            .and_then(|f| f.clone())
+            .or_else(|| {
+                self.draining.load(Ordering::Relaxed).then(|| {
+                    format!(
+                        "draining: taking no new calls ({} in progress)",
+                        self.calls.active.load(Ordering::Relaxed)
+                            + self.pages.phone_calls_in_progress()
+                    )
+                })
+            });
         vec![
             crate::http::ComponentHealth {
                 name: "sip",

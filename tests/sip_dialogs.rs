@@ -982,3 +982,90 @@ fn answer_that_beats_our_cancel_is_acked_and_hung_up() {
     assert_eq!(sent[1].cseq().unwrap().seq, inv.cseq().unwrap().seq + 1);
     assert!(h.events().is_empty(), "the leg was already reported ended");
 }
+
+#[test]
+fn draining_node_answers_probes_and_new_calls_503_but_keeps_its_calls() {
+    let mut h = Harness::new();
+    let (leg, tag) = established(&mut h, "d1", "");
+    h.send("OPTIONS sip:127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKo1\nMax-Forwards: 70\nFrom: <sip:kamailio@127.0.0.1>;tag=p1\nTo: <sip:127.0.0.1:5060>\nCall-ID: probe1\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n");
+    assert_eq!(h.codes(), vec![200], "a node in service answers the probe");
+
+    h.ep.drain();
+    assert!(h.ep.is_draining());
+    h.send("OPTIONS sip:127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKo2\nMax-Forwards: 70\nFrom: <sip:kamailio@127.0.0.1>;tag=p2\nTo: <sip:127.0.0.1:5060>\nCall-ID: probe2\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n");
+    let r = h.responses();
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        r[0].code, 503,
+        "the probe tells the dispatcher to stop sending"
+    );
+    assert_eq!(r[0].headers.get("Retry-After"), Some("60"));
+
+    h.send(&invite("d2", "z9hG4bKd2", "", SDP));
+    assert_eq!(h.codes(), vec![503], "a new call goes to another node");
+    assert!(
+        h.events().is_empty(),
+        "no new call is offered while draining"
+    );
+
+    // The call in progress goes on: in-dialog requests are answered as before.
+    h.send(&in_dialog("OPTIONS", "d1", &tag, 2, "z9hG4bKd1o", "", ""));
+    assert_eq!(h.codes(), vec![200]);
+    h.send(&in_dialog("BYE", "d1", &tag, 3, "z9hG4bKd1b", "", ""));
+    assert_eq!(h.codes(), vec![200]);
+    assert!(h
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::Ended { leg: l, .. } if *l == leg)));
+}
+
+#[test]
+fn caller_comes_from_p_asserted_identity_when_a_proxy_sends_one() {
+    let mut h = Harness::new();
+    // Behind a proxy the From may be anything; the proxy asserts who called (RFC 3325).
+    h.send(&invite(
+        "p1",
+        "z9hG4bKp1",
+        "P-Asserted-Identity: \"Acme Desk\" <sip:+15145550142@carrier.example>\n",
+        SDP,
+    ));
+    let caller = h
+        .events()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Incoming(c) => Some(c.caller),
+            _ => None,
+        })
+        .expect("an incoming call");
+    assert_eq!(caller.user.as_deref(), Some("+15145550142"));
+    assert_eq!(caller.display.as_deref(), Some("Acme Desk"));
+
+    // A tel: URI is a number too; an unusable first value falls through to the next.
+    h.send(&invite(
+        "p2",
+        "z9hG4bKp2",
+        "P-Asserted-Identity: <sip:carrier.example>, <tel:+15145550143;cpc=ordinary>\n",
+        SDP,
+    ));
+    let caller = h
+        .events()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Incoming(c) => Some(c.caller),
+            _ => None,
+        })
+        .expect("an incoming call");
+    assert_eq!(caller.user.as_deref(), Some("+15145550143"));
+
+    // Without one, the From's user is the caller.
+    h.send(&invite("p3", "z9hG4bKp3", "", SDP));
+    let caller = h
+        .events()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Incoming(c) => Some(c.caller),
+            _ => None,
+        })
+        .expect("an incoming call");
+    assert_eq!(caller.user.as_deref(), Some("5145550100"));
+}

@@ -39,6 +39,9 @@ pub type AckLinkMaker = Arc<dyn Fn(&str, &str, DateTime<Utc>) -> String + Send +
 #[derive(Debug, Default)]
 pub struct PageCounters {
     by_channel: Mutex<BTreeMap<String, ChannelCount>>,
+    /// Page calls up now (ringing, talking, or bridged to the customer): a draining node
+    /// waits for them as for its inbound calls.
+    phone_calls: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,6 +68,11 @@ impl PageCounters {
         let c = map.entry(channel.to_string()).or_default();
         f(c);
         c.clone()
+    }
+
+    /// Page calls in progress on this node.
+    pub fn phone_calls_in_progress(&self) -> u64 {
+        self.phone_calls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Every channel's counts (channel names without the webhook id: "webhook:ops" stays as is).
@@ -197,7 +205,11 @@ impl Worker {
             .as_ref()
             .map_or_else(|| job.target.clone(), |p| format!("{} ({})", p.name, p.id));
         if job.channel == "phone" {
-            return self.page_by_phone(job, &facts, &who).await;
+            use std::sync::atomic::Ordering;
+            self.counters.phone_calls.fetch_add(1, Ordering::Relaxed);
+            let done = self.page_by_phone(job, &facts, &who).await;
+            self.counters.phone_calls.fetch_sub(1, Ordering::Relaxed);
+            return done;
         }
         let result: Result<Option<String>, ChannelError> = if job.channel == "email" {
             match &self.mailer {

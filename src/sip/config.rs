@@ -31,6 +31,11 @@ pub struct SipConfig {
     /// A TCP connection silent this long is closed (a phone's keep-alives are far more often).
     #[serde(default = "default_tcp_idle_secs")]
     pub tcp_idle_secs: u64,
+    /// On the first SIGTERM the node drains: it answers OPTIONS and new calls 503 (a load
+    /// balancer sends new calls elsewhere) and waits up to this long for its calls to end
+    /// before it hangs up the rest. 0 stops at once. A second signal always stops at once.
+    #[serde(default = "default_drain_secs")]
+    pub drain_secs: u64,
     /// Value of the User-Agent / Server header.
     #[serde(default = "default_user_agent")]
     pub user_agent: String,
@@ -97,6 +102,10 @@ fn default_tcp_max_per_source() -> usize {
 fn default_tcp_idle_secs() -> u64 {
     300
 }
+fn default_drain_secs() -> u64 {
+    // An after-hours voicemail is at most 3 minutes, an in-hours wait for a technician 5.
+    300
+}
 fn default_user_agent() -> String {
     concat!("astreinte/", env!("CARGO_PKG_VERSION")).into()
 }
@@ -114,6 +123,7 @@ impl Default for SipConfig {
             tcp_max_connections: default_tcp_max_connections(),
             tcp_max_per_source: default_tcp_max_per_source(),
             tcp_idle_secs: default_tcp_idle_secs(),
+            drain_secs: default_drain_secs(),
             user_agent: default_user_agent(),
             public_address: None,
             outbound: None,
@@ -187,6 +197,13 @@ impl SipConfig {
                     self.tcp_idle_secs
                 ),
                 "use at least 30 seconds (300 is usual)",
+            ));
+        }
+        if self.drain_secs > 86_400 {
+            issues.push(ConfigIssue::new(
+                key("drain_secs"),
+                format!("{} seconds is more than a day", self.drain_secs),
+                "use the longest call you are willing to wait for, e.g. 300 (0 stops at once)",
             ));
         }
         if self.public_address.is_none()

@@ -92,6 +92,7 @@ enum Command {
         oneshot::Sender<(LegId, mpsc::UnboundedReceiver<LegEvent>)>,
     ),
     Register(Box<RegisterSpec>),
+    Drain,
     Shutdown,
 }
 
@@ -212,6 +213,12 @@ impl SipHandle {
     /// The latest counters (refreshed at least ten times a second while SIP is busy).
     pub fn stats(&self) -> SipStats {
         *self.stats.borrow()
+    }
+
+    /// Stops taking new calls: OPTIONS probes and new INVITEs get 503 from now on, so a load
+    /// balancer (Kamailio's dispatcher) takes this node out; calls in progress go on.
+    pub fn drain(&self) {
+        let _ = self.commands.send(Command::Drain);
     }
 
     pub fn shutdown(&self) {
@@ -628,6 +635,7 @@ impl Shell {
                 return CommandOutcome::Placed(ep.place_call(now, *call), reply)
             }
             Command::Register(spec) => ep.register(now, *spec),
+            Command::Drain => ep.drain(),
             Command::Shutdown => return CommandOutcome::Shutdown,
         }
         CommandOutcome::Done

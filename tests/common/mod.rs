@@ -51,9 +51,28 @@ impl Engine {
     /// behind, see [`Engine::into_dir`]); its config and log are rewritten, the rest is kept.
     pub fn start_in(dir: tempfile::TempDir, sip_extra: &str, sections: &str) -> Engine {
         let sip_port = free_port();
+        // Tests stop at once unless they test the drain; `sections` may bring their own
+        // [media] (a node's own RTP range) and [store] (a shared PostgreSQL).
+        let drain = if sip_extra.contains("drain_secs") {
+            ""
+        } else {
+            "drain_secs = 0\n"
+        };
+        let media = if sections.contains("[media]") {
+            String::new()
+        } else {
+            "[media]\nrtp_ports = \"30000-39999\"\n\n".to_string()
+        };
+        let store = if sections.contains("[store]") {
+            String::new()
+        } else {
+            format!(
+                "[store]\nurl = \"sqlite://{}/astreinte.db\"\n\n",
+                dir.path().display()
+            )
+        };
         let config = format!(
-            "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n{sip_extra}\n\n[media]\nrtp_ports = \"30000-39999\"\n\n[store]\nurl = \"sqlite://{}/astreinte.db\"\n\n{sections}\n",
-            dir.path().display()
+            "[sip]\nlisten = \"127.0.0.1:{sip_port}\"\n{drain}{sip_extra}\n\n{media}{store}{sections}\n"
         );
         let config_path = dir.path().join("astreinte.toml");
         std::fs::write(&config_path, config).expect("write config");

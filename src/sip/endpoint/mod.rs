@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use tracing::{debug, warn, Span};
+use tracing::{debug, info, warn, Span};
 
 use super::message::{
     self, reason_phrase, split_list, uri_scheme, Message, Method, NameAddr, Request, Response, Uri,
@@ -417,6 +417,9 @@ pub struct Endpoint {
     registration: Option<Registration>,
     sdp_session: u64,
     stats: EndpointStats,
+    /// Set when the node is going away: new calls and keep-alive probes are answered 503 so a
+    /// load balancer sends new calls elsewhere, while dialogs in progress carry on.
+    draining: bool,
 }
 
 /// An IPv4-mapped IPv6 address as the IPv4 address it is.
@@ -493,7 +496,23 @@ impl Endpoint {
             registration: None,
             sdp_session: rand::thread_rng().gen_range(1_000_000..9_999_999),
             stats: EndpointStats::default(),
+            draining: false,
         }
+    }
+
+    /// Starts draining (see [`Endpoint::is_draining`]); it cannot be undone: a draining node stops.
+    pub fn drain(&mut self) {
+        if !self.draining {
+            info!(
+                calls = self.legs.len(),
+                "draining: new calls and OPTIONS probes get 503"
+            );
+        }
+        self.draining = true;
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining
     }
 
     pub fn config(&self) -> &EndpointConfig {

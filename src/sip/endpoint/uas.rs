@@ -192,6 +192,12 @@ impl Endpoint {
             };
         }
         match req.method {
+            Method::Options if self.draining => {
+                // A load balancer's probe (Kamailio's dispatcher): mark this node inactive.
+                let mut r = self.response(&req, from, 503, Some("draining"));
+                r.headers.push("Retry-After", "60");
+                self.reply_stateless(from, r)
+            }
             Method::Options => {
                 let r = self.options_response(&req, from);
                 self.reply_stateless(from, r)
@@ -231,6 +237,14 @@ impl Endpoint {
             let r = self.response(&req, from, 404, Some("number not served here"));
             return self.reply_stateless(from, r);
         };
+        if self.draining {
+            // Before the proxy's next probe notices, a new call may still come: 503 makes the
+            // proxy try another node (RFC 3261 16.7), and the caller never hears this one.
+            info!(call_id = %call_id, source = %from.addr, "INVITE while draining: 503");
+            let mut r = self.response(&req, from, 503, Some("draining"));
+            r.headers.push("Retry-After", "60");
+            return self.reply_stateless(from, r);
+        }
         if self.legs.len() >= MAX_LEGS {
             self.stats.over_capacity += 1;
             warn!(call_id = %call_id, calls = self.legs.len(), "at capacity: 503");
@@ -288,14 +302,16 @@ impl Endpoint {
             .or_else(|| header_uri(from_value))
             .unwrap_or_else(|| req.uri.clone());
         let route_set = req.headers.list("Record-Route");
-        let caller = Caller {
+        // Only trusted sources reach here, so a P-Asserted-Identity is believed (RFC 3325):
+        // behind a proxy it names the caller as the carrier saw them.
+        let caller = asserted_caller(&req).unwrap_or_else(|| Caller {
             display: from_na.as_ref().and_then(|f| f.display.clone()),
             uri: from_na.as_ref().map(|f| f.uri.clone()).unwrap_or_default(),
             user: from_na
                 .as_ref()
                 .and_then(|f| f.sip_uri())
                 .and_then(|u| u.user),
-        };
+        });
         let span = info_span!("call", call_id = %call_id, leg = leg_id.0, dir = "in");
         let media = negotiation.as_ref().map(|n| n.media);
         self.legs.insert(
@@ -897,6 +913,29 @@ pub(super) fn parse_dtmf_digit(s: &str) -> Option<char> {
             matches!(c, '0'..='9' | '*' | '#' | 'A'..='D').then_some(c)
         }
     }
+}
+
+/// The caller as the first usable P-Asserted-Identity names them (a sip:/sips: URI with a user
+/// part, or a tel: URI); `None` without one.
+fn asserted_caller(req: &Request) -> Option<Caller> {
+    req.headers
+        .list("P-Asserted-Identity")
+        .iter()
+        .filter_map(|v| NameAddr::parse(v))
+        .find_map(|na| {
+            let user = match na.uri.get(..4) {
+                Some(scheme) if scheme.eq_ignore_ascii_case("tel:") => {
+                    let number = na.uri[4..].split(';').next().unwrap_or_default();
+                    (!number.is_empty()).then(|| number.to_string())
+                }
+                _ => na.sip_uri().and_then(|u| u.user),
+            }?;
+            Some(Caller {
+                display: na.display.clone(),
+                uri: na.uri.clone(),
+                user: Some(user),
+            })
+        })
 }
 
 #[cfg(test)]
