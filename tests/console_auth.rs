@@ -40,6 +40,10 @@ async fn admin_only(user: CurrentUser) -> Result<&'static str, ApiError> {
 }
 
 async fn console_with(secure_cookies: bool, limiter: LoginLimiter) -> Console {
+    console_configured(secure_cookies, limiter, Config::default()).await
+}
+
+async fn console_configured(secure_cookies: bool, limiter: LoginLimiter, cfg: Config) -> Console {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/data/astreinte.db", dir.path().display());
     let config = dir.path().join("astreinte.toml");
@@ -52,7 +56,7 @@ async fn console_with(secure_cookies: bool, limiter: LoginLimiter) -> Console {
         secure_cookies,
         login_limiter: Arc::new(limiter),
         media: None,
-        config: Arc::new(Config::default()),
+        config: Arc::new(cfg),
     };
     let test_routes = Router::new()
         .route("/api/test/admin-only", post(admin_only))
@@ -585,6 +589,42 @@ async fn login_attempts_are_rate_limited() {
     }
     let n = refused_after.expect("the source's quota ran out");
     assert!((13..20).contains(&n), "refused after {n} other names");
+}
+
+/// Tries `n` different names, each from its own `X-Forwarded-For` address; the attempt at which
+/// the source's quota ran out, if it did.
+async fn forwarded_logins(c: &Console, n: usize) -> Option<usize> {
+    for i in 0..n {
+        let r = c
+            .http
+            .post(format!("{}/api/login", c.base))
+            .header("X-Forwarded-For", format!("198.51.100.{}", i + 1))
+            .json(&json!({"name": format!("someone{i}"), "password": "guess"}))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            return Some(i);
+        }
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    None
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_person_has_their_own_login_quota() {
+    // The console's reverse proxy is 127.0.0.1 here: every person arrives from it, and the
+    // limiter keys on the address it forwards, so 30 people logging in are not one source.
+    let mut cfg = Config::default();
+    cfg.http.trusted_proxies = vec!["127.0.0.1/32".into()];
+    let c = console_configured(false, LoginLimiter::default(), cfg).await;
+    assert_eq!(forwarded_logins(&c, 30).await, None);
+
+    // Without the setting the header is anyone's word: writing a new address each time does
+    // not escape the source's quota (20 a minute).
+    let c = console().await;
+    let n = forwarded_logins(&c, 30).await.expect("the quota ran out");
+    assert!((19..=20).contains(&n), "refused after {n}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -607,7 +607,12 @@ async fn login(
     let Ok(LoginBody { name, password }) = serde_json::from_slice::<LoginBody>(&body) else {
         return ApiError::bad_request("send JSON {\"name\": …, \"password\": …}").into_response();
     };
-    let source = peer(&extensions);
+    // Behind the console's reverse proxy, the person's address (never a header anyone sent).
+    let source = crate::http::client_ip(
+        peer(&extensions),
+        &headers,
+        &state.config.http.trusted_proxy_nets(),
+    );
     let source_text = source.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
     if let Err(wait) = state.login_limiter.check(source, &name) {
         tracing::warn!(user = ?name, source = %source_text, "console login refused: too many attempts");

@@ -15,7 +15,9 @@ pub mod metrics;
 mod page;
 pub mod server;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
 
 use serde::Deserialize;
 
@@ -42,6 +44,11 @@ pub struct HttpConfig {
     /// A link older than this is refused (410).
     #[serde(default = "default_ack_link_hours")]
     pub ack_link_hours: u32,
+    /// Reverse proxies (CIDR) in front of the console whose `X-Forwarded-For` is believed, so
+    /// login limits and the audit log see the person's address, not the proxy's. Empty: the
+    /// header is ignored (anyone could write it).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 fn default_ack_link_hours() -> u32 {
@@ -54,6 +61,7 @@ impl Default for HttpConfig {
             listen: None,
             public_url: None,
             ack_link_hours: default_ack_link_hours(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -99,6 +107,19 @@ impl HttpConfig {
                 }
             }
         }
+        for (i, p) in self.trusted_proxies.iter().enumerate() {
+            if p.trim().parse::<IpNet>().is_err() && p.trim().parse::<IpAddr>().is_err() {
+                issues.push(ConfigIssue::new(
+                    vec![
+                        KeySeg::Key("http"),
+                        KeySeg::Key("trusted_proxies"),
+                        KeySeg::Index(i),
+                    ],
+                    format!("\"{p}\" is not an address or a CIDR network"),
+                    "write the proxy's network such as \"10.0.0.0/8\", or one host as \"192.0.2.7\"",
+                ));
+            }
+        }
         if !(1..=MAX_ACK_LINK_HOURS).contains(&self.ack_link_hours) {
             issues.push(ConfigIssue::new(
                 vec![KeySeg::Key("http"), KeySeg::Key("ack_link_hours")],
@@ -121,9 +142,69 @@ impl HttpConfig {
         }
     }
 
+    /// `trusted_proxies` as networks (a bare address is a /32 or /128); invalid entries, which
+    /// `validate` reports, are left out.
+    pub fn trusted_proxy_nets(&self) -> Vec<IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|p| {
+                let p = p.trim();
+                p.parse::<IpNet>()
+                    .ok()
+                    .or_else(|| p.parse::<IpAddr>().ok().map(IpNet::from))
+            })
+            .collect()
+    }
+
     /// How long an acknowledgement link stays valid.
     pub fn ack_link_ttl(&self) -> chrono::Duration {
         chrono::Duration::hours(i64::from(self.ack_link_hours))
+    }
+}
+
+/// The address of the person behind a request: the TCP peer, unless that peer is a trusted
+/// proxy, in which case `X-Forwarded-For` is read from the right (each proxy appends the address
+/// it saw) and the first address that is not a trusted proxy is the client. Whatever a client
+/// wrote further left is never believed; an unreadable entry stops the walk.
+pub fn client_ip(
+    peer: Option<IpAddr>,
+    headers: &axum::http::HeaderMap,
+    trusted: &[IpNet],
+) -> Option<IpAddr> {
+    let is_proxy = |ip: &IpAddr| trusted.iter().any(|n| n.contains(&canonical(*ip)));
+    let mut client = peer?;
+    if !is_proxy(&client) {
+        return Some(client);
+    }
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        let Some(ip) = parse_hop(hop) else { break };
+        client = ip;
+        if !is_proxy(&ip) {
+            break;
+        }
+    }
+    Some(client)
+}
+
+/// One X-Forwarded-For entry: "192.0.2.1", "2001:db8::1", "[2001:db8::1]:443", "192.0.2.1:80".
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .map(canonical)
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
     }
 }
 
@@ -192,6 +273,7 @@ mod tests {
         HttpConfig {
             listen: listen.map(str::to_string),
             public_url: url.map(str::to_string),
+            trusted_proxies: Vec::new(),
             ack_link_hours: hours,
         }
     }
@@ -272,5 +354,69 @@ mod tests {
         let cfg = with(Some("127.0.0.1:8080"), None, 72);
         assert_eq!(cfg.public_url().as_deref(), Some("http://127.0.0.1:8080"));
         assert_eq!(HttpConfig::default().public_url(), None);
+    }
+
+    fn forwarded(values: &[&str]) -> axum::http::HeaderMap {
+        let mut h = axum::http::HeaderMap::new();
+        for v in values {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn client_address_believes_forwarded_for_only_from_a_trusted_proxy() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let proxies = HttpConfig {
+            trusted_proxies: vec!["10.0.0.0/8".into(), "192.0.2.9".into()],
+            ..HttpConfig::default()
+        }
+        .trusted_proxy_nets();
+        assert_eq!(proxies.len(), 2);
+        // A stranger writing the header changes nothing: the limiter keys on the TCP peer.
+        let spoof = forwarded(&["1.2.3.4"]);
+        assert_eq!(
+            client_ip(Some(ip("203.0.113.7")), &spoof, &proxies),
+            Some(ip("203.0.113.7"))
+        );
+        assert_eq!(
+            client_ip(Some(ip("203.0.113.7")), &spoof, &[]),
+            Some(ip("203.0.113.7"))
+        );
+        // Through the proxy: the address the proxy saw (rightmost), not what the client wrote
+        // to the left of it.
+        let h = forwarded(&["1.2.3.4, 198.51.100.20"]);
+        assert_eq!(
+            client_ip(Some(ip("10.1.1.1")), &h, &proxies),
+            Some(ip("198.51.100.20"))
+        );
+        // Two proxies in a row, over two header lines, one with a port.
+        let h = forwarded(&["198.51.100.21", "192.0.2.9:8443"]);
+        assert_eq!(
+            client_ip(Some(ip("10.1.1.1")), &h, &proxies),
+            Some(ip("198.51.100.21"))
+        );
+        let h = forwarded(&["[2001:db8::5]:443"]);
+        assert_eq!(
+            client_ip(Some(ip("10.1.1.1")), &h, &proxies),
+            Some(ip("2001:db8::5"))
+        );
+        // Garbage stops the walk at the last address known good; no header: the proxy itself.
+        let h = forwarded(&["198.51.100.22, garbage"]);
+        assert_eq!(
+            client_ip(Some(ip("10.1.1.1")), &h, &proxies),
+            Some(ip("10.1.1.1"))
+        );
+        assert_eq!(
+            client_ip(Some(ip("10.1.1.1")), &forwarded(&[]), &proxies),
+            Some(ip("10.1.1.1"))
+        );
+        assert_eq!(client_ip(None, &h, &proxies), None);
+        // A bad entry is a config error naming it.
+        let bad = HttpConfig {
+            trusted_proxies: vec!["10.0.0.0/33".into()],
+            ..HttpConfig::default()
+        };
+        assert_eq!(paths(&bad), vec!["http.trusted_proxies[0]".to_string()]);
     }
 }
