@@ -173,6 +173,20 @@ impl Engine {
         }
     }
 
+    /// Waits up to `within` for the engine to exit by itself; its exit status if it did.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        let child = self.child.as_mut()?;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Kills the engine with SIGKILL (no clean-up at all) and waits for it.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -314,6 +328,7 @@ pub fn baresip_dir(say: &[i16], account: &str) -> tempfile::TempDir {
     dir
 }
 pub mod caller;
+pub mod pg;
 pub mod phone;
 pub mod smtp;
 pub mod voicemail;
