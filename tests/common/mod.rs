@@ -295,6 +295,7 @@ pub fn baresip_dir(say: &[i16], account: &str) -> tempfile::TempDir {
     dir
 }
 pub mod caller;
+pub mod kamailio;
 pub mod phone;
 pub mod smtp;
 pub mod voicemail;
