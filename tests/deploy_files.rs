@@ -68,7 +68,7 @@ fn compose_file_is_valid() {
 fn kamailio_cfg_passes_kamailio_check_with_defaults_and_test_overrides() {
     kamailio::require_kamailio();
     let out = run(
-        Command::new("kamailio")
+        Command::new(kamailio::program("kamailio"))
             .arg("-c")
             .arg("-f")
             .arg(kamailio::cfg_path()),
@@ -82,7 +82,7 @@ fn kamailio_cfg_passes_kamailio_check_with_defaults_and_test_overrides() {
     );
     // The overrides the harness gives, and those docker-compose.yml gives.
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new("kamailio");
+    let mut cmd = Command::new(kamailio::program("kamailio"));
     cmd.arg("-c").arg("-f").arg(kamailio::cfg_path());
     for define in kamailio::test_defines(dir.path(), 5999, 1) {
         cmd.arg("-A").arg(define);
@@ -94,7 +94,7 @@ fn kamailio_cfg_passes_kamailio_check_with_defaults_and_test_overrides() {
         text(&out)
     );
     let compose = compose_config();
-    let mut cmd = Command::new("kamailio");
+    let mut cmd = Command::new(kamailio::program("kamailio"));
     cmd.arg("-c").arg("-f").arg(kamailio::cfg_path());
     for arg in compose["services"]["kamailio"]["command"]
         .as_array()

@@ -14,9 +14,23 @@ pub fn cfg_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kamailio/kamailio.cfg")
 }
 
+/// A Kamailio program (`kamailio`, `kamcmd`): from PATH, else from /usr/sbin, where Debian
+/// puts it and where a user's PATH often does not go.
+pub fn program(name: &str) -> PathBuf {
+    let in_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        .unwrap_or(false);
+    let sbin = Path::new("/usr/sbin").join(name);
+    if !in_path && sbin.is_file() {
+        sbin
+    } else {
+        PathBuf::from(name)
+    }
+}
+
 /// Panics (never skips) when `kamailio` is not installed, with how to install it.
 pub fn require_kamailio() {
-    if Command::new("kamailio")
+    if Command::new(program("kamailio"))
         .arg("-v")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -86,7 +100,7 @@ impl Kamailio {
 
     /// The command line used (for the failure messages and the docs).
     pub fn command(dir: &Path, port: u16, probe_interval_secs: u32) -> Command {
-        let mut cmd = Command::new("kamailio");
+        let mut cmd = Command::new(program("kamailio"));
         cmd.args(["-DD", "-E", "-f"])
             .arg(cfg_path())
             .arg("-Y")
@@ -158,7 +172,7 @@ impl Kamailio {
     /// The dispatcher's view of the nodes: (URI, flags) with flags as kamcmd prints them
     /// ("AP": active and probed, "IP": inactive and probed, "TP": trying).
     pub fn node_states(&self) -> Vec<(String, String)> {
-        let out = Command::new("kamcmd")
+        let out = Command::new(program("kamcmd"))
             .arg("-s")
             .arg(format!(
                 "unix:{}",
