@@ -501,7 +501,7 @@ fn kamailio_spreads_calls_and_fails_over_when_a_node_dies() {
 
     // Within the probe interval (+ the probe's own timeout) b is inactive and gets no call at
     // all: no call waits for it any more.
-    kam.wait_node(b.addr, false, Duration::from_secs(5));
+    kam.wait_node(b.addr, false, Duration::from_secs(8));
     let failed_before = kam.log().matches("marking it inactive").count();
     let t = Instant::now();
     let out = call_through(&kam, "uac_via_proxy.xml", 6);
@@ -527,8 +527,8 @@ fn kamailio_sends_no_call_to_a_draining_node() {
     let b = Node::start(true);
     let kam = Kamailio::start(&[a.addr, b.addr], 1);
     // b answers the probes 503: inactive after the first.
-    kam.wait_node(b.addr, false, Duration::from_secs(5));
-    kam.wait_node(a.addr, true, Duration::from_secs(5));
+    kam.wait_node(b.addr, false, Duration::from_secs(8));
+    kam.wait_node(a.addr, true, Duration::from_secs(8));
     let out = call_through(&kam, "uac_via_proxy.xml", 6);
     assert_calls_ok(&kam, &out, "6 calls with node b draining");
     assert_eq!(a.calls().len(), 6);
@@ -536,7 +536,7 @@ fn kamailio_sends_no_call_to_a_draining_node() {
 
     // No node left: the proxy says so to a trunk's keep-alive, and refuses calls with 503.
     a.kill();
-    kam.wait_node(a.addr, false, Duration::from_secs(5));
+    kam.wait_node(a.addr, false, Duration::from_secs(8));
     assert_eq!(
         kam.options_status(Duration::from_secs(2)).as_deref(),
         Some("SIP/2.0 503 No Node Available")
