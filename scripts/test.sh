@@ -12,6 +12,11 @@ command -v baresip >/dev/null 2>&1 || need_pkgs+=(baresip)
 command -v espeak-ng >/dev/null 2>&1 || need_pkgs+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || need_pkgs+=(sox)
 ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || need_pkgs+=(postgresql)
+# The deployment files (tests/deploy_files.rs): Kamailio runs the shipped config, and
+# docker-compose checks docker-compose.yml (`config` only: no Docker engine needed).
+# (kamailio lives in /usr/sbin, outside a user's PATH.)
+command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || need_pkgs+=(kamailio)
+command -v docker-compose >/dev/null 2>&1 || need_pkgs+=(docker-compose)
 # The console's browser test: Debian's chromium driven by playwright-core (npm).
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
 command -v npm >/dev/null 2>&1 || need_pkgs+=(nodejs npm)
@@ -19,6 +24,10 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_pkgs[*]}"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  # Installed for the tests only: the package's own service is not wanted on 5060.
+  if [[ " ${need_pkgs[*]} " == *" kamailio "* ]] && command -v systemctl >/dev/null 2>&1; then
+    as_root systemctl disable --now kamailio >/dev/null 2>&1 || true
+  fi
 fi
 
 # SIPVicious (svmap, svwar) scans the engine in tests/sip_scanners.rs.

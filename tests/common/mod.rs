@@ -328,6 +328,7 @@ pub fn baresip_dir(say: &[i16], account: &str) -> tempfile::TempDir {
     dir
 }
 pub mod caller;
+pub mod kamailio;
 pub mod pg;
 pub mod phone;
 pub mod smtp;
