@@ -41,7 +41,17 @@ impl PgSchema {
 
 fn psql(url: &str, sql: &str) -> String {
     let out = Command::new("psql")
-        .args([url, "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .args([
+            url,
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
         .output()
         .expect("run psql (install postgresql-client)");
     assert!(
