@@ -94,7 +94,7 @@ async fn seed(url: &str, n: usize) -> Vec<String> {
 #[test]
 fn migrate_creates_the_store_and_is_idempotent() {
     let e = env();
-    assert!(ok(&e, &["migrate"]).contains("sqlite: 8 migration(s) applied"));
+    assert!(ok(&e, &["migrate"]).contains("sqlite: 9 migration(s) applied"));
     assert!(ok(&e, &["migrate"]).contains("sqlite: 0 migration(s) applied"));
     let path = e.url.trim_start_matches("sqlite://");
     assert!(Path::new(path).exists());
