@@ -56,18 +56,21 @@ pub(crate) struct WavFile {
 /// Reads a recording (at most `limit` bytes) and hashes it, off the async threads.
 pub(crate) async fn read_wav_file(path: &str, limit: u64) -> Result<WavFile, VoicemailFileError> {
     let owned = path.to_string();
-    let read = tokio::task::spawn_blocking(move || read_capped(Path::new(&owned), limit)).await;
-    let wav = match read {
-        Ok(r) => r?,
-        Err(e) => {
-            return Err(VoicemailFileError::Read {
-                path: path.to_string(),
-                source: std::io::Error::other(e.to_string()),
-            })
-        }
-    };
-    let sha256 = sha256_hex(&wav);
-    Ok(WavFile { wav, sha256 })
+    let read = tokio::task::spawn_blocking(move || {
+        // Hashing megabytes is CPU work too: it stays off the async threads with the read.
+        read_capped(Path::new(&owned), limit).map(|wav| WavFile {
+            sha256: sha256_hex(&wav),
+            wav,
+        })
+    })
+    .await;
+    match read {
+        Ok(r) => r,
+        Err(e) => Err(VoicemailFileError::Read {
+            path: path.to_string(),
+            source: std::io::Error::other(e.to_string()),
+        }),
+    }
 }
 
 /// The file's bytes, refusing one larger than `limit` (checked before and after reading: the
