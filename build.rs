@@ -9,6 +9,8 @@ use std::path::Path;
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
     println!("cargo:rerun-if-changed=prompts");
+    // sqlx::migrate! embeds the migrations: a new one must rebuild the crate.
+    println!("cargo:rerun-if-changed=migrations");
     let mut entries = Vec::new();
     for lang in ["fr", "en"] {
         let dir = root.join(lang);

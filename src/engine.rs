@@ -24,6 +24,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = crate::store::Store::connect(&config.store)
         .await
         .with_context(|| format!("opening the store at {}", config.store.url))?;
+    // Tickets from before voicemail audio was stored get theirs from this node's files, in the
+    // background (readers fall back to the file meanwhile). Idempotent; every node does its own.
+    tokio::spawn(backfill_voicemail_audio(store.clone()));
     let schedule = crate::schedule::Schedule::from_config(&config.schedule).map_err(|errors| {
         anyhow::anyhow!(
             "invalid [schedule]: {}",
@@ -313,6 +316,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = sip_task.await;
     media.shutdown();
     Ok(())
+}
+
+/// One pass of [`crate::store::Store::backfill_voicemail_audio`] at start, logged.
+async fn backfill_voicemail_audio(store: crate::store::Store) {
+    match store.backfill_voicemail_audio().await {
+        Ok(r) if r == crate::store::BackfillReport::default() => {}
+        Ok(r) => info!(
+            stored = r.stored,
+            failed = r.failed,
+            not_on_this_node = r.not_here,
+            "voicemail audio of older tickets: copied what this node has into the store"
+        ),
+        Err(e) => warn!(error = %e, "voicemail audio backfill stopped; the next start resumes it"),
+    }
 }
 
 /// SIGTERM (a service manager) and SIGINT (Ctrl-C), as one stream: the first starts the drain,

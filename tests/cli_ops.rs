@@ -94,10 +94,79 @@ async fn seed(url: &str, n: usize) -> Vec<String> {
 #[test]
 fn migrate_creates_the_store_and_is_idempotent() {
     let e = env();
-    assert!(ok(&e, &["migrate"]).contains("sqlite: 8 migration(s) applied"));
+    assert!(ok(&e, &["migrate"]).contains("sqlite: 9 migration(s) applied"));
     assert!(ok(&e, &["migrate"]).contains("sqlite: 0 migration(s) applied"));
     let path = e.url.trim_start_matches("sqlite://");
     assert!(Path::new(path).exists());
+}
+
+/// `tickets voicemail N --out FILE` writes the WAV from the store: an operator on any node gets
+/// it, even once the recording node's file is gone (issue 14).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_voicemail_writes_the_recording_from_the_store() {
+    let e = env();
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("vm.wav");
+    let wav: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&rec, &wav).unwrap();
+    let store = Store::connect(&StoreConfig::with_url(e.url.as_str()))
+        .await
+        .unwrap();
+    let sched = Schedule::from_config(&ScheduleConfig::default()).unwrap();
+    let at = Utc.with_ymd_and_hms(2025, 3, 13, 3, 0, 0).unwrap();
+    let t = store
+        .create_ticket(&NewTicket {
+            severity: Severity::S1,
+            caller: "15145550100".into(),
+            callback_number: "15145550100".into(),
+            account_id: None,
+            language: "fr".into(),
+            voicemail: Some(Voicemail {
+                path: rec.display().to_string(),
+                seconds: 3.1,
+                speech_detected: true,
+            }),
+            answers: Default::default(),
+            classification_reasons: vec!["caller chose 1".into()],
+            suspected_incident: false,
+            created_at: at,
+            due: sched.due(Severity::S1, at),
+            pages: vec![],
+            actor: "ivr".into(),
+        })
+        .await
+        .unwrap();
+    store.close().await;
+    std::fs::remove_file(&rec).unwrap();
+
+    let out = dir.path().join("out.wav");
+    let text = ok(
+        &e,
+        &[
+            "tickets",
+            "voicemail",
+            &t.number,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(text.contains("from the store"), "{text}");
+    assert!(std::fs::read(&out).unwrap() == wav, "not the recording");
+    let show = ok(&e, &["tickets", "show", &t.number]);
+    assert!(show.contains("audio in the store: 50000 bytes"), "{show}");
+    // A ticket whose recording is neither in the store nor here says where to look.
+    let old = seed(&e.url, 1).await;
+    let err = fails(
+        &e,
+        &[
+            "tickets",
+            "voicemail",
+            &old[0],
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("not in the store"), "{err}");
 }
 
 #[test]

@@ -516,6 +516,47 @@ async fn show_and_voicemail(store: &Store, dir: &std::path::Path) {
 }
 both!(show_and_voicemail);
 
+/// The player works from any node: the audio comes from the store once the recording node's
+/// file is gone (issue 14).
+async fn voicemail_is_served_from_the_store(store: &Store, dir: &std::path::Path) {
+    let wav_path = dir.join("vm-store.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&wav_path, spec).unwrap();
+    for i in 0..16_000i32 {
+        w.write_sample(((i * 37 % 200) * 100 - 10_000) as i16)
+            .unwrap();
+    }
+    w.finalize().unwrap();
+    let wav = std::fs::read(&wav_path).unwrap();
+    let mut t = new_ticket(Severity::S1, "15145550103", t0());
+    t.voicemail = Some(Voicemail {
+        path: wav_path.display().to_string(),
+        seconds: 2.0,
+        speech_detected: true,
+    });
+    let t = store.create_ticket(&t).await.unwrap();
+    std::fs::remove_file(&wav_path).unwrap();
+
+    let c = Console::start(store, Role::Viewer).await;
+    let r = c
+        .http
+        .get(format!("{}/api/tickets/{}/voicemail", c.base, t.number))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "audio/wav");
+    assert_eq!(r.headers()["cache-control"], "private, max-age=3600");
+    let bytes = r.bytes().await.unwrap();
+    assert!(bytes.as_ref() == wav.as_slice(), "not the recording");
+}
+both!(voicemail_is_served_from_the_store);
+
 async fn lifecycle_and_refusals(store: &Store, _dir: &std::path::Path) {
     let t = store
         .create_ticket(&new_ticket(Severity::S2, "15145550100", t0()))

@@ -15,6 +15,7 @@ use astreinte::paging::email::{Mailer, SmtpConfig};
 use astreinte::paging::facts::{PageReason, PagedPerson};
 use astreinte::paging::webhook::{WebhookConfig, WebhookEvent, WebhookFormat, WebhookSender};
 use astreinte::paging::{ChannelError, PageFacts};
+use astreinte::store::{Store, StoreConfig};
 use astreinte::triage::Severity;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -38,6 +39,8 @@ fn facts(lang: &str, voicemail: Option<PathBuf>) -> PageFacts {
         .unwrap_or_default();
     PageFacts {
         ticket: "4821337".into(),
+        // No such ticket in the tests' store: the voicemail is read from `voicemail_path`.
+        ticket_id: 0,
         severity: Severity::S1,
         status: "paged".into(),
         company: Some("Plomberie Tremblay".into()),
@@ -62,6 +65,13 @@ fn facts(lang: &str, voicemail: Option<PathBuf>) -> PageFacts {
         voicemail_seconds: Some(0.5),
         ack_url: Some("https://astreinte.example.net/ack/4821337?sig=ab12".into()),
     }
+}
+
+/// An empty store: what `send_page` reads voicemail audio from first.
+async fn store() -> Store {
+    Store::connect(&StoreConfig::with_url("sqlite::memory:"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn free_port() -> u16 {
@@ -243,7 +253,7 @@ async fn smtp_page_arrives_once_with_subject_link_and_the_voicemail() {
     // A hostile company name (it comes from the caller's account or answers).
     f.company = Some("Evil\r\nBcc: victim@example.org\r\n\r\n".into());
     mailer
-        .send_page("Martin Roy <tech1@example.net>", &f)
+        .send_page("Martin Roy <tech1@example.net>", &f, &store().await)
         .await
         .unwrap_or_else(|e| panic!("send: {e}"));
 
@@ -323,13 +333,18 @@ async fn smtp_recording_over_the_limit_or_missing_is_said_not_attached() {
     })
     .unwrap_or_else(|e| panic!("{e}"));
     mailer
-        .send_page("big@example.net", &facts("en", Some(wav_path)))
+        .send_page(
+            "big@example.net",
+            &facts("en", Some(wav_path)),
+            &store().await,
+        )
         .await
         .unwrap_or_else(|e| panic!("send: {e}"));
     mailer
         .send_page(
             "gone@example.net",
             &facts("en", Some(dir.path().join("gone.wav"))),
+            &store().await,
         )
         .await
         .unwrap_or_else(|e| panic!("send: {e}"));
@@ -356,9 +371,10 @@ async fn smtp_recording_over_the_limit_or_missing_is_said_not_attached() {
 async fn smtp_server_down_is_transient() {
     let port = free_port(); // nothing listens there any more
     let mailer = Mailer::new(&smtp_config(port)).unwrap_or_else(|e| panic!("{e}"));
+    let store = store().await;
     let started = Instant::now();
     let res = mailer
-        .send_page("tech1@example.net", &facts("fr", None))
+        .send_page("tech1@example.net", &facts("fr", None), &store)
         .await;
     assert!(matches!(res, Err(ChannelError::Transient(_))), "{res:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -376,7 +392,7 @@ async fn smtp_refused_recipient_is_permanent() {
     );
     let mailer = Mailer::new(&smtp_config(port)).unwrap_or_else(|e| panic!("{e}"));
     let res = mailer
-        .send_page("nobody@example.net", &facts("fr", None))
+        .send_page("nobody@example.net", &facts("fr", None), &store().await)
         .await;
     match res {
         Err(ChannelError::Permanent(msg)) => assert!(msg.contains("550"), "{msg}"),
@@ -396,7 +412,7 @@ async fn smtp_deferred_recipient_is_transient() {
     );
     let mailer = Mailer::new(&smtp_config(port)).unwrap_or_else(|e| panic!("{e}"));
     let res = mailer
-        .send_page("later@example.net", &facts("fr", None))
+        .send_page("later@example.net", &facts("fr", None), &store().await)
         .await;
     match res {
         Err(ChannelError::Transient(msg)) => assert!(msg.contains("451"), "{msg}"),

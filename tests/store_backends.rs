@@ -932,3 +932,231 @@ async fn people_overrides_and_settings(s: &Store) {
     assert_eq!(s.setting_or_init(&key, "bb").await.unwrap(), "aa");
 }
 both!(people_overrides_and_settings);
+
+// ---------------------------------------------------------------------------------------------
+// Voicemail audio in the store (issue 14): committed with the ticket, readable from any node.
+
+/// A WAV as the recorder writes it (8 kHz mono 16-bit) of `seconds`, with a signal that differs
+/// per `seed` so two recordings never compare equal by chance.
+fn wav_bytes(seconds: u32, seed: u32) -> Vec<u8> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    for _ in 0..seconds * 8000 {
+        // xorshift: noise-like audio, which is what compresses worst.
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        w.write_sample((x >> 16) as u16 as i16).unwrap();
+    }
+    w.finalize().unwrap();
+    out.into_inner()
+}
+
+/// A voicemail ticket whose recording is the file at `path`.
+fn vm_ticket(caller: &str, path: &std::path::Path) -> NewTicket {
+    let mut t = new_ticket(Severity::S1, caller, t0());
+    t.voicemail = Some(Voicemail {
+        path: path.to_string_lossy().into_owned(),
+        seconds: 180.0,
+        speech_detected: true,
+    });
+    t
+}
+
+async fn voicemail_audio_survives_the_loss_of_the_file(s: &Store) {
+    use astreinte::store::{VoicemailWav, WavSource, MAX_VOICEMAIL_BYTES};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("20250313T030000Z-1-call.wav");
+    // Three minutes: about 2.9 MB.
+    let wav = wav_bytes(180, 1);
+    assert_eq!(wav.len(), 44 + 180 * 8000 * 2);
+    std::fs::write(&path, &wav).unwrap();
+    let t = s
+        .create_ticket(&vm_ticket("15145550120", &path))
+        .await
+        .unwrap();
+    // The node's disk dies: the audio is still in the store, byte for byte.
+    std::fs::remove_file(&path).unwrap();
+    let back = s.voicemail_audio(t.id).await.unwrap().expect("audio row");
+    assert_eq!(back.len(), wav.len());
+    assert!(back == wav, "the stored audio differs from the recording");
+    let info = s.voicemail_audio_info(t.id).await.unwrap().expect("info");
+    assert_eq!(info.bytes, wav.len() as i64);
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&wav))
+    };
+    assert_eq!(info.sha256, sha);
+    // Readers get it from the store, not the (gone) file.
+    let got = s
+        .voicemail_wav(
+            &t.number,
+            t.id,
+            t.voicemail_path.as_deref(),
+            MAX_VOICEMAIL_BYTES,
+        )
+        .await;
+    assert_eq!(
+        got,
+        VoicemailWav::Found {
+            wav: wav.clone(),
+            source: WavSource::Store
+        }
+    );
+    // A reader's smaller limit is checked without loading the audio.
+    let small = s
+        .voicemail_wav(&t.number, t.id, t.voicemail_path.as_deref(), 1024 * 1024)
+        .await;
+    assert_eq!(
+        small,
+        VoicemailWav::TooLarge {
+            bytes: wav.len() as u64
+        }
+    );
+    // Provenance: the ticket still names where it was recorded; its history is as before.
+    assert_eq!(
+        t.voicemail_path.as_deref(),
+        Some(path.to_string_lossy().as_ref())
+    );
+    let ev = s.events(&t.number).await.unwrap();
+    assert_eq!(ev.len(), 2);
+    assert!(
+        !ev[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("not in the store"),
+        "{:?}",
+        ev[0].reason
+    );
+    // A ticket without a voicemail has none.
+    let mut plain = new_ticket(Severity::S2, "15145550121", t0());
+    plain.voicemail = None;
+    let plain = s.create_ticket(&plain).await.unwrap();
+    assert_eq!(s.voicemail_audio(plain.id).await.unwrap(), None);
+    assert_eq!(
+        s.voicemail_wav(&plain.number, plain.id, None, MAX_VOICEMAIL_BYTES)
+            .await,
+        VoicemailWav::NoVoicemail
+    );
+}
+both!(voicemail_audio_survives_the_loss_of_the_file);
+
+async fn tickets_created_together_each_keep_their_own_audio(s: &Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..6u32 {
+        let path = dir.path().join(format!("vm-{i}.wav"));
+        let wav = wav_bytes(5 + i, 100 + i);
+        std::fs::write(&path, &wav).unwrap();
+        let t = vm_ticket(&format!("1514555{i:04}"), &path);
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            (s.create_ticket(&t).await.unwrap(), wav)
+        }));
+    }
+    for task in tasks {
+        let (t, wav) = task.await.unwrap();
+        let back = s.voicemail_audio(t.id).await.unwrap().expect("audio row");
+        assert!(
+            back == wav,
+            "ticket {} has another recording's audio",
+            t.number
+        );
+    }
+}
+both!(tickets_created_together_each_keep_their_own_audio);
+
+async fn a_ticket_whose_recording_is_missing_is_still_created(s: &Store) {
+    use astreinte::store::{VoicemailWav, MAX_VOICEMAIL_BYTES};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("never-written.wav");
+    let t = s
+        .create_ticket(&vm_ticket("15145550122", &path))
+        .await
+        .unwrap();
+    assert_eq!(s.ticket(&t.number).await.unwrap(), t);
+    assert_eq!(s.voicemail_audio(t.id).await.unwrap(), None);
+    let ev = s.events(&t.number).await.unwrap();
+    let kinds: Vec<&str> = ev.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["created", "classified"]);
+    let why = ev[0].reason.as_deref().unwrap_or_default();
+    assert!(why.contains("audio not in the store"), "{why}");
+    assert!(why.contains("never-written.wav"), "{why}");
+    assert_eq!(s.page_jobs(&t.number).await.unwrap().len(), 2);
+    assert_eq!(
+        s.voicemail_wav(
+            &t.number,
+            t.id,
+            t.voicemail_path.as_deref(),
+            MAX_VOICEMAIL_BYTES
+        )
+        .await,
+        VoicemailWav::Gone
+    );
+}
+both!(a_ticket_whose_recording_is_missing_is_still_created);
+
+async fn backfill_stores_the_audio_of_older_tickets(s: &Store) {
+    use astreinte::store::{BackfillReport, VoicemailWav, WavSource, MAX_VOICEMAIL_BYTES};
+    let dir = tempfile::tempdir().unwrap();
+    // An "older" ticket: made while its file was not readable, so it has no audio row.
+    let path = dir.path().join("older.wav");
+    let older = s
+        .create_ticket(&vm_ticket("15145550123", &path))
+        .await
+        .unwrap();
+    let elsewhere = s
+        .create_ticket(&vm_ticket(
+            "15145550124",
+            &dir.path().join("other-node.wav"),
+        ))
+        .await
+        .unwrap();
+    let wav = wav_bytes(3, 7);
+    std::fs::write(&path, &wav).unwrap();
+    // Before the backfill, readers fall back to the local file.
+    assert_eq!(
+        s.voicemail_wav(
+            &older.number,
+            older.id,
+            older.voicemail_path.as_deref(),
+            MAX_VOICEMAIL_BYTES
+        )
+        .await,
+        VoicemailWav::Found {
+            wav: wav.clone(),
+            source: WavSource::LocalFile
+        }
+    );
+    let report = s.backfill_voicemail_audio().await.unwrap();
+    assert_eq!(
+        report,
+        BackfillReport {
+            stored: 1,
+            not_here: 1,
+            failed: 0
+        }
+    );
+    std::fs::remove_file(&path).unwrap();
+    assert!(s.voicemail_audio(older.id).await.unwrap() == Some(wav.clone()));
+    assert_eq!(s.voicemail_audio(elsewhere.id).await.unwrap(), None);
+    // Idempotent: a second start (or a second node) stores nothing twice.
+    assert_eq!(s.backfill_voicemail_audio().await.unwrap().stored, 0);
+    assert!(!s.store_voicemail_audio(older.id, b"other").await.unwrap());
+    assert!(s.voicemail_audio(older.id).await.unwrap() == Some(wav));
+    // Nothing beyond the limit is stored.
+    let huge = vec![0u8; MAX_VOICEMAIL_BYTES as usize + 1];
+    assert!(matches!(
+        s.store_voicemail_audio(elsewhere.id, &huge).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+both!(backfill_stores_the_audio_of_older_tickets);

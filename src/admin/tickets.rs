@@ -31,7 +31,7 @@ use super::{AdminState, ApiError};
 use crate::schedule::Schedule;
 use crate::store::audit::NewAudit;
 use crate::store::ticket_views::ListScope;
-use crate::store::{number, Action, Ticket};
+use crate::store::{number, Action, Ticket, VoicemailWav};
 use crate::triage::Severity;
 
 /// Tickets in a list when the request names no limit.
@@ -286,24 +286,40 @@ async fn voicemail(
 ) -> Result<Response, ApiError> {
     let n = tracking_number(&n)?;
     let t = state.store.ticket(&n).await.map_err(ApiError::store)?;
-    let Some(path) = t.voicemail_path.as_deref() else {
-        return Err(ApiError::not_found(format!("ticket {n} has no voicemail")));
-    };
-    // Only the path the ticket names is ever read.
-    match tokio::fs::read(path).await {
-        Ok(bytes) => Ok((
+    // From the store, so any node serves it; else only the path the ticket names is read.
+    let wav = state
+        .store
+        .voicemail_wav(
+            &n,
+            t.id,
+            t.voicemail_path.as_deref(),
+            crate::store::MAX_VOICEMAIL_BYTES,
+        )
+        .await;
+    match wav {
+        VoicemailWav::Found { wav, .. } => Ok((
             [
                 (header::CONTENT_TYPE, "audio/wav"),
                 (header::CACHE_CONTROL, "private, max-age=3600"),
             ],
-            bytes,
+            wav,
         )
             .into_response()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::not_found(format!(
-            "the voicemail of ticket {n} is no longer on disk"
+        VoicemailWav::NoVoicemail => {
+            Err(ApiError::not_found(format!("ticket {n} has no voicemail")))
+        }
+        VoicemailWav::Gone => Err(ApiError::not_found(format!(
+            "the voicemail of ticket {n} is neither in the store nor on this node's disk"
         ))),
-        Err(e) => {
-            tracing::warn!(ticket = %n, path, error = %e, "console: cannot read a voicemail");
+        VoicemailWav::TooLarge { bytes } => {
+            tracing::warn!(ticket = %n, bytes, "console: a voicemail is too large to serve");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the voicemail of ticket {n} is too large ({bytes} bytes)"),
+            ))
+        }
+        VoicemailWav::Unreadable { why } => {
+            tracing::warn!(ticket = %n, error = %why, "console: cannot read a voicemail");
             Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("the voicemail of ticket {n} cannot be read now; try again"),

@@ -13,7 +13,7 @@ mod users;
 
 use crate::config::Config;
 use crate::schedule::{sla, Schedule};
-use crate::store::{number, Action, ListFilter, Store, Ticket};
+use crate::store::{number, Action, ListFilter, Store, Ticket, VoicemailWav, WavSource};
 use crate::triage::Severity;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -197,6 +197,16 @@ pub enum TicketsCmd {
         number: String,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        cfg: ConfigArg,
+    },
+    /// Write a ticket's voicemail (WAV) to a file, from the store (any node), else from the
+    /// file it was recorded to on this node.
+    Voicemail {
+        number: String,
+        /// Where to write the WAV ("-": standard output).
+        #[arg(long)]
+        out: PathBuf,
         #[command(flatten)]
         cfg: ConfigArg,
     },
@@ -590,8 +600,10 @@ async fn run_tickets(cmd: TicketsCmd) -> anyhow::Result<()> {
             let t = store.ticket(&n).await?;
             let events = store.events(&n).await?;
             let jobs = store.page_jobs(&n).await?;
+            let audio = store.voicemail_audio_info(t.id).await?;
             if json {
                 let mut v = serde_json::to_value(&t)?;
+                v["voicemail_audio"] = serde_json::to_value(&audio)?;
                 v["events"] = serde_json::to_value(&events)?;
                 v["page_jobs"] = serde_json::to_value(&jobs)?;
                 v["callback_target_met"] = json!(t.called_back_at.map(|c| c <= t.callback_due_at));
@@ -627,6 +639,13 @@ async fn run_tickets(cmd: TicketsCmd) -> anyhow::Result<()> {
                         "no speech detected"
                     }
                 );
+                match &audio {
+                    Some(a) => println!(
+                        "  audio in the store: {} bytes, sha256 {} (astreinte tickets voicemail {} --out FILE)",
+                        a.bytes, a.sha256, t.number
+                    ),
+                    None => println!("  audio not in the store: only the file above has it"),
+                }
             }
             for (q, a) in &t.answers {
                 println!("  {q}: {a}");
@@ -673,6 +692,65 @@ async fn run_tickets(cmd: TicketsCmd) -> anyhow::Result<()> {
                         j.attempts
                     );
                 }
+            }
+            Ok(())
+        }
+        TicketsCmd::Voicemail {
+            number: n,
+            out,
+            cfg,
+        } => {
+            let n = tracking_number(&n)?;
+            let config = load(&cfg)?;
+            let store = store_of(&config).await?;
+            let t = store.ticket(&n).await?;
+            let wav = store
+                .voicemail_wav(
+                    &n,
+                    t.id,
+                    t.voicemail_path.as_deref(),
+                    crate::store::MAX_VOICEMAIL_BYTES,
+                )
+                .await;
+            let (wav, from) = match wav {
+                VoicemailWav::Found { wav, source } => (
+                    wav,
+                    match source {
+                        WavSource::Store => "the store".to_string(),
+                        WavSource::LocalFile => {
+                            t.voicemail_path.clone().unwrap_or_default()
+                        }
+                    },
+                ),
+                VoicemailWav::NoVoicemail => bail!("ticket {n} has no voicemail"),
+                VoicemailWav::Gone => bail!(
+                    "the voicemail of ticket {n} is not in the store, and {} is not on this machine \
+                     (run this on the node that recorded it)",
+                    t.voicemail_path.as_deref().unwrap_or_default()
+                ),
+                VoicemailWav::TooLarge { bytes } => {
+                    bail!("the voicemail of ticket {n} is too large ({bytes} bytes)")
+                }
+                VoicemailWav::Unreadable { why } => {
+                    bail!("the voicemail of ticket {n} cannot be read now: {why}")
+                }
+            };
+            if out.as_os_str() == "-" {
+                use std::io::Write;
+                let mut stdout = std::io::stdout().lock();
+                stdout
+                    .write_all(&wav)
+                    .context("writing to standard output")?;
+                stdout.flush().context("writing to standard output")?;
+                eprintln!("{} bytes from {from}", wav.len());
+            } else {
+                std::fs::write(&out, &wav).with_context(|| format!("writing {}", out.display()))?;
+                println!(
+                    "ticket {}: voicemail written to {} ({} bytes, from {from})",
+                    number::grouped(&t.number),
+                    out.display(),
+                    wav.len()
+                );
             }
             Ok(())
         }

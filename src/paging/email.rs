@@ -8,7 +8,6 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -23,6 +22,7 @@ use serde::Deserialize;
 use super::facts::{PageFacts, PageReason};
 use super::ChannelError;
 use crate::config_issue::{ConfigIssue, KeySeg};
+use crate::store::{Store, VoicemailWav};
 use crate::triage::Severity;
 
 /// `[paging.smtp]`.
@@ -393,7 +393,7 @@ pub enum Recording {
     None,
     /// Attached under this file name.
     Attached { filename: String },
-    /// The file is missing or unreadable.
+    /// Neither in the store nor readable from this node's disk.
     Unavailable,
     /// Larger than `[paging.smtp] max_attachment_mb`.
     TooLarge { bytes: u64, limit_mb: u32 },
@@ -521,8 +521,8 @@ pub fn render(facts: &PageFacts, recording: &Recording) -> RenderedMail {
             "{}{}",
             len.map(|l| format!("{l}, ")).unwrap_or_default(),
             t(
-                "enregistrement non disponible (fichier introuvable ou illisible)",
-                "recording unavailable (file missing or unreadable)"
+                "enregistrement non disponible (ni dans la base ni lisible sur ce serveur)",
+                "recording unavailable (neither in the store nor readable on this server)"
             )
         ),
         (Recording::TooLarge { bytes, limit_mb }, len) => format!(
@@ -564,40 +564,40 @@ pub fn render(facts: &PageFacts, recording: &Recording) -> RenderedMail {
 
 const MIB: u64 = 1024 * 1024;
 
-/// Reads the voicemail for attachment; a missing or oversized file is reported, not an error.
-async fn load_recording(facts: &PageFacts, limit_mb: u32) -> (Recording, Option<Vec<u8>>) {
-    let Some(path) = &facts.voicemail_path else {
-        return (Recording::None, None);
-    };
+/// Reads the voicemail for attachment, from the store (so any node attaches it), else from the
+/// file it was recorded to; a missing or oversized recording is reported, not an error.
+async fn load_recording(
+    store: &Store,
+    facts: &PageFacts,
+    limit_mb: u32,
+) -> (Recording, Option<Vec<u8>>) {
+    let path = facts
+        .voicemail_path
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned());
     let limit = u64::from(limit_mb) * MIB;
-    match read_capped(path, limit).await {
-        Ok(Ok(bytes)) => (
+    match store
+        .voicemail_wav(&facts.ticket, facts.ticket_id, path.as_deref(), limit)
+        .await
+    {
+        VoicemailWav::NoVoicemail => (Recording::None, None),
+        VoicemailWav::Found { wav, .. } => (
             Recording::Attached {
                 filename: attachment_name(&facts.ticket),
             },
-            Some(bytes),
+            Some(wav),
         ),
-        Ok(Err(bytes)) => (Recording::TooLarge { bytes, limit_mb }, None),
-        Err(e) => {
-            tracing::warn!(ticket = %facts.ticket, path = %path.display(), error = %e,
-                "voicemail not attached: unreadable");
+        VoicemailWav::TooLarge { bytes } => (Recording::TooLarge { bytes, limit_mb }, None),
+        VoicemailWav::Gone => {
+            tracing::warn!(ticket = %facts.ticket, path = path.as_deref().unwrap_or_default(),
+                "voicemail not attached: neither in the store nor on this node's disk");
+            (Recording::Unavailable, None)
+        }
+        VoicemailWav::Unreadable { why } => {
+            tracing::warn!(ticket = %facts.ticket, error = %why, "voicemail not attached: unreadable");
             (Recording::Unavailable, None)
         }
     }
-}
-
-/// The file's bytes, or `Err(size)` when it is larger than `limit` (not read then).
-async fn read_capped(path: &Path, limit: u64) -> std::io::Result<Result<Vec<u8>, u64>> {
-    let size = tokio::fs::metadata(path).await?.len();
-    if size > limit {
-        return Ok(Err(size));
-    }
-    let bytes = tokio::fs::read(path).await?;
-    // The file may have grown since metadata; the limit holds for what is sent.
-    if bytes.len() as u64 > limit {
-        return Ok(Err(bytes.len() as u64));
-    }
-    Ok(Ok(bytes))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -666,16 +666,22 @@ impl Mailer {
         })
     }
 
-    /// Sends the page for `facts` to `to`. A refused address (5xx, or one that does not parse)
-    /// is Permanent; a server down, slow or answering 4xx is Transient.
-    pub async fn send_page(&self, to: &str, facts: &PageFacts) -> Result<(), ChannelError> {
+    /// Sends the page for `facts` to `to`, with the voicemail from `store` (else from the
+    /// recording's file on this node) attached. A refused address (5xx, or one that does not
+    /// parse) is Permanent; a server down, slow or answering 4xx is Transient.
+    pub async fn send_page(
+        &self,
+        to: &str,
+        facts: &PageFacts,
+        store: &Store,
+    ) -> Result<(), ChannelError> {
         let to_box: Mailbox = to.parse().map_err(|e| {
             ChannelError::Permanent(format!(
                 "\"{}\" is not an e-mail address ({e})",
                 one_line(to, 100)
             ))
         })?;
-        let (recording, bytes) = load_recording(facts, self.max_attachment_mb).await;
+        let (recording, bytes) = load_recording(store, facts, self.max_attachment_mb).await;
         let mail = render(facts, &recording);
         let text = SinglePart::plain(mail.body);
         let builder = Message::builder()
@@ -756,6 +762,7 @@ mod tests {
             .unwrap_or_default();
         PageFacts {
             ticket: "4821337".into(),
+            ticket_id: 0,
             severity: Severity::S1,
             status: "paged".into(),
             company: Some("Plomberie Tremblay".into()),
@@ -1175,19 +1182,65 @@ mod tests {
         let Ok(mailer) = mailer else {
             panic!("{mailer:?}")
         };
-        let res = mailer.send_page("not an address", &facts("fr")).await;
+        let store = memory_store().await;
+        let res = mailer
+            .send_page("not an address", &facts("fr"), &store)
+            .await;
         assert!(matches!(res, Err(ChannelError::Permanent(_))), "{res:?}");
+    }
+
+    async fn memory_store() -> Store {
+        let store = Store::connect(&crate::store::StoreConfig::with_url("sqlite::memory:")).await;
+        store.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A ticket in `store` whose voicemail was recorded at `path`; its facts.
+    async fn ticket_with_voicemail(store: &Store, path: &std::path::Path) -> PageFacts {
+        let at = Utc::now();
+        let t = crate::store::NewTicket {
+            severity: Severity::S1,
+            caller: "15145550100".into(),
+            callback_number: "15145550100".into(),
+            account_id: None,
+            language: "fr".into(),
+            voicemail: Some(crate::store::Voicemail {
+                path: path.to_string_lossy().into_owned(),
+                seconds: 41.6,
+                speech_detected: true,
+            }),
+            answers: BTreeMap::new(),
+            classification_reasons: vec!["menu: 1".into()],
+            suspected_incident: false,
+            created_at: at,
+            due: crate::schedule::Due {
+                callback_due_at: at,
+                resolution_due_at: at,
+            },
+            pages: Vec::new(),
+            actor: "ivr".into(),
+        };
+        let t = store
+            .create_ticket(&t)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut f = facts("fr");
+        f.ticket = t.number;
+        f.ticket_id = t.id;
+        f.voicemail_path = t.voicemail_path.map(std::path::PathBuf::from);
+        f
     }
 
     #[tokio::test]
     async fn the_recording_is_attached_only_when_readable_and_small_enough() {
+        // A ticket with no audio in the store (older than stored audio): its file is read.
+        let store = memory_store().await;
         let dir = tempfile::tempdir().map_err(|e| e.to_string());
         let Ok(dir) = dir else { panic!("{dir:?}") };
         let path = dir.path().join("vm.wav");
         std::fs::write(&path, vec![7u8; 2 * MIB as usize]).unwrap_or_else(|e| panic!("{e}"));
         let mut f = facts("fr");
         f.voicemail_path = Some(path);
-        let (rec, bytes) = load_recording(&f, 10).await;
+        let (rec, bytes) = load_recording(&store, &f, 10).await;
         assert_eq!(
             rec,
             Recording::Attached {
@@ -1195,7 +1248,7 @@ mod tests {
             }
         );
         assert_eq!(bytes.map(|b| b.len()), Some(2 * MIB as usize));
-        let (rec, bytes) = load_recording(&f, 1).await;
+        let (rec, bytes) = load_recording(&store, &f, 1).await;
         assert_eq!(
             rec,
             Recording::TooLarge {
@@ -1205,8 +1258,47 @@ mod tests {
         );
         assert!(bytes.is_none());
         f.voicemail_path = Some(dir.path().join("gone.wav"));
-        assert_eq!(load_recording(&f, 10).await.0, Recording::Unavailable);
+        assert_eq!(
+            load_recording(&store, &f, 10).await.0,
+            Recording::Unavailable
+        );
         f.voicemail_path = None;
-        assert_eq!(load_recording(&f, 10).await.0, Recording::None);
+        assert_eq!(load_recording(&store, &f, 10).await.0, Recording::None);
+    }
+
+    #[tokio::test]
+    async fn the_recording_is_attached_from_the_store_when_its_file_is_gone() {
+        let store = memory_store().await;
+        let dir = tempfile::tempdir().map_err(|e| e.to_string());
+        let Ok(dir) = dir else { panic!("{dir:?}") };
+        let path = dir.path().join("vm.wav");
+        let wav: Vec<u8> = (0..3 * MIB as usize / 2)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        std::fs::write(&path, &wav).unwrap_or_else(|e| panic!("{e}"));
+        let f = ticket_with_voicemail(&store, &path).await;
+        // Another node pages, or this node's disk lost the file: the store has the audio.
+        std::fs::remove_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        let (rec, bytes) = load_recording(&store, &f, 10).await;
+        assert_eq!(
+            rec,
+            Recording::Attached {
+                filename: attachment_name(&f.ticket)
+            }
+        );
+        assert!(
+            bytes.as_deref() == Some(wav.as_slice()),
+            "not the recording"
+        );
+        // The attachment limit still holds for audio from the store.
+        let (rec, bytes) = load_recording(&store, &f, 1).await;
+        assert_eq!(
+            rec,
+            Recording::TooLarge {
+                bytes: wav.len() as u64,
+                limit_mb: 1
+            }
+        );
+        assert!(bytes.is_none());
     }
 }

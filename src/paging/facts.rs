@@ -51,6 +51,10 @@ pub enum PageReason {
 pub struct PageFacts {
     /// Tracking number (digits).
     pub ticket: String,
+    /// The ticket's row id: what its voicemail audio is stored under (`Store::voicemail_wav`),
+    /// loaded only by the channels that use it (e-mail, phone).
+    #[serde(skip)]
+    pub ticket_id: i64,
     pub severity: Severity,
     /// Ticket status when the page was prepared ("open", "paged", "acknowledged"...).
     pub status: String,
@@ -72,6 +76,8 @@ pub struct PageFacts {
     /// What the IVR collected (question → answer).
     pub answers: BTreeMap<String, String>,
     pub classification_reasons: Vec<String>,
+    /// Where the voicemail was recorded (on the node that took the call): provenance, and where
+    /// its audio is read from when the store has none (tickets older than stored audio).
     pub voicemail_path: Option<PathBuf>,
     pub voicemail_seconds: Option<f64>,
     /// Signed acknowledgement link, when `[http] public_url` is set.

@@ -18,7 +18,7 @@ use super::facts::{PageFacts, PageReason};
 use crate::media::{MediaEngine, MediaEvent, MediaSession, PlayOptions, PromptRef};
 use crate::sip::digest::Credentials;
 use crate::sip::{CallRequest, LegEvent, LegHandle, SipHandle};
-use crate::store::{Action, Store};
+use crate::store::{Action, Store, VoicemailWav, MAX_VOICEMAIL_BYTES};
 use crate::triage::Severity;
 
 /// Checks a ticket's callback number against the callback policy (`[ivr] callback_allow`):
@@ -289,7 +289,7 @@ impl PhonePager {
                     return PhoneOutcome::Acknowledged { by_key: key };
                 }
                 MenuChoice::HearVoicemail => {
-                    let mut list = match self.voicemail_prompt(facts) {
+                    let mut list = match self.voicemail_prompt(facts).await {
                         Some(vm) => vec![PromptRef::named(vm)],
                         None => vec![PromptRef::named(format!("{lang}/page-no-voicemail"))],
                     };
@@ -384,21 +384,47 @@ impl PhonePager {
         list
     }
 
-    /// The ticket's voicemail as a prompt, loaded once per ticket.
-    fn voicemail_prompt(&self, facts: &PageFacts) -> Option<String> {
-        let path = facts.voicemail_path.as_ref()?;
+    /// The ticket's voicemail as a prompt, loaded once per ticket (when the person presses 2,
+    /// not before): from the store, so any node plays it, else from the recording's file.
+    async fn voicemail_prompt(&self, facts: &PageFacts) -> Option<String> {
+        let path = facts
+            .voicemail_path
+            .as_ref()?
+            .to_string_lossy()
+            .into_owned();
         let name = format!("vm/{}", facts.ticket);
-        let mut loaded = match self.loaded_voicemails.lock() {
-            Ok(l) => l,
-            Err(p) => p.into_inner(),
-        };
-        if loaded.contains(&facts.ticket) {
+        if self.voicemail_loaded(&facts.ticket) {
             return Some(name);
         }
-        let reader = match hound::WavReader::open(path) {
+        let wav = match self
+            .store
+            .voicemail_wav(
+                &facts.ticket,
+                facts.ticket_id,
+                Some(&path),
+                MAX_VOICEMAIL_BYTES,
+            )
+            .await
+        {
+            VoicemailWav::Found { wav, .. } => wav,
+            VoicemailWav::NoVoicemail => return None,
+            VoicemailWav::Gone => {
+                warn!(ticket = %facts.ticket, path, "the voicemail is neither in the store nor on this node's disk");
+                return None;
+            }
+            VoicemailWav::TooLarge { bytes } => {
+                warn!(ticket = %facts.ticket, bytes, "the voicemail is too large to play");
+                return None;
+            }
+            VoicemailWav::Unreadable { why } => {
+                warn!(ticket = %facts.ticket, error = %why, "cannot read the voicemail");
+                return None;
+            }
+        };
+        let reader = match hound::WavReader::new(std::io::Cursor::new(wav)) {
             Ok(r) => r,
             Err(e) => {
-                warn!(ticket = %facts.ticket, path = %path.display(), error = %e, "cannot read the voicemail");
+                warn!(ticket = %facts.ticket, error = %e, "the voicemail is not a readable WAV");
                 return None;
             }
         };
@@ -409,8 +435,19 @@ impl PhonePager {
         }
         let pcm: Vec<i16> = reader.into_samples::<i16>().map_while(Result::ok).collect();
         self.media.set_prompt(&name, &pcm);
+        let mut loaded = match self.loaded_voicemails.lock() {
+            Ok(l) => l,
+            Err(p) => p.into_inner(),
+        };
         loaded.insert(facts.ticket.clone());
         Some(name)
+    }
+
+    fn voicemail_loaded(&self, ticket: &str) -> bool {
+        match self.loaded_voicemails.lock() {
+            Ok(l) => l.contains(ticket),
+            Err(p) => p.into_inner().contains(ticket),
+        }
     }
 
     async fn acknowledge(&self, facts: &PageFacts, key: char) {

@@ -517,6 +517,7 @@ mod tests {
             .single()
             .unwrap_or_default();
         PageFacts {
+            ticket_id: 0,
             ticket: "4821337".into(),
             severity: Severity::S2,
             status: "paged".into(),

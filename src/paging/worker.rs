@@ -213,7 +213,10 @@ impl Worker {
         }
         let result: Result<Option<String>, ChannelError> = if job.channel == "email" {
             match &self.mailer {
-                Some(m) => m.send_page(&job.target, &facts).await.map(|()| None),
+                Some(m) => m
+                    .send_page(&job.target, &facts, &self.store)
+                    .await
+                    .map(|()| None),
                 None => Err(ChannelError::Permanent(
                     "no [paging.smtp] configured".into(),
                 )),
@@ -445,6 +448,7 @@ impl Worker {
         };
         PageFacts {
             ticket: t.number.clone(),
+            ticket_id: t.id,
             severity: t.severity,
             status: t.status.as_str().to_string(),
             company: t.company.clone(),

@@ -8,8 +8,12 @@
 //!
 //! Durable order for a voicemail ticket (the call flow's duty, in this order):
 //! 1. write the WAV, then [`durable::fsync_file`] it (file and directory);
-//! 2. [`Store::create_ticket`]: ticket row, its first events and its page jobs in one transaction;
+//! 2. [`Store::create_ticket`]: ticket row, its voicemail audio (read back from the file), its
+//!    first events and its page jobs in one transaction;
 //! 3. only then read the tracking number to the caller.
+//!
+//! From then on the audio is read from the store ([`Store::voicemail_wav`]) on any node; the
+//! file and `tickets.voicemail_path` stay as provenance and as the fallback for older tickets.
 
 pub mod accounts;
 pub mod announcements;
@@ -23,6 +27,7 @@ pub mod prompts;
 pub mod ticket_views;
 pub mod tickets;
 pub mod users;
+pub mod voicemail_audio;
 mod writer;
 
 use std::str::FromStr;
@@ -42,6 +47,10 @@ pub use announcements::{Announcement, NewAnnouncement};
 pub use pages::{LeaseFilter, NewEvent, NewPage, PageJob, PageOutcome, PageState};
 pub use people::{OverrideRow, PersonRow};
 pub use tickets::{Action, Event, ListFilter, NewTicket, Status, Ticket, Voicemail};
+pub use voicemail_audio::{
+    BackfillReport, VoicemailAudioInfo, VoicemailFileError, VoicemailWav, WavSource,
+    MAX_VOICEMAIL_BYTES,
+};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

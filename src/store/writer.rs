@@ -5,6 +5,11 @@
 //! commits them in one transaction with multi-row inserts, so many callers at once share a
 //! flush; a caller hears its tracking number only after its own ticket has committed. If a
 //! batch fails, its tickets are retried one by one so one bad ticket cannot fail the others.
+//!
+//! A voicemail's WAV is read before the transaction opens and committed with its ticket
+//! (`voicemail_audio`), so the audio is in the shared store as soon as the ticket is. A file
+//! that cannot be read never costs the ticket: it is created anyway, and its `created` event
+//! says why the audio is not in the store.
 
 use std::collections::HashSet;
 
@@ -12,18 +17,61 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 use super::tickets::NewTicket;
+use super::voicemail_audio::{read_wav_file, WavFile, MAX_VOICEMAIL_BYTES};
 use super::{micros, number, on_write, Db, StoreError};
 
 /// Tickets per transaction at most; keeps every statement under the bind-parameter limits.
 const MAX_BATCH: usize = 128;
 /// Rows per multi-row insert of events or page jobs.
 const ROWS_PER_INSERT: usize = 500;
+/// Voicemail bytes one batch may hold in memory; the tickets after wait for the next batch.
+const AUDIO_PER_BATCH: u64 = MAX_VOICEMAIL_BYTES;
 
 type Reply = oneshot::Sender<Result<(i64, String), StoreError>>;
 
 struct Request {
     ticket: NewTicket,
     reply: Reply,
+}
+
+/// A request with its voicemail read from disk.
+struct Prepared {
+    req: Request,
+    audio: Audio,
+}
+
+/// A ticket's voicemail audio, as read before its transaction.
+#[derive(Debug)]
+enum Audio {
+    /// No voicemail.
+    None,
+    Read(WavFile),
+    /// Not readable (or too large): the ticket is created without it; the reason goes in its
+    /// `created` event.
+    NotStored(String),
+}
+
+impl Audio {
+    fn size(&self) -> u64 {
+        match self {
+            Audio::Read(f) => f.wav.len() as u64,
+            _ => 0,
+        }
+    }
+}
+
+async fn read_audio(ticket: &NewTicket) -> Audio {
+    let Some(vm) = &ticket.voicemail else {
+        return Audio::None;
+    };
+    match read_wav_file(&vm.path, MAX_VOICEMAIL_BYTES).await {
+        Ok(f) => Audio::Read(f),
+        Err(e) => {
+            warn!(path = %vm.path, caller = %ticket.caller, error = %e,
+                "voicemail audio not stored with its ticket: only the recording node's file may have it");
+            Audio::NotStored(e.to_string())
+        }
+    }
 }
 
 /// Handle to the writer task (cheap to clone).
@@ -58,34 +106,52 @@ impl Writer {
 }
 
 async fn run(db: Db, mut rx: mpsc::Receiver<Request>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
+    let mut batch: Vec<Prepared> = Vec::with_capacity(MAX_BATCH);
+    // A request read but left for the next batch (its audio would overflow this one's).
+    let mut next: Option<Prepared> = None;
+    loop {
+        let first = match next.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(req) => {
+                    let audio = read_audio(&req.ticket).await;
+                    Prepared { req, audio }
+                }
+                None => break,
+            },
+        };
+        let mut audio_bytes = first.audio.size();
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
+        while batch.len() < MAX_BATCH && audio_bytes < AUDIO_PER_BATCH {
+            let Ok(req) = rx.try_recv() else { break };
+            let audio = read_audio(&req.ticket).await;
+            if audio_bytes + audio.size() > AUDIO_PER_BATCH {
+                next = Some(Prepared { req, audio });
+                break;
             }
+            audio_bytes += audio.size();
+            batch.push(Prepared { req, audio });
         }
-        let tickets: Vec<&NewTicket> = batch.iter().map(|r| &r.ticket).collect();
-        match insert(&db, &tickets).await {
+        let items: Vec<(&NewTicket, &Audio)> =
+            batch.iter().map(|p| (&p.req.ticket, &p.audio)).collect();
+        match insert(&db, &items).await {
             Ok(done) => {
-                for (req, res) in batch.drain(..).zip(done) {
-                    let _ = req.reply.send(Ok(res));
+                for (p, res) in batch.drain(..).zip(done) {
+                    let _ = p.req.reply.send(Ok(res));
                 }
             }
             Err(e) if batch.len() == 1 => {
-                if let Some(req) = batch.pop() {
-                    let _ = req.reply.send(Err(e));
+                if let Some(p) = batch.pop() {
+                    let _ = p.req.reply.send(Err(e));
                 }
             }
             Err(e) => {
                 warn!(error = %e, tickets = batch.len(), "batch insert failed; retrying one by one");
-                for req in batch.drain(..) {
-                    let res = insert(&db, &[&req.ticket])
+                for p in batch.drain(..) {
+                    let res = insert(&db, &[(&p.req.ticket, &p.audio)])
                         .await
                         .and_then(|mut v| v.pop().ok_or(StoreError::WriterStopped));
-                    let _ = req.reply.send(res);
+                    let _ = p.req.reply.send(res);
                 }
             }
         }
@@ -122,11 +188,13 @@ fn placeholders(rows: usize, cols: usize, fixed: &str) -> String {
     s
 }
 
-/// One transaction: the tickets (fresh numbers; a taken number is redrawn), then their events,
-/// then their page jobs.
-async fn insert(db: &Db, tickets: &[&NewTicket]) -> Result<Vec<(i64, String)>, StoreError> {
+/// One transaction: the tickets (fresh numbers; a taken number is redrawn), their voicemail
+/// audio, then their events, then their page jobs.
+async fn insert(db: &Db, items: &[(&NewTicket, &Audio)]) -> Result<Vec<(i64, String)>, StoreError> {
+    let tickets: Vec<&NewTicket> = items.iter().map(|(t, _)| *t).collect();
+    let stored_at = micros(chrono::Utc::now());
     let mut prepared = Vec::with_capacity(tickets.len());
-    for t in tickets {
+    for t in &tickets {
         let answers = serde_json::to_string(&t.answers)
             .map_err(|e| StoreError::Invalid(format!("answers: {e}")))?;
         let reasons = serde_json::to_string(&t.classification_reasons)
@@ -189,10 +257,33 @@ async fn insert(db: &Db, tickets: &[&NewTicket]) -> Result<Vec<(i64, String)>, S
         }
         let ids: Vec<i64> = ids.iter().map(|i| i.unwrap_or_default()).collect();
 
+        // The audio, one row each (megabytes: no multi-row statement).
+        for ((_, audio), &id) in items.iter().zip(&ids) {
+            if let Audio::Read(f) = audio {
+                sqlx::query(
+                    "INSERT INTO voicemail_audio (ticket_id, wav, bytes, sha256, stored_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(id)
+                .bind(f.wav.as_slice())
+                .bind(f.wav.len() as i64)
+                .bind(f.sha256.as_str())
+                .bind(stored_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+
         // Two events per ticket: created (with the voicemail) and classified (with the reasons).
         let mut events: Vec<EventRow<'_>> = Vec::new();
-        for (t, &id) in tickets.iter().zip(&ids) {
-            let vm = t.voicemail.as_ref().map(|v| format!("voicemail {} ({:.1} s)", v.path, v.seconds));
+        for ((t, audio), &id) in items.iter().zip(&ids) {
+            let vm = t.voicemail.as_ref().map(|v| {
+                let mut s = format!("voicemail {} ({:.1} s)", v.path, v.seconds);
+                if let Audio::NotStored(why) = audio {
+                    s.push_str(&format!("; audio not in the store: {why}"));
+                }
+                s
+            });
             events.push(EventRow { id, ticket: t, kind: "created", actor: t.actor.clone(), to_status: Some("open"), reason: vm });
             events.push(EventRow {
                 id,
