@@ -356,6 +356,21 @@ fn a_page_leased_by_a_dead_node_is_sent_once_by_the_other_with_the_voicemail() {
         hex::encode(&wav),
         "the attachment is not the voicemail"
     );
+    // Node B's operators have it too (the console's player reads the same row).
+    let out = b.dir.path().join("heard.wav");
+    let status = Command::new(env!("CARGO_BIN_EXE_astreinte"))
+        .args(["tickets", "voicemail", &number, "--out"])
+        .arg(&out)
+        .arg("--config")
+        .arg(b.dir.path().join("astreinte.toml"))
+        .status()
+        .expect("run astreinte");
+    assert!(status.success());
+    assert!(
+        std::fs::read(&out).expect("written") == wav,
+        "node B's copy differs"
+    );
+
     // Sent once, by B, after A's lease ran out: A's attempt and B's.
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(mail.messages().len(), 1, "the page was sent twice");

@@ -609,6 +609,30 @@ fn flooding_source_is_refused_then_dropped() {
 }
 
 #[test]
+fn a_trusted_proxy_is_never_throttled_by_the_per_source_limit() {
+    // Behind Kamailio every request comes from one address: at a limit of 5 a second, 500
+    // OPTIONS and 100 calls in the same instant all get their answers.
+    let mut h = Harness::with(config("127.0.0.0/8", 5));
+    for i in 0..500 {
+        h.send(&format!(
+            "OPTIONS sip:611@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP {PEER};branch=z9hG4bKt{i}\nFrom: <sip:a@b>;tag=1\nTo: <sip:611@127.0.0.1>\nCall-ID: t{i}\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n"
+        ));
+    }
+    assert_eq!(h.codes(), vec![200; 500]);
+    for i in 0..100 {
+        h.send(&invite(
+            &format!("tc{i}"),
+            &format!("z9hG4bKtc{i}"),
+            "",
+            SDP,
+        ));
+    }
+    assert_eq!(h.codes(), vec![100; 100]);
+    let stats = h.ep.stats();
+    assert_eq!((stats.rate_refused, stats.rate_dropped), (0, 0));
+}
+
+#[test]
 fn responses_acks_and_junk_count_against_the_limit_too() {
     let mut h = Harness::with(config("10.0.0.0/8", 5));
     h.send_raw(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx\r\n\r\n");
