@@ -109,7 +109,7 @@ impl Kamailio {
             .arg(dir.join("kamailio.pid"))
             .arg("-w")
             .arg(dir)
-            .args(["-m", "32"]);
+            .args(["-m", "256"]);
         for define in test_defines(dir, port, probe_interval_secs) {
             cmd.arg("-A").arg(define);
         }
