@@ -111,7 +111,9 @@ struct Run {
 /// SIPp: `calls` calls at `rate` a second with `scenario`, each held `hold_ms`.
 fn sipp(target: SocketAddr, scenario: &str, rate: u32, calls: u32, hold_ms: u32) -> Run {
     let work = tempfile::tempdir().expect("tempdir");
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/sipp").join(scenario);
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("benches/sipp")
+        .join(scenario);
     let started = Instant::now();
     let mut child = Command::new("sipp")
         .current_dir(work.path())
@@ -237,7 +239,10 @@ fn main() {
                 println!("  {l}");
             }
         }
-        (rate, concurrent_ivr("two nodes behind Kamailio", proxy.addr))
+        (
+            rate,
+            concurrent_ivr("two nodes behind Kamailio", proxy.addr),
+        )
     };
     println!(
         "call set-up, zero failures: one node direct {one_rate:.0} calls/s, two nodes behind Kamailio {two_rate:.0} calls/s (ratio {:.2})",

@@ -21,7 +21,35 @@ fn env_usize(key: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// A 31.5 s voicemail WAV (8 kHz mono 16-bit, about 500 KB) for the tickets that carry audio.
+fn voicemail_wav() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let path =
+            std::env::temp_dir().join(format!("astreinte-bench-vm-{}.wav", std::process::id()));
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&path, spec).expect("bench wav");
+        for n in 0..252_000u32 {
+            let v = ((n as f32 * 0.07).sin() * 8000.0) as i16;
+            w.write_sample(v).expect("bench wav sample");
+        }
+        w.finalize().expect("bench wav");
+        path.display().to_string()
+    })
+}
+
 fn ticket(i: usize) -> NewTicket {
+    ticket_with_audio(i, false)
+}
+
+/// With `audio`, the voicemail file exists, so its bytes are committed with the ticket (as
+/// the desk does); without, the path leads nowhere and only the ticket's rows are written.
+fn ticket_with_audio(i: usize, audio: bool) -> NewTicket {
     let sched = Schedule::from_config(&ScheduleConfig::default()).expect("default schedule");
     let at = Utc.with_ymd_and_hms(2025, 3, 13, 3, 0, 0).unwrap()
         + chrono::Duration::milliseconds(i as i64);
@@ -34,7 +62,11 @@ fn ticket(i: usize) -> NewTicket {
         account_id: None,
         language: "fr".into(),
         voicemail: Some(Voicemail {
-            path: format!("/var/lib/astreinte/vm/{i}.wav"),
+            path: if audio {
+                voicemail_wav().to_string()
+            } else {
+                format!("/var/lib/astreinte/vm/{i}.wav")
+            },
             seconds: 31.5,
             speech_detected: true,
         }),
@@ -52,6 +84,10 @@ fn ticket(i: usize) -> NewTicket {
 }
 
 async fn create_rate(store: &Store, n: usize, tasks: usize) -> f64 {
+    create_rate_with(store, n, tasks, false).await
+}
+
+async fn create_rate_with(store: &Store, n: usize, tasks: usize, audio: bool) -> f64 {
     let start = Instant::now();
     let mut handles = Vec::new();
     for t in 0..tasks {
@@ -60,7 +96,7 @@ async fn create_rate(store: &Store, n: usize, tasks: usize) -> f64 {
             let mut i = t;
             while i < n {
                 store
-                    .create_ticket(&ticket(i))
+                    .create_ticket(&ticket_with_audio(i, audio))
                     .await
                     .expect("create_ticket");
                 i += tasks;
@@ -78,6 +114,12 @@ async fn bench_create(label: &str, cfg: &StoreConfig, n: usize) {
     let one = create_rate(&store, n, 1).await;
     let many = create_rate(&store, n, 16).await;
     println!("create_ticket {label}: {one:.0} tickets/s (1 task), {many:.0} tickets/s (16 tasks), n={n} each, 2 events + 2 page jobs per ticket");
+    // With the voicemail's audio committed beside each ticket (issue 14): 200 tickets of 31.5 s.
+    let with_audio = create_rate_with(&store, 200, 16, true).await;
+    println!(
+        "create_ticket {label} with a 31.5 s voicemail's audio (504 KB) each: {with_audio:.0} tickets/s (16 tasks), {:.0} MB/s of audio",
+        with_audio * 0.504
+    );
     store.close().await;
 }
 
