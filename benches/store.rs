@@ -43,10 +43,6 @@ fn voicemail_wav() -> &'static str {
     })
 }
 
-fn ticket(i: usize) -> NewTicket {
-    ticket_with_audio(i, false)
-}
-
 /// With `audio`, the voicemail file exists, so its bytes are committed with the ticket (as
 /// the desk does); without, the path leads nowhere and only the ticket's rows are written.
 fn ticket_with_audio(i: usize, audio: bool) -> NewTicket {
