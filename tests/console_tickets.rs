@@ -416,21 +416,24 @@ async fn list_order_and_fields(store: &Store, _dir: &std::path::Path) {
 }
 both!(list_order_and_fields);
 
+/// An 8 kHz mono 16-bit WAV of `samples`, as the recorder writes.
+fn write_wav(path: &std::path::Path, samples: impl Iterator<Item = i16>) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for v in samples {
+        w.write_sample(v).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
 async fn show_and_voicemail(store: &Store, dir: &std::path::Path) {
     let wav = dir.join("vm.wav");
-    {
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: 8000,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
-        let mut w = hound::WavWriter::create(&wav, spec).unwrap();
-        for i in 0..800i32 {
-            w.write_sample(((i % 40) * 500 - 10_000) as i16).unwrap();
-        }
-        w.finalize().unwrap();
-    }
+    write_wav(&wav, (0..800i32).map(|i| ((i % 40) * 500 - 10_000) as i16));
     let mut with_vm = new_ticket(Severity::S1, "15145550100", t0());
     with_vm.voicemail = Some(Voicemail {
         path: wav.display().to_string(),
@@ -520,18 +523,10 @@ both!(show_and_voicemail);
 /// file is gone (issue 14).
 async fn voicemail_is_served_from_the_store(store: &Store, dir: &std::path::Path) {
     let wav_path = dir.join("vm-store.wav");
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(&wav_path, spec).unwrap();
-    for i in 0..16_000i32 {
-        w.write_sample(((i * 37 % 200) * 100 - 10_000) as i16)
-            .unwrap();
-    }
-    w.finalize().unwrap();
+    write_wav(
+        &wav_path,
+        (0..16_000i32).map(|i| ((i * 37 % 200) * 100 - 10_000) as i16),
+    );
     let wav = std::fs::read(&wav_path).unwrap();
     let mut t = new_ticket(Severity::S1, "15145550103", t0());
     t.voicemail = Some(Voicemail {

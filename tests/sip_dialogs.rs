@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use astreinte::media::MediaDirection;
 use astreinte::sip::endpoint::{
-    Credentials, EndReason, Endpoint, EndpointConfig, Event, LegId, OutboundCall, Peer,
+    Caller, Credentials, EndReason, Endpoint, EndpointConfig, Event, LegId, OutboundCall, Peer,
     RegisterSpec, RegistrationState,
 };
 use astreinte::sip::message::{self, Message, Request, Response};
@@ -1043,6 +1043,16 @@ fn draining_node_answers_probes_and_new_calls_503_but_keeps_its_calls() {
         .any(|e| matches!(e, Event::Ended { leg: l, .. } if *l == leg)));
 }
 
+fn incoming_caller(h: &mut Harness) -> Caller {
+    h.events()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Incoming(c) => Some(c.caller),
+            _ => None,
+        })
+        .expect("an incoming call")
+}
+
 #[test]
 fn caller_comes_from_p_asserted_identity_when_a_proxy_sends_one() {
     let mut h = Harness::new();
@@ -1053,14 +1063,7 @@ fn caller_comes_from_p_asserted_identity_when_a_proxy_sends_one() {
         "P-Asserted-Identity: \"Acme Desk\" <sip:+15145550142@carrier.example>\n",
         SDP,
     ));
-    let caller = h
-        .events()
-        .into_iter()
-        .find_map(|e| match e {
-            Event::Incoming(c) => Some(c.caller),
-            _ => None,
-        })
-        .expect("an incoming call");
+    let caller = incoming_caller(&mut h);
     assert_eq!(caller.user.as_deref(), Some("+15145550142"));
     assert_eq!(caller.display.as_deref(), Some("Acme Desk"));
 
@@ -1071,25 +1074,11 @@ fn caller_comes_from_p_asserted_identity_when_a_proxy_sends_one() {
         "P-Asserted-Identity: <sip:carrier.example>, <tel:+15145550143;cpc=ordinary>\n",
         SDP,
     ));
-    let caller = h
-        .events()
-        .into_iter()
-        .find_map(|e| match e {
-            Event::Incoming(c) => Some(c.caller),
-            _ => None,
-        })
-        .expect("an incoming call");
+    let caller = incoming_caller(&mut h);
     assert_eq!(caller.user.as_deref(), Some("+15145550143"));
 
     // Without one, the From's user is the caller.
     h.send(&invite("p3", "z9hG4bKp3", "", SDP));
-    let caller = h
-        .events()
-        .into_iter()
-        .find_map(|e| match e {
-            Event::Incoming(c) => Some(c.caller),
-            _ => None,
-        })
-        .expect("an incoming call");
+    let caller = incoming_caller(&mut h);
     assert_eq!(caller.user.as_deref(), Some("5145550100"));
 }
