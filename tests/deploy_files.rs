@@ -237,6 +237,22 @@ fn published_udp(compose: &serde_json::Value, service: &str) -> HashSet<u16> {
 }
 
 #[test]
+fn systemd_unit_waits_out_the_default_drain() {
+    let unit = std::fs::read_to_string(repo().join("deploy/systemd/astreinte.service")).unwrap();
+    let timeout: u64 = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("TimeoutStopSec= in seconds");
+    let drain = astreinte::sip::SipConfig::default().drain_secs;
+    assert!(
+        timeout > drain,
+        "TimeoutStopSec={timeout} would SIGKILL a node still draining (drain_secs {drain})"
+    );
+    assert!(unit.contains("AmbientCapabilities=CAP_SYS_NICE"));
+}
+
+#[test]
 fn compose_nodes_trust_kamailio_and_agree_with_its_node_list() {
     let compose = compose_config();
     let subnet: ipnet::IpNet = compose["networks"]["astreinte"]["ipam"]["config"][0]["subnet"]
@@ -280,6 +296,22 @@ fn compose_nodes_trust_kamailio_and_agree_with_its_node_list() {
         let config: toml::Value =
             toml::from_str(&std::fs::read_to_string(&config_file).unwrap()).unwrap();
         let sip = &config["sip"];
+        // The service manager must wait out the drain before it kills.
+        let drain = sip
+            .get("drain_secs")
+            .and_then(toml::Value::as_integer)
+            .map_or(astreinte::sip::SipConfig::default().drain_secs, |d| {
+                d as u64
+            });
+        let grace = compose["services"][name]["stop_grace_period"]
+            .as_str()
+            .and_then(|g| g.strip_suffix('s'))
+            .and_then(|g| g.parse::<u64>().ok())
+            .unwrap_or(10);
+        assert!(
+            grace > drain,
+            "{name}: stop_grace_period {grace} s does not outlast [sip] drain_secs {drain} s"
+        );
         let ip = service_ip(&compose, name);
         let trusted: Vec<ipnet::IpNet> = sip["trusted"]
             .as_array()
