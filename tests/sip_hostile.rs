@@ -113,11 +113,24 @@ fn a_strangers_flood_and_held_connections_do_not_stop_trusted_calls() {
         assert!(sent > 1_000, "the flood ran ({sent} datagrams)");
     });
 
-    // The stranger is answered again once it stops.
+    // The stranger is answered again once it stops: within a few seconds, since the engine
+    // first works through the flood still queued in its socket (each datagram counted against
+    // the stranger, so the first probes may still be refused 503 or dropped).
     let sock = UdpSocket::bind((STRANGER, 0)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = None;
+    while Instant::now() < deadline {
+        last = options_answered(&engine, &sock, Duration::from_secs(1));
+        if last.as_deref() == Some("SIP/2.0 200 OK") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
     assert_eq!(
-        options_answered(&engine, &sock, Duration::from_secs(5)).as_deref(),
-        Some("SIP/2.0 200 OK")
+        last.as_deref(),
+        Some("SIP/2.0 200 OK"),
+        "{}",
+        engine.log_text()
     );
     drop(held);
 }
