@@ -22,6 +22,9 @@ use reqwest::header::{HeaderMap, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+mod common;
+use common::backends::pg;
+
 const PASSWORD: &str = "correct horse battery staple";
 
 struct Console {
@@ -630,47 +633,6 @@ async fn behind_a_trusted_proxy_each_person_has_their_own_login_quota() {
 // ---------------------------------------------------------------------------------------------
 // The store half on both backends.
 
-struct Pg {
-    store: Store,
-    admin: sqlx::PgPool,
-    schema: String,
-}
-
-async fn pg(test: &str) -> Option<Pg> {
-    let Ok(url) = std::env::var("ASTREINTE_TEST_PG_URL") else {
-        if std::env::var_os("CI").is_some() {
-            panic!("CI is set but ASTREINTE_TEST_PG_URL is not: the PostgreSQL auth tests cannot be skipped in CI");
-        }
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP {test} on PostgreSQL: ASTREINTE_TEST_PG_URL is not set (scripts/test.sh sets it)"
-        );
-        return None;
-    };
-    let admin = sqlx::PgPool::connect(&url)
-        .await
-        .expect("connect to ASTREINTE_TEST_PG_URL");
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let schema = format!("t_{test}_{}_{nanos}", std::process::id());
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let store_url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
-    let store = Store::connect(&StoreConfig::with_url(store_url))
-        .await
-        .unwrap();
-    Some(Pg {
-        store,
-        admin,
-        schema,
-    })
-}
-
 /// Users, sessions and tokens as the console uses them.
 async fn store_flow(s: &Store) {
     let now = Utc::now();
@@ -810,9 +772,5 @@ async fn store_and_append_only_audit_on_postgres() {
         assert!(e.to_string().contains("append-only"), "{sql}: {e}");
     }
     assert_eq!(pg.store.audit_events(100, None).await.unwrap().len(), 5);
-    pg.store.close().await;
-    let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&pg.admin)
-        .await;
-    pg.admin.close().await;
+    pg.drop().await;
 }

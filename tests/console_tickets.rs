@@ -11,84 +11,17 @@ use astreinte::admin::auth::{CurrentUser, Role};
 use astreinte::admin::{self, AdminState};
 use astreinte::config::Config;
 use astreinte::schedule::{Due, Schedule, ScheduleConfig};
-use astreinte::store::{number, Action, NewPage, NewTicket, Store, StoreConfig, Voicemail};
+use astreinte::store::{number, Action, NewPage, NewTicket, Store, Voicemail};
 use astreinte::triage::Severity;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------
-// Backends (pattern of tests/store_backends.rs)
+// Backends: tests/common/backends.rs
 
-async fn sqlite() -> (Store, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/astreinte.db", dir.path().display());
-    let store = Store::connect(&StoreConfig::with_url(url)).await.unwrap();
-    (store, dir)
-}
-
-struct Pg {
-    store: Store,
-    admin: sqlx::PgPool,
-    schema: String,
-}
-
-impl Pg {
-    async fn drop(self) {
-        self.store.close().await;
-        let _ = sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.schema))
-            .execute(&self.admin)
-            .await;
-        self.admin.close().await;
-    }
-}
-
-async fn pg(test: &str) -> Option<Pg> {
-    let Ok(url) = std::env::var("ASTREINTE_TEST_PG_URL") else {
-        if std::env::var_os("CI").is_some() {
-            panic!("CI is set but ASTREINTE_TEST_PG_URL is not: the PostgreSQL console tests cannot be skipped in CI");
-        }
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP {test} on PostgreSQL: ASTREINTE_TEST_PG_URL is not set (scripts/test.sh sets it)"
-        );
-        return None;
-    };
-    let admin = sqlx::PgPool::connect(&url)
-        .await
-        .expect("connect to ASTREINTE_TEST_PG_URL");
-    let schema = format!("t_{}_{}", test, rand_suffix());
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let store_url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
-    let store = Store::connect(&StoreConfig::with_url(store_url))
-        .await
-        .unwrap();
-    Some(Pg {
-        store,
-        admin,
-        schema,
-    })
-}
-
-fn rand_suffix() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
-        nanos
-    )
-}
+mod common;
+use common::backends::{pg, sqlite};
 
 /// Runs the scenario `$name(&Store, &Path)` on SQLite and on PostgreSQL.
 macro_rules! both {

@@ -12,76 +12,8 @@ use astreinte::store::{
 use astreinte::triage::Severity;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
-async fn sqlite() -> (Store, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/sub/dir/astreinte.db", dir.path().display());
-    let store = Store::connect(&StoreConfig::with_url(url)).await.unwrap();
-    (store, dir)
-}
-
-struct Pg {
-    store: Store,
-    admin: sqlx::PgPool,
-    schema: String,
-}
-
-impl Pg {
-    async fn drop(self) {
-        self.store.close().await;
-        let _ = sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.schema))
-            .execute(&self.admin)
-            .await;
-        self.admin.close().await;
-    }
-}
-
-async fn pg(test: &str) -> Option<Pg> {
-    let Ok(url) = std::env::var("ASTREINTE_TEST_PG_URL") else {
-        if std::env::var_os("CI").is_some() {
-            panic!("CI is set but ASTREINTE_TEST_PG_URL is not: the PostgreSQL store tests cannot be skipped in CI");
-        }
-        // Straight to stderr: libtest captures eprintln!, and a skip must be seen.
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP {test} on PostgreSQL: ASTREINTE_TEST_PG_URL is not set (scripts/test.sh sets it)"
-        );
-        return None;
-    };
-    let admin = sqlx::PgPool::connect(&url)
-        .await
-        .expect("connect to ASTREINTE_TEST_PG_URL");
-    let schema = format!("t_{}_{}", test, rand_suffix());
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let store_url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
-    let store = Store::connect(&StoreConfig::with_url(store_url))
-        .await
-        .unwrap();
-    Some(Pg {
-        store,
-        admin,
-        schema,
-    })
-}
-
-fn rand_suffix() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
-        nanos
-    )
-}
+mod common;
+use common::backends::{pg, rand_suffix, sqlite};
 
 macro_rules! both {
     ($name:ident) => {

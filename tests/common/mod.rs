@@ -327,6 +327,7 @@ pub fn baresip_dir(say: &[i16], account: &str) -> tempfile::TempDir {
     w.finalize().expect("finish say.wav");
     dir
 }
+pub mod backends;
 pub mod caller;
 pub mod kamailio;
 pub mod pg;
