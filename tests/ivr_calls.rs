@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::caller::Caller;
+use common::voicemail::cli;
 use common::Engine;
 
 /// Always closed, and no maintenance window: every call is after hours.
@@ -309,22 +310,6 @@ fn tone_frames(heard: &[i16]) -> usize {
         .chunks_exact(160)
         .filter(|f| f.iter().any(|s| s.unsigned_abs() > 1500) && tone_share(f, 600.0) > 0.8)
         .count()
-}
-
-fn cli(engine: &Engine, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_astreinte"))
-        .args(args)
-        .arg("--config")
-        .arg(engine.dir.path().join("astreinte.toml"))
-        .current_dir(engine.dir.path())
-        .output()
-        .expect("run astreinte");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn wait_log(engine: &Engine, text: &str) {

@@ -10,8 +10,8 @@ use super::Engine;
 const PROMPT_QUIET: Duration = Duration::from_millis(700);
 const PROMPT_WITHIN: Duration = Duration::from_secs(30);
 
-/// Runs `astreinte ARGS --config <the engine's>` and parses its JSON output.
-pub fn cli_json(engine: &Engine, args: &[&str]) -> serde_json::Value {
+/// Runs `astreinte ARGS --config <the engine's>` and returns what it printed.
+pub fn cli(engine: &Engine, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_astreinte"))
         .args(args)
         .arg("--config")
@@ -24,7 +24,12 @@ pub fn cli_json(engine: &Engine, args: &[&str]) -> serde_json::Value {
         "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("JSON")
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Like [`cli`], parsing the JSON it printed.
+pub fn cli_json(engine: &Engine, args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&cli(engine, args)).expect("JSON")
 }
 
 /// A few seconds of speech (a bundled prompt's voice) for a caller to say.
