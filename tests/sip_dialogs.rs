@@ -1082,3 +1082,29 @@ fn caller_comes_from_p_asserted_identity_when_a_proxy_sends_one() {
     let caller = incoming_caller(&mut h);
     assert_eq!(caller.user.as_deref(), Some("5145550100"));
 }
+
+#[test]
+fn a_p_asserted_identity_that_names_nobody_leaves_the_caller_from_from() {
+    // Hostile or empty values: nothing usable, so the From's user stays the caller; no panic.
+    for (i, pai) in [
+        "<tel:>",
+        "<tel:;cpc=x>",
+        "<sip:@carrier.example>",
+        "<télé:+1514>",
+        "garbage without brackets ,,, <",
+        ",",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut h = Harness::new();
+        h.send(&invite(
+            &format!("ph{i}"),
+            &format!("z9hG4bKph{i}"),
+            &format!("P-Asserted-Identity: {pai}\n"),
+            SDP,
+        ));
+        let caller = incoming_caller(&mut h);
+        assert_eq!(caller.user.as_deref(), Some("5145550100"), "{pai}");
+    }
+}
