@@ -36,8 +36,9 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("wav_recovery", wav_recovery),
 ];
 
-/// Separates the datagrams of one input fed to the endpoint (SIP text carries no NUL).
-const DATAGRAM_SEPARATOR: u8 = 0;
+/// Separates the datagrams of one input fed to the endpoint. Two NULs, so that one NUL (and a
+/// bare CR) can still sit inside a message: the grammar gate must meet them.
+const DATAGRAM_SEPARATOR: &[u8] = b"\0\0";
 /// Bounds the endpoint's work per input so a slow input is a finding, not a hang.
 const MAX_DATAGRAMS: usize = 16;
 const MAX_TIMER_STEPS: usize = 64;
@@ -91,6 +92,7 @@ pub fn sip_message(data: &[u8]) {
     let _ = message::frame_stream(data);
     match message::parse(data) {
         Ok(Message::Request(r)) => {
+            assert_clean_headers(&r.uri, &r.headers);
             headers_of(&r.headers);
             let _ = (r.call_id(), r.from(), r.to(), r.cseq(), r.top_via());
             let _ = uri_scheme(&r.uri);
@@ -103,15 +105,19 @@ pub fn sip_message(data: &[u8]) {
             }
             let _ = validate_request(&r);
             let _ = sdp::negotiate(&r.body, sdp::UNSPECIFIED);
+            assert_sendable(&r.to_bytes());
             let _ = message::parse(&r.to_bytes());
         }
         Ok(Message::Response(r)) => {
+            assert_clean_headers(&r.reason, &r.headers);
             headers_of(&r.headers);
             let _ = digest::challenge_of(&r);
             let _ = sdp::read_answer(&r.body, sdp::UNSPECIFIED);
+            assert_sendable(&r.to_bytes());
             let _ = message::parse(&r.to_bytes());
         }
         Err(e) => {
+            assert_clean_headers("", &e.headers);
             headers_of(&e.headers);
         }
     }
@@ -139,6 +145,7 @@ impl Placeholders {
     }
 
     fn learn(&mut self, sent: &[u8]) {
+        assert_sendable(sent);
         match message::parse(sent) {
             Ok(Message::Request(r)) => {
                 self.set(
@@ -211,8 +218,7 @@ fn endpoint(data: &[u8]) {
         );
         drain(&mut ep, now, rtp, &mut vars);
     }
-    for dgram in data
-        .split(|&b| b == DATAGRAM_SEPARATOR)
+    for dgram in datagrams(data)
         .filter(|d| !d.is_empty())
         .take(MAX_DATAGRAMS)
     {
@@ -225,6 +231,45 @@ fn endpoint(data: &[u8]) {
         now = now.max(t);
         ep.handle_timeout(now);
         drain(&mut ep, now, rtp, &mut vars);
+    }
+}
+
+/// The input cut at each [`DATAGRAM_SEPARATOR`].
+fn datagrams(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(data);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match memchr::memmem::find(r, DATAGRAM_SEPARATOR) {
+            Some(at) => {
+                rest = Some(&r[at + DATAGRAM_SEPARATOR.len()..]);
+                Some(&r[..at])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+}
+
+/// What the parser lets through must hold no control byte that the grammar refuses, or a
+/// reader that splits lines differently would see other headers than we do.
+fn assert_clean_headers(start: &str, h: &message::Headers) {
+    for v in std::iter::once(start).chain(h.0.iter().map(|x| x.value.as_str())) {
+        if let Some(fault) = message::control_byte_fault(v.as_bytes()) {
+            panic!("a parsed message kept {fault}: {v:?}");
+        }
+    }
+}
+
+/// Everything we send must be clean of control bytes in its header section.
+fn assert_sendable(sent: &[u8]) {
+    if let Some(at) = message::unsendable_byte(sent) {
+        panic!(
+            "the endpoint sent a control byte (0x{:02x}) in a header: {:?}",
+            sent[at],
+            String::from_utf8_lossy(sent)
+        );
     }
 }
 

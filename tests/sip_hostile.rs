@@ -202,3 +202,68 @@ fn peer_closed(mut s: &TcpStream) -> bool {
         ),
     }
 }
+
+/// Reads one SIP response from a stream (its header section; these carry no body).
+fn read_response(s: &mut TcpStream) -> Vec<u8> {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    let mut b = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&b[..n]),
+        }
+    }
+    got
+}
+
+#[test]
+fn a_control_byte_inside_a_header_is_answered_400_over_udp_and_tcp() {
+    // From a trusted source: trust must not let a header be read one way by us and another
+    // by the proxy in front (issue 24).
+    let engine = Engine::start("trusted = [\"127.0.0.1/32\"]", "");
+    let to = engine.addr();
+    for (name, value, fault) in [
+        ("bare CR", "a\rMax-Forwards: 0", "a bare CR"),
+        ("NUL", "a\0Max-Forwards: 0", "a NUL byte"),
+        ("bare LF", "a\nMax-Forwards: 0", "a bare LF"),
+        ("escape", "a\x1b[2J", "a control byte"),
+    ] {
+        for tcp in [false, true] {
+            let transport = if tcp { "TCP" } else { "UDP" };
+            let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let from = sock.local_addr().unwrap();
+            let msg = options(to, from, &format!("ctl{}{tcp}", name.len())).replace(
+                "Max-Forwards: 70\r\n",
+                &format!("Subject: {value}\r\nMax-Forwards: 70\r\n"),
+            );
+            let answer = if tcp {
+                let mut s = TcpStream::connect(to).unwrap();
+                s.write_all(msg.replace("SIP/2.0/UDP", "SIP/2.0/TCP").as_bytes())
+                    .unwrap();
+                read_response(&mut s)
+            } else {
+                engine
+                    .exchange_udp(msg.as_bytes(), Duration::from_secs(3))
+                    .unwrap_or_default()
+            };
+            let text = String::from_utf8_lossy(&answer);
+            let status = text.lines().next().unwrap_or_default();
+            assert!(
+                status.starts_with("SIP/2.0 400 ")
+                    && text.contains(&format!(
+                        "Warning: 399 astreinte \"header Subject holds {fault}\""
+                    )),
+                "{name} over {transport}: {text:?}\n{}",
+                engine.log_text()
+            );
+            assert_eq!(
+                astreinte::sip::message::unsendable_byte(&answer),
+                None,
+                "{name} over {transport}: the 400 itself is clean: {text:?}"
+            );
+        }
+    }
+    let metrics_free = engine.log_text();
+    assert!(!metrics_free.contains("panicked"), "{metrics_free}");
+}

@@ -153,3 +153,99 @@ async fn registration_authenticates_and_refreshes() {
     let _ = task.await;
     drop(far);
 }
+
+/// A far end that answers our INVITE with a 407 whose realm carries `realm_bytes` (a bare CR,
+/// a NUL), then records every datagram we send it for two seconds.
+fn hostile_challenger(realm_bytes: &'static [u8]) -> (u16, std::thread::JoinHandle<Vec<Vec<u8>>>) {
+    use astreinte::sip::message::{parse, Message};
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 8192];
+        let (n, from) = sock.recv_from(&mut buf).expect("our INVITE");
+        let Ok(Message::Request(invite)) = parse(&buf[..n]) else {
+            panic!("not a request: {:?}", String::from_utf8_lossy(&buf[..n]));
+        };
+        let h = |name| invite.headers.get(name).unwrap_or_default().to_string();
+        let mut resp = format!(
+            "SIP/2.0 407 Proxy Authentication Required\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=far\r\nCall-ID: {}\r\nCSeq: {}\r\nProxy-Authenticate: Digest realm=\"atlanta.com",
+            h("Via"), h("From"), h("To"), h("Call-ID"), h("CSeq")
+        )
+        .into_bytes();
+        resp.extend_from_slice(realm_bytes);
+        resp.extend_from_slice(b"\", nonce=\"n0nce\", algorithm=MD5\r\nContent-Length: 0\r\n\r\n");
+        sock.send_to(&resp, from).unwrap();
+        let mut seen = Vec::new();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let until = std::time::Instant::now() + Duration::from_secs(2);
+        while std::time::Instant::now() < until {
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                seen.push(buf[..n].to_vec());
+            }
+        }
+        seen
+    });
+    (port, handle)
+}
+
+#[tokio::test]
+async fn a_challenge_with_a_control_byte_in_its_realm_is_never_answered() {
+    for realm in [
+        &b"\rP-Asserted-Identity: <sip:+15145550000@x>"[..],
+        b"\0P-Asserted-Identity: <sip:+15145550000@x>",
+    ] {
+        let (far_port, far) = hostile_challenger(realm);
+        let (sip, _incoming, task) = transport::start(&sip_config()).await.unwrap();
+        let (_leg, mut events) = sip
+            .place_call(CallRequest {
+                target: format!("sip:tech@127.0.0.1:{far_port}"),
+                proxy: None,
+                from: "sip:astreinte@127.0.0.1".into(),
+                credentials: Some(Credentials {
+                    username: "pager".into(),
+                    password: "s3cret".into(),
+                }),
+                local_rtp: "127.0.0.1:30996".parse().unwrap(),
+            })
+            .await
+            .unwrap();
+        // The page fails at once, saying why, rather than waiting out timer B (32 s).
+        match next_event(&mut events).await {
+            LegEvent::Ended { reason } => {
+                let why = reason.to_string();
+                assert!(why.contains("malformed response"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let sent = tokio::task::spawn_blocking(move || far.join().unwrap())
+            .await
+            .unwrap();
+        for m in &sent {
+            let text = String::from_utf8_lossy(m);
+            assert!(
+                !text.contains("Proxy-Authorization"),
+                "credentials sent: {text:?}"
+            );
+            assert!(!text.contains("P-Asserted-Identity"), "injected: {text:?}");
+            assert!(!text.starts_with("INVITE "), "a second INVITE: {text:?}");
+            assert_eq!(
+                astreinte::sip::message::unsendable_byte(m),
+                None,
+                "{text:?}"
+            );
+        }
+        // The 407 was ACKed from the lines that could be read.
+        assert!(
+            sent.iter().any(|m| m.starts_with(b"ACK ")),
+            "{:?}",
+            sent.iter()
+                .map(|m| String::from_utf8_lossy(m))
+                .collect::<Vec<_>>()
+        );
+        sip.shutdown();
+        let _ = task.await;
+    }
+}

@@ -130,6 +130,12 @@ pub fn exposition(
     );
     counter(
         &mut r,
+        "sip_control_bytes_refused",
+        "SIP messages refused for a control byte, bare CR or bare LF in a header",
+        e.control_bytes_refused,
+    );
+    counter(
+        &mut r,
         "sip_over_capacity",
         "Calls refused because the endpoint held as many calls as it may",
         e.over_capacity,

@@ -108,6 +108,15 @@ impl Challenge {
                 _ => {}
             }
         }
+        // Realm, nonce and opaque go back to the server in our credentials: a control byte in
+        // one (an escaped one passes the message grammar) would be written into our request.
+        let sendable = |v: &Option<String>| {
+            v.as_deref()
+                .is_none_or(|v| !v.chars().any(|c| c.is_ascii_control()))
+        };
+        if !(sendable(&realm) && sendable(&nonce) && sendable(&opaque)) {
+            return None;
+        }
         Some(Challenge {
             realm: realm?,
             nonce: nonce?,

@@ -216,7 +216,13 @@ pub enum Message {
 pub struct ParseError {
     pub reason: String,
     pub request_line: Option<(String, String)>,
+    /// The status code, when the start line was a readable response's.
+    pub status: Option<u16>,
+    /// The header lines that could be read; a line refused by the grammar is not among them.
     pub headers: Headers,
+    /// The message broke the line grammar (a control byte, a bare CR or LF): bytes that another
+    /// reader may split differently, so nothing of it may be acted on as it was meant.
+    pub control_bytes: bool,
 }
 
 impl fmt::Display for ParseError {
@@ -231,7 +237,9 @@ fn perr(reason: impl Into<String>) -> ParseError {
     ParseError {
         reason: reason.into(),
         request_line: None,
+        status: None,
         headers: Headers::default(),
+        control_bytes: false,
     }
 }
 
@@ -418,30 +426,71 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
     let (body_start, head_len) = header_end(buf).unwrap_or((buf.len(), buf.len()));
     let head = &buf[..head_len];
 
-    let mut lines: Vec<(String, bool)> = Vec::new();
-    for raw in head.split(|&b| b == b'\n') {
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    // The line grammar (RFC 3261 §7.3.1, §25.1): a header line ends with CRLF, and inside it
+    // no control byte but HTAB, except a quoted-pair's second byte (never CR or LF). A reader
+    // that took a bare CR or LF as a line end would see other headers than we do, so such a
+    // line is refused, not mended. Senders that end every line with LF alone stay welcome.
+    let segments: Vec<&[u8]> = head.split(|&b| b == b'\n').collect();
+    let crlf = segments.first().is_some_and(|s| s.ends_with(b"\r"));
+    let mut grammar_error: Option<String> = None;
+    if crlf && buf[head_len..].starts_with(b"\n\n") {
+        grammar_error = Some("the header section ends with a bare LF".into());
+    }
+    let mut lines: Vec<Line> = Vec::new();
+    let folds_next = |i: usize| {
+        segments
+            .get(i + 1)
+            .and_then(|n| n.first())
+            .is_some_and(|&b| b == b' ' || b == b'\t')
+    };
+    let mut previous_bare_lf = false;
+    for (i, raw) in segments.iter().enumerate() {
+        let (raw, had_cr) = match raw.strip_suffix(b"\r") {
+            Some(r) => (r, true),
+            None => (*raw, false),
+        };
+        // In a CRLF message, an LF alone ends a line only for a lenient reader: unless it
+        // folds, the line it ends and the one it starts are each read two ways.
+        let bare_lf = crlf && !had_cr && i + 1 < segments.len() && !folds_next(i);
+        let mut fault = control_byte_fault(raw);
+        if bare_lf || previous_bare_lf {
+            fault = fault.or(Some("a bare LF"));
+        }
+        previous_bare_lf = bare_lf;
         let (text, lossy) = match std::str::from_utf8(raw) {
             Ok(s) => (s.to_string(), false),
             Err(_) => (String::from_utf8_lossy(raw).into_owned(), true),
         };
         if text.starts_with([' ', '\t']) && !lines.is_empty() {
             // Continuation line (RFC 3261 §7.3.1): folds into the previous one with one space.
-            if let Some(last) = lines.last_mut() {
-                last.0.push(' ');
-                last.0.push_str(text.trim_start());
-                last.1 |= lossy;
+            if let Some(prev) = lines.last_mut() {
+                prev.text.push(' ');
+                prev.text.push_str(text.trim_start());
+                prev.lossy |= lossy;
+                prev.fault = prev.fault.or(fault);
             }
         } else {
-            lines.push((text, lossy));
+            lines.push(Line { text, lossy, fault });
         }
     }
     let mut iter = lines.into_iter();
-    let (start_line, start_lossy) = iter.next().ok_or_else(|| perr("empty message"))?;
+    let first = iter.next().ok_or_else(|| perr("empty message"))?;
+    let (start_line, start_lossy) = (first.text, first.lossy);
+    if let Some(fault) = first.fault {
+        grammar_error = Some(format!("the start line holds {fault}"));
+    }
 
     let mut headers = Headers::default();
     let mut header_error: Option<String> = None;
-    for (line, lossy) in iter {
+    for line in iter {
+        if let Some(fault) = line.fault {
+            grammar_error
+                .get_or_insert_with(|| format!("header {} holds {fault}", line_name(&line.text)));
+            continue;
+        }
+        let Line {
+            text: line, lossy, ..
+        } = line;
         if line.is_empty() {
             continue;
         }
@@ -465,7 +514,7 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
 
     if let Some(rest) = start_line.strip_prefix("SIP/") {
         let _ = rest;
-        return parse_response(&start_line, start_lossy, headers, header_error, body_all);
+        return parse_response(&start_line, headers, grammar_error, header_error, body_all);
     }
 
     // Request-Line = Method SP Request-URI SP SIP-Version: exactly single spaces.
@@ -478,7 +527,9 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
     let fail = |reason: String, headers: Headers| ParseError {
         reason,
         request_line: request_line.clone(),
+        status: None,
         headers,
+        control_bytes: false,
     };
     if start_lossy {
         return Err(fail("request line is not valid UTF-8".into(), headers));
@@ -492,6 +543,11 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
     let (method, uri, version) = (parts[0], parts[1], parts[2]);
     if !is_token(method) {
         return Err(fail(format!("invalid method \"{method:.40}\""), headers));
+    }
+    if let Some(e) = grammar_error {
+        let mut e = fail(e, headers);
+        e.control_bytes = true;
+        return Err(e);
     }
     if let Some(e) = header_error {
         return Err(fail(e, headers));
@@ -511,12 +567,11 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
 
 fn parse_response(
     start_line: &str,
-    lossy: bool,
     headers: Headers,
+    grammar_error: Option<String>,
     header_error: Option<String>,
     body_all: &[u8],
 ) -> Result<Message, ParseError> {
-    let _ = lossy; // a reason phrase is free text; its bytes do not matter
     let mut parts = start_line.splitn(3, ' ');
     let version = parts.next().unwrap_or_default();
     let code = parts.next().unwrap_or_default();
@@ -531,6 +586,16 @@ fn parse_response(
     let Some(reason) = reason else {
         return Err(perr("status line without a reason phrase separator"));
     };
+    if let Some(e) = grammar_error {
+        // Kept with the readable headers, so the transaction it answers can be told.
+        return Err(ParseError {
+            reason: e,
+            request_line: None,
+            status: Some(code),
+            headers,
+            control_bytes: true,
+        });
+    }
     if let Some(e) = header_error {
         return Err(perr(e));
     }
@@ -542,6 +607,90 @@ fn parse_response(
         headers,
         body,
     }))
+}
+
+/// One header line as read, before it is split into name and value.
+struct Line {
+    text: String,
+    lossy: bool,
+    /// What breaks the line grammar in it, if anything.
+    fault: Option<&'static str>,
+}
+
+/// The first control byte in a line that RFC 3261's grammar does not allow there: any but HTAB,
+/// except as the second byte of a quoted-pair (never CR or LF).
+pub(crate) fn control_byte_fault(line: &[u8]) -> Option<&'static str> {
+    let mut in_quote = false;
+    let mut escaped = false;
+    for &b in line {
+        if escaped {
+            escaped = false;
+            if b != b'\r' && b != b'\n' {
+                continue;
+            }
+        }
+        match b {
+            b'\\' if in_quote => escaped = true,
+            b'"' => in_quote = !in_quote,
+            b'\r' => return Some("a bare CR"),
+            b'\n' => return Some("a bare LF"),
+            0 => return Some("a NUL byte"),
+            b'\t' => {}
+            b if b < 0x20 || b == 0x7f => return Some("a control byte"),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A header line's name for an error message: its name when that is a token.
+fn line_name(line: &str) -> String {
+    match line.split_once(':') {
+        Some((name, _)) if is_token(name.trim_end_matches([' ', '\t'])) => name
+            .trim_end_matches([' ', '\t'])
+            .chars()
+            .take(40)
+            .collect(),
+        _ => "line".into(),
+    }
+}
+
+/// Whether a byte may not appear in a header as we send it: every ASCII control but HTAB.
+fn is_unsendable(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
+/// Writes `text` into a header section being built, each control byte as `?`: whatever a peer
+/// managed to get into a value we copy, no line we send can be split by it (RFC 3261's
+/// quoted-pair keeps an escaped one valid: `\?`).
+fn push_sendable(s: &mut String, text: &str) {
+    if !text.bytes().any(is_unsendable) {
+        s.push_str(text);
+        return;
+    }
+    s.extend(text.chars().map(|c| {
+        if c.is_ascii() && is_unsendable(c as u8) {
+            '?'
+        } else {
+            c
+        }
+    }));
+}
+
+/// Where the header section of a message we are about to send holds a control byte other than
+/// the CRLF that ends each line (HTAB aside): `None` for a clean message. The fuzz targets and
+/// tests hold everything the endpoint sends to it.
+pub fn unsendable_byte(msg: &[u8]) -> Option<usize> {
+    let head_len = memchr::memmem::find(msg, b"\r\n\r\n").map_or(msg.len(), |i| i + 2);
+    let head = &msg[..head_len];
+    for (i, &b) in head.iter().enumerate() {
+        let line_end = (b == b'\r' && head.get(i + 1) == Some(&b'\n'))
+            || (b == b'\n' && i > 0 && head[i - 1] == b'\r');
+        if is_unsendable(b) && !line_end {
+            return Some(i);
+        }
+    }
+    None
 }
 
 fn body_for(headers: &Headers, body_all: &[u8]) -> Result<Vec<u8>, String> {
@@ -623,7 +772,10 @@ impl Request {
 
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut s = String::with_capacity(512 + self.body.len());
-        let _ = write!(s, "{} {} SIP/2.0\r\n", self.method, self.uri);
+        push_sendable(&mut s, self.method.as_str());
+        s.push(' ');
+        push_sendable(&mut s, &self.uri);
+        s.push_str(" SIP/2.0\r\n");
         write_headers(&mut s, &self.headers, self.body.len());
         let mut out = s.into_bytes();
         out.extend_from_slice(&self.body);
@@ -654,7 +806,9 @@ impl Request {
 impl Response {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut s = String::with_capacity(512 + self.body.len());
-        let _ = write!(s, "SIP/2.0 {} {}\r\n", self.code, self.reason);
+        let _ = write!(s, "SIP/2.0 {} ", self.code);
+        push_sendable(&mut s, &self.reason);
+        s.push_str("\r\n");
         write_headers(&mut s, &self.headers, self.body.len());
         let mut out = s.into_bytes();
         out.extend_from_slice(&self.body);
@@ -679,7 +833,10 @@ fn write_headers(s: &mut String, headers: &Headers, body_len: usize) {
         if h.name.eq_ignore_ascii_case("Content-Length") {
             continue;
         }
-        let _ = write!(s, "{}: {}\r\n", h.name, h.value);
+        push_sendable(s, &h.name);
+        s.push_str(": ");
+        push_sendable(s, &h.value);
+        s.push_str("\r\n");
     }
     let _ = write!(s, "Content-Length: {body_len}\r\n\r\n");
 }
@@ -1282,5 +1439,106 @@ mod tests {
         assert_eq!(u.params.get("user"), Some("phone"));
         assert!(Uri::parse("sip:user@example.com; lr").is_none());
         assert!(Uri::parse("sip:[::1]:5060").is_some());
+    }
+
+    fn options_with(subject: &[u8]) -> Vec<u8> {
+        let mut m = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+            From: <sip:x@h>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nSubject: "
+            .to_vec();
+        m.extend_from_slice(subject);
+        m.extend_from_slice(b"\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n");
+        m
+    }
+
+    #[test]
+    fn control_bytes_in_a_header_are_refused_with_the_rest_kept_for_the_400() {
+        for (bytes, fault) in [
+            (&b"a\rMax-Forwards: 0"[..], "a bare CR"),
+            (b"a\0Max-Forwards: 0", "a NUL byte"),
+            (b"a\nMax-Forwards: 0", "a bare LF"),
+            (b"a\x1b[31m", "a control byte"),
+            (b"a\x7f", "a control byte"),
+        ] {
+            let e = parse(&options_with(bytes)).unwrap_err();
+            assert!(e.control_bytes, "{bytes:?}");
+            assert!(e.request_line.is_some());
+            assert!(e.reason.contains(fault), "{bytes:?}: {}", e.reason);
+            // The offending line is gone; the ones a 400 needs are there.
+            assert!(e.headers.get("Subject").is_none());
+            assert_eq!(e.headers.get("Call-ID"), Some("c"));
+            assert!(e.headers.get("Via").is_some());
+            assert!(e.headers.get_all("Max-Forwards").all(|v| v == "70"));
+        }
+    }
+
+    #[test]
+    fn folds_tabs_lf_only_messages_and_quoted_pairs_stay_valid() {
+        // A fold with a bare LF, a tab inside a value.
+        assert!(parse(&options_with(b"a\n  folded\tb")).is_ok());
+        // A sender that ends every line with LF alone.
+        let lf = b"OPTIONS sip:a@b SIP/2.0\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\nCall-ID: c\n\
+            CSeq: 1 OPTIONS\nContent-Length: 0\n\n";
+        assert!(parse(lf).is_ok());
+        // RFC 4475 intmeth: a quoted-pair may escape NUL, BEL and DEL, never CR.
+        let quoted =
+            b"OPTIONS sip:a@b SIP/2.0\r\nTo: \"BEL:\\\x07 NUL:\\\x00 DEL:\\\x7f\" <sip:a@b>\r\n\
+            Content-Length: 0\r\n\r\n";
+        assert!(parse(quoted).is_ok());
+        let escaped_cr = b"OPTIONS sip:a@b SIP/2.0\r\nTo: \"a\\\rb\" <sip:a@b>\r\n\
+            Content-Length: 0\r\n\r\n";
+        assert!(parse(escaped_cr).unwrap_err().control_bytes);
+    }
+
+    #[test]
+    fn a_header_section_ended_by_a_bare_lf_is_refused() {
+        let m = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nSubject: a\n\n\
+            Max-Forwards: 0\r\n\r\n";
+        let e = parse(m).unwrap_err();
+        assert!(e.control_bytes, "{}", e.reason);
+    }
+
+    #[test]
+    fn a_response_with_a_control_byte_keeps_its_status_and_readable_headers() {
+        let m = b"SIP/2.0 407 Proxy Authentication Required\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+            CSeq: 1 INVITE\r\nProxy-Authenticate: Digest realm=\"a\rP-Asserted-Identity: x\", nonce=\"n\"\r\n\
+            Content-Length: 0\r\n\r\n";
+        let e = parse(m).unwrap_err();
+        assert_eq!(e.status, Some(407));
+        assert!(e.control_bytes);
+        assert!(e.headers.get("Proxy-Authenticate").is_none());
+        assert!(e.headers.top_via().is_some());
+        // The start line too.
+        let e = parse(b"SIP/2.0 200 O\0K\r\nCSeq: 1 INVITE\r\n\r\n").unwrap_err();
+        assert!(e.control_bytes && e.status == Some(200), "{}", e.reason);
+    }
+
+    #[test]
+    fn nothing_we_send_carries_a_control_byte() {
+        let mut r = Request::new(Method::Options, "sip:a\r\n@b");
+        r.headers.push("To", "\"x\\\0y\" <sip:a@b>");
+        r.headers.push("Subject", "a\rInjected: 1\n\x1b[31m\x7f");
+        let bytes = r.to_bytes();
+        assert_eq!(
+            unsendable_byte(&bytes),
+            None,
+            "{:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("Subject: a?Injected: 1??[31m?\r\n"), "{text}");
+        assert!(text.contains("To: \"x\\?y\" <sip:a@b>"), "{text}");
+        let resp = Response {
+            version: "SIP/2.0".into(),
+            code: 400,
+            reason: "bad\r\nX: 1".into(),
+            headers: Headers::default(),
+            body: b"\0\r\n\x01".to_vec(),
+        };
+        // The body is the body's own business (SDP, binary).
+        assert_eq!(unsendable_byte(&resp.to_bytes()), None);
+        assert_eq!(
+            unsendable_byte(b"OPTIONS x SIP/2.0\r\nA: \rb\r\n\r\n"),
+            Some(22)
+        );
     }
 }

@@ -139,6 +139,9 @@ pub enum EndReason {
     Timeout,
     /// We refused the call (application's reject).
     Refused(u16),
+    /// The far end's final response broke the SIP grammar (a control byte in a header): we
+    /// acted on none of it, credentials for its challenge included.
+    BadResponse(String),
 }
 
 impl fmt::Display for EndReason {
@@ -152,6 +155,7 @@ impl fmt::Display for EndReason {
             EndReason::Rejected(c) => write!(f, "rejected by peer with {c}"),
             EndReason::Timeout => f.write_str("peer did not answer"),
             EndReason::Refused(c) => write!(f, "refused with {c}"),
+            EndReason::BadResponse(why) => write!(f, "malformed response from peer ({why})"),
         }
     }
 }
@@ -245,6 +249,9 @@ pub struct EndpointStats {
     pub strangers_in_dialog: u64,
     /// Calls refused because the endpoint holds as many calls as it may.
     pub over_capacity: u64,
+    /// Messages that broke the line grammar (a bare CR or LF, a NUL or another control byte
+    /// in a header): requests answered 400, responses dropped.
+    pub control_bytes_refused: u64,
 }
 
 /// Most calls (legs) one endpoint holds; past that an INVITE is answered 503 statelessly.
@@ -594,7 +601,7 @@ impl Endpoint {
         match parsed {
             Ok(Message::Request(req)) => self.handle_request(now, from, req),
             Ok(Message::Response(resp)) => self.handle_response(now, from, resp),
-            Err(e) => self.handle_unparseable(from, e),
+            Err(e) => self.handle_unparseable(now, from, e),
         }
     }
 
@@ -628,7 +635,20 @@ impl Endpoint {
         self.reply_stateless(from, resp);
     }
 
-    fn handle_unparseable(&mut self, from: Peer, e: message::ParseError) {
+    fn handle_unparseable(&mut self, now: Instant, from: Peer, e: message::ParseError) {
+        if e.control_bytes {
+            self.stats.control_bytes_refused += 1;
+        }
+        if let Some(code) = e.status {
+            // Dropped: a response whose lines another reader splits differently says nothing
+            // we may act on. A final one still ends what it answers, so a page fails at once
+            // with the reason rather than waiting out timer B.
+            warn!(source = %from.addr, code, reason = %e.reason, "malformed response dropped");
+            if (300..700).contains(&code) {
+                self.abandon_refused_final(now, from, &e.headers, &e.reason);
+            }
+            return;
+        }
         // A request whose Via we can read gets a 400 naming the problem; anything else
         // (responses, garbage) is dropped: there is nobody to tell.
         if e.request_line.is_none() || e.headers.count("Via") == 0 {

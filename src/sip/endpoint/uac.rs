@@ -112,6 +112,58 @@ impl Endpoint {
         }
     }
 
+    /// A final response to our request that broke the grammar (see `handle_unparseable`): its
+    /// transaction ends as failed, an INVITE's non-2xx is ACKed from the lines that could be
+    /// read, and the call ends with the reason. Its challenge, if any, is never answered.
+    pub(super) fn abandon_refused_final(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        headers: &message::Headers,
+        reason: &str,
+    ) {
+        let (Some(via), Some(cseq)) = (headers.top_via(), headers.cseq()) else {
+            return;
+        };
+        let Some(branch) = via.branch() else {
+            return;
+        };
+        let txn_id = format!("{branch}|{}", cseq.method);
+        let Some(txn) = self.client_txns.get(&txn_id) else {
+            return;
+        };
+        if !self.is_dialog_peer(txn.peer, from)
+            || matches!(txn.state, ClientState::Completed | ClientState::Terminated)
+        {
+            return;
+        }
+        let (purpose, peer) = (txn.purpose, txn.peer);
+        let ack = match (&txn.invite, headers.get("To")) {
+            (Some(invite), Some(_)) => {
+                let readable = Response {
+                    version: "SIP/2.0".into(),
+                    code: 400,
+                    reason: String::new(),
+                    headers: headers.clone(),
+                    body: Vec::new(),
+                };
+                Some(build_non2xx_ack(invite, &readable))
+            }
+            _ => None,
+        };
+        self.client_txns.remove(&txn_id);
+        if let Some(ack) = ack {
+            self.send(peer, ack);
+        }
+        match purpose {
+            ClientPurpose::Invite(leg) => {
+                self.end_leg(leg, EndReason::BadResponse(reason.to_string()));
+            }
+            ClientPurpose::Register => self.registration_failed(now, None),
+            ClientPurpose::Bye | ClientPurpose::Cancel => {}
+        }
+    }
+
     pub(super) fn reack(&mut self, from: Peer, resp: &Response) {
         let Some(call_id) = resp.headers.get("Call-ID") else {
             return;
