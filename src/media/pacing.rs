@@ -44,10 +44,18 @@ impl Pacer {
     /// Takes the next tick now, ahead of its deadline, and returns it: a new prompt starts at
     /// once instead of at the call's next slot. The ticks after it keep their deadlines (the
     /// far end sees one packet early, which its jitter buffer absorbs).
-    pub fn take_next_early(&mut self) -> u64 {
+    ///
+    /// At most one tick ahead: when the next deadline is already more than a period away (a
+    /// tick was just taken early), none is taken. Prompts replaced faster than the packet rate
+    /// (a caller's burst of keys, a playlist replaced a thousand times) must not push the
+    /// call's packets into the future, which silenced it for 20 ms per replacement.
+    pub fn take_next_early(&mut self, now: Nanos) -> Option<u64> {
+        if self.next_deadline() > now.saturating_add(self.period) {
+            return None;
+        }
         let t = self.next_tick;
         self.next_tick += 1;
-        t
+        Some(t)
     }
 
     /// The ticks due at `now` (none if `now` is before the next deadline).
@@ -210,7 +218,9 @@ mod tests {
     fn a_tick_taken_early_is_not_sent_again_and_the_next_keeps_its_deadline() {
         let mut p = Pacer::new(1_000, 20, 5);
         assert_eq!(p.poll(1_000).count, 1); // tick 0
-        assert_eq!(p.take_next_early(), 1); // tick 1, due at 1_020, sent at 1_005
+        assert_eq!(p.take_next_early(1_005), Some(1)); // tick 1, due at 1_020, sent at 1_005
+        assert_eq!(p.take_next_early(1_006), None, "one tick ahead at most");
+        assert_eq!(p.take_next_early(1_007), None);
         assert_eq!(p.poll(1_020).count, 0);
         assert_eq!(p.next_deadline(), 1_040);
         let due = p.poll(1_040);

@@ -18,7 +18,7 @@ use super::health::ShardState;
 use super::jitter::{JitterBuffer, Out, Push, FRAME as MAX_FRAME};
 use super::pacing::{Pacer, RtpClock};
 use super::ports::PortPool;
-use super::prompts::{PromptId, PromptSet, FRAME};
+use super::prompts::{Prompt, FRAME};
 use super::rfc4733::{EventReceiver, TelephoneEvent};
 use super::rtcp;
 use super::stats::{estimate_mos, RecvStats};
@@ -69,7 +69,9 @@ pub enum Command {
     Play {
         id: u64,
         playback: PlaybackId,
-        list: Vec<PromptId>,
+        /// The audio itself: the playlist keeps it alive while it plays, whatever happens to
+        /// the prompt set meanwhile.
+        list: Vec<Arc<Prompt>>,
         opts: PlayOptions,
     },
     StopPlayback(u64),
@@ -87,8 +89,6 @@ pub enum Command {
         reply: Option<oneshot::Sender<CallStats>>,
     },
     Shutdown,
-    /// The prompts changed (an announcement, an admin's upload): resolve from this set now.
-    Prompts(Arc<PromptSet>),
     /// Test hook: the call's next RTP packet panics (inside the per-call guard).
     #[cfg(test)]
     TestPanicOnRtp(u64),
@@ -113,7 +113,7 @@ impl Command {
             | Command::Close { id, .. } => Some(*id),
             #[cfg(test)]
             Command::TestPanicOnRtp(id) => Some(*id),
-            Command::Shutdown | Command::Prompts(_) => None,
+            Command::Shutdown => None,
             #[cfg(test)]
             Command::TestKill => None,
         }
@@ -123,7 +123,6 @@ impl Command {
 pub struct ShardCtx {
     /// Shared with the engine: failure, backend, contained panics.
     pub state: Arc<ShardState>,
-    pub prompts: Arc<PromptSet>,
     pub ports: Arc<Mutex<PortPool>>,
     pub inactivity_ns: u64,
     pub realtime_priority: u8,
@@ -135,20 +134,23 @@ pub struct ShardCtx {
     pub trusted: Arc<[IpNet]>,
 }
 
+/// A playlist being played. It owns references to its audio: a prompt replaced meanwhile, or a
+/// clip nobody else holds, is freed when the playlist is dropped (played out, replaced, stopped,
+/// or its call closed), never on a packet.
 struct Playback {
     id: PlaybackId,
-    list: Vec<PromptId>,
+    list: Vec<Arc<Prompt>>,
     idx: usize,
     /// `list[idx]`, kept here: the list is its own allocation, and reading it on every tick
-    /// was a cache miss per packet sent.
-    current: Option<PromptId>,
+    /// was a cache miss per packet sent. Cloned once per prompt (a count, no allocation).
+    current: Option<Arc<Prompt>>,
     frame: usize,
     opts: PlayOptions,
 }
 
 impl Playback {
-    fn new(id: PlaybackId, list: Vec<PromptId>, opts: PlayOptions) -> Playback {
-        let current = list.first().copied();
+    fn new(id: PlaybackId, list: Vec<Arc<Prompt>>, opts: PlayOptions) -> Playback {
+        let current = list.first().cloned();
         Playback {
             id,
             list,
@@ -161,7 +163,7 @@ impl Playback {
 
     fn seek(&mut self, idx: usize) {
         self.idx = idx;
-        self.current = self.list.get(idx).copied();
+        self.current = self.list.get(idx).cloned();
         self.frame = 0;
     }
 }
@@ -412,7 +414,10 @@ impl Call {
 
     fn stop_playback(&mut self) {
         if let Some(p) = self.playback.take() {
-            self.emit(MediaEvent::PlaybackFinished(p.id));
+            let id = p.id;
+            // Its audio goes first: whoever hears "finished" finds it freed.
+            drop(p);
+            self.emit(MediaEvent::PlaybackFinished(id));
         }
     }
 
@@ -424,42 +429,48 @@ impl Call {
         }
     }
 
-    /// The payload for this tick: the current prompt frame or silence.
-    fn next_payload<'a>(&mut self, prompts: &'a PromptSet, codec: Codec) -> &'a [u8] {
+    /// Writes this tick's payload into `out` (one frame): the current prompt frame or silence.
+    fn write_payload(&mut self, codec: Codec, out: &mut [u8]) {
         let silence: &'static [u8] = match codec {
             Codec::Pcmu => &SILENCE_PCMU,
             Codec::Pcma => &SILENCE_PCMA,
         };
-        let Some(p) = self.playback.as_mut() else {
-            return silence;
-        };
         loop {
-            let Some(prompt) = p.current.and_then(|id| prompts.get(id)) else {
-                if p.opts.repeat && !p.list.is_empty() && p.idx > 0 {
-                    p.seek(0);
-                    continue;
-                }
-                self.stop_playback();
-                return silence;
+            let Some(p) = self.playback.as_mut() else {
+                out.copy_from_slice(silence);
+                return;
             };
-            if let Some(f) = prompt.frame(codec, p.frame) {
-                if p.idx == 0 && p.frame == 0 {
-                    self.marker_next = true;
+            let frame = p
+                .current
+                .as_ref()
+                .map(|prompt| prompt.frame(codec, p.frame));
+            match frame {
+                Some(Some(f)) => {
+                    out.copy_from_slice(f);
+                    if p.idx == 0 && p.frame == 0 {
+                        self.marker_next = true;
+                    }
+                    p.frame += 1;
+                    return;
                 }
-                p.frame += 1;
-                return f;
+                Some(None) => {
+                    let next = p.idx + 1;
+                    p.seek(next);
+                }
+                None => {
+                    if p.opts.repeat && !p.list.is_empty() && p.idx > 0 {
+                        p.seek(0);
+                        continue;
+                    }
+                    self.stop_playback();
+                    out.copy_from_slice(silence);
+                    return;
+                }
             }
-            p.seek(p.idx + 1);
         }
     }
 
-    fn send_tick(
-        &mut self,
-        tick: u64,
-        prompts: &PromptSet,
-        buf: &mut [u8],
-        ring: Option<(&mut Uring, u32)>,
-    ) {
+    fn send_tick(&mut self, tick: u64, buf: &mut [u8], ring: Option<(&mut Uring, u32)>) {
         self.last_tick = tick;
         if !self.sending() {
             return;
@@ -467,9 +478,8 @@ impl Call {
         let (Some(m), Some(remote)) = (self.media, self.remote) else {
             return;
         };
-        let payload = self.next_payload(prompts, m.codec);
-        let n = 12 + payload.len();
-        buf[12..n].copy_from_slice(payload);
+        let n = 12 + FRAME;
+        self.write_payload(m.codec, &mut buf[12..n]);
         let ts = self.clock.timestamp(tick);
         let seq = self.clock.next_seq();
         write_header(
@@ -490,7 +500,7 @@ impl Call {
         };
         if sent {
             self.sent_packets += 1;
-            self.sent_octets += payload.len() as u64;
+            self.sent_octets += FRAME as u64;
         }
         // A playlist that just ran out reports now, not a tick later.
         if let Some(p) = &self.playback {
@@ -890,8 +900,9 @@ impl Shard {
                 // next tick's ring submit), the rest on the grid.
                 if let Some(p) = c.pacer.as_mut() {
                     if p.next_deadline() > now + GRID_NS {
-                        let t = p.take_next_early();
-                        c.send_tick(t, &self.ctx.prompts, &mut self.buf[..], None);
+                        if let Some(t) = p.take_next_early(now) {
+                            c.send_tick(t, &mut self.buf[..], None);
+                        }
                     }
                 }
             }
@@ -972,7 +983,6 @@ impl Shard {
             }
             Command::Close { id, reply } => self.close(id, reply, now),
             Command::Shutdown => self.stop = true,
-            Command::Prompts(set) => self.ctx.prompts = set,
             #[cfg(test)]
             Command::TestPanicOnRtp(id) => {
                 if let Some(c) = self.call_mut(id) {
@@ -1187,7 +1197,7 @@ impl Shard {
             let due = p.poll(now);
             for t in due.first..due.first + due.count {
                 let ring = self.uring.as_mut().map(|u| (u, idx as u32));
-                c.send_tick(t, &self.ctx.prompts, &mut self.buf[..], ring);
+                c.send_tick(t, &mut self.buf[..], ring);
             }
         }
         c.rtcp_due(now);
