@@ -2592,6 +2592,7 @@ mod tests {
                             PromptRef::Digits { digits, .. } => {
                                 assert!(digits.bytes().all(|b| b.is_ascii_digit()), "{digits}")
                             }
+                            PromptRef::Clip(c) => panic!("the flow plays no clip: {c:?}"),
                         }
                     }
                 }

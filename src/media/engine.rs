@@ -91,7 +91,6 @@ impl MediaEngine {
             let state = Arc::new(ShardState::default());
             let ctx = ShardCtx {
                 state: state.clone(),
-                prompts: prompts.clone(),
                 ports: ports.clone(),
                 inactivity_ns: config.inactivity_timeout_secs.saturating_mul(1_000_000_000),
                 realtime_priority: config.realtime_priority,
@@ -196,22 +195,23 @@ impl MediaEngine {
     }
 
     /// Adds or replaces the prompt `name` (e.g. `"fr/announcement"`) for every call from now
-    /// on, on every media thread, without a restart. A playlist already playing the old audio
-    /// finishes it: ids are never reused, so nothing is cut mid-play. Rare (an admin's change):
-    /// the set is copied, never locked on the packet path.
+    /// on, without a restart. A playlist already playing the old audio finishes it (it holds
+    /// that audio), and the old audio is freed when the last such playlist ends: replacing a
+    /// prompt again and again does not grow memory. Rare (an admin's change): the set is
+    /// copied (references, not audio), never locked on the packet path.
+    ///
+    /// Not for audio one call plays once (a ticket's voicemail): play that as a
+    /// [`PromptRef::Clip`](super::prompts::Clip), which never enters the set.
     pub fn set_prompt(&self, name: &str, pcm: &[i16]) {
+        // Encoded before the lock: playlists resolving meanwhile are not held up.
+        let prompt = super::prompts::Prompt::from_samples(name.to_string(), pcm);
         let mut current = match self.inner.prompts.lock() {
             Ok(p) => p,
             Err(p) => p.into_inner(),
         };
         let mut next = PromptSet::clone(&current);
-        next.insert(super::prompts::Prompt::from_samples(name.to_string(), pcm));
-        let next = Arc::new(next);
-        // Each thread gets the new set before any playlist that names it: one channel each.
-        for shard in &self.inner.shards {
-            shard.send(Command::Prompts(next.clone()));
-        }
-        *current = next;
+        next.insert(prompt);
+        *current = Arc::new(next);
     }
 
     pub fn free_ports(&self) -> usize {
@@ -327,16 +327,19 @@ impl MediaSession {
         self.send(Command::Apply(self.id, media));
     }
 
-    /// Play a playlist (replacing any current one, which then reports finished).
+    /// Play a playlist (replacing any current one, which then reports finished). The playlist
+    /// holds the audio it plays (a [`PromptRef::Clip`](super::prompts::Clip) included) until it
+    /// has played, is replaced or stopped, or the leg closes; then the media thread drops it.
     pub fn play(&self, prompts: &[PromptRef], opts: PlayOptions) -> Result<PlaybackId, MediaError> {
         let mut list = Vec::with_capacity(prompts.len());
-        let set = match self.inner.prompts.lock() {
-            Ok(p) => p,
-            Err(p) => p.into_inner(),
-        };
-        set.resolve(prompts, &mut list)
-            .map_err(MediaError::UnknownPrompt)?;
-        // Sent while the set is held, so a newer set always reaches the thread first.
+        {
+            let set = match self.inner.prompts.lock() {
+                Ok(p) => p,
+                Err(p) => p.into_inner(),
+            };
+            set.resolve(prompts, &mut list)
+                .map_err(MediaError::UnknownPrompt)?;
+        }
         let playback = PlaybackId(self.next_playback.fetch_add(1, Ordering::Relaxed));
         self.send(Command::Play {
             id: self.id,
@@ -499,6 +502,63 @@ mod tests {
         drop((b, c));
         eng.shutdown();
         assert_eq!(eng.health(), Ok(()), "a shutdown is not a failure");
+    }
+
+    /// Memory that only grew (issue 23): an announcement replaced 1,000 times and 1,000 clips
+    /// played leave the prompt set as it was, and every clip is freed, played out or cut by
+    /// the end of its call.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replaced_prompts_and_played_clips_do_not_stay_in_memory() {
+        use crate::media::prompts::Clip;
+        let eng = engine("31540-31559");
+        let fa = far();
+        eng.set_prompt("fr/announcement", &[0; 1600]);
+        let (count, bytes) = (eng.prompts().len(), eng.prompts().bytes());
+        for i in 0..1000 {
+            eng.set_prompt("fr/announcement", &[i as i16; 1600]);
+        }
+        assert_eq!((eng.prompts().len(), eng.prompts().bytes()), (count, bytes));
+
+        let mut s = eng.open_session("vm-heard").unwrap();
+        s.apply(media(fa.local_addr().unwrap()));
+        // The far end speaks first: the call latches and may send. A few packets: the first
+        // may come before the media thread has applied the session's media.
+        for seq in 1..=5 {
+            fa.send_to(&rtp(seq), s.local_rtp_addr()).unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut watches = Vec::new();
+        let mut last = None;
+        for i in 0..1000 {
+            // Each replaces the one before (a page call's voicemail heard again and again).
+            let clip = Clip::new(format!("vm/{i}"), &[900; 800]);
+            watches.push(clip.watch());
+            last = Some(
+                s.play(&[PromptRef::clip(clip)], PlayOptions::default())
+                    .unwrap(),
+            );
+        }
+        // And the last played to its end.
+        loop {
+            match tokio::time::timeout(WAIT, s.next_event()).await.unwrap() {
+                Some(MediaEvent::PlaybackFinished(id)) if Some(id) == last => break,
+                Some(_) => {}
+                None => panic!("the session closed"),
+            }
+        }
+        assert!(
+            watches.iter().all(|w| w.upgrade().is_none()),
+            "a played clip is kept"
+        );
+        // One cut short by the end of its call.
+        let long = Clip::new("vm/long", &vec![900; 8000 * 30]);
+        let w = long.watch();
+        s.play(&[PromptRef::clip(long)], PlayOptions::default())
+            .unwrap();
+        s.close().await;
+        assert!(w.upgrade().is_none(), "the clip of a closed call is kept");
+        assert_eq!((eng.prompts().len(), eng.prompts().bytes()), (count, bytes));
+        eng.shutdown();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,9 +1,17 @@
 //! Prompts: WAV files under `prompts_dir/<lang>/<name>.wav` (8 kHz mono 16-bit), decoded once at
 //! start-up and held pre-encoded in both G.711 laws, so playing one is a copy of 160 bytes per
 //! packet. Names are `"<lang>/<name>"`, e.g. `"fr/greeting"`; digits are `"<lang>/digit-N"`.
+//!
+//! Audio is reference-counted: the set holds one reference to each prompt, and every playlist
+//! that plays it holds another. Replacing a prompt drops the set's reference, so the old audio
+//! lives exactly as long as the calls still playing it. Audio that is no prompt at all (a
+//! ticket's voicemail heard on a page call) plays as a [`Clip`]: owned by that call's playlist,
+//! freed when it has played or the call ends, never added to the set.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::g711;
 use super::types::Codec;
@@ -41,7 +49,7 @@ pub fn required_prompt_names() -> Vec<String> {
     names
 }
 
-/// What to play: a loaded prompt by name, or digits read out one prompt each.
+/// What to play: a loaded prompt by name, digits read out one prompt each, or a one-off clip.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PromptRef {
     Named(String),
@@ -50,6 +58,56 @@ pub enum PromptRef {
         lang: String,
         digits: String,
     },
+    /// Audio played to this call only (see [`Clip`]).
+    Clip(Clip),
+}
+
+/// Audio encoded for one call's playback and not kept anywhere else: freed once the playlist
+/// holding it has played (or been stopped, or its call closed) and the caller dropped its copy.
+#[derive(Clone)]
+pub struct Clip(Arc<Prompt>);
+
+impl Clip {
+    /// Encodes `pcm` (8 kHz mono) in both laws; `name` is for the logs only.
+    pub fn new(name: impl Into<String>, pcm: &[i16]) -> Clip {
+        Clip(Arc::new(Prompt::from_samples(name.into(), pcm)))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    pub fn samples(&self) -> usize {
+        self.0.samples
+    }
+
+    /// Bytes of encoded audio it holds (both laws).
+    pub fn bytes(&self) -> usize {
+        self.0.bytes()
+    }
+
+    /// A handle that does not keep the audio alive: tells when it has been freed.
+    pub fn watch(&self) -> std::sync::Weak<Prompt> {
+        Arc::downgrade(&self.0)
+    }
+}
+
+/// The same clip, not merely the same audio.
+impl PartialEq for Clip {
+    fn eq(&self, other: &Clip) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Clip {}
+
+impl fmt::Debug for Clip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Clip")
+            .field("name", &self.0.name)
+            .field("samples", &self.0.samples)
+            .finish()
+    }
 }
 
 impl PromptRef {
@@ -61,6 +119,9 @@ impl PromptRef {
             lang: lang.into(),
             digits: digits.into(),
         }
+    }
+    pub fn clip(clip: Clip) -> Self {
+        PromptRef::Clip(clip)
     }
 }
 
@@ -96,6 +157,11 @@ impl Prompt {
         self.pcmu.len() / FRAME
     }
 
+    /// Bytes of encoded audio (both laws).
+    pub fn bytes(&self) -> usize {
+        self.pcmu.len() + self.pcma.len()
+    }
+
     /// Frame `i` in `codec`, `None` past the end.
     #[inline]
     pub fn frame(&self, codec: Codec, i: usize) -> Option<&[u8]> {
@@ -112,9 +178,11 @@ impl Prompt {
 // files under `prompts/fr` and `prompts/en`.
 include!(concat!(env!("OUT_DIR"), "/bundled_prompts.rs"));
 
+/// The prompts by name. Cloning it copies references, not audio (an admin's change makes a new
+/// set; see `MediaEngine::set_prompt`).
 #[derive(Default, Clone)]
 pub struct PromptSet {
-    prompts: Vec<Prompt>,
+    prompts: Vec<Arc<Prompt>>,
     by_name: HashMap<String, PromptId>,
 }
 
@@ -190,15 +258,28 @@ impl PromptSet {
         Ok(())
     }
 
+    /// Adds `p`, or replaces the prompt of the same name in place (same id). The replaced audio
+    /// is freed at once unless a playlist still plays it; then when that playlist ends.
     pub fn insert(&mut self, p: Prompt) -> PromptId {
+        if let Some(&id) = self.by_name.get(&p.name) {
+            if let Some(slot) = self.prompts.get_mut(id.0 as usize) {
+                *slot = Arc::new(p);
+                return id;
+            }
+        }
         let id = PromptId(self.prompts.len() as u32);
         self.by_name.insert(p.name.clone(), id);
-        self.prompts.push(p);
+        self.prompts.push(Arc::new(p));
         id
     }
 
     pub fn get(&self, id: PromptId) -> Option<&Prompt> {
-        self.prompts.get(id.0 as usize)
+        self.prompts.get(id.0 as usize).map(|p| &**p)
+    }
+
+    /// Bytes of encoded audio the set holds (both laws, every prompt).
+    pub fn bytes(&self) -> usize {
+        self.prompts.iter().map(|p| p.bytes()).sum()
     }
 
     pub fn id(&self, name: &str) -> Option<PromptId> {
@@ -213,17 +294,26 @@ impl PromptSet {
         self.prompts.is_empty()
     }
 
-    /// Resolve a playlist to prompt ids; unknown names are reported as `Err(name)`.
-    pub fn resolve(&self, refs: &[PromptRef], out: &mut Vec<PromptId>) -> Result<(), String> {
+    fn audio(&self, name: &str) -> Option<&Arc<Prompt>> {
+        self.by_name
+            .get(name)
+            .and_then(|id| self.prompts.get(id.0 as usize))
+    }
+
+    /// Resolve a playlist to the audio it plays (references, not copies); unknown names are
+    /// reported as `Err(name)`. The playlist keeps what it plays alive, whatever the set does.
+    pub fn resolve(&self, refs: &[PromptRef], out: &mut Vec<Arc<Prompt>>) -> Result<(), String> {
         for r in refs {
             match r {
-                PromptRef::Named(n) => out.push(self.id(n).ok_or_else(|| n.clone())?),
+                PromptRef::Named(n) => out.push(self.audio(n).ok_or_else(|| n.clone())?.clone()),
                 PromptRef::Digits { lang, digits } => {
                     for d in digits.chars().filter(char::is_ascii_digit) {
                         let n = format!("{lang}/digit-{d}");
-                        out.push(self.id(&n).ok_or(n)?);
+                        let audio = self.audio(&n).ok_or(n)?;
+                        out.push(audio.clone());
                     }
                 }
+                PromptRef::Clip(c) => out.push(c.0.clone()),
             }
         }
         Ok(())
@@ -315,13 +405,74 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ids.len(), 4);
-        assert_eq!(ids[1], set.id("fr/digit-4").unwrap());
-        assert_eq!(ids[3], set.id("fr/digit-2").unwrap());
+        assert_eq!(ids[1].name, "fr/digit-4");
+        assert_eq!(ids[3].name, "fr/digit-2");
         let mut ids = vec![];
         assert_eq!(
             set.resolve(&[PromptRef::named("de/greeting")], &mut ids),
             Err("de/greeting".into())
         );
+    }
+
+    /// 1,000 voicemails' worth of replacements of one prompt: the set keeps one prompt's audio,
+    /// and the replaced audio is freed as soon as no playlist holds it (one playing keeps its own
+    /// until it ends).
+    #[test]
+    fn a_replaced_prompt_is_freed_once_no_playlist_holds_it() {
+        let mut set = PromptSet::default();
+        set.insert(Prompt::from_samples("fr/goodbye".into(), &[0; 800]));
+        let id = set.id("fr/goodbye").unwrap();
+        let (count, bytes) = (set.len(), set.bytes());
+        let mut playing = Vec::new();
+        set.resolve(&[PromptRef::named("fr/goodbye")], &mut playing)
+            .unwrap();
+        let first = Arc::downgrade(&playing[0]);
+        let mut replaced = Vec::new();
+        for i in 0..1000 {
+            let old = Arc::downgrade(set.audio("fr/goodbye").unwrap());
+            let pcm = vec![i as i16; 800];
+            assert_eq!(
+                set.insert(Prompt::from_samples("fr/goodbye".into(), &pcm)),
+                id
+            );
+            replaced.push(old);
+        }
+        assert_eq!((set.len(), set.bytes()), (count, bytes));
+        assert_eq!(set.get(id).unwrap().pcmu[0], g711::linear_to_ulaw(999));
+        // The first audio is still played by the playlist that holds it; the others are gone.
+        assert!(first.upgrade().is_some());
+        assert_eq!(replaced.iter().filter(|w| w.upgrade().is_some()).count(), 1);
+        drop(playing);
+        assert!(first.upgrade().is_none());
+        assert!(replaced.iter().all(|w| w.upgrade().is_none()));
+    }
+
+    #[test]
+    fn a_clip_plays_without_joining_the_set_and_goes_with_its_playlist() {
+        let mut set = PromptSet::default();
+        set.insert(Prompt::from_samples("fr/page-menu".into(), &[0; 160]));
+        let (count, bytes) = (set.len(), set.bytes());
+        let mut watches = Vec::new();
+        for i in 0..1000 {
+            let clip = Clip::new(format!("vm/{i}"), &vec![7i16; 8000]);
+            assert_eq!(clip.bytes(), 16000);
+            watches.push(clip.watch());
+            let mut list = Vec::new();
+            set.resolve(
+                &[PromptRef::clip(clip), PromptRef::named("fr/page-menu")],
+                &mut list,
+            )
+            .unwrap();
+            assert_eq!(list.len(), 2);
+            assert_eq!(list[0].frames(), 50);
+            // The call's playlist is the clip's last owner.
+            assert!(watches[i].upgrade().is_some());
+        }
+        assert!(watches.iter().all(|w| w.upgrade().is_none()));
+        assert_eq!((set.len(), set.bytes()), (count, bytes));
+        let a = Clip::new("a", &[1]);
+        assert_eq!(PromptRef::clip(a.clone()), PromptRef::clip(a.clone()));
+        assert_ne!(PromptRef::clip(a), PromptRef::clip(Clip::new("a", &[1])));
     }
 
     #[test]

@@ -4,9 +4,8 @@
 //! callback itself, through `[sip.outbound]`, to the ticket's validated callback number only,
 //! and bridges the two legs; the moment the customer answers is recorded (`callback_connected`).
 
-use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -15,6 +14,7 @@ use tracing::{info, warn};
 
 use super::config::PhoneConfig;
 use super::facts::{PageFacts, PageReason};
+use crate::media::prompts::Clip;
 use crate::media::{MediaEngine, MediaEvent, MediaSession, PlayOptions, PromptRef};
 use crate::sip::digest::Credentials;
 use crate::sip::{CallRequest, LegEvent, LegHandle, SipHandle};
@@ -84,8 +84,6 @@ pub struct PhonePager {
     pub trunk: Trunk,
     pub config: PhoneConfig,
     pub callback_check: CallbackCheck,
-    /// Tickets whose voicemail is loaded as a prompt (`vm/<ticket>`): loaded once each.
-    loaded_voicemails: Mutex<HashSet<String>>,
 }
 
 impl PhonePager {
@@ -106,7 +104,6 @@ impl PhonePager {
             trunk,
             config,
             callback_check,
-            loaded_voicemails: Mutex::new(HashSet::new()),
         }
     }
 
@@ -237,6 +234,9 @@ impl PhonePager {
         let menu = [PromptRef::named(format!("{lang}/page-menu"))];
         let mut rounds = 0u32;
         let mut playing = self.play(session, &speech);
+        // The voicemail, once loaded: this call's own, played again on a second 2 without
+        // another read, and freed when the call ends.
+        let mut voicemail: Option<Clip> = None;
         loop {
             let key = tokio::select! {
                 ev = events.recv() => match ev {
@@ -289,8 +289,11 @@ impl PhonePager {
                     return PhoneOutcome::Acknowledged { by_key: key };
                 }
                 MenuChoice::HearVoicemail => {
-                    let mut list = match self.voicemail_prompt(facts).await {
-                        Some(vm) => vec![PromptRef::named(vm)],
+                    if voicemail.is_none() {
+                        voicemail = self.voicemail_clip(facts).await;
+                    }
+                    let mut list = match &voicemail {
+                        Some(vm) => vec![PromptRef::clip(vm.clone())],
                         None => vec![PromptRef::named(format!("{lang}/page-no-voicemail"))],
                     };
                     list.extend(menu.iter().cloned());
@@ -384,18 +387,15 @@ impl PhonePager {
         list
     }
 
-    /// The ticket's voicemail as a prompt, loaded once per ticket (when the person presses 2,
-    /// not before): from the store, so any node plays it, else from the recording's file.
-    async fn voicemail_prompt(&self, facts: &PageFacts) -> Option<String> {
+    /// The ticket's voicemail, loaded when the person presses 2 (not before): from the store,
+    /// so any node plays it, else from the recording's file. A clip, not a prompt: it belongs
+    /// to this call and is freed with it, so hearing voicemails never grows the prompt set.
+    async fn voicemail_clip(&self, facts: &PageFacts) -> Option<Clip> {
         let path = facts
             .voicemail_path
             .as_ref()?
             .to_string_lossy()
             .into_owned();
-        let name = format!("vm/{}", facts.ticket);
-        if self.voicemail_loaded(&facts.ticket) {
-            return Some(name);
-        }
         let wav = match self
             .store
             .voicemail_wav(
@@ -434,20 +434,7 @@ impl PhonePager {
             return None;
         }
         let pcm: Vec<i16> = reader.into_samples::<i16>().map_while(Result::ok).collect();
-        self.media.set_prompt(&name, &pcm);
-        let mut loaded = match self.loaded_voicemails.lock() {
-            Ok(l) => l,
-            Err(p) => p.into_inner(),
-        };
-        loaded.insert(facts.ticket.clone());
-        Some(name)
-    }
-
-    fn voicemail_loaded(&self, ticket: &str) -> bool {
-        match self.loaded_voicemails.lock() {
-            Ok(l) => l.contains(ticket),
-            Err(p) => p.into_inner().contains(ticket),
-        }
+        Some(Clip::new(format!("vm/{}", facts.ticket), &pcm))
     }
 
     async fn acknowledge(&self, facts: &PageFacts, key: char) {
