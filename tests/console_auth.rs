@@ -630,6 +630,125 @@ async fn behind_a_trusted_proxy_each_person_has_their_own_login_quota() {
     assert!((19..=20).contains(&n), "refused after {n}");
 }
 
+/// A client whose connections come from `local` (any 127.x address is this host's loopback).
+fn client_from(local: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(Some(local.parse().unwrap()))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn login_from(
+    c: &Console,
+    client: &reqwest::Client,
+    forwarded: Option<&str>,
+    name: &str,
+    password: &str,
+) -> reqwest::Response {
+    let mut r = client
+        .post(format!("{}/api/login", c.base))
+        .json(&json!({ "name": name, "password": password }));
+    if let Some(f) = forwarded {
+        r = r.header("X-Forwarded-For", f);
+    }
+    r.send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_cannot_lock_a_technician_out() {
+    let c = console().await;
+    c.add_user("tech1", "technician").await;
+    let stranger = client_from("127.0.0.2");
+    for _ in 0..5 {
+        let r = login_from(&c, &stranger, None, "tech1", "not the right password").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    // The stranger's address is stopped, even with the right password...
+    for pw in ["not the right password", PASSWORD] {
+        let r = login_from(&c, &stranger, None, "TECH1", pw).await;
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+    // ...and tech1 logs in from their own.
+    let me = client_from("127.0.0.1");
+    let r = login_from(&c, &me, None, "tech1", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_a_stranger_cannot_lock_a_technician_out_either() {
+    let mut cfg = Config::default();
+    cfg.http.trusted_proxies = vec!["127.0.0.1/32".into()];
+    let c = console_configured(false, LoginLimiter::default(), cfg).await;
+    c.add_user("tech1", "technician").await;
+    let proxy = client_from("127.0.0.1");
+    for _ in 0..5 {
+        let r = login_from(&c, &proxy, Some("203.0.113.9"), "tech1", "wrong guess").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let r = login_from(&c, &proxy, Some("203.0.113.9"), "tech1", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // The proxy's own address is not the person's: another client through it gets in.
+    let r = login_from(&c, &proxy, Some("198.51.100.20"), "tech1", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_addresses_against_one_name_are_bounded() {
+    // Each address makes one guess: the per-address quotas never bite, the name's ceiling for
+    // addresses that never logged in as it does (3 an hour here; 30 by default).
+    let mut cfg = Config::default();
+    cfg.http.trusted_proxies = vec!["127.0.0.1/32".into()];
+    let c = console_configured(false, LoginLimiter::with_ceiling(5, 20, 3), cfg).await;
+    c.add_user("tech1", "technician").await;
+    let proxy = client_from("127.0.0.1");
+    // tech1 logged in from home before the siege (that counts as one attempt from a stranger).
+    let home = "198.51.100.20";
+    let r = login_from(&c, &proxy, Some(home), "tech1", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut guesses = 0;
+    let mut refused = None;
+    for i in 1..=20 {
+        let r = login_from(
+            &c,
+            &proxy,
+            Some(&format!("203.0.113.{i}")),
+            "tech1",
+            "a guess",
+        )
+        .await;
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            let wait: u64 = r.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(wait > 60, "the ceiling refills slowly: Retry-After {wait}");
+            assert!(error_of(r).await.contains("from many addresses"));
+            refused = Some(i);
+            break;
+        }
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        guesses += 1;
+    }
+    assert_eq!(
+        refused,
+        Some(3),
+        "2 guesses after the login from home, then refused"
+    );
+    assert_eq!(guesses, 2);
+    // Even the right password from a new address waits out the siege (its price)...
+    let r = login_from(&c, &proxy, Some("192.0.2.200"), "tech1", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // ...but tech1 still logs in from home.
+    let r = login_from(&c, &proxy, Some(home), "tech1", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // Other names are not besieged.
+    c.add_user("tech2", "technician").await;
+    let r = login_from(&c, &proxy, Some("203.0.113.50"), "tech2", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The store half on both backends.
 
@@ -773,4 +892,47 @@ async fn store_and_append_only_audit_on_postgres() {
     }
     assert_eq!(pg.store.audit_events(100, None).await.unwrap().len(), 5);
     pg.drop().await;
+}
+
+/// Sends a login's headers announcing `length` bytes of body, and `body` (maybe fewer), from
+/// `local`; returns what the server answers within 5 s.
+async fn raw_login_from(c: &Console, local: &str, length: usize, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server: SocketAddr = c.base.trim_start_matches("http://").parse().unwrap();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{local}:0").parse().unwrap()).unwrap();
+    let mut s = sock.connect(server).await.unwrap();
+    let head = format!(
+        "POST /api/login HTTP/1.1\r\nHost: {server}\r\nContent-Type: application/json\r\n\
+         Content-Length: {length}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut got = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut got))
+        .await
+        .expect("the server answers without waiting for the rest of the body")
+        .unwrap();
+    String::from_utf8_lossy(&got[..n]).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_over_its_quota_is_refused_before_its_body_is_read() {
+    let c = console().await;
+    let stranger = client_from("127.0.0.4");
+    for i in 0..20 {
+        let r = login_from(&c, &stranger, None, &format!("n{i}"), "a guess").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    // 60 kB announced, none sent: the answer comes at once, the body is never awaited.
+    let answer = raw_login_from(&c, "127.0.0.4", 60_000, b"").await;
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    // A source within its quota may send a login, not a large body.
+    let answer = raw_login_from(&c, "127.0.0.5", 10_000, &[b' '; 10_000]).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("at most 4 KiB"), "{answer}");
 }

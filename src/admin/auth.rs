@@ -11,13 +11,16 @@
 //!   no CSRF token needed (a browser never sends them by itself).
 //! - Passwords: argon2id (PHC strings), hashed and checked on the blocking pool; a login for an
 //!   unknown name checks against a dummy hash so names cannot be probed by timing.
-//! - Logins are rate limited per source address and per name ([`LoginLimiter`]).
+//! - Logins are rate limited per source address, per name and source, and per name from
+//!   addresses that never logged in as it ([`LoginLimiter`]): failures from one address never
+//!   lock the same name out of another.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{OnceLock, RwLock};
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
@@ -52,6 +55,8 @@ pub const TOKEN_PREFIX: &str = "ast_";
 const WRONG_LOGIN: &str = "wrong name or password";
 const BAD_CSRF: &str = "missing or wrong CSRF token: reload the page";
 const TOO_MANY: &str = "too many login attempts; wait a minute";
+const BESIEGED: &str = "too many login attempts for this name from many addresses; \
+     log in from an address you have used before, or wait";
 
 /// What a user may do: an admin everything; a technician tickets and their own on-call; a
 /// viewer only reads.
@@ -260,15 +265,50 @@ impl Source {
     }
 }
 
-/// Rate limits login attempts (successful or not) per source and per name. Keys whose quota
-/// is full again are forgotten every `PRUNE_EVERY` attempts; a keyed store that still holds
-/// more than `MAX_KEYS` live keys (addresses or names sprayed by an attacker) starts over
-/// empty, so memory stays bounded.
+/// Why a login attempt is refused before its password is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// This source, or this name from this source, is over its quota: wait this long.
+    Busy(Duration),
+    /// This name is over its quota from all the addresses that never logged in as it (many
+    /// addresses guessing one password); an address that did still gets through.
+    Besieged(Duration),
+}
+
+impl Refusal {
+    pub fn wait(self) -> Duration {
+        match self {
+            Refusal::Busy(d) | Refusal::Besieged(d) => d,
+        }
+    }
+}
+
+/// Rate limits login attempts (successful or not), counted before the password is hashed:
+///
+/// - per source, whatever the name (20 a minute): one address cannot spray names;
+/// - per name *and* source (5 a minute): one address cannot guess one password quickly, and
+///   its failures never count against the same name from another address, so a stranger
+///   cannot lock anyone out;
+/// - per name from addresses that never logged in as it (a ceiling, 30 an hour): many
+///   addresses together cannot guess one password quickly either. An address that logged in
+///   as the name before (in the last `KNOWN_FOR`) skips this ceiling, so the real person still
+///   gets in from where they usually work while strangers besiege their name. A refused
+///   attempt is refused outright: delaying it instead would not bound guesses made in
+///   parallel, and queueing them would make the real person wait behind the attacker.
+///
+/// Keys whose quota is full again are forgotten every `PRUNE_EVERY` attempts; a keyed store
+/// that still holds more than `MAX_KEYS` live keys (addresses or names sprayed by an attacker)
+/// starts over empty, so memory stays bounded. The known addresses live in memory: a restart
+/// forgets them until each person logs in again.
 pub struct LoginLimiter {
     per_source: Quota,
+    per_pair: Quota,
     per_name: Quota,
     by_source: RwLock<DefaultKeyedRateLimiter<Source>>,
+    by_pair: RwLock<DefaultKeyedRateLimiter<(String, Source)>>,
     by_name: RwLock<DefaultKeyedRateLimiter<String>>,
+    /// Per name, the sources that logged in as it and when they last did.
+    known: Mutex<HashMap<String, Vec<(Source, Instant)>>>,
     checks: AtomicU64,
     /// At most this many argon2 checks at once (each takes ~19 MiB and a core for ~50 ms).
     hashing: tokio::sync::Semaphore,
@@ -276,25 +316,31 @@ pub struct LoginLimiter {
 
 const MAX_KEYS: usize = 100_000;
 const PRUNE_EVERY: u64 = 1024;
+/// An address that logged in as a name stays known to it this long after its last login.
+const KNOWN_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Known addresses kept per name (the most recent ones).
+const KNOWN_PER_NAME: usize = 16;
 
 impl std::fmt::Debug for LoginLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoginLimiter")
             .field("per_source", &self.per_source)
+            .field("per_pair", &self.per_pair)
             .field("per_name", &self.per_name)
             .finish_non_exhaustive()
     }
 }
 
 impl Default for LoginLimiter {
-    /// 5 attempts a minute per name, 20 a minute per source (bursts, refilled evenly).
+    /// 5 attempts a minute per name and source, 20 a minute per source, and 30 an hour per
+    /// name from unknown addresses (bursts, refilled evenly).
     fn default() -> Self {
         LoginLimiter::new(5, 20)
     }
 }
 
-fn per_minute(n: u32) -> Quota {
-    Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
+fn nonzero(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
 }
 
 /// Keyed stores are only read-locked to count; the write lock is taken to start one over.
@@ -302,40 +348,117 @@ fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The name as the limiter keys it: "Alice " and "alice" are one account.
+fn name_key(name: &str) -> String {
+    name.trim().to_lowercase().chars().take(64).collect()
+}
+
 impl LoginLimiter {
-    /// `per_name` and `per_source` attempts a minute (0 is taken as 1).
-    pub fn new(per_name: u32, per_source: u32) -> LoginLimiter {
-        let (per_name, per_source) = (per_minute(per_name), per_minute(per_source));
+    /// `per_pair` attempts a minute for one name from one source, `per_source` a minute from
+    /// one source (0 is taken as 1), and the default ceiling per name (30 an hour).
+    pub fn new(per_pair: u32, per_source: u32) -> LoginLimiter {
+        LoginLimiter::with_ceiling(per_pair, per_source, 30)
+    }
+
+    /// As [`LoginLimiter::new`], with `per_name_hourly` attempts an hour for one name from all
+    /// the addresses that never logged in as it.
+    pub fn with_ceiling(per_pair: u32, per_source: u32, per_name_hourly: u32) -> LoginLimiter {
+        let per_source = Quota::per_minute(nonzero(per_source));
+        let per_pair = Quota::per_minute(nonzero(per_pair));
+        let per_name = Quota::per_hour(nonzero(per_name_hourly));
         LoginLimiter {
             per_source,
+            per_pair,
             per_name,
             by_source: RwLock::new(RateLimiter::keyed(per_source)),
+            by_pair: RwLock::new(RateLimiter::keyed(per_pair)),
             by_name: RwLock::new(RateLimiter::keyed(per_name)),
+            known: Mutex::new(HashMap::new()),
             checks: AtomicU64::new(0),
             hashing: tokio::sync::Semaphore::new(4),
         }
     }
 
-    /// Counts an attempt; Err(how long to wait) when the source or the name is over its quota.
-    fn check(&self, ip: Option<IpAddr>, name: &str) -> Result<(), Duration> {
-        if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
-            self.prune();
-        }
-        {
-            let l = read(&self.by_source);
-            let now = l.clock().now();
-            l.check_key(&Source::of(ip))
-                .map_err(|e| e.wait_time_from(now))?;
-        }
-        let key: String = name.trim().to_lowercase().chars().take(64).collect();
-        let l = read(&self.by_name);
-        let now = l.clock().now();
-        l.check_key(&key).map_err(|e| e.wait_time_from(now))?;
-        Ok(())
+    /// Counts an attempt, before its password is checked.
+    #[cfg(test)]
+    fn check(&self, ip: Option<IpAddr>, name: &str) -> Result<(), Refusal> {
+        self.check_at(ip, name, Instant::now())
     }
 
-    fn prune(&self) {
+    #[cfg(test)]
+    fn check_at(&self, ip: Option<IpAddr>, name: &str, now: Instant) -> Result<(), Refusal> {
+        self.check_source(ip, now)?;
+        self.check_name(ip, name, now)
+    }
+
+    /// The first half of [`LoginLimiter::check`], before the request's body is read: a
+    /// source over its quota is refused without reading what it sends.
+    fn check_source(&self, ip: Option<IpAddr>, now: Instant) -> Result<(), Refusal> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            self.prune(now);
+        }
+        let l = read(&self.by_source);
+        let t = l.clock().now();
+        l.check_key(&Source::of(ip))
+            .map_err(|e| Refusal::Busy(e.wait_time_from(t)))
+    }
+
+    /// The second half, once the name is known.
+    fn check_name(&self, ip: Option<IpAddr>, name: &str, now: Instant) -> Result<(), Refusal> {
+        let source = Source::of(ip);
+        let key = name_key(name);
+        {
+            let l = read(&self.by_pair);
+            let t = l.clock().now();
+            l.check_key(&(key.clone(), source))
+                .map_err(|e| Refusal::Busy(e.wait_time_from(t)))?;
+        }
+        if self.is_known(&key, source, now) {
+            return Ok(());
+        }
+        let l = read(&self.by_name);
+        let t = l.clock().now();
+        l.check_key(&key)
+            .map_err(|e| Refusal::Besieged(e.wait_time_from(t)))
+    }
+
+    /// Remembers that `ip` logged in as `name`: it skips the name's ceiling from now on.
+    fn succeeded(&self, ip: Option<IpAddr>, name: &str) {
+        self.succeeded_at(ip, name, Instant::now());
+    }
+
+    fn succeeded_at(&self, ip: Option<IpAddr>, name: &str, now: Instant) {
+        let source = Source::of(ip);
+        // A server that cannot tell peers apart cannot vouch for one.
+        if source == Source::Unknown {
+            return;
+        }
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if known.len() >= MAX_KEYS {
+            known.clear();
+        }
+        let list = known.entry(name_key(name)).or_default();
+        list.retain(|(s, _)| *s != source);
+        list.push((source, now));
+        if list.len() > KNOWN_PER_NAME {
+            list.remove(0);
+        }
+    }
+
+    fn is_known(&self, key: &str, source: Source, now: Instant) -> bool {
+        if source == Source::Unknown {
+            return false;
+        }
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known.get(key).is_some_and(|list| {
+            list.iter()
+                .any(|(s, at)| *s == source && now.saturating_duration_since(*at) < KNOWN_FOR)
+        })
+    }
+
+    fn prune(&self, now: Instant) {
         read(&self.by_source).retain_recent();
+        read(&self.by_pair).retain_recent();
         read(&self.by_name).retain_recent();
         if read(&self.by_source).len() > MAX_KEYS {
             tracing::warn!(
@@ -344,13 +467,25 @@ impl LoginLimiter {
             *self.by_source.write().unwrap_or_else(|p| p.into_inner()) =
                 RateLimiter::keyed(self.per_source);
         }
+        if read(&self.by_pair).len() > MAX_KEYS {
+            tracing::warn!(
+                "console: the login limiter saw too many names and sources in a minute: starting over"
+            );
+            *self.by_pair.write().unwrap_or_else(|p| p.into_inner()) =
+                RateLimiter::keyed(self.per_pair);
+        }
         if read(&self.by_name).len() > MAX_KEYS {
             tracing::warn!(
-                "console: the login limiter saw too many names in a minute: starting over"
+                "console: the login limiter saw too many names in an hour: starting over"
             );
             *self.by_name.write().unwrap_or_else(|p| p.into_inner()) =
                 RateLimiter::keyed(self.per_name);
         }
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known.retain(|_, list| {
+            list.retain(|(_, at)| now.saturating_duration_since(*at) < KNOWN_FOR);
+            !list.is_empty()
+        });
     }
 }
 
@@ -587,12 +722,44 @@ fn peer(extensions: &axum::http::Extensions) -> Option<IpAddr> {
         .map(|ConnectInfo(a)| a.ip())
 }
 
-async fn login(
-    State(state): State<AdminState>,
-    extensions: axum::http::Extensions,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+/// The most a login request may send: a name and a password, JSON-quoted.
+const MAX_LOGIN_BODY: usize = 4 * 1024;
+
+fn refused_login(refusal: Refusal, name: Option<&str>, source_text: &str) -> Response {
+    let (message, why) = match refusal {
+        Refusal::Busy(_) => (TOO_MANY, "too many attempts from this source"),
+        Refusal::Besieged(_) => (
+            BESIEGED,
+            "too many attempts on this name from unknown addresses",
+        ),
+    };
+    tracing::warn!(user = ?name, source = %source_text, why, "console login refused");
+    let wait = refusal.wait();
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut r = ApiError::new(StatusCode::TOO_MANY_REQUESTS, message).into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    // The body may be unread: the connection must not be reused for the next request.
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+async fn login(State(state): State<AdminState>, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    // Behind the console's reverse proxy, the person's address (never a header anyone sent).
+    let source = crate::http::client_ip(
+        peer(&parts.extensions),
+        &headers,
+        &state.config.http.trusted_proxy_nets(),
+    );
+    let source_text = source.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+    // The limiter speaks before the body is read: a flood of large bodies from one address
+    // costs it nothing past its quota (issue 23).
+    if let Err(refusal) = state.login_limiter.check_source(source, Instant::now()) {
+        return refused_login(refusal, None, &source_text);
+    }
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -604,23 +771,24 @@ async fn login(
         )
         .into_response();
     }
+    let body: Bytes = match axum::body::to_bytes(body, MAX_LOGIN_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "a login is a name and a password: at most 4 KiB",
+            )
+            .into_response()
+        }
+    };
     let Ok(LoginBody { name, password }) = serde_json::from_slice::<LoginBody>(&body) else {
         return ApiError::bad_request("send JSON {\"name\": …, \"password\": …}").into_response();
     };
-    // Behind the console's reverse proxy, the person's address (never a header anyone sent).
-    let source = crate::http::client_ip(
-        peer(&extensions),
-        &headers,
-        &state.config.http.trusted_proxy_nets(),
-    );
-    let source_text = source.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
-    if let Err(wait) = state.login_limiter.check(source, &name) {
-        tracing::warn!(user = ?name, source = %source_text, "console login refused: too many attempts");
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        let mut r = ApiError::new(StatusCode::TOO_MANY_REQUESTS, TOO_MANY).into_response();
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-        return r;
+    if let Err(refusal) = state
+        .login_limiter
+        .check_name(source, &name, Instant::now())
+    {
+        return refused_login(refusal, Some(&name), &source_text);
     }
     if name.is_empty() || name.len() > 256 || password.chars().count() > MAX_PASSWORD {
         tracing::warn!(user = ?name, source = %source_text, "console login failed: malformed");
@@ -669,6 +837,7 @@ async fn login(
     {
         return ApiError::store(e).into_response();
     }
+    state.login_limiter.succeeded(source, &user.name);
     tracing::info!(user = ?user.name, source = %source_text, role = %role, "console login");
     let mut r = Json(Me {
         name: user.name,
@@ -833,22 +1002,98 @@ mod tests {
         assert_eq!(Source::of(Some(mapped)), Source::of(Some(v4)));
     }
 
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
     #[test]
-    fn the_limiter_counts_names_without_case_and_sources_apart() {
+    fn the_limiter_counts_a_name_per_source_without_case() {
         let l = LoginLimiter::new(2, 100);
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        assert!(l.check(Some(ip), "alice").is_ok());
+        assert!(l.check(ip("192.0.2.1"), "alice").is_ok());
         assert!(l.check(None, "Alice").is_ok());
-        let wait = l.check(Some(ip), " ALICE ").unwrap_err();
-        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(30));
-        assert!(l.check(Some(ip), "bob").is_ok());
+        assert!(l.check(ip("192.0.2.1"), "Alice").is_ok());
+        let wait = l.check(ip("192.0.2.1"), " ALICE ").unwrap_err();
+        assert!(matches!(wait, Refusal::Busy(_)), "{wait:?}");
+        assert!(wait.wait() > Duration::ZERO && wait.wait() <= Duration::from_secs(30));
+        assert!(l.check(ip("192.0.2.1"), "bob").is_ok());
         let l = LoginLimiter::new(100, 1);
-        assert!(l.check(Some(ip), "a").is_ok());
-        assert!(l.check(Some(ip), "b").is_err());
+        assert!(l.check(ip("192.0.2.1"), "a").is_ok());
+        assert!(l.check(ip("192.0.2.1"), "b").is_err());
         assert!(
             l.check(None, "c").is_ok(),
             "an unknown peer has its own bucket"
         );
+    }
+
+    #[test]
+    fn failures_from_one_address_never_lock_the_name_out_of_another() {
+        let l = LoginLimiter::default();
+        for _ in 0..5 {
+            assert!(l.check(ip("192.0.2.66"), "tech1").is_ok());
+        }
+        assert!(matches!(
+            l.check(ip("192.0.2.66"), "tech1"),
+            Err(Refusal::Busy(_))
+        ));
+        assert!(l.check(ip("192.0.2.7"), "tech1").is_ok());
+        // One IPv6 host is one address, whatever it picks in its /64.
+        for i in 1..=5 {
+            assert!(l.check(ip(&format!("2001:db8::{i}")), "tech1").is_ok());
+        }
+        assert!(l.check(ip("2001:db8::99"), "tech1").is_err());
+        assert!(l.check(ip("2001:db8:0:1::1"), "tech1").is_ok());
+    }
+
+    #[test]
+    fn many_addresses_hit_the_name_ceiling_but_a_known_address_gets_through() {
+        let l = LoginLimiter::with_ceiling(5, 20, 3);
+        let t0 = Instant::now();
+        // The person logged in from home last week.
+        l.succeeded_at(ip("198.51.100.10"), "Tech1", t0);
+        for i in 1..=3 {
+            assert!(l
+                .check_at(ip(&format!("203.0.113.{i}")), "tech1", t0)
+                .is_ok());
+        }
+        let r = l.check_at(ip("203.0.113.4"), "tech1", t0).unwrap_err();
+        assert!(matches!(r, Refusal::Besieged(_)), "{r:?}");
+        assert!(r.wait() > Duration::from_secs(60), "{r:?}");
+        // Home is known: it skips the ceiling (its own quota still holds).
+        for _ in 0..5 {
+            assert!(l.check_at(ip("198.51.100.10"), "tech1", t0).is_ok());
+        }
+        assert!(matches!(
+            l.check_at(ip("198.51.100.10"), "tech1", t0),
+            Err(Refusal::Busy(_))
+        ));
+        // Another name is not besieged.
+        assert!(l.check_at(ip("203.0.113.5"), "tech2", t0).is_ok());
+        // Known for KNOWN_FOR after the last login, then a stranger again.
+        assert!(l.is_known("tech1", Source::of(ip("198.51.100.10")), t0 + KNOWN_FOR / 2));
+        assert!(!l.is_known("tech1", Source::of(ip("198.51.100.10")), t0 + KNOWN_FOR));
+        l.prune(t0 + KNOWN_FOR);
+        assert!(read_known(&l).is_empty());
+        // A server that cannot tell peers apart vouches for none.
+        l.succeeded_at(None, "tech1", t0);
+        assert!(!l.is_known("tech1", Source::Unknown, t0));
+    }
+
+    #[test]
+    fn known_addresses_are_bounded_per_name() {
+        let l = LoginLimiter::default();
+        let t0 = Instant::now();
+        for i in 0..40 {
+            l.succeeded_at(ip(&format!("192.0.2.{i}")), "tech1", t0);
+        }
+        l.succeeded_at(ip("192.0.2.39"), "tech1", t0);
+        let known = read_known(&l);
+        assert_eq!(known["tech1"].len(), KNOWN_PER_NAME);
+        assert!(l.is_known("tech1", Source::of(ip("192.0.2.39")), t0));
+        assert!(!l.is_known("tech1", Source::of(ip("192.0.2.0")), t0));
+    }
+
+    fn read_known(l: &LoginLimiter) -> HashMap<String, Vec<(Source, Instant)>> {
+        l.known.lock().unwrap().clone()
     }
 
     #[test]
