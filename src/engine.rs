@@ -20,6 +20,27 @@ const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 /// Runs the engine until SIGINT/SIGTERM; then hangs up the calls in progress, saving what
 /// their callers said, before it stops.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    // Calls get their open files before any connection can take one (see `limits`).
+    let rtp_ports = config
+        .media
+        .port_range()
+        .map_or(0, |(lo, hi)| u64::from(hi - lo) + 1);
+    let budget = crate::limits::OpenFileBudget::at_start(
+        rtp_ports,
+        config.http.max_connections,
+        config.sip.tcp_max_connections,
+    );
+    info!(
+        soft_limit = budget.soft,
+        raised_from = budget.soft_before,
+        reserved_for_calls = budget.reserved,
+        http_connections = budget.http_connections,
+        sip_tcp_connections = budget.sip_tcp_connections,
+        "open files shared out"
+    );
+    if let Some(short) = &budget.shortfall {
+        warn!("{short}");
+    }
     // The store first: migrations run before any call can need a ticket.
     let store = crate::store::Store::connect(&config.store)
         .await
@@ -74,7 +95,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .listen_addr()
         .context("[sip] listen is invalid")?;
     let media = MediaEngine::start(&config.media, listen.ip()).context("starting media")?;
-    let (sip, mut incoming, mut sip_task) = crate::sip::transport::start(&config.sip)
+    let mut sip_config = config.sip.clone();
+    sip_config.tcp_max_connections = budget.sip_tcp_connections;
+    let (sip, mut incoming, mut sip_task) = crate::sip::transport::start(&sip_config)
         .await
         .context("starting SIP")?;
     info!(sip = %sip.local_addr(), rtp = %config.media.rtp_ports, "astreinte running");
@@ -178,9 +201,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             pages: paging.counters.clone(),
             sip_failure: sip_failure.clone(),
             draining: draining.clone(),
+            budget: budget.clone(),
         });
+        let admission = crate::http::HttpAdmission::new(
+            budget.http_connections,
+            config.http.max_connections_per_source,
+            config.http.trusted_proxy_nets(),
+            config.http.timeouts(),
+        );
         let wake = paging_wake.clone();
         let state = crate::http::HttpState::new(store.clone(), links, probe)
+            .with_admission(admission.clone())
             .with_zone(schedule.get().timezone())
             .with_on_ack(Arc::new(move |_ticket: &str| wake.notify_one()));
         // The admin console beside the links, health and metrics.
@@ -198,7 +229,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let mut http_stop = stop_rx.clone();
         tokio::spawn(async move {
             let stopped = async move { crate::call::stop_requested(&mut http_stop).await };
-            if let Err(e) = crate::http::serve_app(listener, app, stopped).await {
+            if let Err(e) = crate::http::serve_app(listener, app, admission, stopped).await {
                 error!(error = %e, "the HTTP server stopped");
             }
         });
@@ -439,6 +470,8 @@ struct EngineState {
     sip_failure: Arc<std::sync::Mutex<Option<String>>>,
     /// Set on the first stop signal: readiness fails so an HTTP load balancer stops too.
     draining: Arc<std::sync::atomic::AtomicBool>,
+    /// The open files as shared out at start.
+    budget: crate::limits::OpenFileBudget,
 }
 
 impl crate::http::EngineProbe for EngineState {
@@ -467,6 +500,19 @@ impl crate::http::EngineProbe for EngineState {
                 failure: self.media.health().err().map(|e| e.to_string()),
             },
         ]
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.budget.shortfall.iter().cloned().collect();
+        let sip = self.sip.stats();
+        if sip.tcp_open >= self.budget.sip_tcp_connections {
+            out.push(format!(
+                "sip: TCP connection budget reached ({} of {}): new TCP connections are \
+                 refused; calls keep their own open files",
+                sip.tcp_open, self.budget.sip_tcp_connections
+            ));
+        }
+        out
     }
 
     fn metrics(&self) -> crate::http::EngineMetrics {

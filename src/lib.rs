@@ -17,6 +17,7 @@ pub mod engine;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
+pub mod limits;
 pub mod media;
 pub mod ops;
 pub mod paging;

@@ -24,6 +24,9 @@ use crate::store::Store;
 
 pub use error::ApiError;
 
+/// Largest body of a console request but a prompt upload (a ticket note, a roster change).
+pub const MAX_FORM_BYTES: usize = 64 * 1024;
+
 /// What the console's handlers share.
 #[derive(Clone)]
 pub struct AdminState {
@@ -42,17 +45,24 @@ pub struct AdminState {
 /// The console's routes, to merge into the HTTP server's router. Every request goes through
 /// `auth::authenticate` (which lets the login page and its API through without a user).
 pub fn router(state: AdminState) -> Router {
+    // Forms and JSON are small: a larger body is refused before it is read (the login form
+    // included, which anyone may post). Prompt uploads set their own limit.
+    let small = crate::http::conn::limit_bodies(
+        Router::new()
+            .merge(auth::routes())
+            .merge(audit::routes())
+            .merge(tickets::routes())
+            .merge(sla::routes())
+            .merge(hours::routes())
+            .merge(oncall::routes())
+            .merge(announcements::routes())
+            .merge(openapi::routes())
+            .merge(pages::routes()),
+        MAX_FORM_BYTES,
+    );
     Router::new()
-        .merge(auth::routes())
-        .merge(audit::routes())
-        .merge(tickets::routes())
-        .merge(sla::routes())
-        .merge(hours::routes())
-        .merge(oncall::routes())
-        .merge(announcements::routes())
+        .merge(small)
         .merge(prompts::routes())
-        .merge(openapi::routes())
-        .merge(pages::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

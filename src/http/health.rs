@@ -21,6 +21,11 @@ pub trait EngineProbe: Send + Sync + 'static {
     fn components(&self) -> Vec<ComponentHealth>;
     /// The counters and gauges exposed on `/metrics`.
     fn metrics(&self) -> EngineMetrics;
+    /// Limits reached that do not make the engine unready (a budget of open files or
+    /// connections in use), one sentence each for `/readyz`.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// One part of the engine, as readiness sees it.
@@ -52,17 +57,29 @@ pub async fn healthz() -> Response {
     plain(StatusCode::OK, "ok\n".to_string())
 }
 
-/// `GET /readyz`: 200 "ready", or 503 with one line per failed part ("store: …", "sip: …").
+/// `GET /readyz`: 200 "ready", or 503 with one line per failed part ("store: …", "sip: …");
+/// either way followed by a "warning: …" line per limit reached lately.
 pub async fn readyz(State(state): State<HttpState>) -> Response {
     let failures = readiness(&state).await;
+    let mut warnings = state.probe.warnings();
+    if let Some(a) = &state.admission {
+        warnings.extend(a.warnings());
+    }
     if failures.is_empty() {
-        return plain(StatusCode::OK, "ready\n".to_string());
+        let mut body = String::from("ready\n");
+        for w in &warnings {
+            body.push_str(&format!("warning: {}\n", one_line(w)));
+        }
+        return plain(StatusCode::OK, body);
     }
     warn!(failures = %failures.join("; "), "not ready");
     let mut body = String::from("not ready\n");
     for line in &failures {
         body.push_str(line);
         body.push('\n');
+    }
+    for w in &warnings {
+        body.push_str(&format!("warning: {}\n", one_line(w)));
     }
     plain(StatusCode::SERVICE_UNAVAILABLE, body)
 }

@@ -10,6 +10,7 @@
 
 pub mod ack;
 pub mod ack_routes;
+pub mod conn;
 pub mod health;
 pub mod metrics;
 mod page;
@@ -24,6 +25,7 @@ use serde::Deserialize;
 use crate::config_issue::{ConfigIssue, KeySeg};
 
 pub use ack::{AckLinks, LinkError, WeakKey};
+pub use conn::{serve_admitted, ConnectionTimeouts, HttpAdmission};
 pub use health::{ComponentHealth, EngineProbe};
 pub use metrics::{ChannelCounters, EngineMetrics};
 pub use server::{router, routes, serve, serve_app, AckHook, HttpState};
@@ -49,10 +51,42 @@ pub struct HttpConfig {
     /// header is ignored (anyone could write it).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Most connections held at once (the open-file budget may lower it; see `limits`).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Most connections one address (an IPv6 /64) holds; behind a trusted proxy, most requests
+    /// in progress per forwarded client.
+    #[serde(default = "default_max_connections_per_source")]
+    pub max_connections_per_source: usize,
+    /// A request head must arrive within this many seconds of the connection or of the last
+    /// answer (slowloris).
+    #[serde(default = "default_header_timeout_secs")]
+    pub header_timeout_secs: u64,
+    /// A connection with no request running and no byte moving is closed after this long.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+    /// A request, its body included, must be answered within this many seconds (408).
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: u64,
 }
 
 fn default_ack_link_hours() -> u32 {
     72
+}
+fn default_max_connections() -> usize {
+    1024
+}
+fn default_max_connections_per_source() -> usize {
+    32
+}
+fn default_header_timeout_secs() -> u64 {
+    10
+}
+fn default_idle_timeout_secs() -> u64 {
+    30
+}
+fn default_request_timeout_secs() -> u64 {
+    120
 }
 
 impl Default for HttpConfig {
@@ -62,6 +96,11 @@ impl Default for HttpConfig {
             public_url: None,
             ack_link_hours: default_ack_link_hours(),
             trusted_proxies: Vec::new(),
+            max_connections: default_max_connections(),
+            max_connections_per_source: default_max_connections_per_source(),
+            header_timeout_secs: default_header_timeout_secs(),
+            idle_timeout_secs: default_idle_timeout_secs(),
+            request_timeout_secs: default_request_timeout_secs(),
         }
     }
 }
@@ -120,6 +159,42 @@ impl HttpConfig {
                 ));
             }
         }
+        let counts = [
+            ("max_connections", self.max_connections, 1_000_000),
+            (
+                "max_connections_per_source",
+                self.max_connections_per_source,
+                self.max_connections.max(1),
+            ),
+        ];
+        for (name, value, most) in counts {
+            if !(1..=most).contains(&value) {
+                issues.push(ConfigIssue::new(
+                    vec![KeySeg::Key("http"), KeySeg::Key(name)],
+                    format!("{value} is not a usable number of connections"),
+                    format!("write a number from 1 to {most}"),
+                ));
+            }
+        }
+        let times = [
+            ("header_timeout_secs", self.header_timeout_secs, 300, 10),
+            ("idle_timeout_secs", self.idle_timeout_secs, 3_600, 30),
+            (
+                "request_timeout_secs",
+                self.request_timeout_secs,
+                3_600,
+                120,
+            ),
+        ];
+        for (name, value, most, example) in times {
+            if !(1..=most).contains(&value) {
+                issues.push(ConfigIssue::new(
+                    vec![KeySeg::Key("http"), KeySeg::Key(name)],
+                    format!("{value} seconds is not a usable timeout"),
+                    format!("write a number of seconds from 1 to {most}, such as {example}"),
+                ));
+            }
+        }
         if !(1..=MAX_ACK_LINK_HOURS).contains(&self.ack_link_hours) {
             issues.push(ConfigIssue::new(
                 vec![KeySeg::Key("http"), KeySeg::Key("ack_link_hours")],
@@ -154,6 +229,15 @@ impl HttpConfig {
                     .or_else(|| p.parse::<IpAddr>().ok().map(IpNet::from))
             })
             .collect()
+    }
+
+    /// The connection timeouts, as the server applies them.
+    pub fn timeouts(&self) -> conn::ConnectionTimeouts {
+        conn::ConnectionTimeouts {
+            header: std::time::Duration::from_secs(self.header_timeout_secs.max(1)),
+            idle: std::time::Duration::from_secs(self.idle_timeout_secs.max(1)),
+            request: std::time::Duration::from_secs(self.request_timeout_secs.max(1)),
+        }
     }
 
     /// How long an acknowledgement link stays valid.
@@ -273,8 +357,8 @@ mod tests {
         HttpConfig {
             listen: listen.map(str::to_string),
             public_url: url.map(str::to_string),
-            trusted_proxies: Vec::new(),
             ack_link_hours: hours,
+            ..HttpConfig::default()
         }
     }
 

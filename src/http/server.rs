@@ -7,7 +7,6 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
@@ -37,6 +36,8 @@ pub struct HttpState {
     pub zone: Tz,
     /// Store queries of this server that failed or timed out (`astreinte_store_errors_total`).
     store_errors: Arc<AtomicU64>,
+    /// The connection limits the server runs under, for `/readyz` and `/metrics`.
+    pub admission: Option<super::conn::HttpAdmission>,
 }
 
 impl HttpState {
@@ -50,7 +51,13 @@ impl HttpState {
             on_ack: None,
             zone: Tz::UTC,
             store_errors: Arc::new(AtomicU64::new(0)),
+            admission: None,
         }
+    }
+
+    pub fn with_admission(mut self, admission: super::conn::HttpAdmission) -> HttpState {
+        self.admission = Some(admission);
+        self
     }
 
     pub fn with_on_ack(mut self, hook: AckHook) -> HttpState {
@@ -86,42 +93,45 @@ pub fn routes() -> Router<HttpState> {
 
 /// The whole application: routes, a short 404, and the body limit.
 pub fn router(state: HttpState) -> Router {
-    routes()
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+    super::conn::limit_bodies(routes().fallback(not_found), MAX_BODY_BYTES).with_state(state)
 }
 
-/// Serves until `shutdown` completes, then finishes the requests in progress.
+/// Serves the HTTP routes alone with `[http]`'s default limits (tests, tools); the engine
+/// uses [`serve_app`] with the console merged in and its own budget.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: HttpState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "HTTP server listening");
-    }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let config = super::HttpConfig::default();
+    let admission = super::conn::HttpAdmission::new(
+        config.max_connections,
+        config.max_connections_per_source,
+        config.trusted_proxy_nets(),
+        config.timeouts(),
+    );
+    let state = state.with_admission(admission.clone());
+    serve_app(listener, router(state), admission, shutdown).await
 }
 
 /// Serves `app` (the HTTP routes with others merged in, e.g. the admin console) until
-/// `shutdown`, with each connection's peer address available to handlers (login limits).
+/// `shutdown`, each connection admitted and bounded in time by `admission` (see [`super::conn`]),
+/// with its peer address available to handlers (login limits).
 pub async fn serve_app(
     listener: tokio::net::TcpListener,
     app: Router,
+    admission: super::conn::HttpAdmission,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "HTTP server listening");
+        tracing::info!(
+            %addr,
+            max_connections = admission.connections.max_total(),
+            per_source = admission.connections.max_per_source(),
+            "HTTP server listening"
+        );
     }
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    super::conn::serve_admitted(listener, app, admission, shutdown).await
 }
 
 async fn not_found() -> Page {
