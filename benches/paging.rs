@@ -24,6 +24,7 @@
 //! The planner, the worker, the store and the sinks share this process and the machine's cores:
 //! the figures are end to end on one host, the SMTP and HTTP sinks answering at once.
 
+use astreinte::call::callback::CallbackNumber;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -382,7 +383,7 @@ plan_every_ms = 1000
             let t = NewTicket {
                 severity: Severity::S1,
                 caller: format!("1514555{:04}", i),
-                callback_number: format!("1514555{:04}", i),
+                callback_number: CallbackNumber::from_record(&format!("1514555{:04}", i)),
                 account_id: None,
                 language: "fr".into(),
                 voicemail: Some(Voicemail {

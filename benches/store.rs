@@ -6,6 +6,7 @@
 //!
 //! Run: `cargo bench --bench store` (env ASTREINTE_BENCH_TICKETS, ASTREINTE_BENCH_ROWS to size).
 
+use astreinte::call::callback::CallbackNumber;
 use std::collections::BTreeMap;
 use std::time::{Duration as StdDuration, Instant};
 
@@ -54,7 +55,7 @@ fn ticket_with_audio(i: usize, audio: bool) -> NewTicket {
     NewTicket {
         severity: Severity::S1,
         caller: format!("1514555{:04}", i % 10_000),
-        callback_number: "15145550100".into(),
+        callback_number: CallbackNumber::from_record("15145550100"),
         account_id: None,
         language: "fr".into(),
         voicemail: Some(Voicemail {

@@ -1,5 +1,6 @@
 //! The operator CLI against a temp SQLite store: what an admin or a script sees.
 
+use astreinte::call::callback::CallbackNumber;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -67,7 +68,7 @@ async fn seed(url: &str, n: usize) -> Vec<String> {
             .create_ticket(&NewTicket {
                 severity: sev,
                 caller: format!("1514555010{i}"),
-                callback_number: format!("1514555010{i}"),
+                callback_number: CallbackNumber::from_record(&format!("1514555010{i}")),
                 account_id: None,
                 language: "fr".into(),
                 voicemail: Some(Voicemail {
@@ -118,7 +119,7 @@ async fn tickets_voicemail_writes_the_recording_from_the_store() {
         .create_ticket(&NewTicket {
             severity: Severity::S1,
             caller: "15145550100".into(),
-            callback_number: "15145550100".into(),
+            callback_number: CallbackNumber::from_record("15145550100"),
             account_id: None,
             language: "fr".into(),
             voicemail: Some(Voicemail {

@@ -4,6 +4,7 @@
 //! store and, with ASTREINTE_TEST_PG_URL, PostgreSQL (one fresh schema per test). Without the
 //! URL the PostgreSQL half fails when CI is set and says it skipped otherwise.
 
+use astreinte::call::callback::CallbackNumber;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -139,7 +140,7 @@ fn new_ticket(sev: Severity, caller: &str, at: DateTime<Utc>) -> NewTicket {
     NewTicket {
         severity: sev,
         caller: caller.into(),
-        callback_number: "15145550100".into(),
+        callback_number: CallbackNumber::from_record("15145550100"),
         account_id: None,
         language: "fr".into(),
         voicemail: None,

@@ -1,6 +1,7 @@
 //! The HTTP server on a real socket (127.0.0.1:0) with a temp SQLite store and a probe test
 //! double; reqwest as the client. The engine's wiring is tested end to end elsewhere.
 
+use astreinte::call::callback::CallbackNumber;
 use std::sync::{Arc, Mutex};
 
 use astreinte::http::{
@@ -108,7 +109,7 @@ async fn start() -> Server {
         .create_ticket(&NewTicket {
             severity: Severity::S1,
             caller: "15145550100".into(),
-            callback_number: "15145550100".into(),
+            callback_number: CallbackNumber::from_record("15145550100"),
             account_id: Some(account.id),
             language: "fr".into(),
             voicemail: None,

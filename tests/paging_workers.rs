@@ -5,6 +5,7 @@
 
 mod common;
 
+use astreinte::call::callback::CallbackNumber;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -119,7 +120,7 @@ async fn open_s1(store: &Store) -> String {
     let t = NewTicket {
         severity: Severity::S1,
         caller: "15145550100".into(),
-        callback_number: "15145550100".into(),
+        callback_number: CallbackNumber::from_record("15145550100"),
         account_id: None,
         language: "fr".into(),
         voicemail: None,

@@ -2,6 +2,7 @@
 //! schema per test so they run in parallel). Without the URL the PostgreSQL half fails when CI
 //! is set, and says it skipped otherwise.
 
+use astreinte::call::callback::CallbackNumber;
 use std::collections::BTreeMap;
 
 use astreinte::schedule::{Due, Schedule, ScheduleConfig};
@@ -46,7 +47,7 @@ fn new_ticket(sev: Severity, caller: &str, at: DateTime<Utc>) -> NewTicket {
     NewTicket {
         severity: sev,
         caller: caller.into(),
-        callback_number: "15145550100".into(),
+        callback_number: CallbackNumber::from_record("15145550100"),
         account_id: None,
         language: "fr".into(),
         voicemail: Some(Voicemail {

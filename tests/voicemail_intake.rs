@@ -2,6 +2,7 @@
 //! the next start), a crash before any audio, a second submission of the same message, and a
 //! PostgreSQL that becomes unreachable while messages end (through a TCP relay the test cuts).
 
+use astreinte::call::callback::CallbackNumber;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,7 +27,7 @@ fn intake(call_id: &str, key: char, finished: Option<Finished>) -> Intake {
     Intake {
         call_id: call_id.into(),
         caller: "5145550100".into(),
-        callback_number: Some("+15145550199".into()),
+        callback_number: CallbackNumber::from_record("+15145550199"),
         keypress: Some(key),
         language: "fr".into(),
         business_hours: false,

@@ -239,7 +239,7 @@ async fn test_page(
     let ticket = crate::store::NewTicket {
         severity: crate::triage::Severity::S3,
         caller: "test".into(),
-        callback_number: String::new(),
+        callback_number: None,
         account_id: None,
         language: person.language.clone(),
         voicemail: None,

@@ -27,7 +27,14 @@ const MAX_EXTENSION_DIGITS: usize = 8;
 const MAX_KEYED: usize = 32;
 
 /// A number the engine may call back: `+1NXXNXXXXXX`, with an optional extension.
+///
+/// Only [`CallbackPolicy::check`] and [`CallbackPolicy::from_caller_id`] make one from what a
+/// caller gave, so a number `[ivr] callback_allow` refused can never become a ticket's callback
+/// number (`store::NewTicket` takes only this type). Records the engine wrote itself (an
+/// intake, a stored ticket) are read back with [`CallbackNumber::from_record`], which still
+/// refuses premium, operator, service and foreign numbers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct CallbackNumber {
     /// The ten national digits (area code, exchange, line).
     national: String,
@@ -48,6 +55,98 @@ impl CallbackNumber {
     /// Digits to key after the call is answered, if any.
     pub fn extension(&self) -> Option<&str> {
         self.extension.as_deref()
+    }
+
+    /// A number the engine stored itself (`+15149073400`, `+15149073400;ext=12`, or the bare
+    /// digits), read back. The toll-fraud rules still apply (premium, operator, service and
+    /// foreign numbers are refused); the allow list was applied when the caller gave it.
+    /// None for an empty or refused record (a ticket written before the rule held).
+    pub fn from_record(record: &str) -> Option<CallbackNumber> {
+        let record = record.trim();
+        let (number, extension) = match record.split_once(";ext=") {
+            Some((n, ext)) => (n, Some(ext)),
+            None => (record, None),
+        };
+        let number = number.strip_prefix('+').unwrap_or(number);
+        let keyed = match extension {
+            Some(ext) => format!("{number}*{ext}"),
+            None => number.to_string(),
+        };
+        CallbackPolicy::any_dialable().check(&keyed).ok()
+    }
+}
+
+impl From<CallbackNumber> for String {
+    fn from(n: CallbackNumber) -> String {
+        n.to_string()
+    }
+}
+
+impl TryFrom<String> for CallbackNumber {
+    type Error = CallbackRefusal;
+
+    fn try_from(s: String) -> Result<CallbackNumber, CallbackRefusal> {
+        CallbackNumber::from_record(&s).ok_or(CallbackRefusal::NotAllowed)
+    }
+}
+
+/// What a page says instead of a number to call when the caller left none we may call: their
+/// caller ID and what they keyed, as information only (never a link, never "call back at").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoCallbackNumber<'a> {
+    /// The caller ID as received (empty or "anonymous" when hidden).
+    pub caller: &'a str,
+    /// The last number the caller keyed that was refused, if any.
+    pub keyed: Option<&'a str>,
+}
+
+impl<'a> NoCallbackNumber<'a> {
+    /// From a ticket's caller and answers (`callback_refused`, set by the IVR).
+    pub fn of(caller: &'a str, answers: &'a std::collections::BTreeMap<String, String>) -> Self {
+        NoCallbackNumber {
+            caller,
+            keyed: answers
+                .get("callback_refused")
+                .map(String::as_str)
+                .filter(|k| !k.is_empty()),
+        }
+    }
+
+    fn hidden(&self) -> bool {
+        let c = self.caller.trim();
+        c.is_empty() || c.eq_ignore_ascii_case("anonymous")
+    }
+
+    /// "the caller ID +19005551234 may not be called back; they keyed 19005551234"
+    pub fn en(&self) -> String {
+        let mut s = if self.hidden() {
+            "the caller ID is hidden".to_string()
+        } else {
+            format!(
+                "the caller ID {} may not be called back",
+                self.caller.trim()
+            )
+        };
+        if let Some(k) = self.keyed {
+            s.push_str(&format!("; they keyed {k}, which is not allowed"));
+        }
+        s
+    }
+
+    /// The same in French.
+    pub fn fr(&self) -> String {
+        let mut s = if self.hidden() {
+            "l'afficheur de l'appelant est masqué".to_string()
+        } else {
+            format!(
+                "l'afficheur de l'appelant, {}, ne peut pas être rappelé",
+                self.caller.trim()
+            )
+        };
+        if let Some(k) = self.keyed {
+            s.push_str(&format!(" ; il a composé le {k}, refusé"));
+        }
+        s
     }
 }
 
@@ -136,6 +235,14 @@ impl CallbackPolicy {
             out.push(digits.to_string());
         }
         Ok(CallbackPolicy { prefixes: out })
+    }
+
+    /// Every North American number the fixed toll-fraud rules let through (reading back
+    /// records; never for what a caller keys).
+    fn any_dialable() -> CallbackPolicy {
+        CallbackPolicy {
+            prefixes: (2..=9).map(|d| d.to_string()).collect(),
+        }
     }
 
     pub fn prefixes(&self) -> &[String] {
@@ -360,6 +467,45 @@ mod tests {
         assert!(p.check("8195551234").is_ok());
         assert_eq!(p.check("8192221234"), Err(CallbackRefusal::NotAllowed));
         assert_eq!(p.check("4182221234"), Err(CallbackRefusal::NotAllowed));
+    }
+
+    #[test]
+    fn records_are_read_back_but_premium_never() {
+        let n = ok("5149073400*12");
+        assert_eq!(CallbackNumber::from_record(&n.to_string()), Some(n.clone()));
+        let json = serde_json::to_string(&n).unwrap();
+        assert_eq!(json, "\"+15149073400;ext=12\"");
+        assert_eq!(serde_json::from_str::<CallbackNumber>(&json).unwrap(), n);
+        assert_eq!(
+            CallbackNumber::from_record("+15145550100").map(|c| c.e164()),
+            Some("+15145550100".into())
+        );
+        for refused in [
+            "",
+            "+19005551234",
+            "19005551234",
+            "+15149765555",
+            "anonymous",
+            "611",
+        ] {
+            assert_eq!(CallbackNumber::from_record(refused), None, "{refused}");
+        }
+        assert!(serde_json::from_str::<CallbackNumber>("\"+19005551234\"").is_err());
+    }
+
+    #[test]
+    fn a_missing_number_is_told_as_information() {
+        let mut answers = std::collections::BTreeMap::new();
+        answers.insert("callback_refused".to_string(), "19005551234".to_string());
+        let note = NoCallbackNumber::of("+19005551234", &answers);
+        assert_eq!(
+            note.en(),
+            "the caller ID +19005551234 may not be called back; they keyed 19005551234, which is not allowed"
+        );
+        assert!(note.fr().contains("+19005551234"));
+        let none = std::collections::BTreeMap::new();
+        let hidden = NoCallbackNumber::of("anonymous", &none);
+        assert_eq!(hidden.en(), "the caller ID is hidden");
     }
 
     #[test]

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{error, info, info_span, warn, Instrument};
 
+use super::callback::CallbackNumber;
 use crate::schedule::{sla, LiveSchedule, Schedule};
 use crate::store::{NewTicket, Store, StoreError, Ticket, Voicemail};
 use crate::triage::{Triage, TriageInput};
@@ -43,8 +44,9 @@ pub struct Intake {
     pub call_id: String,
     /// The calling number as the caller ID gave it ("anonymous" when hidden).
     pub caller: String,
-    /// The number the caller confirmed or keyed for the callback, if any.
-    pub callback_number: Option<String>,
+    /// The number the caller confirmed or keyed for the callback, if the callback policy took
+    /// one. Never the caller ID by default: a refused number is no callback number.
+    pub callback_number: Option<CallbackNumber>,
     /// The key pressed in the emergency menu ('1' S1, '2' S2, '3' anything else), if any.
     pub keypress: Option<char>,
     /// "fr" or "en".
@@ -373,10 +375,7 @@ async fn open_ticket(
     let ticket = NewTicket {
         severity: class.severity,
         caller: intake.caller.clone(),
-        callback_number: intake
-            .callback_number
-            .clone()
-            .unwrap_or_else(|| intake.caller.clone()),
+        callback_number: intake.callback_number.clone(),
         account_id: account.as_ref().map(|a| a.id),
         language: intake.language.clone(),
         voicemail: has_audio.then(|| Voicemail {

@@ -16,6 +16,7 @@ use tracing::{error, info, info_span, warn, Instrument};
 use super::ack::{check_ticket, LinkError};
 use super::page::{escape, Page};
 use super::server::HttpState;
+use crate::call::callback::{CallbackNumber, NoCallbackNumber};
 use crate::store::{Action, Event, Status, StoreError, Ticket};
 
 /// The signed parameters, from the query (GET) or the form (POST). Optional so that a missing
@@ -233,11 +234,16 @@ fn confirm_page(state: &HttpState, t: &Ticket, link: &SignedLink) -> Page {
 }
 
 fn acknowledged_page(state: &HttpState, t: &Ticket, person: &str, now: DateTime<Utc>) -> Page {
-    let number = display_number(&t.callback_number);
-    let call = if t.callback_number.is_empty() {
-        "<p lang=\"fr\">Aucun numéro de rappel valide : écoutez le message vocal.</p>\n\
-         <p lang=\"en\">No valid callback number: listen to the voicemail.</p>"
-            .to_string()
+    let callback = callback_of(t);
+    let number = display_number(&callback);
+    let call = if callback.is_empty() {
+        let none = NoCallbackNumber::of(&t.caller, &t.answers);
+        format!(
+            "<p lang=\"fr\">Aucun numéro de rappel valide ({}) : écoutez le message vocal.</p>\n\
+             <p lang=\"en\">No valid callback number ({}): listen to the voicemail.</p>",
+            escape(&none.fr()),
+            escape(&none.en()),
+        )
     } else {
         format!(
             "<p lang=\"fr\">C'est noté, {who} : rappelez le client au \
@@ -245,7 +251,7 @@ fn acknowledged_page(state: &HttpState, t: &Ticket, person: &str, now: DateTime<
              <p lang=\"en\">Acknowledged, {who}: call the customer back at \
              <a href=\"tel:{tel}\">{number}</a> by {due}.</p>",
             who = escape(person),
-            tel = escape(&tel_uri(&t.callback_number)),
+            tel = escape(&tel_uri(&callback)),
             number = escape(&number),
             due = escape(&local_time(t.callback_due_at, state.zone)),
         )
@@ -333,16 +339,29 @@ fn history(events: &[Event], zone: Tz) -> String {
     }
 }
 
+/// The number to call: the ticket's, if it is still one we may dial (a ticket written before
+/// refused numbers were kept out offers none); empty when there is none.
+fn callback_of(t: &Ticket) -> String {
+    CallbackNumber::from_record(&t.callback_number)
+        .map(|c| c.e164())
+        .unwrap_or_default()
+}
+
 /// Severity, company, callback number and due time, as a definition list.
 fn facts(t: &Ticket, zone: Tz, now: DateTime<Utc>) -> String {
     let company = t
         .company
         .clone()
         .unwrap_or_else(|| "inconnu / unknown".to_string());
-    let number = if t.callback_number.is_empty() {
-        "aucun / none".to_string()
+    let callback = callback_of(t);
+    let (label, number) = if callback.is_empty() {
+        let none = NoCallbackNumber::of(&t.caller, &t.answers);
+        (
+            "Numéro de rappel / Callback number",
+            format!("aucun ({}) / none ({})", none.fr(), none.en()),
+        )
     } else {
-        display_number(&t.callback_number)
+        ("Rappeler au / Call back at", display_number(&callback))
     };
     let minutes = (t.callback_due_at - now).num_minutes();
     let left = if minutes >= 0 {
@@ -355,7 +374,7 @@ fn facts(t: &Ticket, zone: Tz, now: DateTime<Utc>) -> String {
         "<dl><dt>Billet / Ticket</dt><dd>{n}</dd>\
          <dt>Gravité / Severity</dt><dd>{sev}</dd>\
          <dt>Client / Company</dt><dd>{company}</dd>\
-         <dt>Rappeler au / Call back at</dt><dd>{number}</dd>\
+         <dt>{label}</dt><dd>{number}</dd>\
          <dt>Rappel dû / Callback due</dt><dd>{due} ({left})</dd>\
          <dt>Statut / Status</dt><dd>{status}</dd></dl>",
         n = escape(&t.number),

@@ -457,10 +457,13 @@ pub fn render(facts: &PageFacts, recording: &Recording) -> RenderedMail {
         ext(&facts.caller)
     };
     line(format!("{} {caller}", t("Appelant :", "Caller:")));
-    let callback = if facts.callback_number.trim().is_empty() {
-        t("aucun numéro validé", "no validated number").to_string()
-    } else {
-        display_number(&facts.callback_number)
+    let callback = match facts.no_callback() {
+        Some(none) => format!(
+            "{} ({})",
+            t("aucun", "none"),
+            ext(&if fr { none.fr() } else { none.en() })
+        ),
+        None => display_number(&facts.callback_number),
     };
     line(format!(
         "{} {callback}",
@@ -1200,7 +1203,7 @@ mod tests {
         let t = crate::store::NewTicket {
             severity: Severity::S1,
             caller: "15145550100".into(),
-            callback_number: "15145550100".into(),
+            callback_number: crate::call::callback::CallbackNumber::from_record("15145550100"),
             account_id: None,
             language: "fr".into(),
             voicemail: Some(crate::store::Voicemail {

@@ -62,7 +62,9 @@ pub struct PageFacts {
     pub account_code: Option<String>,
     /// Caller ID as received.
     pub caller: String,
-    /// The validated number to call back (digits, e.g. "15145550100"), may be empty.
+    /// The validated number to call back (digits, e.g. "15145550100"), may be empty: then the
+    /// caller left none we may call, and pages say so (see [`PageFacts::no_callback`]) rather
+    /// than offer the caller ID.
     pub callback_number: String,
     pub created_at: DateTime<Utc>,
     pub callback_due_at: DateTime<Utc>,
@@ -89,6 +91,14 @@ fn ser_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
 }
 
 impl PageFacts {
+    /// When there is no number to call: what the caller's ID and keys were, as information.
+    pub fn no_callback(&self) -> Option<crate::call::callback::NoCallbackNumber<'_>> {
+        self.callback_number
+            .trim()
+            .is_empty()
+            .then(|| crate::call::callback::NoCallbackNumber::of(&self.caller, &self.answers))
+    }
+
     /// The language pages to `person` are written in ("fr" when nobody is named).
     pub fn language(&self) -> &str {
         self.person.as_ref().map_or("fr", |p| p.language.as_str())

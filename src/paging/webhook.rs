@@ -214,9 +214,15 @@ pub fn text(event: &WebhookEvent) -> String {
             };
             match (lang, number) {
                 (Lang::Fr, Some(n)) => format!("{head} rappeler le {n} avant {due}"),
-                (Lang::Fr, None) => format!("{head} rappeler avant {due} (numéro inconnu)"),
+                (Lang::Fr, None) => format!(
+                    "{head} aucun numéro de rappel ({}), avant {due}",
+                    one_line(&no_callback_fr(facts), 100)
+                ),
                 (Lang::En, Some(n)) => format!("{head} call {n} back before {due}"),
-                (Lang::En, None) => format!("{head} call back before {due} (number unknown)"),
+                (Lang::En, None) => format!(
+                    "{head} no callback number ({}), before {due}",
+                    one_line(&no_callback_en(facts), 100)
+                ),
             }
         }
         (WebhookEvent::Acknowledged { by, .. }, Lang::Fr) => {
@@ -234,6 +240,14 @@ pub fn text(event: &WebhookEvent) -> String {
         (WebhookEvent::Resolved { .. }, Lang::Fr) => format!("[{sev}] Billet {ticket} résolu"),
         (WebhookEvent::Resolved { .. }, Lang::En) => format!("[{sev}] Ticket {ticket} resolved"),
     }
+}
+
+fn no_callback_en(facts: &PageFacts) -> String {
+    facts.no_callback().map(|n| n.en()).unwrap_or_default()
+}
+
+fn no_callback_fr(facts: &PageFacts) -> String {
+    facts.no_callback().map(|n| n.fr()).unwrap_or_default()
 }
 
 fn ticket_json(facts: &PageFacts) -> Value {
@@ -650,8 +664,19 @@ mod tests {
         f.callback_number = String::new();
         assert_eq!(
             text(&WebhookEvent::Page(&f)),
-            "[S2] Ticket 4821337, A B: call back before 03:17 (EDT) (number unknown)"
+            "[S2] Ticket 4821337, A B: no callback number (the caller ID 5145550100 may not be \
+             called back), before 03:17 (EDT)"
         );
+        // What the caller keyed and their caller ID are information, never a number to call.
+        f.caller = "+19005551234".into();
+        f.answers
+            .insert("callback_refused".into(), "19005551234".into());
+        let line = text(&WebhookEvent::Page(&f));
+        assert!(
+            line.contains("caller ID +19005551234 may not be called back"),
+            "{line}"
+        );
+        assert!(!line.contains("call +1"), "{line}");
         f.company = None;
         let by = "x\ny";
         let line = text(&WebhookEvent::Acknowledged { facts: &f, by });

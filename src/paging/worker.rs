@@ -454,7 +454,10 @@ impl Worker {
             company: t.company.clone(),
             account_code: t.account_code.clone(),
             caller: t.caller.clone(),
-            callback_number: t.callback_number.clone(),
+            // A ticket written before refused numbers were kept out still offers none.
+            callback_number: crate::call::callback::CallbackNumber::from_record(&t.callback_number)
+                .map(|c| c.e164())
+                .unwrap_or_default(),
             created_at: t.created_at,
             callback_due_at: t.callback_due_at,
             timezone: self.timezone,

@@ -11,6 +11,7 @@ use sqlx::Row;
 use tracing::{info, info_span, Instrument};
 
 use super::{micros, on_read, on_write, NewPage, Store, StoreError};
+use crate::call::callback::CallbackNumber;
 use crate::schedule::sla::SlaTicket;
 use crate::schedule::Due;
 use crate::triage::Severity;
@@ -141,7 +142,9 @@ pub struct Voicemail {
 pub struct NewTicket {
     pub severity: Severity,
     pub caller: String,
-    pub callback_number: String,
+    /// Only a number the callback policy took (`[ivr] callback_allow`): None when the caller
+    /// left none we may call (stored as an empty column; pages then say so).
+    pub callback_number: Option<CallbackNumber>,
     /// From `Store::find_account_by_number`.
     pub account_id: Option<i64>,
     /// "fr" or "en".
@@ -157,6 +160,16 @@ pub struct NewTicket {
     pub pages: Vec<NewPage>,
     /// Who creates it: "ivr", an operator's name...
     pub actor: String,
+}
+
+impl NewTicket {
+    /// The `callback_number` column: E.164, or empty when there is none.
+    pub(crate) fn stored_callback_number(&self) -> String {
+        self.callback_number
+            .as_ref()
+            .map(CallbackNumber::e164)
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -268,7 +281,7 @@ fn created_ticket(id: i64, number: String, t: &NewTicket) -> Ticket {
         severity: t.severity,
         status: Status::Open,
         caller: t.caller.clone(),
-        callback_number: t.callback_number.clone(),
+        callback_number: t.stored_callback_number(),
         account_id: t.account_id,
         account_code: None,
         company: None,

@@ -233,7 +233,7 @@ async fn insert(db: &Db, items: &[(&NewTicket, &Audio)]) -> Result<Vec<(i64, Str
                     .bind(numbers[i].clone())
                     .bind(t.severity.as_str())
                     .bind(&t.caller)
-                    .bind(&t.callback_number)
+                    .bind(t.stored_callback_number())
                     .bind(t.account_id)
                     .bind(&t.language)
                     .bind(micros(t.created_at))
