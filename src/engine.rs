@@ -246,6 +246,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         recordings: recordings.clone(),
         advertised,
         announcement,
+        status_limits: std::sync::Arc::new(crate::call::status_limit::StatusLimits::new(
+            config.ivr.status_lookups_per_hour,
+            crate::sip::routing::TrustedSources::new(config.sip.trusted_nets()),
+        )),
     });
     let flow_calls = calls.clone();
     let dispatcher = tokio::spawn(async move {

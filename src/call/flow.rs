@@ -774,12 +774,16 @@ impl IvrFlow {
     }
 
     /// The answer to `LookupTicket`: None when unknown (or failing its check digit).
+    ///
+    /// A caller who may not know a ticket's details hears exactly what they hear for a number
+    /// that names no ticket ("details only to the number that opened the request", a miss,
+    /// then the entry again): what they hear never says which tracking numbers exist.
     pub fn handle_ticket_status(&mut self, now: Instant, view: Option<TicketStatusView>) {
         let State::StatusLookup { origin } = self.state else {
             return;
         };
-        match view {
-            None => self.status_missed(now, origin, "status-unknown"),
+        match view.filter(|v| v.caller_may_know) {
+            None => self.status_missed(now, origin, "status-no-details"),
             Some(v) => {
                 let mut items = status_items(&v);
                 let (menu, state) = self.origin_menu(origin);
@@ -788,6 +792,27 @@ impl IvrFlow {
                 self.play(now, items, true);
             }
         }
+    }
+
+    /// The shell refused the `LookupTicket` (too many lookups from this calling number or
+    /// source across calls): the caller is asked to try later and goes back to the menu they
+    /// came from (an emergency can still be left).
+    pub fn handle_ticket_status_refused(&mut self, now: Instant) {
+        let State::StatusLookup { origin } = self.state else {
+            return;
+        };
+        let (menu, state) = self.origin_menu(origin);
+        self.answers
+            .insert("status_lookup".into(), "refused: over the limit".into());
+        self.state = state;
+        self.play(
+            now,
+            vec![
+                PromptItem::Prompt("status-try-later"),
+                PromptItem::Prompt(menu),
+            ],
+            true,
+        );
     }
 
     /// The deadline of `poll_timeout` passed.
@@ -1291,11 +1316,8 @@ fn duration_items(minutes: u32) -> Vec<PromptItem> {
     items
 }
 
-/// What a caller hears about a ticket; details only when they may know them.
+/// What a caller who may know a ticket's details hears about it.
 fn status_items(v: &TicketStatusView) -> Vec<PromptItem> {
-    if !v.caller_may_know {
-        return vec![PromptItem::Prompt("status-no-details")];
-    }
     let time = |t: ClockTime| PromptItem::Time {
         hour: t.hour,
         minute: t.minute,
@@ -2176,8 +2198,54 @@ mod tests {
                     caller_may_know: false,
                 }),
             );
-            assert_eq!(h.drain(), l(&["status-no-details", "after-hours-menu"]));
+            assert_eq!(h.drain(), l(&["status-no-details", "status-enter"]));
             h.done();
+            h
+        }
+
+        fn a_stranger_hears_the_same_for_an_existing_and_a_wrong_number() -> H {
+            let stranger = Some(TicketStatusView {
+                status: Status::Acknowledged,
+                acknowledged_at: Some(ClockTime { hour: 1, minute: 2 }),
+                callback_before: Some(ClockTime { hour: 1, minute: 30 }),
+                caller_may_know: false,
+            });
+            let mut heard = Vec::new();
+            let mut last = None;
+            for answer in [stranger, None] {
+                let mut h = at_after_hours_menu(after_hours());
+                let mut all = h.key('*');
+                for _ in 0..MAX_STATUS_MISSES {
+                    all.extend(h.done());
+                    all.extend(h.keys("48210937#"));
+                    h.flow.handle_ticket_status(h.now, answer.clone());
+                    all.extend(h.drain());
+                }
+                all.extend(h.done());
+                h.assert_over();
+                heard.push(all);
+                last = Some(h);
+            }
+            assert_eq!(heard[0], heard[1]);
+            assert_eq!(
+                heard[0][heard[0].len() - 3..],
+                l(&["status-no-details", "goodbye", "HANGUP"])
+            );
+            last.expect("two calls")
+        }
+
+        fn over_the_lookup_limit_the_caller_is_asked_to_try_later() -> H {
+            let mut h = at_after_hours_menu(after_hours());
+            h.key('*');
+            h.done();
+            assert_eq!(h.keys("48210937#"), l(&["LOOKUP:48210937"]));
+            h.flow.handle_ticket_status_refused(h.now);
+            assert_eq!(h.drain(), l(&["status-try-later", "after-hours-menu"]));
+            // A late answer to the refused lookup changes nothing.
+            h.flow.handle_ticket_status(h.now, None);
+            assert!(h.drain().is_empty());
+            h.done();
+            // The emergency can still be left.
             assert_eq!(h.key('1'), l(CONFIRM));
             h
         }
@@ -2187,7 +2255,7 @@ mod tests {
             h.key('*');
             h.keys("11111111#");
             h.flow.handle_ticket_status(h.now, None);
-            assert_eq!(h.drain(), l(&["status-unknown", "status-enter"]));
+            assert_eq!(h.drain(), l(&["status-no-details", "status-enter"]));
             assert_eq!(h.keys("12*#"), l(&["STOP", "status-unknown", "status-enter"]));
             h.done();
             h.keys("22222222#");

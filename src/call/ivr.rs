@@ -22,6 +22,7 @@ use super::flow::{
     FlowAction, FlowConfig, IvrFlow, Lang, PendingVoicemail, RecordingEnd, RecordingOutcome,
     TicketStatusView, VoicemailTicketRequest,
 };
+use super::status_limit::StatusLimits;
 use super::voicemail::{Finished, Intake, VoicemailDesk};
 use super::{
     await_bye_answered, file_safe, open_call_media, ring_before_answer, stop_requested, CallConfig,
@@ -63,8 +64,16 @@ pub struct IvrConfig {
     /// area code and exchange). Default: Québec's area codes and North American toll-free.
     #[serde(default)]
     pub callback_allow: Option<Vec<String>>,
+    /// Tracking-number lookups by phone, per calling number (behind a trusted trunk) or source
+    /// and hour, across calls (see `call::status_limit`). 0 is taken as 1.
+    #[serde(default = "default_status_lookups")]
+    pub status_lookups_per_hour: u32,
     #[serde(default)]
     pub departments: DepartmentsConfig,
+}
+
+fn default_status_lookups() -> u32 {
+    10
 }
 
 /// `[ivr.departments]`: where main-menu options 1, 3, 4 and 5 transfer in business hours.
@@ -103,6 +112,7 @@ impl Default for IvrConfig {
             language_timeout_secs: default_language_timeout(),
             key_timeout_secs: default_key_timeout(),
             callback_allow: None,
+            status_lookups_per_hour: default_status_lookups(),
             departments: DepartmentsConfig::default(),
         }
     }
@@ -229,6 +239,8 @@ pub struct IvrDeps {
     pub advertised: IpAddr,
     /// The incident announcement new calls hear (see [`watch_announcements`]).
     pub announcement: watch::Receiver<Option<AnnouncementPhase>>,
+    /// Tracking-number lookups across calls (`[ivr] status_lookups_per_hour`).
+    pub status_limits: Arc<StatusLimits>,
 }
 
 /// How often each node looks for a new or cleared announcement. A short poll of one indexed
@@ -327,6 +339,8 @@ const TICKET_WAIT: Duration = Duration::from_secs(5);
 enum Reply {
     Ticket(Result<String, ()>),
     Status(Option<TicketStatusView>),
+    /// Over the lookup limit: nothing was looked up.
+    StatusRefused,
     Bridged(Box<TechLeg>),
     BridgeFailed,
 }
@@ -358,6 +372,9 @@ struct Shell {
     replies_tx: mpsc::UnboundedSender<Reply>,
     ringing: Option<tokio::task::JoinHandle<()>>,
     tech: Option<TechLeg>,
+    /// Where the INVITE came from (the tracking-number lookup limit's key when it is not a
+    /// trusted trunk).
+    source: IpAddr,
 }
 
 impl Shell {
@@ -396,6 +413,7 @@ impl Shell {
             replies_tx,
             ringing: None,
             tech: None,
+            source: sip_peer,
         };
         let limit = tokio::time::sleep(Duration::from_secs(shell.deps.call.max_call_secs));
         tokio::pin!(limit);
@@ -659,6 +677,15 @@ impl Shell {
     }
 
     fn lookup(&mut self, tracking: String, caller: Option<String>) {
+        if let Err(over) = self
+            .deps
+            .status_limits
+            .check(caller.as_deref(), self.source)
+        {
+            warn!(call_id = %self.call_id, caller = caller.as_deref().unwrap_or("hidden"), source = %self.source, key = ?over.key, "tracking-number lookup refused: over the limit");
+            let _ = self.replies_tx.send(Reply::StatusRefused);
+            return;
+        }
         let store = self.deps.store.clone();
         let tz = self.deps.schedule.get().timezone();
         let tx = self.replies_tx.clone();
@@ -799,6 +826,7 @@ impl Shell {
             Reply::Ticket(Ok(number)) => self.flow.handle_ticket_created(now, number),
             Reply::Ticket(Err(())) => self.flow.handle_store_failed(now),
             Reply::Status(view) => self.flow.handle_ticket_status(now, view),
+            Reply::StatusRefused => self.flow.handle_ticket_status_refused(now),
             Reply::Bridged(tech) => {
                 self.ringing = None;
                 if let Err(e) = self.session.bridge(&tech.session) {
@@ -916,7 +944,7 @@ fn intake_of(call_id: &str, p: &PendingVoicemail) -> Intake {
     Intake {
         call_id: call_id.to_string(),
         caller: p.caller.clone().unwrap_or_else(|| "anonymous".into()),
-        callback_number: p.callback.as_ref().map(|c| c.e164()),
+        callback_number: p.callback.clone(),
         keypress,
         language: p.language.as_str().into(),
         business_hours: p.business_hours,

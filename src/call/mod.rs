@@ -9,6 +9,7 @@
 pub mod callback;
 pub mod flow;
 pub mod ivr;
+pub mod status_limit;
 pub mod voicemail;
 
 use std::net::{IpAddr, SocketAddr};
