@@ -212,6 +212,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let wake = paging_wake.clone();
         let state = crate::http::HttpState::new(store.clone(), links, probe)
             .with_admission(admission.clone())
+            .with_metrics_allow(config.http.metrics_allow_nets())
             .with_zone(schedule.get().timezone())
             .with_on_ack(Arc::new(move |_ticket: &str| wake.notify_one()));
         // The admin console beside the links, health and metrics.

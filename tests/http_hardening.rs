@@ -22,7 +22,11 @@ fn engine(http: &str) -> (Engine, SocketAddr) {
     // SIP answers first; the web port follows.
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(http).is_err() {
-        assert!(Instant::now() < deadline, "no web port:\n{}", engine.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "no web port:\n{}",
+            engine.log_text()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     (engine, http)
@@ -213,5 +217,174 @@ fn a_request_that_trickles_its_body_is_cut_off() {
         answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
         "{answer}"
     );
+    assert!(!engine.log_text().contains("panicked"));
+}
+
+/// An admin's API token on `engine` (a user made with the CLI, as an admin would).
+fn admin_token(engine: &Engine) -> String {
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_astreinte"))
+            .args(args)
+            .arg("--config")
+            .arg(engine.dir.path().join("astreinte.toml"))
+            .current_dir(engine.dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    run(
+        &["users", "add", "ops", "--role", "admin"],
+        "a long enough password\n",
+    );
+    run(&["users", "token", "ops", "--label", "tests"], "")
+}
+
+/// The header `name` of a raw HTTP answer, if any.
+fn header<'a>(answer: &'a str, name: &str) -> Option<&'a str> {
+    let head = answer.split("\r\n\r\n").next()?;
+    head.lines().skip(1).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[test]
+fn console_answers_are_never_framed_sniffed_or_cached_and_run_only_their_own_script() {
+    let (engine, http) = engine("");
+    let login = get("127.0.0.1", http, "/login");
+    assert!(login.starts_with("HTTP/1.1 200"), "{login}");
+    let policy = header(&login, "content-security-policy").expect("a policy");
+    let nonce = policy
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+        .expect("a nonce in the policy");
+    assert!(nonce.len() >= 16, "{policy}");
+    assert!(
+        !policy.contains("'unsafe-inline' 'unsafe-eval'")
+            && !policy.contains("script-src 'self' 'unsafe-inline'"),
+        "{policy}"
+    );
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    // Every inline script of the page carries the nonce, so none injected could.
+    assert!(
+        login.contains(&format!("<script nonce=\"{nonce}\">")),
+        "{login}"
+    );
+    assert!(!login.contains("<script>"), "{login}");
+    // A fresh nonce each time.
+    let again = get("127.0.0.1", http, "/login");
+    assert!(!again.contains(nonce));
+    for answer in [
+        login.as_str(),
+        &get("127.0.0.1", http, "/tickets"),
+        &get("127.0.0.1", http, "/api/me"),
+        &get("127.0.0.1", http, "/assets/console.js"),
+    ] {
+        assert_eq!(header(answer, "x-frame-options"), Some("DENY"), "{answer}");
+        assert_eq!(
+            header(answer, "x-content-type-options"),
+            Some("nosniff"),
+            "{answer}"
+        );
+        assert_eq!(
+            header(answer, "cache-control"),
+            Some("no-store"),
+            "{answer}"
+        );
+        assert!(
+            header(answer, "content-security-policy").is_some(),
+            "{answer}"
+        );
+    }
+    drop(engine);
+}
+
+#[test]
+fn metrics_are_for_the_configured_scrapers_only() {
+    let (engine, http) = engine(
+        "trusted_proxies = [\"127.0.0.1/32\"]\nmetrics_allow = [\"127.0.0.2\", \"198.51.100.0/24\"]\n",
+    );
+    let scrape = |from: &str, forwarded: Option<&str>| {
+        let mut s = connect_from(from, http);
+        let xff = forwarded.map_or(String::new(), |f| format!("X-Forwarded-For: {f}\r\n"));
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: a\r\n{xff}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let answer = read_until_closed(&mut s, Duration::from_secs(10)).0;
+        answer.split(' ').nth(1).unwrap_or_default().to_string()
+    };
+    assert_eq!(scrape("127.0.0.2", None), "200", "an allowed scraper");
+    assert_eq!(scrape("127.0.0.3", None), "403", "anyone else");
+    // Through the trusted proxy, the forwarded client is who asks.
+    assert_eq!(scrape("127.0.0.1", Some("198.51.100.7")), "200");
+    assert_eq!(scrape("127.0.0.1", Some("203.0.113.9")), "403");
+    assert_eq!(
+        scrape("127.0.0.1", None),
+        "403",
+        "the proxy itself is not a scraper"
+    );
+    // A forwarding header from a host that is no trusted proxy could hide anyone.
+    assert_eq!(scrape("127.0.0.2", Some("198.51.100.7")), "403");
+    drop(engine);
+}
+
+#[test]
+fn uploads_beyond_the_conversion_slots_are_told_to_retry() {
+    let (engine, http) = engine("request_timeout_secs = 120\n");
+    let token = admin_token(&engine);
+    let put_head = |length: usize| {
+        format!(
+            "PUT /api/prompts/fr/welcome HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: audio/wav\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    // Two uploads hold the two slots, their bodies still coming.
+    let holders: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = connect_from("127.0.0.1", http);
+            s.write_all(put_head(100_000).as_bytes()).unwrap();
+            s.write_all(b"RIFF").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // A third waits its turn, then is told to retry; its body is never read.
+    let mut third = connect_from("127.0.0.1", http);
+    third.write_all(put_head(100_000).as_bytes()).unwrap();
+    let (answer, took) = read_until_closed(&mut third, Duration::from_secs(30));
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("try again in a minute"), "{answer}");
+    assert!(took >= Duration::from_secs(5), "{took:?}");
+    // Once they are gone, an upload goes through.
+    drop(holders);
+    std::thread::sleep(Duration::from_millis(500));
+    let wav = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/prompts/fr/welcome.wav"
+    ))
+    .unwrap();
+    let mut s = connect_from("127.0.0.1", http);
+    s.write_all(put_head(wav.len()).as_bytes()).unwrap();
+    s.write_all(&wav).unwrap();
+    let (answer, _) = read_until_closed(&mut s, Duration::from_secs(30));
+    assert!(answer.starts_with("HTTP/1.1 20"), "{answer}");
     assert!(!engine.log_text().contains("panicked"));
 }

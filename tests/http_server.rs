@@ -81,6 +81,11 @@ fn probe_metrics() -> EngineMetrics {
 }
 
 async fn start() -> Server {
+    start_counting_every(std::time::Duration::ZERO).await
+}
+
+/// A server whose `/metrics` counts the tickets at most once per `ttl`.
+async fn start_counting_every(ttl: std::time::Duration) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/astreinte.db", dir.path().display());
     let store = Store::connect(&StoreConfig::with_url(url)).await.unwrap();
@@ -135,6 +140,7 @@ async fn start() -> Server {
     let acked = Arc::new(Mutex::new(Vec::new()));
     let seen = acked.clone();
     let state = HttpState::new(store.clone(), links.clone(), probe.clone())
+        .with_ticket_counts_ttl(ttl)
         .with_zone(chrono_tz::America::Toronto)
         .with_on_ack(Arc::new(move |t: &str| {
             seen.lock().unwrap().push(t.to_string())
@@ -645,4 +651,23 @@ async fn shutdown_stops_the_server() {
         .send()
         .await;
     assert!(after.is_err(), "still serving after shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_the_tickets_once_per_period_not_per_scrape() {
+    let s = start_counting_every(std::time::Duration::from_secs(3600)).await;
+    let (_, text) = s.get(&format!("{}/metrics", s.base)).await;
+    let m = parse_exposition(&text);
+    let open = "severity=\"S1\",status=\"open\"";
+    assert_eq!(value(&m, "astreinte_tickets", open), Some(1.0));
+    // The next scrapes do not ask the store: even closed, it is not missed.
+    s.store.close().await;
+    for _ in 0..3 {
+        let (status, text) = s.get(&format!("{}/metrics", s.base)).await;
+        assert_eq!(status, StatusCode::OK);
+        let m = parse_exposition(&text);
+        assert_eq!(value(&m, "astreinte_tickets", open), Some(1.0), "{text}");
+        assert_eq!(value(&m, "astreinte_store_errors_total", ""), Some(0.0));
+    }
+    s.stop().await;
 }

@@ -267,3 +267,18 @@ fn a_control_byte_inside_a_header_is_answered_400_over_udp_and_tcp() {
     let metrics_free = engine.log_text();
     assert!(!metrics_free.contains("panicked"), "{metrics_free}");
 }
+
+#[test]
+fn the_server_header_tells_a_stranger_no_version() {
+    let engine = Engine::start("", "");
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let from = sock.local_addr().unwrap();
+    let msg = options(engine.addr(), from, "server-header");
+    let answer = engine
+        .exchange_udp(msg.as_bytes(), Duration::from_secs(3))
+        .expect("an answer");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("SIP/2.0 200"), "{text}");
+    assert!(text.contains("\r\nServer: astreinte\r\n"), "{text}");
+    assert!(!text.contains(env!("CARGO_PKG_VERSION")), "{text}");
+}

@@ -7,6 +7,7 @@ pub mod announcements;
 pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod headers;
 pub mod hours;
 pub mod oncall;
 pub mod openapi;
@@ -67,5 +68,7 @@ pub fn router(state: AdminState) -> Router {
             state.clone(),
             auth::authenticate,
         ))
+        // Outside authentication: its refusals and redirects get the headers too.
+        .layer(axum::middleware::from_fn(headers::secure))
         .with_state(state)
 }

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -259,15 +259,32 @@ async fn versions(
     Ok(Json(out))
 }
 
+/// Uploads converted at once (see `upload`).
+static CONVERSIONS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+/// How long an upload waits for a conversion slot before it is told to retry.
+const CONVERSION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn upload(
     State(state): State<AdminState>,
     user: CurrentUser,
     Path((lang, name)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     user.require(Role::Admin)?;
     let prompt = known(&lang, &name)?;
+    // A few conversions at once, each a core and tens of MB: more wait their turn briefly,
+    // then are told to retry, before their body is read (eight parallel bombs took 382 MB).
+    let _permit = match tokio::time::timeout(CONVERSION_WAIT, CONVERSIONS.acquire()).await {
+        Ok(Ok(p)) => p,
+        _ => {
+            tracing::warn!(user = %user.name, "prompt upload refused: conversions busy");
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "other uploads are being converted; try again in a minute",
+            ));
+        }
+    };
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -294,13 +311,9 @@ async fn upload(
             ))
         }
     }
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            too_large()
-        } else {
-            ApiError::new(e.status(), e.body_text())
-        }
-    })?;
+    let body: Bytes = axum::body::to_bytes(body, MAX_UPLOAD_BYTES)
+        .await
+        .map_err(|_| too_large())?;
     // Decoding and resampling a minute of audio is CPU work: off the async threads.
     let converted = tokio::task::spawn_blocking(move || convert::convert(&body))
         .await

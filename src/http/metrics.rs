@@ -9,9 +9,13 @@
 //!
 //! [`EngineProbe::metrics`]: super::health::EngineProbe::metrics
 
-use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use ipnet::IpNet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -53,22 +57,101 @@ pub struct ChannelCounters {
     pub failing: bool,
 }
 
-/// `GET /metrics`.
-pub async fn metrics(State(state): State<HttpState>) -> Response {
-    let snapshot = state.probe.metrics();
-    let tickets = match tokio::time::timeout(STORE_TIMEOUT, state.store.ticket_counts()).await {
-        Ok(Ok(counts)) => Some(counts),
-        Ok(Err(e)) => {
-            state.count_store_error();
-            warn!(error = %e, "metrics: the store did not give the ticket counts");
-            None
+/// How long one count of the tickets table serves scrapes: a scraper every second (or a
+/// stranger's loop, were one let in) costs the store one query per this period.
+pub const TICKET_COUNTS_TTL: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Tickets per severity and status, as the store counts them.
+type TicketCounts = Vec<(Severity, Status, i64)>;
+
+/// The last ticket counts and when they were taken; one query at a time refreshes them.
+pub struct TicketCountsCache {
+    ttl: std::time::Duration,
+    last: tokio::sync::Mutex<Option<(Instant, TicketCounts)>>,
+}
+
+impl Default for TicketCountsCache {
+    fn default() -> Self {
+        TicketCountsCache::new(TICKET_COUNTS_TTL)
+    }
+}
+
+impl TicketCountsCache {
+    pub fn new(ttl: std::time::Duration) -> TicketCountsCache {
+        TicketCountsCache {
+            ttl,
+            last: tokio::sync::Mutex::new(None),
         }
-        Err(_) => {
-            state.count_store_error();
-            warn!("metrics: the store did not give the ticket counts within 1 s");
-            None
+    }
+
+    async fn get(&self, state: &HttpState) -> Option<TicketCounts> {
+        let mut cached = self.last.lock().await;
+        if let Some((at, counts)) = cached.as_ref() {
+            if at.elapsed() < self.ttl {
+                return Some(counts.clone());
+            }
         }
+        match tokio::time::timeout(STORE_TIMEOUT, state.store.ticket_counts()).await {
+            Ok(Ok(counts)) => {
+                *cached = Some((Instant::now(), counts.clone()));
+                Some(counts)
+            }
+            Ok(Err(e)) => {
+                state.count_store_error();
+                warn!(error = %e, "metrics: the store did not give the ticket counts");
+                None
+            }
+            Err(_) => {
+                state.count_store_error();
+                warn!("metrics: the store did not give the ticket counts within 1 s");
+                None
+            }
+        }
+    }
+}
+
+/// Whether the asker may read the metrics: its address (the forwarded client's, behind a
+/// trusted proxy) is in `[http] metrics_allow`. A forwarded request through a proxy that is
+/// not trusted is refused: its client could be anyone, even when the proxy is this host.
+fn may_scrape(state: &HttpState, extensions: &Extensions, headers: &HeaderMap) -> bool {
+    let Some(peer) = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| a.ip())
+    else {
+        return false;
     };
+    let trusted: &[IpNet] = match &state.admission {
+        Some(a) => &a.trusted_proxies,
+        None => &[],
+    };
+    let forwarded = ["x-forwarded-for", "forwarded", "x-real-ip"]
+        .iter()
+        .any(|h| headers.contains_key(*h));
+    let peer_trusted = trusted.iter().any(|n| n.contains(&super::canonical(peer)));
+    if forwarded && !peer_trusted {
+        return false;
+    }
+    let Some(client) = super::client_ip(Some(peer), headers, trusted) else {
+        return false;
+    };
+    state.metrics_allow.iter().any(|n| n.contains(&client))
+}
+
+/// `GET /metrics`.
+pub async fn metrics(
+    State(state): State<HttpState>,
+    extensions: Extensions,
+    headers: HeaderMap,
+) -> Response {
+    if !may_scrape(&state, &extensions, &headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            "metrics are served to the addresses in [http] metrics_allow only\n",
+        )
+            .into_response();
+    }
+    let snapshot = state.probe.metrics();
+    let tickets = state.ticket_counts.get(&state).await;
     match exposition(&snapshot, tickets.as_deref(), state.store_errors()) {
         Ok(text) => {
             let mut res = (StatusCode::OK, text).into_response();

@@ -68,6 +68,14 @@ pub struct HttpConfig {
     /// A request, its body included, must be answered within this many seconds (408).
     #[serde(default = "default_request_timeout_secs")]
     pub request_timeout_secs: u64,
+    /// Who may read `/metrics` (addresses or networks; behind a trusted proxy, the forwarded
+    /// client). Default: this host only.
+    #[serde(default = "default_metrics_allow")]
+    pub metrics_allow: Vec<String>,
+}
+
+fn default_metrics_allow() -> Vec<String> {
+    vec!["127.0.0.0/8".into(), "::1/128".into()]
 }
 
 fn default_ack_link_hours() -> u32 {
@@ -101,6 +109,7 @@ impl Default for HttpConfig {
             header_timeout_secs: default_header_timeout_secs(),
             idle_timeout_secs: default_idle_timeout_secs(),
             request_timeout_secs: default_request_timeout_secs(),
+            metrics_allow: default_metrics_allow(),
         }
     }
 }
@@ -147,7 +156,7 @@ impl HttpConfig {
             }
         }
         for (i, p) in self.trusted_proxies.iter().enumerate() {
-            if p.trim().parse::<IpNet>().is_err() && p.trim().parse::<IpAddr>().is_err() {
+            if parse_net(p).is_none() {
                 issues.push(ConfigIssue::new(
                     vec![
                         KeySeg::Key("http"),
@@ -156,6 +165,19 @@ impl HttpConfig {
                     ],
                     format!("\"{p}\" is not an address or a CIDR network"),
                     "write the proxy's network such as \"10.0.0.0/8\", or one host as \"192.0.2.7\"",
+                ));
+            }
+        }
+        for (i, p) in self.metrics_allow.iter().enumerate() {
+            if parse_net(p).is_none() {
+                issues.push(ConfigIssue::new(
+                    vec![
+                        KeySeg::Key("http"),
+                        KeySeg::Key("metrics_allow"),
+                        KeySeg::Index(i),
+                    ],
+                    format!("\"{p}\" is not an address or a CIDR network"),
+                    "write the scraper's network such as \"10.0.0.0/8\", or one host as \"192.0.2.7\"",
                 ));
             }
         }
@@ -222,12 +244,15 @@ impl HttpConfig {
     pub fn trusted_proxy_nets(&self) -> Vec<IpNet> {
         self.trusted_proxies
             .iter()
-            .filter_map(|p| {
-                let p = p.trim();
-                p.parse::<IpNet>()
-                    .ok()
-                    .or_else(|| p.parse::<IpAddr>().ok().map(IpNet::from))
-            })
+            .filter_map(|p| parse_net(p))
+            .collect()
+    }
+
+    /// `metrics_allow`, parsed (validation named the bad entries).
+    pub fn metrics_allow_nets(&self) -> Vec<IpNet> {
+        self.metrics_allow
+            .iter()
+            .filter_map(|p| parse_net(p))
             .collect()
     }
 
@@ -285,7 +310,15 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .map(canonical)
 }
 
-fn canonical(ip: IpAddr) -> IpAddr {
+/// "10.0.0.0/8", "192.0.2.7" or "::1".
+fn parse_net(p: &str) -> Option<IpNet> {
+    let p = p.trim();
+    p.parse::<IpNet>()
+        .ok()
+        .or_else(|| p.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,

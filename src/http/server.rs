@@ -38,6 +38,10 @@ pub struct HttpState {
     store_errors: Arc<AtomicU64>,
     /// The connection limits the server runs under, for `/readyz` and `/metrics`.
     pub admission: Option<super::conn::HttpAdmission>,
+    /// Who may read `/metrics` (`[http] metrics_allow`).
+    pub metrics_allow: Arc<Vec<ipnet::IpNet>>,
+    /// The tickets table counted at most once per [`super::metrics::TICKET_COUNTS_TTL`].
+    pub(crate) ticket_counts: Arc<super::metrics::TicketCountsCache>,
 }
 
 impl HttpState {
@@ -52,7 +56,21 @@ impl HttpState {
             zone: Tz::UTC,
             store_errors: Arc::new(AtomicU64::new(0)),
             admission: None,
+            metrics_allow: Arc::new(super::HttpConfig::default().metrics_allow_nets()),
+            ticket_counts: Arc::default(),
         }
+    }
+
+    /// How long one count of the tickets serves `/metrics` (default
+    /// [`super::metrics::TICKET_COUNTS_TTL`]; zero counts at every scrape).
+    pub fn with_ticket_counts_ttl(mut self, ttl: std::time::Duration) -> HttpState {
+        self.ticket_counts = Arc::new(super::metrics::TicketCountsCache::new(ttl));
+        self
+    }
+
+    pub fn with_metrics_allow(mut self, allow: Vec<ipnet::IpNet>) -> HttpState {
+        self.metrics_allow = Arc::new(allow);
+        self
     }
 
     pub fn with_admission(mut self, admission: super::conn::HttpAdmission) -> HttpState {

@@ -36,7 +36,8 @@ pub struct SipConfig {
     /// before it hangs up the rest. 0 stops at once. A second signal always stops at once.
     #[serde(default = "default_drain_secs")]
     pub drain_secs: u64,
-    /// Value of the User-Agent / Server header.
+    /// Value of the User-Agent / Server header. No version by default: a scanner must not
+    /// learn which bugs to try from it (`astreinte --version` tells the admin).
     #[serde(default = "default_user_agent")]
     pub user_agent: String,
     /// Address written in Contact and SDP when `listen` is a wildcard address.
@@ -107,7 +108,7 @@ fn default_drain_secs() -> u64 {
     300
 }
 fn default_user_agent() -> String {
-    concat!("astreinte/", env!("CARGO_PKG_VERSION")).into()
+    "astreinte".into()
 }
 fn default_expires() -> u32 {
     3600
