@@ -22,6 +22,7 @@ pub mod media;
 pub mod ops;
 pub mod paging;
 pub mod panics;
+pub mod printable;
 pub mod schedule;
 pub mod sip;
 pub mod store;

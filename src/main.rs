@@ -41,6 +41,8 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("ASTREINTE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        // Values from the network are written escaped: no forged lines, no terminal codes.
+        .fmt_fields(astreinte::printable::log_fields())
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -62,7 +64,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("astreinte: {e:#}");
+            eprintln!(
+                "astreinte: {}",
+                astreinte::printable::for_terminal(&format!("{e:#}"))
+            );
             ExitCode::FAILURE
         }
     }

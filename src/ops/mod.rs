@@ -8,6 +8,36 @@ use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::json;
 
+/// Everything the CLI prints goes through [`crate::printable::for_terminal`]: a caller ID,
+/// a company name or a note may hold an escape sequence or a carriage return, and must not
+/// recolour or rewrite the admin's terminal. (Shadows `std`'s macros in `ops` and below.)
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let line = format!($($arg)*);
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", $crate::printable::for_terminal(&line));
+    }};
+}
+
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let line = format!($($arg)*);
+        let _ = writeln!(std::io::stderr(), "{}", $crate::printable::for_terminal(&line));
+    }};
+}
+
+macro_rules! eprint {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let line = format!($($arg)*);
+        let mut err = std::io::stderr();
+        let _ = write!(err, "{}", $crate::printable::for_terminal(&line));
+        let _ = err.flush();
+    }};
+}
+
 mod oncall;
 mod users;
 

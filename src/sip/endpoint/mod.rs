@@ -106,6 +106,27 @@ pub struct Caller {
     pub user: Option<String>,
 }
 
+impl Caller {
+    /// As the engine keeps a caller: the user part and display name are percent-decoded, so
+    /// they may hold any byte; controls are dropped and lengths bounded
+    /// ([`crate::printable::identity`]). A user part left empty is no user part.
+    pub fn normalised(self) -> Caller {
+        let keep = |s: String| {
+            let s = crate::printable::identity(&s);
+            (!s.is_empty()).then_some(s)
+        };
+        Caller {
+            display: self.display.and_then(keep),
+            uri: self
+                .uri
+                .chars()
+                .filter(|c| !crate::printable::is_control(*c))
+                .collect(),
+            user: self.user.and_then(keep),
+        }
+    }
+}
+
 /// An inbound call waiting for the application's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IncomingCall {

@@ -304,14 +304,16 @@ impl Endpoint {
         let route_set = req.headers.list("Record-Route");
         // Only trusted sources reach here, so a P-Asserted-Identity is believed (RFC 3325):
         // behind a proxy it names the caller as the carrier saw them.
-        let caller = asserted_caller(&req).unwrap_or_else(|| Caller {
-            display: from_na.as_ref().and_then(|f| f.display.clone()),
-            uri: from_na.as_ref().map(|f| f.uri.clone()).unwrap_or_default(),
-            user: from_na
-                .as_ref()
-                .and_then(|f| f.sip_uri())
-                .and_then(|u| u.user),
-        });
+        let caller = asserted_caller(&req)
+            .unwrap_or_else(|| Caller {
+                display: from_na.as_ref().and_then(|f| f.display.clone()),
+                uri: from_na.as_ref().map(|f| f.uri.clone()).unwrap_or_default(),
+                user: from_na
+                    .as_ref()
+                    .and_then(|f| f.sip_uri())
+                    .and_then(|u| u.user),
+            })
+            .normalised();
         let span = info_span!("call", call_id = %call_id, leg = leg_id.0, dir = "in");
         let media = negotiation.as_ref().map(|n| n.media);
         self.legs.insert(
