@@ -1,7 +1,7 @@
 //! On call in the console: who is on call now and next, rotations and overrides, the ladder
 //! and its offsets per severity, and "send a test page" to a person.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -12,6 +12,8 @@ use serde_json::{json, Value};
 use super::auth::{CurrentUser, Role};
 use super::pages::page;
 use super::{AdminState, ApiError};
+use crate::paging::roster::{LadderGap, Override};
+use crate::paging::view::{describe_gaps, gaps_of_change, CoverChange};
 use crate::store::audit::NewAudit;
 
 fn tz(state: &AdminState) -> chrono_tz::Tz {
@@ -35,12 +37,7 @@ async fn oncall(
         Utc::now(),
     )
     .await
-    .map_err(|e| match e {
-        crate::paging::view::ViewError::Store(e) => ApiError::store(e),
-        crate::paging::view::ViewError::Config(m) => {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m)
-        }
-    })?;
+    .map_err(view_error)?;
     v["rotations_config"] = json!(state
         .config
         .paging
@@ -79,6 +76,78 @@ struct NewOverride {
     to: DateTime<Utc>,
     #[serde(default)]
     reason: String,
+    /// An admin confirms a change that leaves a ladder level empty or with someone a lower
+    /// level already pages (recorded in the audit log).
+    #[serde(default)]
+    force: bool,
+}
+
+/// `?force=true` on a removal: as [`NewOverride::force`].
+#[derive(Debug, Deserialize)]
+struct Force {
+    #[serde(default)]
+    force: bool,
+}
+
+fn view_error(e: crate::paging::view::ViewError) -> ApiError {
+    match e {
+        crate::paging::view::ViewError::Store(e) => ApiError::store(e),
+        crate::paging::view::ViewError::Config(m) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m)
+        }
+    }
+}
+
+/// The gaps `change` would bring to the ladder: none, or forced by an admin (returned, for the
+/// audit log), else a 409 that names each level and person (403 if a non-admin forces).
+async fn check_gaps(
+    state: &AdminState,
+    user: &CurrentUser,
+    change: &CoverChange,
+    force: bool,
+    now: DateTime<Utc>,
+) -> Result<Vec<(DateTime<Utc>, LadderGap)>, ApiError> {
+    if force && user.role < Role::Admin {
+        return Err(ApiError::forbidden(
+            "only an admin may force a change that leaves the ladder short",
+        ));
+    }
+    let tz = tz(state);
+    let gaps = gaps_of_change(&state.store, &state.config.paging, tz, now, change)
+        .await
+        .map_err(view_error)?;
+    if gaps.is_empty() || force {
+        return Ok(gaps);
+    }
+    let who = if user.role >= Role::Admin {
+        "confirm with \"force\": true if it is meant"
+    } else {
+        "ask an admin"
+    };
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        format!(
+            "this change would leave the escalation ladder short: {}; {who}",
+            describe_gaps(&gaps, tz)
+        ),
+    ))
+}
+
+/// "30 days", "7 days 1 h".
+fn span(d: chrono::Duration) -> String {
+    let (days, hours) = (d.num_days(), d.num_hours() % 24);
+    if hours == 0 {
+        format!("{days} days")
+    } else {
+        format!("{days} days {hours} h")
+    }
+}
+
+fn gaps_json(gaps: &[(DateTime<Utc>, LadderGap)]) -> Value {
+    json!(gaps
+        .iter()
+        .map(|(at, g)| json!({"from": at, "gap": g.describe(true)}))
+        .collect::<Vec<_>>())
 }
 
 async fn add_override(
@@ -92,17 +161,37 @@ async fn add_override(
             "only an admin may set someone else's cover",
         ));
     }
-    if !state
+    let Some(rotation) = state
         .config
         .paging
         .rotations
         .iter()
-        .any(|r| r.id == o.rotation)
-    {
+        .find(|r| r.id == o.rotation)
+    else {
         return Err(ApiError::bad_request(format!(
             "no rotation \"{}\"",
             o.rotation.chars().take(40).collect::<String>()
         )));
+    };
+    // A technician covers only a rotation they take turns in, and for a bounded time: one
+    // cover must not put them in the director's place, or on call for a century.
+    if user.role < Role::Admin {
+        if !rotation.people.contains(&user.name) {
+            return Err(ApiError::forbidden(format!(
+                "{} is not in rotation \"{}\": a technician may cover only a rotation they take turns in",
+                user.name, rotation.id
+            )));
+        }
+        let max_days = state.config.paging.max_cover_days;
+        if o.to - o.from > chrono::Duration::days(i64::from(max_days)) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "a technician's cover lasts at most {max_days} days ([paging] max_cover_days); this one lasts {}: split it, or ask an admin",
+                    span(o.to - o.from)
+                ),
+            ));
+        }
     }
     let people = state.store.people().await.map_err(ApiError::store)?;
     if !people.iter().any(|p| p.id == o.person) {
@@ -122,6 +211,15 @@ async fn add_override(
         ));
     }
     let now = Utc::now();
+    let change = CoverChange::Add(Override {
+        id: 0,
+        rotation: o.rotation.clone(),
+        person: o.person.clone(),
+        from: o.from,
+        to: o.to,
+        reason: o.reason.clone(),
+    });
+    let gaps = check_gaps(&state, &user, &change, o.force, now).await?;
     let id = state
         .store
         .add_override(
@@ -135,7 +233,12 @@ async fn add_override(
         )
         .await
         .map_err(ApiError::store)?;
-    let after = json!({"id": id, "rotation": o.rotation, "person": o.person, "from": o.from, "to": o.to, "reason": o.reason});
+    let mut after = json!({"id": id, "rotation": o.rotation, "person": o.person, "from": o.from, "to": o.to, "reason": o.reason});
+    if !gaps.is_empty() {
+        tracing::warn!(actor = %user.name, override_id = id, gaps = %describe_gaps(&gaps, tz(&state)), "an admin forced a cover that leaves the ladder short");
+        after["forced"] = json!(true);
+        after["gaps"] = gaps_json(&gaps);
+    }
     state
         .store
         .audit(&NewAudit {
@@ -151,19 +254,38 @@ async fn add_override(
     Ok((StatusCode::CREATED, Json(after)))
 }
 
+/// An admin removes any cover; a technician, a cover they posted themselves.
 async fn remove_override(
     State(state): State<AdminState>,
     user: CurrentUser,
     Path(id): Path<i64>,
+    Query(Force { force }): Query<Force>,
 ) -> Result<StatusCode, ApiError> {
-    user.require(Role::Admin)?;
+    user.require(Role::Technician)?;
+    let now = Utc::now();
     let before = state
         .store
-        .overrides(Utc::now() - chrono::Duration::days(400))
+        .overrides(now - chrono::Duration::days(400))
         .await
         .map_err(ApiError::store)?
         .into_iter()
         .find(|o| o.id == id);
+    if user.role < Role::Admin {
+        match &before {
+            None => return Err(ApiError::not_found(format!("no override {id}"))),
+            Some(b) if b.created_by != user.name => {
+                return Err(ApiError::forbidden(format!(
+                "override {id} was posted by {}: a technician may remove only a cover they posted",
+                b.created_by
+            )))
+            }
+            Some(_) => {}
+        }
+    }
+    let gaps = check_gaps(&state, &user, &CoverChange::Remove(id), force, now).await?;
+    if !gaps.is_empty() {
+        tracing::warn!(actor = %user.name, override_id = id, gaps = %describe_gaps(&gaps, tz(&state)), "an admin forced a cover's removal that leaves the ladder short");
+    }
     if !state
         .store
         .remove_override(id)
@@ -179,7 +301,7 @@ async fn remove_override(
             action: "override.remove",
             target: &id.to_string(),
             before: before.and_then(|b| serde_json::to_value(b).ok()),
-            after: None,
+            after: (!gaps.is_empty()).then(|| json!({"forced": true, "gaps": gaps_json(&gaps)})),
             at: Utc::now(),
         })
         .await
@@ -280,11 +402,12 @@ async fn oncall_page(_user: CurrentUser) -> axum::response::Html<String> {
 
 const ONCALL_BODY: &str = r##"
 <section><h2>Now</h2><table id="rotations"><thead><tr><th>Rotation</th><th>On call now</th><th>Until</th><th>Next</th></tr></thead><tbody></tbody></table></section>
-<section><h2>The escalation ladder</h2><table id="ladder"><thead><tr><th>Level</th><th>Who</th><th>S1 (min)</th><th>S2 (min)</th></tr></thead><tbody></tbody></table></section>
+<section><h2>The escalation ladder</h2><div id="ladder-warnings" class="error"></div><table id="ladder"><thead><tr><th>Level</th><th>Who</th><th>S1 (min)</th><th>S2 (min)</th></tr></thead><tbody></tbody></table></section>
 <section><h2>Overrides</h2><table id="overrides"><thead><tr><th>Rotation</th><th>Person</th><th>From</th><th>To</th><th>Reason</th><th></th></tr></thead><tbody></tbody></table>
 <form id="add-override"><select id="o-rotation"></select> <select id="o-person"></select>
 <input id="o-from" type="datetime-local" required> <input id="o-to" type="datetime-local" required>
-<input id="o-reason" placeholder="Reason"> <button>Add an override</button></form></section>
+<input id="o-reason" placeholder="Reason"> <button>Add an override</button>
+<label><input id="o-force" type="checkbox"> admin: confirm even if a ladder level is left empty or the same as a lower one</label></form></section>
 <section><h2>People</h2><table id="people"><thead><tr><th>Id</th><th>Name</th><th>Phone</th><th>E-mail</th><th>Language</th><th></th></tr></thead><tbody></tbody></table></section>
 <p id="message" class="error"></p>
 "##;
@@ -296,8 +419,10 @@ async function load() {
   document.querySelector("#rotations tbody").innerHTML = v.rotations.map(r =>
     "<tr><td>" + esc(r.rotation) + "</td><td>" + (r.now ? esc(r.now.name) + (r.now.by_override ? " (override)" : "") : "nobody") +
     "</td><td>" + (r.now ? esc(when(r.now.until)) : "") + "</td><td>" + (r.next ? esc(r.next.name) + " from " + esc(when(r.next.from)) : "") + "</td></tr>").join("");
+  document.getElementById("ladder-warnings").innerHTML = (v.warnings || []).map(w => "<p>⚠ Warning: " + esc(w) + "</p>").join("");
   document.querySelector("#ladder tbody").innerHTML = v.ladder.map(l =>
-    "<tr><td>" + l.level + "</td><td>" + esc(l.slots.join(", ")) + " → " + esc(l.people.map(p => p.name).join(", ") || "nobody") +
+    "<tr" + ((l.warnings || []).length ? " class='error'" : "") + "><td>" + l.level + "</td><td>" + esc(l.slots.join(", ")) + " → " + esc(l.people.map(p => p.name).join(", ") || "nobody") +
+    ((l.warnings || []).length ? " ⚠ " + esc(l.warnings.join("; ")) : "") +
     "</td><td>" + esc(l.s1_offset_minutes) + "</td><td>" + esc(l.s2_offset_minutes) + "</td></tr>").join("");
   document.getElementById("o-rotation").innerHTML = v.rotations_config.map(r => "<option>" + esc(r.id) + "</option>").join("");
   const people = await api("GET", "/api/people");
@@ -317,14 +442,14 @@ async function act(f, done) {
 }
 document.addEventListener("click", e => {
   const t = e.target;
-  if (t.dataset.remove) act(() => api("DELETE", "/api/oncall/overrides/" + t.dataset.remove));
+  if (t.dataset.remove) act(() => api("DELETE", "/api/oncall/overrides/" + t.dataset.remove + (document.getElementById("o-force").checked ? "?force=true" : "")));
   if (t.dataset.test) act(() => api("POST", "/api/people/" + encodeURIComponent(t.dataset.test) + "/test-page"), r => "test page sent (ticket " + r.ticket + ")");
 });
 document.getElementById("add-override").addEventListener("submit", e => { e.preventDefault();
   const iso = id => new Date(document.getElementById(id).value).toISOString();
   act(() => api("POST", "/api/oncall/overrides", {rotation: document.getElementById("o-rotation").value,
     person: document.getElementById("o-person").value, from: iso("o-from"), to: iso("o-to"),
-    reason: document.getElementById("o-reason").value})); });
+    reason: document.getElementById("o-reason").value, force: document.getElementById("o-force").checked})); });
 me().then(load);
 "##;
 

@@ -4,6 +4,9 @@ use anyhow::{bail, Context};
 use chrono::Utc;
 
 use super::{load, local, parse_instant, schedule_of, store_of, ConfigArg};
+use crate::paging::roster::{LadderGap, Override};
+use crate::paging::view::{describe_gaps, gaps_of_change, CoverChange};
+use crate::store::audit::NewAudit;
 use crate::store::PersonRow;
 
 #[derive(Debug, clap::Subcommand)]
@@ -34,6 +37,10 @@ pub enum OncallCmd {
         /// Who sets it (kept with it).
         #[arg(long, default_value = "cli")]
         by: String,
+        /// Set it even if a ladder level is left with nobody on call or with someone a lower
+        /// level already pages (recorded in the audit log).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         cfg: ConfigArg,
     },
@@ -47,6 +54,10 @@ pub enum OncallCmd {
     /// Removes an override by its id.
     RemoveOverride {
         id: i64,
+        /// Remove it even if a ladder level is left with nobody on call or with someone a
+        /// lower level already pages (recorded in the audit log).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         cfg: ConfigArg,
     },
@@ -171,6 +182,13 @@ pub async fn run_oncall(cmd: OncallCmd) -> anyhow::Result<()> {
                     minutes(&l["s2_offset_minutes"]),
                 );
             }
+            // A level with nobody, or the same person as a lower level: the climb is short.
+            for w in v["warnings"].as_array().cloned().unwrap_or_default() {
+                println!(
+                    "  WARNING: {} (a ticket would reach fewer people than the ladder lists)",
+                    w.as_str().unwrap_or_default()
+                );
+            }
             Ok(())
         }
         OncallCmd::Override {
@@ -180,6 +198,7 @@ pub async fn run_oncall(cmd: OncallCmd) -> anyhow::Result<()> {
             to,
             reason,
             by,
+            force,
             cfg,
         } => {
             let config = load(&cfg)?;
@@ -204,15 +223,43 @@ pub async fn run_oncall(cmd: OncallCmd) -> anyhow::Result<()> {
             if to <= from {
                 bail!("--to must be after --from");
             }
+            let now = Utc::now();
+            let change = CoverChange::Add(Override {
+                id: 0,
+                rotation: rotation.clone(),
+                person: person.clone(),
+                from,
+                to,
+                reason: reason.clone(),
+            });
+            let gaps = short_ladder(&store, &config, tz, now, &change, force).await?;
             let id = store
-                .add_override(&rotation, &person, from, to, &reason, &by, Utc::now())
+                .add_override(&rotation, &person, from, to, &reason, &by, now)
                 .await
                 .context("saving the override")?;
+            let mut after = serde_json::json!({"id": id, "rotation": rotation, "person": person, "from": from, "to": to, "reason": reason});
+            if !gaps.is_empty() {
+                after["forced"] = true.into();
+                after["gaps"] = describe_gaps(&gaps, tz).into();
+            }
+            store
+                .audit(&NewAudit {
+                    actor: &by,
+                    action: "override.add",
+                    target: &rotation,
+                    before: None,
+                    after: Some(after),
+                    at: now,
+                })
+                .await?;
             println!(
                 "override {id}: {person} covers {rotation} from {} to {}",
                 local(from, tz),
                 local(to, tz)
             );
+            if !gaps.is_empty() {
+                println!("WARNING (forced): {}", describe_gaps(&gaps, tz));
+            }
             Ok(())
         }
         OncallCmd::Overrides { json, cfg } => {
@@ -241,16 +288,64 @@ pub async fn run_oncall(cmd: OncallCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        OncallCmd::RemoveOverride { id, cfg } => {
+        OncallCmd::RemoveOverride { id, force, cfg } => {
             let config = load(&cfg)?;
+            let tz = schedule_of(&config)?.timezone();
             let store = store_of(&config).await?;
+            let now = Utc::now();
+            let before = store
+                .overrides(now - chrono::Duration::days(400))
+                .await?
+                .into_iter()
+                .find(|o| o.id == id);
+            let gaps =
+                short_ladder(&store, &config, tz, now, &CoverChange::Remove(id), force).await?;
             if !store.remove_override(id).await? {
                 bail!("no override {id}");
             }
+            store
+                .audit(&NewAudit {
+                    actor: "cli",
+                    action: "override.remove",
+                    target: &id.to_string(),
+                    before: before.and_then(|b| serde_json::to_value(b).ok()),
+                    after: (!gaps.is_empty()).then(
+                        || serde_json::json!({"forced": true, "gaps": describe_gaps(&gaps, tz)}),
+                    ),
+                    at: now,
+                })
+                .await?;
             println!("override {id} removed");
+            if !gaps.is_empty() {
+                println!("WARNING (forced): {}", describe_gaps(&gaps, tz));
+            }
             Ok(())
         }
     }
+}
+
+/// The gaps `change` brings to the ladder: an error naming them, unless `force`.
+async fn short_ladder(
+    store: &crate::store::Store,
+    config: &crate::config::Config,
+    tz: chrono_tz::Tz,
+    now: chrono::DateTime<Utc>,
+    change: &CoverChange,
+    force: bool,
+) -> anyhow::Result<Vec<(chrono::DateTime<Utc>, LadderGap)>> {
+    let gaps = gaps_of_change(store, &config.paging, tz, now, change)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !gaps.is_empty() && !force {
+        bail!(
+            "this change would leave the escalation ladder short: {}; add --force if it is meant",
+            describe_gaps(&gaps, tz)
+        );
+    }
+    if !gaps.is_empty() {
+        tracing::warn!(gaps = %describe_gaps(&gaps, tz), "a forced cover change leaves the ladder short");
+    }
+    Ok(gaps)
 }
 
 pub async fn run_people(cmd: PeopleCmd) -> anyhow::Result<()> {

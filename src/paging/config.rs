@@ -10,7 +10,7 @@ use super::webhook::WebhookConfig;
 use crate::config_issue::{ConfigIssue, KeySeg};
 use crate::schedule::sla::SlaConfig;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PagingConfig {
     /// `[[paging.people]]`: who can be paged, with their channels and language.
@@ -19,6 +19,10 @@ pub struct PagingConfig {
     /// `[[paging.rotations]]`: who is on call when (e.g. id "oncall", weekly).
     #[serde(default)]
     pub rotations: Vec<RotationConfig>,
+    /// The longest cover (on-call override) a technician may post, in days, counted from its
+    /// start to its end; an admin's are not bounded.
+    #[serde(default = "default_max_cover_days")]
+    pub max_cover_days: u32,
     /// `[paging.ladder]`: levels and when each is paged, per severity.
     #[serde(default)]
     pub ladder: LadderConfig,
@@ -37,6 +41,28 @@ pub struct PagingConfig {
     /// `[paging.worker]`: leases and retries of page jobs.
     #[serde(default)]
     pub worker: WorkerConfig,
+}
+
+fn default_max_cover_days() -> u32 {
+    7
+}
+/// Longest `max_cover_days` accepted: a technician's cover longer than a year is a rotation.
+const MAX_COVER_DAYS: u32 = 366;
+
+impl Default for PagingConfig {
+    fn default() -> Self {
+        PagingConfig {
+            people: Vec::new(),
+            rotations: Vec::new(),
+            max_cover_days: default_max_cover_days(),
+            ladder: LadderConfig::default(),
+            in_hours: NoticeConfig::default(),
+            smtp: None,
+            webhooks: Vec::new(),
+            phone: PhoneConfig::default(),
+            worker: WorkerConfig::default(),
+        }
+    }
 }
 
 /// How a person is called.
@@ -140,6 +166,16 @@ impl PagingConfig {
                     "give each [[paging.webhooks]] its own id",
                 ));
             }
+        }
+        if !(1..=MAX_COVER_DAYS).contains(&self.max_cover_days) {
+            issues.push(ConfigIssue::new(
+                vec![KeySeg::Key("paging"), KeySeg::Key("max_cover_days")],
+                format!(
+                    "a technician's cover of at most {} days is out of range",
+                    self.max_cover_days
+                ),
+                format!("use between 1 and {MAX_COVER_DAYS} days (7 is usual)"),
+            ));
         }
         let key =
             |k: &'static str| vec![KeySeg::Key("paging"), KeySeg::Key("phone"), KeySeg::Key(k)];

@@ -726,6 +726,202 @@ impl Roster {
     }
 }
 
+/// What is wrong with one level of the escalation ladder at an instant. A level that pages
+/// nobody is skipped by the climb; a level that pages only someone a lower level already paged
+/// adds nobody: either way a ticket reaches the top with fewer people than the ladder promises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LadderGap {
+    /// Level `level` (1-based), made of `slots`, has nobody on call.
+    Empty { level: usize, slots: Vec<String> },
+    /// Level `level` pages `person` (`name`), whom the lower level `lower` already pages.
+    Duplicate {
+        level: usize,
+        slots: Vec<String>,
+        person: String,
+        name: String,
+        lower: usize,
+    },
+}
+
+impl LadderGap {
+    /// The level, 1-based.
+    pub fn level(&self) -> usize {
+        match self {
+            LadderGap::Empty { level, .. } | LadderGap::Duplicate { level, .. } => *level,
+        }
+    }
+
+    /// "level 2 (director) is tech1 (Martin Roy), who is already level 1"; with `would`, as
+    /// the consequence of a change not made yet ("would be", "would have").
+    pub fn describe(&self, would: bool) -> String {
+        match self {
+            LadderGap::Empty { level, slots } => format!(
+                "level {level} ({}) {} nobody on call",
+                slots.join(", "),
+                if would { "would have" } else { "has" }
+            ),
+            LadderGap::Duplicate {
+                level,
+                slots,
+                person,
+                name,
+                lower,
+            } => format!(
+                "level {level} ({}) {} {person} ({name}), who is already level {lower}",
+                slots.join(", "),
+                if would { "would be" } else { "is" }
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for LadderGap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe(false))
+    }
+}
+
+/// How far into a change [`new_ladder_gaps`] looks: a year of hand-overs is enough to meet
+/// every person of every rotation, and keeps an admin's century-long cover cheap to check.
+pub const GAP_CHECK_DAYS: i64 = 366;
+/// At most this many instants are looked at (a daily rotation over a year is 366).
+const GAP_CHECK_POINTS: usize = 20_000;
+
+impl Roster {
+    /// Who holds `rotation` at `at` (the person only: no shift bounds, so it is cheap).
+    fn holder(&self, rotation: &str, at: DateTime<Utc>, overrides: &[Override]) -> Option<&str> {
+        let rot = self.rotations.iter().find(|r| r.id == rotation)?;
+        let src = self.source_at(rot, at, overrides)?;
+        self.person_of(rot, src, overrides).map(|p| p.id.as_str())
+    }
+
+    /// The gaps of the ladder `levels` at `at`: each level that pages nobody, and each person
+    /// a level pages whom a lower level already pages (named with the lowest such level).
+    /// Two slots of one level naming the same person are not a gap.
+    pub fn ladder_gaps(
+        &self,
+        levels: &[Vec<String>],
+        at: DateTime<Utc>,
+        overrides: &[Override],
+    ) -> Vec<LadderGap> {
+        let mut out = Vec::new();
+        // Person id → the lowest level (1-based) that pages them.
+        let mut paged: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, slots) in levels.iter().enumerate() {
+            let level = i + 1;
+            let mut here: Vec<&str> = Vec::new();
+            for slot in slots {
+                let id = match self.people.get_key_value(slot.as_str()) {
+                    Some((id, _)) => Some(id.as_str()),
+                    None => self.holder(slot, at, overrides),
+                };
+                if let Some(id) = id {
+                    if !here.contains(&id) {
+                        here.push(id);
+                    }
+                }
+            }
+            if here.is_empty() {
+                out.push(LadderGap::Empty {
+                    level,
+                    slots: slots.clone(),
+                });
+            }
+            for id in here {
+                match paged.get(id) {
+                    Some(&lower) => out.push(LadderGap::Duplicate {
+                        level,
+                        slots: slots.clone(),
+                        person: id.to_string(),
+                        name: self
+                            .people
+                            .get(id)
+                            .map(|p| p.name.clone())
+                            .unwrap_or_default(),
+                        lower,
+                    }),
+                    None => {
+                        paged.insert(id, level);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// `from`, then every hand-over and override bound in `(from, until)`: between two of
+    /// them nobody's turn changes.
+    fn change_points(
+        &self,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        overrides: &[Override],
+    ) -> Vec<DateTime<Utc>> {
+        let mut points = vec![from];
+        for rot in &self.rotations {
+            let Some(mut k) = self.slot_at(rot, from) else {
+                continue;
+            };
+            while points.len() < GAP_CHECK_POINTS {
+                k += 1;
+                match self.handover(rot, k) {
+                    Some(t) if t < until => points.push(t),
+                    _ => break,
+                }
+            }
+        }
+        for o in overrides {
+            points.extend(
+                [o.from, o.to]
+                    .into_iter()
+                    .filter(|t| from < *t && *t < until),
+            );
+        }
+        points.sort();
+        points.dedup();
+        points.truncate(GAP_CHECK_POINTS);
+        points
+    }
+}
+
+/// The roster and overrides before a change, or after it.
+pub type RosterState<'a> = (&'a Roster, &'a [Override]);
+
+/// The gaps of the ladder `levels` that a change brings, from `from` to `until` (at most
+/// [`GAP_CHECK_DAYS`] of it): those the state `after` has at some instant where `before` did
+/// not. Each gap is given once, with the first instant it appears. A gap the ladder already
+/// had, or that the rotations alone have at that instant without any cover (the config's own,
+/// e.g. one person at two levels), is not the change's doing: removing a cover that mended
+/// the config's gap is not refused. Pure.
+pub fn new_ladder_gaps(
+    levels: &[Vec<String>],
+    before: RosterState<'_>,
+    after: RosterState<'_>,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Vec<(DateTime<Utc>, LadderGap)> {
+    let until = until.min(from + Duration::days(GAP_CHECK_DAYS));
+    if until <= from {
+        return Vec::new();
+    }
+    let mut points = before.0.change_points(from, until, before.1);
+    points.extend(after.0.change_points(from, until, after.1));
+    points.sort();
+    points.dedup();
+    points.truncate(GAP_CHECK_POINTS);
+    let mut out: Vec<(DateTime<Utc>, LadderGap)> = Vec::new();
+    for at in points {
+        let had = before.0.ladder_gaps(levels, at, before.1);
+        let bare = after.0.ladder_gaps(levels, at, &[]);
+        for gap in after.0.ladder_gaps(levels, at, after.1) {
+            if !had.contains(&gap) && !bare.contains(&gap) && !out.iter().any(|(_, g)| *g == gap) {
+                out.push((at, gap));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1237,6 +1433,23 @@ levels = [["oncall"], ["tech1"]]
     }
 
     #[test]
+    fn max_cover_days_is_bounded() {
+        assert_eq!(
+            errors(&format!("[paging]\nmax_cover_days = 30\n{GOOD}")),
+            ""
+        );
+        for bad in ["0", "400"] {
+            let t = format!("[paging]\nmax_cover_days = {bad}\n{GOOD}");
+            assert_error(
+                &t,
+                "max_cover_days",
+                "paging.max_cover_days",
+                &["out of range", "between 1 and 366"],
+            );
+        }
+    }
+
+    #[test]
     fn bad_rotations_are_located() {
         let t = GOOD.replace(
             "people = [\"tech1\", \"tech2\"]",
@@ -1287,5 +1500,358 @@ levels = [["oncall"], ["tech1"]]
         );
         let t = GOOD.replace("start = \"2026-01-05\"", "start = \"5 jan\"");
         assert_error(&t, "start =", "paging.rotations[0].start", &["YYYY-MM-DD"]);
+    }
+
+    // ---- ladder gaps ----
+
+    /// tech1 and tech2 take weekly turns at "oncall" (tech1 the week of 2026-01-05); claire is
+    /// the "director" rotation.
+    fn two_rotations() -> Roster {
+        roster(
+            &["tech1", "tech2", "claire"],
+            &[
+                rotation("oncall", &["tech1", "tech2"], "1w", "mon 08:00"),
+                rotation("director", &["claire"], "1w", "mon 08:00"),
+            ],
+        )
+    }
+
+    fn levels(l: &[&[&str]]) -> Vec<Vec<String>> {
+        l.iter()
+            .map(|s| s.iter().map(|x| x.to_string()).collect())
+            .collect()
+    }
+
+    fn cover(id: i64, rotation: &str, person: &str, from: &str, to: &str) -> Override {
+        Override {
+            rotation: rotation.into(),
+            ..ovr(id, person, from, to)
+        }
+    }
+
+    #[test]
+    fn a_sound_ladder_has_no_gap() {
+        let r = two_rotations();
+        let l = levels(&[&["oncall"], &["director"]]);
+        assert!(r
+            .ladder_gaps(&l, utc("2026-01-07T12:00:00Z"), &[])
+            .is_empty());
+        // Two slots of one level naming the same person page them once: not a gap.
+        let l = levels(&[&["oncall", "tech1"], &["director"]]);
+        assert!(r
+            .ladder_gaps(&l, utc("2026-01-07T12:00:00Z"), &[])
+            .is_empty());
+    }
+
+    #[test]
+    fn ladder_gaps_name_an_empty_level_and_a_person_already_paged_lower() {
+        let r = roster(
+            &["tech1", "tech2"],
+            &[
+                rotation("oncall", &["tech1", "tech2"], "1w", "mon 08:00"),
+                // Its only person was deleted since.
+                rotation("director", &["claire"], "1w", "mon 08:00"),
+            ],
+        );
+        let l = levels(&[&["oncall"], &["director"], &["tech1", "tech2"]]);
+        let gaps = r.ladder_gaps(&l, utc("2026-01-07T12:00:00Z"), &[]);
+        assert_eq!(
+            gaps,
+            vec![
+                LadderGap::Empty {
+                    level: 2,
+                    slots: vec!["director".into()]
+                },
+                LadderGap::Duplicate {
+                    level: 3,
+                    slots: vec!["tech1".into(), "tech2".into()],
+                    person: "tech1".into(),
+                    name: "Person tech1".into(),
+                    lower: 1,
+                },
+            ]
+        );
+        assert_eq!(gaps[0].to_string(), "level 2 (director) has nobody on call");
+        assert_eq!(
+            gaps[1].to_string(),
+            "level 3 (tech1, tech2) is tech1 (Person tech1), who is already level 1"
+        );
+        assert_eq!(gaps[1].level(), 3);
+        // A slot that names nobody at all is an empty level too.
+        let l = levels(&[&["oncall"], &["ghost"]]);
+        assert_eq!(
+            r.ladder_gaps(&l, utc("2026-01-07T12:00:00Z"), &[]),
+            vec![LadderGap::Empty {
+                level: 2,
+                slots: vec!["ghost".into()]
+            }]
+        );
+    }
+
+    #[test]
+    fn a_cover_making_level_2_the_person_of_level_1_is_a_new_gap() {
+        let r = two_rotations();
+        let l = levels(&[&["oncall"], &["director"]]);
+        // tech1 (on call that week) covers the director's rotation.
+        let o = [cover(
+            1,
+            "director",
+            "tech1",
+            "2026-01-07T00:00:00Z",
+            "2126-01-07T00:00:00Z",
+        )];
+        let gaps = new_ladder_gaps(
+            &l,
+            (&r, &[]),
+            (&r, &o),
+            utc("2026-01-07T12:00:00Z"),
+            utc("2126-01-07T00:00:00Z"),
+        );
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+        let (at, gap) = &gaps[0];
+        assert_eq!(*at, utc("2026-01-07T12:00:00Z"));
+        assert_eq!(
+            gap.describe(true),
+            "level 2 (director) would be tech1 (Person tech1), who is already level 1"
+        );
+        // The same cover by tech2 is sound that week, and a gap from the hand-over on.
+        let o = [cover(
+            1,
+            "director",
+            "tech2",
+            "2026-01-07T00:00:00Z",
+            "2026-01-14T00:00:00Z",
+        )];
+        let gaps = new_ladder_gaps(
+            &l,
+            (&r, &[]),
+            (&r, &o),
+            utc("2026-01-07T00:00:00Z"),
+            utc("2026-01-14T00:00:00Z"),
+        );
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+        assert_eq!(gaps[0].0, utc("2026-01-12T13:00:00Z"));
+        assert!(
+            matches!(&gaps[0].1, LadderGap::Duplicate { level: 2, person, lower: 1, .. } if person == "tech2")
+        );
+    }
+
+    #[test]
+    fn a_gap_the_ladder_already_had_is_not_the_changes_doing() {
+        let r = two_rotations();
+        // The config pages tech1 at level 2: a gap every week tech1 is on call.
+        let l = levels(&[&["oncall"], &["tech1"]]);
+        assert_eq!(r.ladder_gaps(&l, utc("2026-01-07T12:00:00Z"), &[]).len(), 1);
+        // claire covers the director's rotation: nothing new.
+        let o = [cover(
+            1,
+            "director",
+            "claire",
+            "2026-01-07T00:00:00Z",
+            "2026-01-09T00:00:00Z",
+        )];
+        assert!(new_ladder_gaps(
+            &l,
+            (&r, &[]),
+            (&r, &o),
+            utc("2026-01-07T00:00:00Z"),
+            utc("2026-01-09T00:00:00Z"),
+        )
+        .is_empty());
+        // tech2 covering "oncall" that week mends it, and brings nothing new.
+        let o = [cover(
+            2,
+            "oncall",
+            "tech2",
+            "2026-01-07T00:00:00Z",
+            "2026-01-09T00:00:00Z",
+        )];
+        assert!(new_ladder_gaps(
+            &l,
+            (&r, &[]),
+            (&r, &o),
+            utc("2026-01-07T00:00:00Z"),
+            utc("2026-01-09T00:00:00Z"),
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn removing_a_cover_can_bring_a_gap_back() {
+        let r = two_rotations();
+        let l = levels(&[&["oncall"], &["director"]]);
+        // tech1 (on call that week) covers the director's rotation, and tech2 "oncall".
+        let both = [
+            cover(
+                1,
+                "director",
+                "tech1",
+                "2026-01-07T00:00:00Z",
+                "2026-01-09T00:00:00Z",
+            ),
+            cover(
+                2,
+                "oncall",
+                "tech2",
+                "2026-01-07T00:00:00Z",
+                "2026-01-09T00:00:00Z",
+            ),
+        ];
+        assert!(r
+            .ladder_gaps(&l, utc("2026-01-08T00:00:00Z"), &both)
+            .is_empty());
+        // Removing tech2's leaves tech1 at both levels.
+        let gaps = new_ladder_gaps(
+            &l,
+            (&r, &both),
+            (&r, &both[..1]),
+            utc("2026-01-08T00:00:00Z"),
+            utc("2026-01-09T00:00:00Z"),
+        );
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+        assert_eq!(
+            gaps[0].1.describe(true),
+            "level 2 (director) would be tech1 (Person tech1), who is already level 1"
+        );
+        // Removing tech1's brings nothing.
+        assert!(new_ladder_gaps(
+            &l,
+            (&r, &both),
+            (&r, &both[1..]),
+            utc("2026-01-08T00:00:00Z"),
+            utc("2026-01-09T00:00:00Z"),
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn removing_a_cover_that_mended_the_configs_own_gap_is_not_refused() {
+        let r = two_rotations();
+        // The config pages tech1 at level 2: a gap in tech1's weeks, mended by tech2's cover.
+        let l = levels(&[&["oncall"], &["tech1"]]);
+        let o = [cover(
+            2,
+            "oncall",
+            "tech2",
+            "2026-01-07T00:00:00Z",
+            "2026-01-09T00:00:00Z",
+        )];
+        assert!(new_ladder_gaps(
+            &l,
+            (&r, &o),
+            (&r, &[]),
+            utc("2026-01-08T00:00:00Z"),
+            utc("2026-01-09T00:00:00Z"),
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn a_later_cover_that_wins_over_the_change_hides_its_gap() {
+        let r = two_rotations();
+        let l = levels(&[&["oncall"], &["director"]]);
+        // Already there: claire covers the director's rotation over the same days (a later
+        // start wins over the change's).
+        let kept = cover(
+            1,
+            "director",
+            "claire",
+            "2026-01-07T06:00:00Z",
+            "2026-01-09T00:00:00Z",
+        );
+        let change = cover(
+            9,
+            "director",
+            "tech1",
+            "2026-01-07T00:00:00Z",
+            "2026-01-09T00:00:00Z",
+        );
+        let gaps = new_ladder_gaps(
+            &l,
+            (&r, std::slice::from_ref(&kept)),
+            (&r, &[kept.clone(), change]),
+            utc("2026-01-07T00:00:00Z"),
+            utc("2026-01-09T00:00:00Z"),
+        );
+        // Only the six hours before claire's cover starts.
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+        assert_eq!(gaps[0].0, utc("2026-01-07T00:00:00Z"));
+        let gaps = new_ladder_gaps(
+            &l,
+            (&r, std::slice::from_ref(&kept)),
+            (
+                &r,
+                &[
+                    kept.clone(),
+                    cover(
+                        9,
+                        "director",
+                        "tech1",
+                        "2026-01-07T06:00:00Z",
+                        "2026-01-09T00:00:00Z",
+                    ),
+                ],
+            ),
+            utc("2026-01-07T06:00:00Z"),
+            utc("2026-01-09T00:00:00Z"),
+        );
+        // Same start: the higher id (the change) wins.
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+    }
+
+    #[test]
+    fn a_change_ending_before_it_starts_or_in_the_past_brings_nothing() {
+        let r = two_rotations();
+        let l = levels(&[&["oncall"], &["director"]]);
+        let o = [cover(
+            1,
+            "director",
+            "tech1",
+            "2026-01-07T00:00:00Z",
+            "2026-01-08T00:00:00Z",
+        )];
+        assert!(new_ladder_gaps(
+            &l,
+            (&r, &[]),
+            (&r, &o),
+            utc("2026-01-08T00:00:00Z"),
+            utc("2026-01-08T00:00:00Z"),
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn a_daily_rotation_over_a_century_is_checked_for_a_year_only() {
+        let r = roster(
+            &["tech1", "tech2", "claire"],
+            &[
+                rotation("oncall", &["tech1", "tech2"], "1d", "08:00"),
+                rotation("director", &["claire"], "1d", "08:00"),
+            ],
+        );
+        let l = levels(&[&["oncall"], &["director"]]);
+        let from = utc("2026-01-05T12:00:00Z");
+        let points = r.change_points(from, from + Duration::days(GAP_CHECK_DAYS), &[]);
+        assert!(
+            points.len() <= 2 * GAP_CHECK_DAYS as usize + 1,
+            "{}",
+            points.len()
+        );
+        let o = [cover(
+            1,
+            "director",
+            "tech2",
+            "2026-01-05T00:00:00Z",
+            "2126-01-05T00:00:00Z",
+        )];
+        let gaps = new_ladder_gaps(&l, (&r, &[]), (&r, &o), from, utc("2126-01-05T00:00:00Z"));
+        // tech2 is on call every other day (before 08:00 on the 5th, the day before's turn,
+        // theirs): one gap, from the start.
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+        assert_eq!(gaps[0].0, from);
+        let from = utc("2026-01-05T14:00:00Z");
+        let gaps = new_ladder_gaps(&l, (&r, &[]), (&r, &o), from, utc("2126-01-05T00:00:00Z"));
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+        assert_eq!(gaps[0].0, utc("2026-01-06T13:00:00Z"));
     }
 }
