@@ -182,3 +182,112 @@ def wav(samples, data_size=0, extra=b""):
 put("wav_recovery", "unfinished", wav([i * 37 % 3000 for i in range(80)]))
 put("wav_recovery", "odd-byte", wav([100, -100, 5])[:-1])
 put("wav_recovery", "list-chunk", wav([1, 2, 3], extra=b"LIST" + struct.pack("<I", 3) + b"abc\0"))
+
+
+# Prompt uploads: the committed MP3 and Ogg fixtures, two small shipped prompts, and small
+# hand-made WAVs of each kind the converter reads (kept small: the corpus stays under 200 KB).
+import hashlib
+import hmac
+import math
+import shutil
+
+ROOT = os.path.dirname(HERE)
+
+
+def copy(target, name, path):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    shutil.copyfile(os.path.join(ROOT, path), os.path.join(d, "seed-" + name))
+
+
+copy("prompt_upload", "tone-44k1-stereo.mp3", "tests/fixtures/audio/tone-1k-44k1-stereo.mp3")
+copy("prompt_upload", "tone-48k-mono.ogg", "tests/fixtures/audio/tone-1k-48k-mono.ogg")
+copy("prompt_upload", "beep.wav", "prompts/en/beep.wav")
+copy("prompt_upload", "digit-2.wav", "prompts/en/digit-2.wav")
+
+
+def tone(n, rate, amp=0.5):
+    return [amp * math.sin(2 * math.pi * 440 * i / rate) for i in range(n)]
+
+
+def wav_file(fmt_tag, channels, rate, bits, frames, data_size=None, ext=b""):
+    width = bits // 8
+    raw = b""
+    for x in frames:
+        for _ in range(channels):
+            if fmt_tag == 3:
+                raw += struct.pack("<f", x)
+            elif fmt_tag in (6, 7):  # A-law / mu-law: any byte is a sample
+                raw += bytes([int((x + 1) * 100) & 0xFF])
+            elif bits == 8:
+                raw += bytes([int(128 + x * 127)])
+            else:
+                raw += int(x * (2 ** (bits - 1) - 1)).to_bytes(width, "little", signed=True)
+    fmt = struct.pack("<HHIIHH", fmt_tag, channels, rate, rate * channels * width,
+                      channels * width, bits) + ext
+    size = len(raw) if data_size is None else data_size
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", size) + raw
+    return b"RIFF" + struct.pack("<I", 4 + len(body) - 4) + body
+
+
+put("prompt_upload", "pcm16-8k-mono.wav", wav_file(1, 1, 8000, 16, tone(2000, 8000)))
+put("prompt_upload", "pcm16-16k-stereo.wav", wav_file(1, 2, 16000, 16, tone(3400, 16000)))
+put("prompt_upload", "pcm8-11k-mono.wav", wav_file(1, 1, 11025, 8, tone(2400, 11025)))
+put("prompt_upload", "pcm24-8k-mono.wav", wav_file(1, 1, 8000, 24, tone(1700, 8000)))
+put("prompt_upload", "float32-22k-mono.wav", wav_file(3, 1, 22050, 32, tone(4500, 22050)))
+put("prompt_upload", "alaw-8k-mono.wav", wav_file(6, 1, 8000, 8, tone(2000, 8000), ext=b"\0\0"))
+put("prompt_upload", "mulaw-8k-stereo.wav", wav_file(7, 2, 8000, 8, tone(1700, 8000), ext=b"\0\0"))
+# A recorder that never wrote the length; a clipped one; a silent one; a too-short one.
+put("prompt_upload", "streaming-length.wav", wav_file(1, 1, 8000, 16, tone(1700, 8000), 0xFFFFFFFF))
+put("prompt_upload", "clipped.wav", wav_file(1, 1, 8000, 16, [1.0, -1.0] * 900))
+put("prompt_upload", "silent.wav", wav_file(1, 1, 8000, 16, [0.0] * 1700))
+put("prompt_upload", "short.wav", wav_file(1, 1, 8000, 16, tone(400, 8000)))
+
+# Configuration files: the shipped one and small ones that reach each kind of refusal.
+copy("config", "astreinte.toml", "config/astreinte.toml")
+put("config", "empty", "")
+put("config", "sip-only", '[sip]\nlisten = "127.0.0.1:5060"\ntrusted = ["127.0.0.0/8", "::1"]\n')
+put("config", "syntax-error", '[sip]\nlisten = "127.0.0.1:5060"\nnumbers = ["611"\n')
+put("config", "unknown-key", '[sip]\nlisten = "127.0.0.1:5060"\nlisen = 3\n')
+put("config", "bad-trusted", '[sip]\nlisten = "127.0.0.1:5060"\ntrusted = [\n  "127.0.0.0/8",\n  "10.0.0/8",\n]\n')
+put("config", "http-media",
+    '[http]\nlisten = "127.0.0.1:8080"\npublic_url = "https://a.example/"\n'
+    'trusted_proxies = ["10.0.0.0/8"]\nack_link_hours = 0\n\n[media]\nrtp_ports = "30000-20000"\n')
+
+# Accounts CSV: the integration test's file, the optional language column, and refusals.
+CSV_HEAD = ("account,company,address,numbers,admin_name,admin_phone,admin_email,technical_name,"
+            "technical_phone,technical_email,billing_name,billing_phone,billing_email")
+put("accounts_csv", "two-accounts", CSV_HEAD + "\n"
+    'ACME,Acme Plomberie inc.,"1200 rue Peel, Montréal",+1 514 555 0199; 514-555-0198,Lise Tremblay,'
+    "5145550190,lise@acme.example,Jean Roy,5145550191,jean@acme.example,,,\n"
+    "CLIN,Clinique Verdun,,4385550123,,,,Ana Diaz,,ana@clin.example,Bo Li,,bo@clin.example\n")
+put("accounts_csv", "language", CSV_HEAD + ",language\n"
+    "A1,Un,,611|(514) 907-3400,,,,,,,,,,FR\nB2,Deux,,+44 20 7946 0958,,,,,,,,,,en\n")
+put("accounts_csv", "duplicate-number", CSV_HEAD + "\nA,a,,5145550100,,,,,,,,,\nB,b,,1 514 555 0100,,,,,,,,,\n")
+put("accounts_csv", "bad-row", CSV_HEAD + '\nA,"a ""quoted""",,12,,,,,,,,,\nB,b,,x5145550100\n')
+
+# Acknowledgement links, signed with the harness's key and clock (astreinte::fuzzing::ack_link).
+ACK_KEY = b"0123456789abcdef0123456789abcdef"
+ACK_NOW = 1741834800
+
+
+def ack(ticket, person, expires, person_enc=None):
+    sig = hmac.new(ACK_KEY, ("ack\n%s\n%s\n%d" % (ticket, person, expires)).encode(), hashlib.sha256)
+    return "/ack/%s?p=%s&e=%d&s=%s" % (ticket, person_enc or person, expires, sig.hexdigest())
+
+
+put("ack_link", "valid", ack("20250313001", "tech1", ACK_NOW + 72 * 3600))
+put("ack_link", "valid-encoded-person",
+    ack("42", "Zoé Tremblay&co=1", ACK_NOW + 3600, "Zo%C3%A9%20Tremblay%26co%3D1"))
+put("ack_link", "expired", ack("20250313001", "tech1", ACK_NOW - 1))
+put("ack_link", "tampered", ack("20250313001", "tech1", ACK_NOW + 3600).replace("tech1", "coo"))
+put("ack_link", "uppercase-sig", ack("7", "a+b", ACK_NOW + 60).upper().replace("/ACK/", "/ack/")
+    .replace("?P=", "?p=").replace("&E=", "&e=").replace("&S=", "&s="))
+put("ack_link", "missing-part", "/ack/20250313001?p=tech1&e=1741834800")
+
+# X-Forwarded-For: peer, trusted proxies, then header values (astreinte::fuzzing::client_ip).
+put("client_ip", "behind-proxy", "10.0.0.2\n10.0.0.0/8, ::1\n203.0.113.7, 10.0.0.9\n")
+put("client_ip", "spoofed-left", "10.0.0.2\n10.0.0.0/8\n1.2.3.4, 198.51.100.3:443\n10.0.0.5\n")
+put("client_ip", "ipv6-mapped", "::ffff:10.0.0.2\n10.0.0.0/8,2001:db8::/32\n[2001:db8::1]:443, ::ffff:192.0.2.9\n")
+put("client_ip", "untrusted-peer", "192.0.2.1\n10.0.0.0/8\n10.0.0.1\n")
+put("client_ip", "garbage-hop", "127.0.0.1\n127.0.0.1\n192.0.2.5, unknown, 127.0.0.1\n")

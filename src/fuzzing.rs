@@ -34,6 +34,11 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("sdp", sdp),
     ("rtp", rtp),
     ("wav_recovery", wav_recovery),
+    ("prompt_upload", prompt_upload),
+    ("config", config),
+    ("accounts_csv", accounts_csv),
+    ("ack_link", ack_link),
+    ("client_ip", client_ip),
 ];
 
 /// Separates the datagrams of one input fed to the endpoint. Two NULs, so that one NUL (and a
@@ -392,4 +397,345 @@ fn read_wav(path: &Path) {
             }
         }
     }
+}
+
+/// An uploaded prompt (WAV, MP3 or Ogg/Vorbis, sniffed from its bytes) through the console's
+/// converter with its default limits. What it accepts must be what the documentation says a
+/// prompt is: 8 kHz mono 16-bit, no longer than the limit, and its WAV must read back as such.
+pub fn prompt_upload(data: &[u8]) {
+    use crate::media::convert::{self, Limits, RATE};
+    let limits = Limits::default();
+    match convert::convert(data) {
+        Ok(c) => {
+            let max_samples = (limits.max_seconds * f64::from(RATE)).ceil() as usize;
+            assert!(
+                c.pcm.len() <= max_samples,
+                "{} samples accepted, more than {} s at {RATE} Hz",
+                c.pcm.len(),
+                limits.max_seconds
+            );
+            assert!(c.source_channels >= 1, "no channel: {c:?}");
+            assert!(
+                (4000..=384_000).contains(&c.source_rate),
+                "source rate {} accepted",
+                c.source_rate
+            );
+            let back = convert::decode_wav_8k(&c.wav());
+            assert_eq!(back.as_deref(), Ok(&c.pcm[..]), "the prompt's WAV");
+        }
+        Err(e) => {
+            let _ = e.to_string();
+        }
+    }
+}
+
+/// A configuration file's text through what `check-config` and `serve` run on it
+/// (`Config::parse`: TOML, every section's validation, errors located by line). A text it
+/// accepts must also compile into the schedule and give the media ports and the SIP address
+/// `serve` needs; a refusal names lines that exist. Non-UTF-8 bytes are refused by the read
+/// before any parsing, so only UTF-8 inputs go on.
+pub fn config(data: &[u8]) {
+    use crate::config::{Config, ConfigError};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match Config::parse(Path::new("fuzz.toml"), text) {
+        Ok(c) => {
+            assert!(
+                crate::schedule::Schedule::from_config(&c.schedule).is_ok(),
+                "check-config accepts a [schedule] that serve refuses"
+            );
+            assert!(c.media.port_range().is_some(), "accepted rtp_ports");
+            assert!(c.sip.listen_addr().is_some(), "accepted sip.listen");
+            let _ = (c.http.trusted_proxy_nets(), c.http.metrics_allow_nets());
+            let _ = c.http.public_url();
+        }
+        Err(e) => {
+            let lines = text.split('\n').count();
+            if let ConfigError::Invalid(issues) = &e {
+                assert!(!issues.is_empty(), "refused without a reason");
+                for i in issues {
+                    assert!(
+                        i.line.is_none_or(|l| (1..=lines).contains(&l)),
+                        "{i} names a line past the end ({lines} lines)"
+                    );
+                }
+            }
+            let _ = e.to_string();
+        }
+    }
+}
+
+/// An accounts CSV through the parsing and validation half of `ops accounts import`
+/// (`store::accounts::parse_csv`; the store writes come after it, all or nothing). What it
+/// accepts must be importable as is: required fields present, every number normalised and
+/// registered once, a known language; written back as CSV it parses to the same accounts.
+pub fn accounts_csv(data: &[u8]) {
+    use crate::store::accounts::{normalise_number, parse_csv};
+    use crate::store::StoreError;
+    let accounts = match parse_csv(data) {
+        Ok(a) => a,
+        Err(StoreError::Invalid(msg)) => {
+            assert!(msg.starts_with("line "), "an error without its line: {msg}");
+            return;
+        }
+        Err(e) => panic!("parsing gave a store error: {e}"),
+    };
+    let mut numbers = std::collections::HashSet::new();
+    for a in &accounts {
+        assert!(!a.code.is_empty() && !a.company.is_empty(), "{a:?}");
+        assert!(!a.numbers.is_empty(), "no number: {a:?}");
+        for n in &a.numbers {
+            assert_eq!(
+                normalise_number(n).as_ref(),
+                Some(n),
+                "not normalised: {a:?}"
+            );
+            assert!(numbers.insert(n.clone()), "{n} registered twice");
+        }
+        assert!(
+            matches!(a.language.as_deref(), None | Some("fr" | "en")),
+            "{a:?}"
+        );
+        let mut roles: Vec<_> = a.contacts.iter().map(|c| c.role).collect();
+        roles.dedup();
+        assert_eq!(roles.len(), a.contacts.len(), "a role twice: {a:?}");
+    }
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "account",
+        "company",
+        "address",
+        "numbers",
+        "admin_name",
+        "admin_phone",
+        "admin_email",
+        "technical_name",
+        "technical_phone",
+        "technical_email",
+        "billing_name",
+        "billing_phone",
+        "billing_email",
+        "language",
+    ])
+    .expect("writing to memory");
+    for a in &accounts {
+        let mut rec = vec![
+            a.code.clone(),
+            a.company.clone(),
+            a.address.clone(),
+            a.numbers.join(";"),
+        ];
+        for role in [
+            crate::store::ContactRole::Administrative,
+            crate::store::ContactRole::Technical,
+            crate::store::ContactRole::Billing,
+        ] {
+            match a.contacts.iter().find(|c| c.role == role) {
+                Some(c) => rec.extend([c.name.clone(), c.phone.clone(), c.email.clone()]),
+                None => rec.extend([String::new(), String::new(), String::new()]),
+            }
+        }
+        rec.push(a.language.clone().unwrap_or_default());
+        w.write_record(&rec).expect("writing to memory");
+    }
+    let written = w.into_inner().expect("writing to memory");
+    match parse_csv(&written[..]) {
+        Ok(again) => assert_eq!(again, accounts, "{:?}", String::from_utf8_lossy(&written)),
+        Err(e) => panic!(
+            "the accepted accounts, written back, are refused ({e}): {:?}",
+            String::from_utf8_lossy(&written)
+        ),
+    }
+}
+
+/// The fixed key and clock of [`ack_link`] (`fuzz/make_seeds.py` signs its seeds with them).
+const ACK_KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+const ACK_NOW: i64 = 1_741_834_800; // 2025-03-13T03:00:00Z
+const ACK_TTL_HOURS: i64 = 72;
+
+/// The signed parts of a link as the `/ack/{ticket}` route receives them: the path segment
+/// percent-decoded (as axum's `Path`), the query through axum's `Query`.
+#[derive(Debug, Default, serde::Deserialize)]
+struct LinkQuery {
+    p: Option<String>,
+    e: Option<String>,
+    s: Option<String>,
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| char::from(c).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A request target (`/ack/{ticket}?p=…&e=…&s=…`) as the route reads it: the ticket and the
+/// query, or `None` when the route does not match or the query cannot be read (a 400).
+fn read_link(target: &str) -> Option<(String, LinkQuery)> {
+    let uri: axum::http::Uri = target.parse().ok()?;
+    let segment = uri.path().strip_prefix("/ack/")?;
+    if segment.is_empty() || segment.contains('/') {
+        return None;
+    }
+    let ticket = percent_decode(segment).unwrap_or_default();
+    let axum::extract::Query(q) = axum::extract::Query::<LinkQuery>::try_from_uri(&uri).ok()?;
+    Some((ticket, q))
+}
+
+/// An acknowledgement link's request target, verified as the route does with a fixed key and
+/// clock; then a link made for the ticket and person it names (or for the input itself, as
+/// text) read back through the same route parsing. Properties: a link that verifies carries the
+/// signature we would have made; a link we make reads back to the same ticket and person and
+/// verifies exactly when both are well-formed, until it expires, and not after.
+pub fn ack_link(data: &[u8]) {
+    use crate::http::ack::{check_ticket, AckLinks, LinkError};
+    use chrono::{DateTime, Duration};
+    let ttl = Duration::hours(ACK_TTL_HOURS);
+    let links = AckLinks::new(ACK_KEY, "https://a.example/", ttl).expect("a long key");
+    let now = DateTime::from_timestamp(ACK_NOW, 0).expect("a valid time");
+    let text = String::from_utf8_lossy(data);
+    let parsed = read_link(&text);
+    let (ticket, person) = match &parsed {
+        Some((ticket, q)) => {
+            if let (Some(p), Some(e), Some(s)) = (&q.p, &q.e, &q.s) {
+                if links.verify(ticket, p, e, s, now).is_ok() {
+                    assert!(check_ticket(ticket).is_ok(), "{ticket:?} verified");
+                    let made_at = e.parse::<i64>().expect("a verified expiry") - ttl.num_seconds();
+                    let remade = links.link(
+                        ticket,
+                        p,
+                        DateTime::from_timestamp(made_at, 0).expect("a verified expiry"),
+                    );
+                    assert!(
+                        remade.ends_with(&format!("&e={e}&s={}", s.to_ascii_lowercase())),
+                        "{text:?} verified but we sign it {remade:?}"
+                    );
+                }
+            }
+            (ticket.clone(), q.p.clone().unwrap_or_default())
+        }
+        None => (
+            text.chars().filter(char::is_ascii_digit).take(40).collect(),
+            text.into_owned(),
+        ),
+    };
+    // Round trip (an empty ticket makes no route: links are only made for tickets).
+    if ticket.is_empty() {
+        return;
+    }
+    let link = links.link(&ticket, &person, now);
+    let target = link
+        .strip_prefix("https://a.example")
+        .expect("the public URL");
+    let Some((t2, q2)) = read_link(target) else {
+        panic!("our link {link:?} does not read back")
+    };
+    assert_eq!(t2, ticket, "{link:?}");
+    assert_eq!(q2.p.as_deref(), Some(person.as_str()), "{link:?}");
+    let (e2, s2) = (q2.e.unwrap_or_default(), q2.s.unwrap_or_default());
+    let verdict = links.verify(&t2, &person, &e2, &s2, now);
+    let well_formed = check_ticket(&ticket).is_ok()
+        && !person.is_empty()
+        && person.len() <= 128
+        && !person.chars().any(char::is_control);
+    if well_formed {
+        assert_eq!(verdict, Ok(()), "{link:?}");
+        assert_eq!(links.verify(&t2, &person, &e2, &s2, now + ttl), Ok(()));
+        assert_eq!(
+            links.verify(&t2, &person, &e2, &s2, now + ttl + Duration::seconds(1)),
+            Err(LinkError::Expired)
+        );
+    } else {
+        assert!(
+            matches!(verdict, Err(LinkError::Malformed(_))),
+            "{link:?}: {verdict:?}"
+        );
+    }
+}
+
+/// `X-Forwarded-For` through [`crate::http::client_ip`]. Input lines: the TCP peer (an address,
+/// or anything else for none), the trusted proxies (comma-separated, as `[http]
+/// trusted_proxies`), then one header value per line (raw bytes; values `http` refuses are
+/// left out). The answer is the peer when it is not a trusted proxy, else the peer or a header
+/// entry whose entries to its right are all trusted proxies: never anything a client made up.
+pub fn client_ip(data: &[u8]) {
+    use axum::http::{HeaderMap, HeaderValue};
+    let mut lines = data.split(|&b| b == b'\n');
+    let peer = lines
+        .next()
+        .and_then(|l| std::str::from_utf8(l).ok())
+        .and_then(|l| l.trim().parse::<IpAddr>().ok());
+    let proxies = lines
+        .next()
+        .map(|l| {
+            String::from_utf8_lossy(l)
+                .split(',')
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    let trusted = crate::http::HttpConfig {
+        trusted_proxies: proxies,
+        ..Default::default()
+    }
+    .trusted_proxy_nets();
+    let mut headers = HeaderMap::new();
+    for l in lines {
+        if let Ok(v) = HeaderValue::from_bytes(l) {
+            headers.append("x-forwarded-for", v);
+        }
+    }
+    let got = crate::http::client_ip(peer, &headers, &trusted);
+    let Some(peer) = peer else {
+        assert_eq!(got, None);
+        return;
+    };
+    let got = got.expect("a peer gives an address");
+    let canon = crate::http::canonical;
+    let is_proxy = |ip: IpAddr| trusted.iter().any(|n| n.contains(&canon(ip)));
+    if !is_proxy(peer) {
+        assert_eq!(got, peer, "an untrusted peer's header was believed");
+        return;
+    }
+    if got == peer {
+        return;
+    }
+    // An independent reading of the entries, right to left.
+    let hops: Vec<Option<IpAddr>> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|h| {
+            let h = h.trim();
+            h.parse::<IpAddr>()
+                .ok()
+                .or_else(|| h.parse::<SocketAddr>().ok().map(|a| a.ip()))
+                .map(canon)
+        })
+        .collect();
+    let believed = (0..hops.len())
+        .any(|i| hops[i] == Some(got) && hops[i + 1..].iter().all(|h| h.is_some_and(is_proxy)));
+    assert!(
+        believed,
+        "{got} is neither the peer {peer} nor an entry behind trusted proxies only: {hops:?}"
+    );
 }

@@ -2,6 +2,9 @@
 //! minimised) replayed through the same entry point as the fuzz target of that name
 //! (`astreinte::fuzzing`). Any panic fails the test with the file's name.
 //!
+//! The hand-made seeds of each target (`fuzz/corpus/<target>/seed-*`, from `fuzz/make_seeds.py`)
+//! are replayed too, so the properties the targets assert hold on them in every test run.
+//!
 //! Inputs under `<target>/open/` crash in code this suite does not own yet: they are expected to
 //! panic, and the test fails when one stops panicking so it is moved up a level once fixed.
 
@@ -29,6 +32,20 @@ fn fuzz_regressions_do_not_panic() {
     for (target, entry) in astreinte::fuzzing::TARGETS {
         let dir = root.join(target);
         for file in inputs(&dir) {
+            let data = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            if panic::catch_unwind(|| entry(&data)).is_err() {
+                failures.push(format!("{} panics", file.display()));
+            }
+            ran += 1;
+        }
+        let seeds = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/corpus")
+            .join(target);
+        for file in inputs(&seeds).into_iter().filter(|f| {
+            f.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("seed-"))
+        }) {
             let data = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
             if panic::catch_unwind(|| entry(&data)).is_err() {
                 failures.push(format!("{} panics", file.display()));
