@@ -395,17 +395,19 @@ fn local_time(at: DateTime<Utc>, zone: Tz) -> String {
 }
 
 /// "15145550100" → "+1 514-555-0100"; other international numbers get a '+'; short codes stay.
-fn display_number(digits: &str) -> String {
+fn display_number(number: &str) -> String {
+    // Stored as digits, offered as E.164 ("+1514…"): written the same either way.
+    let digits = number.strip_prefix('+').unwrap_or(number);
     let all_digits = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
     match (all_digits, digits.strip_prefix('1')) {
         (true, Some(rest)) if rest.len() == 10 => {
             match (rest.get(..3), rest.get(3..6), rest.get(6..)) {
                 (Some(area), Some(exchange), Some(line)) => format!("+1 {area}-{exchange}-{line}"),
-                _ => digits.to_string(),
+                _ => number.to_string(),
             }
         }
         (true, _) if digits.len() > 10 => format!("+{digits}"),
-        _ => digits.to_string(),
+        _ => number.to_string(),
     }
 }
 
