@@ -6,7 +6,8 @@
 //! runs a line test instead ([`run_inbound`]): the greeting in a loop while the caller is
 //! recorded.
 
-pub mod callback;
+/// Which numbers may be called back: a leaf below the call room, since tickets hold them too.
+pub use crate::callback;
 pub mod flow;
 pub mod ivr;
 pub mod status_limit;

@@ -11,7 +11,7 @@ use sqlx::Row;
 use tracing::{info, info_span, Instrument};
 
 use super::{micros, on_read, on_write, NewPage, Store, StoreError};
-use crate::call::callback::CallbackNumber;
+use crate::callback::CallbackNumber;
 use crate::schedule::sla::SlaTicket;
 use crate::schedule::Due;
 use crate::triage::Severity;
