@@ -13,7 +13,6 @@
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -110,25 +109,6 @@ fn connect_from(local: Ipv4Addr, to: SocketAddr) -> Option<TcpStream> {
     ok.then_some(stream)
 }
 
-fn run_sipp(dir: &Path, target: SocketAddr, calls: u32) -> (u64, u64) {
-    let work = tempfile::tempdir_in(dir).expect("tempdir");
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/sipp/uac_load.xml");
-    let _ = Command::new("sipp")
-        .current_dir(work.path())
-        .arg(target.to_string())
-        .args(["-sf", scenario.to_str().expect("path"), "-s", "611"])
-        .args(["-i", "127.0.0.1", "-p", &free_port().to_string()])
-        .args(["-mp", &free_port().to_string()])
-        .args(["-r", &TRUSTED_CPS.to_string(), "-m", &calls.to_string()])
-        .args(["-nostdin", "-timeout", "120s"])
-        .args(["-trace_stat", "-stf", "stat.csv", "-fd", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("run sipp");
-    common::sipp_call_counts(&work.path().join("stat.csv")).unwrap_or((0, u64::from(calls)))
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -201,7 +181,14 @@ fn main() {
             (kept, held.len())
         });
         // Trusted calls throughout.
-        let sipp = scope.spawn(|| run_sipp(dir.path(), target, TRUSTED_CPS * seconds as u32));
+        let sipp = scope.spawn(|| {
+            common::run_sipp_calls(
+                dir.path(),
+                target,
+                TRUSTED_CPS,
+                TRUSTED_CPS * seconds as u32,
+            )
+        });
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(seconds) || !sipp.is_finished() {
             rss_peak = rss_peak.max(engine.rss_kib());

@@ -80,22 +80,27 @@ async fn next_event(events: &mut tokio::sync::mpsc::UnboundedReceiver<LegEvent>)
         .expect("event")
 }
 
+/// A page call to the far end on `far_port`, with the pager's credentials.
+fn pager_call(far_port: u16, local_rtp: &str) -> CallRequest {
+    CallRequest {
+        target: format!("sip:tech@127.0.0.1:{far_port}"),
+        proxy: None,
+        from: "sip:astreinte@127.0.0.1".into(),
+        credentials: Some(Credentials {
+            username: "pager".into(),
+            password: "s3cret".into(),
+        }),
+        local_rtp: local_rtp.parse().unwrap(),
+    }
+}
+
 #[tokio::test]
 async fn page_call_authenticates_is_answered_and_hung_up() {
     let far = Far::start("uas_auth.xml");
     let far_port = far.port;
     let (sip, _incoming, task) = transport::start(&sip_config()).await.unwrap();
     let (leg, mut events) = sip
-        .place_call(CallRequest {
-            target: format!("sip:tech@127.0.0.1:{far_port}"),
-            proxy: None,
-            from: "sip:astreinte@127.0.0.1".into(),
-            credentials: Some(Credentials {
-                username: "pager".into(),
-                password: "s3cret".into(),
-            }),
-            local_rtp: "127.0.0.1:30998".parse().unwrap(),
-        })
+        .place_call(pager_call(far_port, "127.0.0.1:30998"))
         .await
         .unwrap();
     assert_eq!(next_event(&mut events).await, LegEvent::Ringing);
@@ -200,16 +205,7 @@ async fn a_challenge_with_a_control_byte_in_its_realm_is_never_answered() {
         let (far_port, far) = hostile_challenger(realm);
         let (sip, _incoming, task) = transport::start(&sip_config()).await.unwrap();
         let (_leg, mut events) = sip
-            .place_call(CallRequest {
-                target: format!("sip:tech@127.0.0.1:{far_port}"),
-                proxy: None,
-                from: "sip:astreinte@127.0.0.1".into(),
-                credentials: Some(Credentials {
-                    username: "pager".into(),
-                    password: "s3cret".into(),
-                }),
-                local_rtp: "127.0.0.1:30996".parse().unwrap(),
-            })
+            .place_call(pager_call(far_port, "127.0.0.1:30996"))
             .await
             .unwrap();
         // The page fails at once, saying why, rather than waiting out timer B (32 s).

@@ -87,3 +87,29 @@ pub fn sipp_call_counts(stat_csv: &Path) -> Option<(u64, u64)> {
     };
     Some((get("SuccessfulCall(C)"), get("FailedCall(C)")))
 }
+
+/// SIPp places `calls` calls (INVITE, 200, ACK, BYE) to `target` at `cps` a second with
+/// `benches/sipp/uac_load.xml`; the successful and failed calls.
+pub fn run_sipp_calls(
+    dir: &Path,
+    target: std::net::SocketAddr,
+    cps: u32,
+    calls: u32,
+) -> (u64, u64) {
+    let work = tempfile::tempdir_in(dir).expect("tempdir");
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/sipp/uac_load.xml");
+    let _ = Command::new("sipp")
+        .current_dir(work.path())
+        .arg(target.to_string())
+        .args(["-sf", scenario.to_str().expect("path"), "-s", "611"])
+        .args(["-i", "127.0.0.1", "-p", &free_port().to_string()])
+        .args(["-mp", &free_port().to_string()])
+        .args(["-r", &cps.to_string(), "-m", &calls.to_string()])
+        .args(["-nostdin", "-timeout", "120s"])
+        .args(["-trace_stat", "-stf", "stat.csv", "-fd", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run sipp");
+    sipp_call_counts(&work.path().join("stat.csv")).unwrap_or((0, u64::from(calls)))
+}

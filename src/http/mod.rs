@@ -155,30 +155,21 @@ impl HttpConfig {
                 }
             }
         }
-        for (i, p) in self.trusted_proxies.iter().enumerate() {
-            if parse_net(p).is_none() {
-                issues.push(ConfigIssue::new(
-                    vec![
-                        KeySeg::Key("http"),
-                        KeySeg::Key("trusted_proxies"),
-                        KeySeg::Index(i),
-                    ],
-                    format!("\"{p}\" is not an address or a CIDR network"),
-                    "write the proxy's network such as \"10.0.0.0/8\", or one host as \"192.0.2.7\"",
-                ));
-            }
-        }
-        for (i, p) in self.metrics_allow.iter().enumerate() {
-            if parse_net(p).is_none() {
-                issues.push(ConfigIssue::new(
-                    vec![
-                        KeySeg::Key("http"),
-                        KeySeg::Key("metrics_allow"),
-                        KeySeg::Index(i),
-                    ],
-                    format!("\"{p}\" is not an address or a CIDR network"),
-                    "write the scraper's network such as \"10.0.0.0/8\", or one host as \"192.0.2.7\"",
-                ));
+        let networks = [
+            ("trusted_proxies", &self.trusted_proxies, "proxy"),
+            ("metrics_allow", &self.metrics_allow, "scraper"),
+        ];
+        for (key, list, what) in networks {
+            for (i, p) in list.iter().enumerate() {
+                if parse_net(p).is_none() {
+                    issues.push(ConfigIssue::new(
+                        vec![KeySeg::Key("http"), KeySeg::Key(key), KeySeg::Index(i)],
+                        format!("\"{p}\" is not an address or a CIDR network"),
+                        format!(
+                            "write the {what}'s network such as \"10.0.0.0/8\", or one host as \"192.0.2.7\""
+                        ),
+                    ));
+                }
             }
         }
         let counts = [
