@@ -10,8 +10,6 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
@@ -19,11 +17,14 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 
-use super::facts::{PageFacts, PageReason};
+use super::facts::PageFacts;
+pub use super::wording::{
+    display_number, headline, local_date_time, local_time, one_line, safe_ticket, Lang,
+};
+use super::wording::{reason_words, severity_words};
 use super::ChannelError;
 use crate::config_issue::{ConfigIssue, KeySeg};
 use crate::store::{Store, VoicemailWav};
-use crate::triage::Severity;
 
 /// `[paging.smtp]`.
 #[derive(Clone, Deserialize)]
@@ -219,166 +220,6 @@ impl SmtpConfig {
 
 /// Larger attachments (a third more once base64-encoded) are refused by most servers.
 const MAX_ATTACHMENT_MB: u32 = 25;
-
-// ---------------------------------------------------------------------------------------------
-// Text for people, shared with the webhook channel.
-
-/// The language of a page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    Fr,
-    En,
-}
-
-impl Lang {
-    /// French unless the person reads English ("en", "en-CA"...): the support line is French first.
-    pub fn of(facts: &PageFacts) -> Lang {
-        if facts.language().to_ascii_lowercase().starts_with("en") {
-            Lang::En
-        } else {
-            Lang::Fr
-        }
-    }
-}
-
-/// A value that came from outside (caller ID, company, IVR answers) folded to one line: control
-/// and bidirectional-override characters become spaces, runs of spaces one, and at most
-/// `max_chars` characters are kept (an ellipsis says some were cut).
-pub fn one_line(value: &str, max_chars: usize) -> String {
-    let mut out = String::with_capacity(value.len().min(max_chars));
-    let mut count = 0;
-    let mut pending_space = false;
-    for c in value.chars() {
-        if c.is_control() || c.is_whitespace() || is_invisible_format(c) {
-            pending_space = !out.is_empty();
-            continue;
-        }
-        let needed = usize::from(pending_space) + 1;
-        if count + needed > max_chars {
-            out.push('…');
-            return out;
-        }
-        if pending_space {
-            out.push(' ');
-            count += 1;
-            pending_space = false;
-        }
-        out.push(c);
-        count += 1;
-    }
-    out
-}
-
-/// Characters that reorder or hide text: they could make a line read differently than it is.
-fn is_invisible_format(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
-}
-
-/// A callback number as people write it: "15145550100" → "+1 514-555-0100" (NANP); other
-/// numbers are shown as given.
-pub fn display_number(digits: &str) -> String {
-    let d = digits.trim();
-    let nanp = d.len() == 11 && d.starts_with('1') && d.bytes().all(|b| b.is_ascii_digit());
-    match (nanp, d.get(1..4), d.get(4..7), d.get(7..11)) {
-        (true, Some(area), Some(exchange), Some(line)) => format!("+1 {area}-{exchange}-{line}"),
-        _ => one_line(d, 32),
-    }
-}
-
-/// The zone's abbreviation at `t`, in French for the zones of North America ("HNE" for EST,
-/// "HAE" for EDT); other zones keep theirs.
-fn zone_abbrev(t: &DateTime<Tz>, lang: Lang) -> String {
-    let abbrev = t.format("%Z").to_string();
-    if lang == Lang::En {
-        return abbrev;
-    }
-    let french = match abbrev.as_str() {
-        "EST" => "HNE",
-        "EDT" => "HAE",
-        "CST" => "HNC",
-        "CDT" => "HAC",
-        "MST" => "HNR",
-        "MDT" => "HAR",
-        "PST" => "HNP",
-        "PDT" => "HAP",
-        "AST" => "HNA",
-        "ADT" => "HAA",
-        "NST" => "HNT",
-        "NDT" => "HAT",
-        _ => return abbrev,
-    };
-    french.to_string()
-}
-
-/// "02:47 (HNE)": a time of day in the schedule's zone.
-pub fn local_time(t: DateTime<Utc>, tz: Tz, lang: Lang) -> String {
-    let local = t.with_timezone(&tz);
-    format!("{} ({})", local.format("%H:%M"), zone_abbrev(&local, lang))
-}
-
-/// "2024-11-05 02:47 (HNE)": a date and time in the schedule's zone.
-pub fn local_date_time(t: DateTime<Utc>, tz: Tz, lang: Lang) -> String {
-    let local = t.with_timezone(&tz);
-    format!(
-        "{} ({})",
-        local.format("%Y-%m-%d %H:%M"),
-        zone_abbrev(&local, lang)
-    )
-}
-
-/// The tracking number as it may appear in a subject or file name (digits, letters, '-').
-pub fn safe_ticket(ticket: &str) -> String {
-    let s: String = ticket
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(40)
-        .collect();
-    if s.is_empty() {
-        "?".to_string()
-    } else {
-        s
-    }
-}
-
-/// The short line that heads an e-mail and is the whole of an SMS: severity, ticket and due
-/// time ("[S1] Billet 4821337 — rappeler avant 02:47 (HNE)").
-pub fn headline(facts: &PageFacts, lang: Lang) -> String {
-    let due = local_time(facts.callback_due_at, facts.timezone, lang);
-    let ticket = safe_ticket(&facts.ticket);
-    let sev = facts.severity;
-    match lang {
-        Lang::Fr => format!("[{sev}] Billet {ticket} — rappeler avant {due}"),
-        Lang::En => format!("[{sev}] Ticket {ticket} — call back before {due}"),
-    }
-}
-
-fn severity_words(sev: Severity, lang: Lang) -> &'static str {
-    match (sev, lang) {
-        (Severity::S1, Lang::Fr) => "critique",
-        (Severity::S2, Lang::Fr) => "majeur",
-        (Severity::S3, Lang::Fr) => "mineur",
-        (Severity::S1, Lang::En) => "critical",
-        (Severity::S2, Lang::En) => "major",
-        (Severity::S3, Lang::En) => "minor",
-    }
-}
-
-fn reason_words(reason: PageReason, lang: Lang) -> &'static str {
-    match (reason, lang) {
-        (PageReason::Escalation, Lang::Fr) => "premier appel à ce niveau",
-        (PageReason::Repeat, Lang::Fr) => "relance : personne n'a encore pris le billet en charge",
-        (PageReason::CallbackOverdue, Lang::Fr) => {
-            "pris en charge, mais le client n'a pas été rappelé et l'échéance approche"
-        }
-        (PageReason::Notice, Lang::Fr) => "avis au groupe de soutien",
-        (PageReason::Escalation, Lang::En) => "first page at this level",
-        (PageReason::Repeat, Lang::En) => "repeat: nobody has acknowledged the ticket yet",
-        (PageReason::CallbackOverdue, Lang::En) => {
-            "acknowledged, but the customer has not been called back and the deadline is near"
-        }
-        (PageReason::Notice, Lang::En) => "notice to the support group",
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Rendering.
@@ -753,10 +594,11 @@ fn classify(e: &lettre::transport::smtp::Error, server: &str) -> ChannelError {
 mod tests {
     use std::collections::BTreeMap;
 
-    use chrono::TimeZone;
+    use chrono::{TimeZone, Utc};
 
     use super::*;
-    use crate::paging::facts::PagedPerson;
+    use crate::paging::facts::{PageReason, PagedPerson};
+    use crate::triage::Severity;
 
     fn facts(lang: &str) -> PageFacts {
         let created = Utc

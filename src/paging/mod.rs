@@ -17,6 +17,7 @@ pub mod roster;
 pub mod service;
 pub mod view;
 pub mod webhook;
+pub mod wording;
 pub mod worker;
 
 pub use config::PagingConfig;

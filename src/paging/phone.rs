@@ -13,13 +13,13 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use super::config::PhoneConfig;
-use super::facts::{PageFacts, PageReason};
+use super::facts::PageFacts;
+use super::wording;
 use crate::media::prompts::Clip;
 use crate::media::{MediaEngine, MediaEvent, MediaSession, PlayOptions, PromptRef};
 use crate::sip::digest::Credentials;
 use crate::sip::{CallRequest, LegEvent, LegHandle, SipHandle};
 use crate::store::{Action, Store, VoicemailWav, MAX_VOICEMAIL_BYTES};
-use crate::triage::Severity;
 
 /// Checks a ticket's callback number against the callback policy (`[ivr] callback_allow`):
 /// the E.164 form to dial, or why it may not be dialled.
@@ -229,8 +229,8 @@ impl PhonePager {
         events: &mut mpsc::UnboundedReceiver<LegEvent>,
         session: &mut MediaSession,
     ) -> PhoneOutcome {
-        let lang = if facts.language() == "en" { "en" } else { "fr" };
-        let speech = self.page_speech(facts, lang);
+        let lang = wording::spoken_lang(facts);
+        let speech = wording::spoken_page(facts, lang);
         let menu = [PromptRef::named(format!("{lang}/page-menu"))];
         let mut rounds = 0u32;
         let mut playing = self.play(session, &speech);
@@ -353,38 +353,6 @@ impl PhonePager {
                 _ = &mut limit => return,
             }
         }
-    }
-
-    /// Severity, tracking number, customer, callback number, then the menu.
-    fn page_speech(&self, facts: &PageFacts, lang: &str) -> Vec<PromptRef> {
-        let mut list = vec![PromptRef::named(format!("{lang}/page-intro"))];
-        let sev = match facts.severity {
-            Severity::S1 => "1",
-            Severity::S2 => "2",
-            Severity::S3 => "3",
-        };
-        list.push(PromptRef::named(format!("{lang}/page-severity-{sev}")));
-        if matches!(facts.reason, PageReason::CallbackOverdue) || facts.level > 1 {
-            list.push(PromptRef::named(format!("{lang}/page-escalated")));
-        }
-        list.push(PromptRef::named(format!("{lang}/page-ticket")));
-        list.push(PromptRef::digits(lang, facts.ticket.clone()));
-        // A company name would need speech synthesis at page time; its account number is said
-        // instead (the e-mail and webhook carry the name).
-        if let Some(code) = facts
-            .account_code
-            .as_deref()
-            .filter(|c| c.chars().any(|ch| ch.is_ascii_digit()))
-        {
-            list.push(PromptRef::named(format!("{lang}/page-account")));
-            list.push(PromptRef::digits(lang, code.to_string()));
-        }
-        if !facts.callback_number.is_empty() {
-            list.push(PromptRef::named(format!("{lang}/page-callback-number")));
-            list.push(PromptRef::digits(lang, facts.callback_number.clone()));
-        }
-        list.push(PromptRef::named(format!("{lang}/page-menu")));
-        list
     }
 
     /// The ticket's voicemail, loaded when the person presses 2 (not before): from the store,

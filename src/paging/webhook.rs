@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use super::email::{display_number, headline, local_time, one_line, safe_ticket, Lang};
 use super::facts::PageFacts;
+use super::wording::{self, display_number, headline_with_company, local_time, one_line, Lang};
 use super::ChannelError;
 use crate::config_issue::{ConfigIssue, KeySeg};
 use crate::triage::Severity;
@@ -189,65 +189,11 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 
 /// One short line, in the person's language, that an SMS gateway can send as is.
 pub fn text(event: &WebhookEvent) -> String {
-    let facts = event.facts();
-    let lang = Lang::of(facts);
-    let sev = facts.severity;
-    let ticket = safe_ticket(&facts.ticket);
-    match (event, lang) {
-        (WebhookEvent::Page(_), _) => {
-            let company = facts
-                .company
-                .as_deref()
-                .map(|c| one_line(c, 40))
-                .filter(|c| !c.is_empty());
-            let due = local_time(facts.callback_due_at, facts.timezone, lang);
-            let number = Some(facts.callback_number.trim())
-                .filter(|n| !n.is_empty())
-                .map(display_number);
-            let (word, sep) = match lang {
-                Lang::Fr => ("Billet", " :"),
-                Lang::En => ("Ticket", ":"),
-            };
-            let head = match company {
-                Some(c) => format!("[{sev}] {word} {ticket}, {c}{sep}"),
-                None => format!("[{sev}] {word} {ticket}{sep}"),
-            };
-            match (lang, number) {
-                (Lang::Fr, Some(n)) => format!("{head} rappeler le {n} avant {due}"),
-                (Lang::Fr, None) => format!(
-                    "{head} aucun numéro de rappel ({}), avant {due}",
-                    one_line(&no_callback_fr(facts), 100)
-                ),
-                (Lang::En, Some(n)) => format!("{head} call {n} back before {due}"),
-                (Lang::En, None) => format!(
-                    "{head} no callback number ({}), before {due}",
-                    one_line(&no_callback_en(facts), 100)
-                ),
-            }
-        }
-        (WebhookEvent::Acknowledged { by, .. }, Lang::Fr) => {
-            format!(
-                "[{sev}] Billet {ticket} pris en charge par {}",
-                one_line(by, 60)
-            )
-        }
-        (WebhookEvent::Acknowledged { by, .. }, Lang::En) => {
-            format!(
-                "[{sev}] Ticket {ticket} acknowledged by {}",
-                one_line(by, 60)
-            )
-        }
-        (WebhookEvent::Resolved { .. }, Lang::Fr) => format!("[{sev}] Billet {ticket} résolu"),
-        (WebhookEvent::Resolved { .. }, Lang::En) => format!("[{sev}] Ticket {ticket} resolved"),
+    match event {
+        WebhookEvent::Page(facts) => wording::short_page(facts),
+        WebhookEvent::Acknowledged { facts, by } => wording::short_acknowledged(facts, by),
+        WebhookEvent::Resolved { facts } => wording::short_resolved(facts),
     }
-}
-
-fn no_callback_en(facts: &PageFacts) -> String {
-    facts.no_callback().map(|n| n.en()).unwrap_or_default()
-}
-
-fn no_callback_fr(facts: &PageFacts) -> String {
-    facts.no_callback().map(|n| n.fr()).unwrap_or_default()
 }
 
 fn ticket_json(facts: &PageFacts) -> Value {
@@ -363,15 +309,6 @@ pub fn body(cfg: &WebhookConfig, event: &WebhookEvent, now: DateTime<Utc>) -> Va
             }
             v
         }
-    }
-}
-
-/// The subject line, with the company when known: an incident list shows nothing else.
-fn headline_with_company(facts: &PageFacts, lang: Lang) -> String {
-    let head = headline(facts, lang);
-    match facts.company.as_deref().map(|c| one_line(c, 80)) {
-        Some(c) if !c.is_empty() => format!("{head} — {c}"),
-        _ => head,
     }
 }
 
