@@ -13,13 +13,11 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 
+use super::channel;
 use super::facts::PageReason;
 use crate::config_issue::{ConfigIssue, KeySeg};
 use crate::schedule::sla::SlaConfig;
 use crate::triage::Severity;
-
-/// The channels a page can go on.
-pub const CHANNELS: [&str; 3] = ["phone", "email", "webhook"];
 
 /// `[paging.ladder]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -199,13 +197,13 @@ impl LadderConfig {
             }
         }
         for (i, ch) in self.repeat_channels.iter().enumerate() {
-            if !CHANNELS.contains(&ch.as_str()) {
+            if channel::by_name(ch).is_none() {
                 let mut p = ladder_key("repeat_channels");
                 p.push(KeySeg::Index(i));
                 issues.push(ConfigIssue::new(
                     p,
                     format!("\"{ch}\" is not a channel"),
-                    "use \"phone\", \"email\" or \"webhook\"",
+                    format!("use {}", channel::names_for_people()),
                 ));
             }
         }
@@ -366,11 +364,11 @@ impl NoticeConfig {
             }
         }
         for (i, ch) in self.channels.iter().enumerate() {
-            if !CHANNELS.contains(&ch.as_str()) {
+            if channel::by_name(ch).is_none() {
                 issues.push(ConfigIssue::new(
                     key("channels", Some(i)),
                     format!("\"{ch}\" is not a channel"),
-                    "use \"phone\", \"email\" or \"webhook\"",
+                    format!("use {}", channel::names_for_people()),
                 ));
             }
         }
@@ -418,7 +416,7 @@ impl Phase {
     }
 }
 
-/// The channels a page may use.
+/// The channels a page may use, by name ([`channel::PageChannel::name`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Channels {
     All,

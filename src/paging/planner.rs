@@ -10,6 +10,8 @@ use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use tracing::{debug, info, warn};
 
+use super::channel::{self, Channel};
+use super::config::PagingConfig;
 use super::facts::{PageReason, PagedPerson};
 use super::ladder::{LadderPolicy, PageIntent, Phase, TicketClock};
 use super::roster::{Override, Roster, RotationConfig};
@@ -27,9 +29,9 @@ pub struct Planner {
     pub policy: LadderPolicy,
     pub rotations: Vec<RotationConfig>,
     pub timezone: Tz,
-    /// Whether e-mail pages can be sent (an `[paging.smtp]` exists).
-    pub email: bool,
-    pub webhooks: Vec<WebhookConfig>,
+    /// The channels' settings: who each reaches ([`channel::channels_for`]), and the PagerDuty
+    /// receivers paged per ticket.
+    pub channels: PagingConfig,
     /// Whether a ticket created at this time was in business hours (for tickets without the
     /// IVR's own answer, e.g. made by hand).
     pub is_open_at: Arc<dyn Fn(DateTime<Utc>) -> bool + Send + Sync>,
@@ -44,8 +46,7 @@ impl Planner {
         policy: LadderPolicy,
         rotations: Vec<RotationConfig>,
         timezone: Tz,
-        email: bool,
-        webhooks: Vec<WebhookConfig>,
+        channels: PagingConfig,
         is_open_at: Arc<dyn Fn(DateTime<Utc>) -> bool + Send + Sync>,
     ) -> Planner {
         Planner {
@@ -53,8 +54,7 @@ impl Planner {
             policy,
             rotations,
             timezone,
-            email,
-            webhooks,
+            channels,
             is_open_at,
             known: HashSet::new(),
         }
@@ -146,35 +146,19 @@ impl Planner {
         let reason = reason_str(intent.reason);
         let mut pages = Vec::new();
         for p in &people {
-            let mut add = |channel: &str, target: &str| {
+            for to in channel::channels_for(p, &self.channels) {
+                if !intent.channels.allows(to.channel.name()) {
+                    continue;
+                }
                 pages.push(NewPage {
-                    channel: channel.to_string(),
-                    target: target.to_string(),
+                    dedup_key: Some(format!("{key}:{}:{}", p.id, to.channel)),
+                    channel: to.channel.to_string(),
+                    target: to.target,
                     run_at: now,
                     person: Some(p.id.clone()),
                     level: intent.level as i32,
                     reason: reason.to_string(),
-                    dedup_key: Some(format!("{key}:{}:{channel}", p.id)),
                 });
-            };
-            if intent.channels.allows("phone") {
-                if let Some(phone) = &p.phone {
-                    add("phone", phone);
-                }
-            }
-            if intent.channels.allows("email") && self.email {
-                if let Some(email) = &p.email {
-                    add("email", email);
-                }
-            }
-            if intent.channels.allows("webhook") {
-                for w in self
-                    .webhooks
-                    .iter()
-                    .filter(|w| w.format == WebhookFormat::Json)
-                {
-                    add(&format!("webhook:{}", w.id), &w.id);
-                }
             }
         }
         // PagerDuty holds one incident per ticket: triggered by the first page of the ticket.
@@ -182,13 +166,9 @@ impl Planner {
             && matches!(intent.phase, Phase::Climb | Phase::Notice)
             && intent.level <= 1
         {
-            for w in self
-                .webhooks
-                .iter()
-                .filter(|w| w.format == WebhookFormat::Pagerduty)
-            {
+            for w in self.channels.webhooks.iter().filter(|w| is_pagerduty(w)) {
                 pages.push(NewPage {
-                    channel: format!("webhook:{}", w.id),
+                    channel: webhook_channel(w),
                     target: w.id.clone(),
                     run_at: now,
                     person: None,
@@ -263,11 +243,7 @@ impl Planner {
             return Ok(0);
         }
         let mut added = 0;
-        for w in self
-            .webhooks
-            .iter()
-            .filter(|w| w.format == WebhookFormat::Pagerduty)
-        {
+        for w in self.channels.webhooks.iter().filter(|w| is_pagerduty(w)) {
             for (action, happened) in [
                 ("acknowledge", t.acknowledged_at.is_some()),
                 ("resolve", t.called_back_at.is_some()),
@@ -280,7 +256,7 @@ impl Planner {
                     continue;
                 }
                 let page = NewPage {
-                    channel: format!("webhook:{}", w.id),
+                    channel: webhook_channel(w),
                     target: w.id.clone(),
                     run_at: now,
                     person: None,
@@ -294,6 +270,16 @@ impl Planner {
         }
         Ok(added)
     }
+}
+
+/// A PagerDuty receiver: one incident per ticket, not a page per person.
+fn is_pagerduty(w: &WebhookConfig) -> bool {
+    w.format == WebhookFormat::Pagerduty
+}
+
+/// "webhook:<id>".
+fn webhook_channel(w: &WebhookConfig) -> String {
+    Channel::new(&channel::Webhook, Some(&w.id)).to_string()
 }
 
 /// What one pass did.

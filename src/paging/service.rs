@@ -104,8 +104,7 @@ pub async fn start(
         policy,
         config.rotations.clone(),
         now_schedule.timezone(),
-        mailer.is_some(),
-        config.webhooks.clone(),
+        config.clone(),
         Arc::new(move |t| sched.get().is_open(t).open),
     );
     let worker = Arc::new(Worker {
@@ -114,7 +113,7 @@ pub async fn start(
         config: config.worker.clone(),
         timezone: now_schedule.timezone(),
         mailer,
-        webhooks: config.webhooks.clone(),
+        channels: config.clone(),
         webhook_sender: WebhookSender::new()?,
         phone,
         ack_links,

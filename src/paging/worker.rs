@@ -11,12 +11,13 @@ use chrono_tz::Tz;
 use tokio::sync::{watch, Notify, Semaphore};
 use tracing::{error, info, info_span, warn, Instrument};
 
-use super::config::WorkerConfig;
+use super::channel::{self, Channel, Outbound, Sent};
+use super::config::{PagingConfig, WorkerConfig};
 use super::email::Mailer;
 use super::facts::{PageFacts, PagedPerson};
-use super::phone::{PhoneOutcome, PhonePager};
+use super::phone::PhonePager;
 use super::planner::reason_from_str;
-use super::webhook::{WebhookConfig, WebhookEvent, WebhookSender};
+use super::webhook::WebhookSender;
 use super::ChannelError;
 use crate::store::{
     LeaseFilter, NewEvent, PageJob, PageOutcome, Status, Store, StoreError, Ticket,
@@ -85,7 +86,7 @@ impl PageCounters {
     }
 }
 
-/// Everything a worker sends with.
+/// Everything a worker sends with (each channel takes what it needs: [`channel::Outbound`]).
 pub struct Worker {
     pub store: Store,
     /// This node's lease owner name.
@@ -93,7 +94,8 @@ pub struct Worker {
     pub config: WorkerConfig,
     pub timezone: Tz,
     pub mailer: Option<Mailer>,
-    pub webhooks: Vec<WebhookConfig>,
+    /// The channels' settings (`[paging]`): each channel reads its own.
+    pub channels: PagingConfig,
     pub webhook_sender: WebhookSender,
     pub phone: Option<PhonePager>,
     pub ack_links: Option<AckLinkMaker>,
@@ -113,8 +115,8 @@ impl Worker {
             let (free_sends, free_calls) = (sends.available_permits(), calls.available_permits());
             let filter = match (free_sends > 0, free_calls > 0) {
                 (true, true) => Some(LeaseFilter::Any),
-                (true, false) => Some(LeaseFilter::Except("phone")),
-                (false, true) => Some(LeaseFilter::Only("phone")),
+                (true, false) => Some(LeaseFilter::Except(channel::call_channel())),
+                (false, true) => Some(LeaseFilter::Only(channel::call_channel())),
                 (false, false) => None,
             };
             let max = match filter {
@@ -139,7 +141,7 @@ impl Worker {
             };
             let full = jobs.len() as i64 == max && max > 0;
             for job in jobs {
-                let budget = if job.channel == "phone" {
+                let budget = if is_call(&job.channel) {
                     &calls
                 } else {
                     &sends
@@ -204,85 +206,36 @@ impl Worker {
         let who = person
             .as_ref()
             .map_or_else(|| job.target.clone(), |p| format!("{} ({})", p.name, p.id));
-        if job.channel == "phone" {
-            use std::sync::atomic::Ordering;
-            self.counters.phone_calls.fetch_add(1, Ordering::Relaxed);
-            let done = self.page_by_phone(job, &facts, &who).await;
-            self.counters.phone_calls.fetch_sub(1, Ordering::Relaxed);
-            return done;
-        }
-        let result: Result<Option<String>, ChannelError> = if job.channel == "email" {
-            match &self.mailer {
-                Some(m) => m
-                    .send_page(&job.target, &facts, &self.store)
-                    .await
-                    .map(|()| None),
-                None => Err(ChannelError::Permanent(
-                    "no [paging.smtp] configured".into(),
-                )),
-            }
-        } else if let Some(id) = job.channel.strip_prefix("webhook:") {
-            match self.webhooks.iter().find(|w| w.id == id) {
-                Some(w) => {
-                    let by = if job.reason == "acknowledge" {
-                        self.acknowledger(&ticket.number).await
-                    } else {
-                        String::new()
-                    };
-                    let event = match job.reason.as_str() {
-                        "acknowledge" => WebhookEvent::Acknowledged {
-                            facts: &facts,
-                            by: &by,
-                        },
-                        "resolve" => WebhookEvent::Resolved { facts: &facts },
-                        _ => WebhookEvent::Page(&facts),
-                    };
-                    self.webhook_sender
-                        .send(w, &event, now)
-                        .await
-                        .map(|()| None)
-                }
-                None => Err(ChannelError::Permanent(format!(
-                    "webhook \"{id}\" is no longer configured"
-                ))),
-            }
-        } else {
-            Err(ChannelError::Permanent(format!(
-                "unknown channel \"{}\"",
-                job.channel
-            )))
+        let result = match job.channel.parse::<Channel>() {
+            Ok(channel) => self.send(&channel, job, &facts, &who, now).await?,
+            Err(unknown) => Sending {
+                delivered: false,
+                result: Err(ChannelError::Permanent(unknown.to_string())),
+            },
         };
         let now = Utc::now();
-        let level = if job.level > 0 {
-            format!(", level {}", job.level)
-        } else {
-            String::new()
-        };
-        match result {
-            Ok(note) => {
-                let c = self.counters.update(&job.channel, |c| {
-                    c.sent += 1;
-                    c.failures_in_a_row = 0;
-                });
-                let _ = c;
-                let reason = format!(
-                    "{} to {who}{level} ({}){}",
-                    job.channel,
-                    job.reason,
-                    note.map(|n| format!(": {n}")).unwrap_or_default()
-                );
-                info!(%reason, "page sent");
-                let event = NewEvent {
-                    kind: "paged".into(),
-                    actor: "paging".into(),
-                    reason: Some(reason),
-                };
-                self.store
-                    .page_delivered(job.id, &self.owner, &event, now)
-                    .await?;
+        let level = level_words(job);
+        match result.result {
+            Ok(sent) => {
+                if !result.delivered {
+                    self.delivered(job, &who, sent.note, now).await?;
+                }
+                if let Some((kind, what)) = sent.followup {
+                    self.store
+                        .add_event(
+                            &job.ticket_number,
+                            kind,
+                            "paging",
+                            Some(&format!("{} to {who}{level}: {what}", job.channel)),
+                            now,
+                        )
+                        .await?;
+                }
             }
+            // Delivered while it was sending (a call, answered): how it ended is no failure.
+            Err(_) if result.delivered => {}
             Err(ChannelError::Transient(e))
-                if job.attempts < self.config.max_attempts as i32 && job.channel != "phone" =>
+                if job.attempts < self.config.max_attempts as i32 && !is_call(&job.channel) =>
             {
                 let wait = retry_delay(self.config.retry_secs, job.attempts);
                 self.counters.update(&job.channel, |c| c.retried += 1);
@@ -300,15 +253,19 @@ impl Worker {
                     .await?;
             }
             Err(e) => {
-                let c = self.counters.update(&job.channel, |c| {
-                    c.failed += 1;
-                    c.failures_in_a_row += 1;
-                });
                 let reason = format!("{} to {who}{level}: {e}", job.channel);
-                if c.failing() {
-                    error!(alert = true, channel = %job.channel, failures_in_a_row = c.failures_in_a_row, error = %e, "ALERT: a paging channel keeps failing");
-                } else {
+                if matches!(e, ChannelError::Unavailable(_)) {
                     warn!(%reason, "page failed");
+                } else {
+                    let c = self.counters.update(&job.channel, |c| {
+                        c.failed += 1;
+                        c.failures_in_a_row += 1;
+                    });
+                    if c.failing() {
+                        error!(alert = true, channel = %job.channel, failures_in_a_row = c.failures_in_a_row, error = %e, "ALERT: a paging channel keeps failing");
+                    } else {
+                        warn!(%reason, "page failed");
+                    }
                 }
                 let event = NewEvent {
                     kind: "page_failed".into(),
@@ -323,108 +280,87 @@ impl Worker {
         Ok(())
     }
 
-    /// A phone page. The moment the person answers, the page is delivered (`paged`, and the
-    /// job is done); what they do next is recorded by the phone pager (acknowledgement,
-    /// callback). Busy, rejected or unanswered is a failed page; answered without a key is noted.
-    /// Neither is retried here: the ladder's repeats call again.
-    async fn page_by_phone(
+    /// Sends `job` on `channel`. A channel that delivers before it is done (a call, the moment
+    /// the person answers) has the page recorded as delivered then.
+    async fn send(
         &self,
+        channel: &Channel,
         job: &PageJob,
         facts: &PageFacts,
         who: &str,
-    ) -> Result<(), StoreError> {
-        let level = if job.level > 0 {
-            format!(", level {}", job.level)
-        } else {
-            String::new()
-        };
-        let Some(phone) = &self.phone else {
-            let event = NewEvent {
-                kind: "page_failed".into(),
-                actor: "paging".into(),
-                reason: Some(format!(
-                    "phone to {who}{level}: phone pages are not available"
-                )),
-            };
-            self.store
-                .page_failed(
-                    job.id,
-                    &self.owner,
-                    "phone pages are not available",
-                    &event,
-                    Utc::now(),
-                )
-                .await?;
-            return Ok(());
-        };
+        now: DateTime<Utc>,
+    ) -> Result<Sending, StoreError> {
+        let _call = channel
+            .kind()
+            .is_call()
+            .then(|| CallInProgress::new(&self.counters));
         let (answered_tx, mut answered_rx) = tokio::sync::oneshot::channel();
-        let call = phone.page(&job.target, facts, answered_tx);
-        tokio::pin!(call);
+        let send = channel.kind().send(Outbound {
+            job,
+            instance: channel.instance(),
+            facts,
+            worker: self,
+            now,
+            answered: Some(answered_tx),
+        });
+        tokio::pin!(send);
         let mut delivered = false;
         let mut waiting = true;
-        let outcome = loop {
+        let result = loop {
             tokio::select! {
                 r = &mut answered_rx, if waiting => {
                     waiting = false;
-                    if r.is_ok() {
+                    if let Ok(note) = r {
                         delivered = true;
-                        self.counters.update("phone", |c| { c.sent += 1; c.failures_in_a_row = 0; });
-                        let event = NewEvent {
-                            kind: "paged".into(),
-                            actor: "paging".into(),
-                            reason: Some(format!("phone to {who}{level} ({}): answered", job.reason)),
-                        };
-                        self.store.page_delivered(job.id, &self.owner, &event, Utc::now()).await?;
+                        self.delivered(job, who, Some(note.to_string()), Utc::now()).await?;
                     }
                 }
-                out = &mut call => break out,
+                result = &mut send => break result,
             }
         };
-        let now = Utc::now();
-        match outcome {
-            PhoneOutcome::Acknowledged { by_key } => {
-                info!(key = %by_key, "phone page acknowledged")
-            }
-            PhoneOutcome::AnsweredWithoutKey => {
-                info!("phone page answered without a key: not acknowledged");
-                self.store
-                    .add_event(
-                        &job.ticket_number,
-                        "page_unacknowledged",
-                        "paging",
-                        Some(&format!(
-                            "phone to {who}{level}: answered, but no key was pressed"
-                        )),
-                        now,
-                    )
+        if waiting {
+            if let Ok(note) = answered_rx.try_recv() {
+                delivered = true;
+                self.delivered(job, who, Some(note.to_string()), Utc::now())
                     .await?;
             }
-            PhoneOutcome::NotAnswered(why) | PhoneOutcome::CannotCall(why) if !delivered => {
-                let c = self.counters.update("phone", |c| {
-                    c.failed += 1;
-                    c.failures_in_a_row += 1;
-                });
-                if c.failing() {
-                    error!(alert = true, channel = "phone", failures_in_a_row = c.failures_in_a_row, error = %why, "ALERT: a paging channel keeps failing");
-                } else {
-                    warn!(error = %why, "phone page failed");
-                }
-                let event = NewEvent {
-                    kind: "page_failed".into(),
-                    actor: "paging".into(),
-                    reason: Some(format!("phone to {who}{level}: {why}")),
-                };
-                self.store
-                    .page_failed(job.id, &self.owner, &why, &event, now)
-                    .await?;
-            }
-            PhoneOutcome::NotAnswered(_) | PhoneOutcome::CannotCall(_) => {}
         }
+        Ok(Sending { delivered, result })
+    }
+
+    /// Records `job` as delivered: "email to Martin Roy (tech1), level 2 (escalation)".
+    async fn delivered(
+        &self,
+        job: &PageJob,
+        who: &str,
+        note: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.counters.update(&job.channel, |c| {
+            c.sent += 1;
+            c.failures_in_a_row = 0;
+        });
+        let reason = format!(
+            "{} to {who}{} ({}){}",
+            job.channel,
+            level_words(job),
+            job.reason,
+            note.map(|n| format!(": {n}")).unwrap_or_default()
+        );
+        info!(%reason, "page sent");
+        let event = NewEvent {
+            kind: "paged".into(),
+            actor: "paging".into(),
+            reason: Some(reason),
+        };
+        self.store
+            .page_delivered(job.id, &self.owner, &event, now)
+            .await?;
         Ok(())
     }
 
     /// Who acknowledged the ticket, from its history.
-    async fn acknowledger(&self, number: &str) -> String {
+    pub(crate) async fn acknowledger(&self, number: &str) -> String {
         match self.store.events(number).await {
             Ok(events) => events
                 .iter()
@@ -473,6 +409,47 @@ impl Worker {
     }
 }
 
+/// What became of a send.
+struct Sending {
+    /// Recorded as delivered while it was sending.
+    delivered: bool,
+    result: Result<Sent, ChannelError>,
+}
+
+/// Counts a page call among the calls in progress while it lives.
+struct CallInProgress<'a>(&'a PageCounters);
+
+impl<'a> CallInProgress<'a> {
+    fn new(counters: &'a PageCounters) -> Self {
+        counters
+            .phone_calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        CallInProgress(counters)
+    }
+}
+
+impl Drop for CallInProgress<'_> {
+    fn drop(&mut self) {
+        self.0
+            .phone_calls
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Whether a stored channel is a call (its own budget, never retried).
+fn is_call(stored: &str) -> bool {
+    stored.parse::<Channel>().is_ok_and(|c| c.kind().is_call())
+}
+
+/// ", level 2" (nothing outside the ladder).
+fn level_words(job: &PageJob) -> String {
+    if job.level > 0 {
+        format!(", level {}", job.level)
+    } else {
+        String::new()
+    }
+}
+
 /// Why a leased job should not go out any more, if so.
 fn no_longer_needed(job: &PageJob, t: &Ticket) -> Option<&'static str> {
     let webhook_update = matches!(job.reason.as_str(), "acknowledge" | "resolve");
@@ -510,6 +487,15 @@ mod tests {
         assert_eq!(retry_delay(15, 3), Duration::seconds(60));
         assert_eq!(retry_delay(15, 9), Duration::seconds(300));
         assert_eq!(retry_delay(15, 99), Duration::seconds(300));
+    }
+
+    #[test]
+    fn only_the_call_channel_has_the_call_budget() {
+        assert!(is_call("phone"));
+        for stored in ["email", "webhook:ops", "sms", "phone:x", ""] {
+            assert!(!is_call(stored), "{stored}");
+        }
+        assert_eq!(channel::call_channel(), "phone");
     }
 
     #[test]
