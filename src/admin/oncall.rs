@@ -309,6 +309,27 @@ async fn remove_override(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The page jobs of a test page: one for each channel `person` gets, as the planner would
+/// page them ([`crate::paging::channel::channels_for`]), under dedup keys `<key>:<channel>`.
+fn test_pages(
+    person: &crate::store::PersonRow,
+    paging: &crate::paging::PagingConfig,
+    key: &str,
+    now: DateTime<Utc>,
+) -> Vec<crate::store::NewPage> {
+    let paged = crate::paging::facts::PagedPerson::from(person.clone());
+    crate::paging::channel::channels_for(&paged, paging)
+        .into_iter()
+        .map(|to| crate::store::NewPage {
+            person: Some(person.id.clone()),
+            level: 1,
+            reason: "notice".into(),
+            dedup_key: Some(format!("{key}:{}", to.channel)),
+            ..crate::store::NewPage::simple(&to.channel.to_string(), &to.target, now)
+        })
+        .collect()
+}
+
 /// Sends a test page to a person on each of their channels, as a ticket of its own (severity
 /// S3, marked as a test, resolved at once so nothing climbs).
 async fn test_page(
@@ -332,26 +353,8 @@ async fn test_page(
         "test_page".to_string(),
         format!("sent by {} from the console", user.name),
     );
-    let mut pages = Vec::new();
     let key = format!("test:{}:{}", person.id, now.timestamp_millis());
-    if let Some(phone) = &person.phone {
-        pages.push(crate::store::NewPage {
-            person: Some(person.id.clone()),
-            level: 1,
-            reason: "notice".into(),
-            dedup_key: Some(format!("{key}:phone")),
-            ..crate::store::NewPage::simple("phone", phone, now)
-        });
-    }
-    if let (Some(email), true) = (&person.email, state.config.paging.smtp.is_some()) {
-        pages.push(crate::store::NewPage {
-            person: Some(person.id.clone()),
-            level: 1,
-            reason: "notice".into(),
-            dedup_key: Some(format!("{key}:email")),
-            ..crate::store::NewPage::simple("email", email, now)
-        });
-    }
+    let pages = test_pages(&person, &state.config.paging, &key, now);
     if pages.is_empty() {
         return Err(ApiError::bad_request(format!(
             "{} has no channel that can be paged",
@@ -461,4 +464,85 @@ pub fn routes() -> Router<AdminState> {
         .route("/api/oncall/overrides/{id}", delete(remove_override))
         .route("/api/people", get(people))
         .route("/api/people/{id}/test-page", post(test_page))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_test_page_goes_on_every_channel_the_person_gets_webhooks_included() {
+        let paging: crate::paging::PagingConfig = toml::from_str(
+            r#"
+[smtp]
+url = "smtp://127.0.0.1:25"
+from = "astreinte@example.net"
+[[webhooks]]
+id = "ops"
+url = "https://example.net/hook"
+secret = "a-long-enough-test-secret"
+[[webhooks]]
+id = "pd"
+url = "https://events.pagerduty.com/v2/enqueue"
+format = "pagerduty"
+routing_key = "R0UT1NGK3Y"
+"#,
+        )
+        .unwrap();
+        let person = crate::store::PersonRow {
+            id: "tech1".into(),
+            name: "Martin Roy".into(),
+            phone: Some("sip:tech1@10.0.0.5".into()),
+            email: Some("tech1@example.net".into()),
+            language: "fr".into(),
+        };
+        let now = Utc::now();
+        let pages = test_pages(&person, &paging, "test:tech1:1", now);
+        let got: Vec<_> = pages
+            .iter()
+            .map(|p| {
+                (
+                    p.channel.as_str(),
+                    p.target.as_str(),
+                    p.dedup_key.as_deref().unwrap_or(""),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("phone", "sip:tech1@10.0.0.5", "test:tech1:1:phone"),
+                ("email", "tech1@example.net", "test:tech1:1:email"),
+                ("webhook:ops", "ops", "test:tech1:1:webhook:ops"),
+            ]
+        );
+        for p in &pages {
+            assert_eq!(p.person.as_deref(), Some("tech1"));
+            assert_eq!((p.level, p.reason.as_str(), p.run_at), (1, "notice", now));
+        }
+        // The same people and channels as the planner's fan-out.
+        let paged = crate::paging::facts::PagedPerson::from(person.clone());
+        let fanned: Vec<String> = crate::paging::channel::channels_for(&paged, &paging)
+            .iter()
+            .map(|t| t.channel.to_string())
+            .collect();
+        assert_eq!(
+            fanned,
+            pages.iter().map(|p| p.channel.clone()).collect::<Vec<_>>()
+        );
+        // Without [paging.smtp] and without a phone, the webhook alone.
+        let mut no_smtp = paging.clone();
+        no_smtp.smtp = None;
+        let mail_only = crate::store::PersonRow {
+            phone: None,
+            ..person
+        };
+        let pages = test_pages(&mail_only, &no_smtp, "k", now);
+        assert_eq!(
+            pages.iter().map(|p| p.channel.as_str()).collect::<Vec<_>>(),
+            ["webhook:ops"]
+        );
+        no_smtp.webhooks.clear();
+        assert!(test_pages(&mail_only, &no_smtp, "k", now).is_empty());
+    }
 }
