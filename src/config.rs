@@ -225,6 +225,22 @@ mod tests {
         assert!(c.is_ok(), "{:?}", c.err());
     }
 
+    /// One source for the guide's targets: the embedded file writes out exactly the values a
+    /// config without `[schedule.sla]` gets, and the IVR tells callers the same.
+    #[test]
+    fn the_embedded_sla_is_the_default_sla() {
+        let c = Config::parse(Path::new("default"), DEFAULT_CONFIG_TEXT).unwrap();
+        assert_eq!(c.schedule.sla, crate::schedule::SlaConfig::default());
+        let told = crate::call::flow::CallbackTargets::default();
+        assert_eq!(
+            (told.s1_minutes, told.s2_minutes),
+            (
+                c.schedule.sla.s1_callback_minutes,
+                c.schedule.sla.s2_callback_minutes
+            )
+        );
+    }
+
     #[test]
     fn syntax_error_names_line() {
         let text = "[sip]\nlisten = \"127.0.0.1:5060\"\nnumbers = [\"611\"\n";

@@ -117,10 +117,12 @@ pub struct CallbackTargets {
 }
 
 impl Default for CallbackTargets {
+    /// The SLA's defaults ([`crate::schedule::sla::SlaConfig`]), never a copy of them.
     fn default() -> Self {
+        let sla = crate::schedule::sla::SlaConfig::default();
         CallbackTargets {
-            s1_minutes: 30,
-            s2_minutes: 60,
+            s1_minutes: sla.s1_callback_minutes,
+            s2_minutes: sla.s2_callback_minutes,
         }
     }
 }

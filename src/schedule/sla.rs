@@ -12,46 +12,23 @@ use super::Schedule;
 use crate::config_issue::{ConfigIssue, KeySeg};
 use crate::triage::Severity;
 
+/// The guide's targets. A key left out takes its value from [`SlaConfig::default`], the one
+/// place in code that holds them; `config/astreinte.toml` writes the same values out for the
+/// operator (a test keeps the two equal).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct SlaConfig {
     /// After-hours callback target for S1, in real minutes.
-    #[serde(default = "d30")]
     pub s1_callback_minutes: u32,
     /// After-hours callback target for S2, in real minutes.
-    #[serde(default = "d60")]
     pub s2_callback_minutes: u32,
     /// "Immediately" for S1/S2 voicemails left in business hours, in real minutes.
-    #[serde(default = "d5")]
     pub in_hours_callback_minutes: u32,
     /// S3 is taken in charge within this many business hours.
-    #[serde(default = "d24")]
     pub s3_callback_business_hours: u32,
-    #[serde(default = "d2")]
     pub s1_resolution_hours: u32,
-    #[serde(default = "d6")]
     pub s2_resolution_hours: u32,
-    #[serde(default = "d5")]
     pub s3_resolution_business_days: u32,
-}
-
-fn d2() -> u32 {
-    2
-}
-fn d5() -> u32 {
-    5
-}
-fn d6() -> u32 {
-    6
-}
-fn d24() -> u32 {
-    24
-}
-fn d30() -> u32 {
-    30
-}
-fn d60() -> u32 {
-    60
 }
 
 impl Default for SlaConfig {
