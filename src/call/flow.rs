@@ -144,13 +144,103 @@ pub struct CallContext {
     pub targets: CallbackTargets,
 }
 
-/// `[ivr.departments]`: where main-menu options 1, 3, 4 and 5 transfer.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A department the main menu transfers to (see [`MAIN_MENU`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Department {
+    Sales,
+    Orders,
+    Billing,
+    Porting,
+}
+
+impl Department {
+    /// Its key in `[ivr.departments]`.
+    pub fn config_key(self) -> &'static str {
+        match self {
+            Department::Sales => "sales",
+            Department::Orders => "orders",
+            Department::Billing => "billing",
+            Department::Porting => "porting",
+        }
+    }
+}
+
+/// `[ivr.departments]`: where the main menu's department keys ([`MAIN_MENU`]) transfer in
+/// business hours. The config's own type: the flow reads it as parsed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Departments {
     pub sales: Option<String>,
     pub orders: Option<String>,
     pub billing: Option<String>,
     pub porting: Option<String>,
+}
+
+impl Departments {
+    /// The SIP URI that takes `department`'s calls, if one is set.
+    pub fn uri(&self, department: Department) -> Option<&String> {
+        match department {
+            Department::Sales => self.sales.as_ref(),
+            Department::Orders => self.orders.as_ref(),
+            Department::Billing => self.billing.as_ref(),
+            Department::Porting => self.porting.as_ref(),
+        }
+    }
+}
+
+/// What a main-menu key does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MenuAction {
+    /// In business hours and with a URI in `[ivr.departments]`: "please hold" and transfer;
+    /// otherwise the department's hours, then the menu again.
+    Transfer(Department),
+    /// Support: its group in business hours, the after-hours menu otherwise.
+    Support,
+    /// The hours and contacts, then the menu again.
+    HoursAndContacts,
+    /// The menu again.
+    Repeat,
+    /// A tracking-number lookup. The menu's wording does not offer it (callers learn it from
+    /// the after-hours menu and the ticket e-mails); it is here so that one table holds every
+    /// key the main menu takes.
+    TicketStatus,
+}
+
+impl MenuAction {
+    /// The main-menu prompt (`[main-menu]` in `prompts/manifest.toml`) offers this key.
+    pub fn is_said(self) -> bool {
+        !matches!(self, MenuAction::TicketStatus)
+    }
+}
+
+/// The main menu: every key it takes and what the key does. The flow, the config validation of
+/// `[ivr.departments]` and the check of the prompt's wording (a unit test) all read this; a key
+/// not here is an invalid choice.
+pub const MAIN_MENU: &[(char, MenuAction)] = &[
+    ('1', MenuAction::Transfer(Department::Sales)),
+    ('2', MenuAction::Support),
+    ('3', MenuAction::Transfer(Department::Orders)),
+    ('4', MenuAction::Transfer(Department::Billing)),
+    ('5', MenuAction::Transfer(Department::Porting)),
+    ('8', MenuAction::HoursAndContacts),
+    ('9', MenuAction::Repeat),
+    ('*', MenuAction::TicketStatus),
+];
+
+/// What `key` does at the main menu, if anything.
+pub fn main_menu_action(key: char) -> Option<MenuAction> {
+    MAIN_MENU
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, action)| *action)
+}
+
+/// The departments the main menu transfers to, in key order.
+pub fn menu_departments() -> impl Iterator<Item = Department> {
+    MAIN_MENU.iter().filter_map(|(_, action)| match action {
+        MenuAction::Transfer(d) => Some(*d),
+        _ => None,
+    })
 }
 
 /// `[ivr]`.
@@ -358,14 +448,6 @@ pub enum FlowAction {
     },
     /// Send BYE.
     Hangup,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Department {
-    Sales,
-    Orders,
-    Billing,
-    Porting,
 }
 
 /// Where a status lookup returns once told.
@@ -934,50 +1016,40 @@ impl IvrFlow {
     }
 
     fn main_menu_key(&mut self, now: Instant, key: char, failures: u8) {
-        let department = match key {
-            '1' => Some(Department::Sales),
-            '3' => Some(Department::Orders),
-            '4' => Some(Department::Billing),
-            '5' => Some(Department::Porting),
-            _ => None,
-        };
-        if let Some(d) = department {
-            self.answers.insert("main_menu".into(), key.to_string());
-            let uri = match d {
-                Department::Sales => &self.config.departments.sales,
-                Department::Orders => &self.config.departments.orders,
-                Department::Billing => &self.config.departments.billing,
-                Department::Porting => &self.config.departments.porting,
-            };
-            match (self.ctx.departments_open, uri.clone()) {
-                (true, Some(target)) => {
-                    self.state = State::Transfer { target };
-                    self.play(now, vec![PromptItem::Prompt("transfer")], false);
-                }
-                // Closed, or nobody configured to take it: say when departments are open.
-                _ => self.main_menu(
-                    now,
-                    vec![PromptItem::Prompt("department-closed")],
-                    failures,
-                    false,
-                ),
-            }
+        let Some(action) = main_menu_action(key) else {
+            self.main_menu_failed(now, failures, "invalid-choice");
             return;
-        }
-        match key {
-            '2' => {
-                self.answers.insert("main_menu".into(), "2".into());
+        };
+        match action {
+            MenuAction::Transfer(department) => {
+                self.answers.insert("main_menu".into(), key.to_string());
+                let uri = self.config.departments.uri(department).cloned();
+                match (self.ctx.departments_open, uri) {
+                    (true, Some(target)) => {
+                        self.state = State::Transfer { target };
+                        self.play(now, vec![PromptItem::Prompt("transfer")], false);
+                    }
+                    // Closed, or nobody configured to take it: say when departments are open.
+                    _ => self.main_menu(
+                        now,
+                        vec![PromptItem::Prompt("department-closed")],
+                        failures,
+                        false,
+                    ),
+                }
+            }
+            MenuAction::Support => {
+                self.answers.insert("main_menu".into(), key.to_string());
                 self.support(now, Vec::new());
             }
-            '8' => self.main_menu(
+            MenuAction::HoursAndContacts => self.main_menu(
                 now,
                 vec![PromptItem::Prompt("hours-and-contacts")],
                 failures,
                 false,
             ),
-            '9' => self.main_menu(now, Vec::new(), failures, false),
-            '*' => self.status_entry(now, Origin::MainMenu, Vec::new()),
-            _ => self.main_menu_failed(now, failures, "invalid-choice"),
+            MenuAction::Repeat => self.main_menu(now, Vec::new(), failures, false),
+            MenuAction::TicketStatus => self.status_entry(now, Origin::MainMenu, Vec::new()),
         }
     }
 
@@ -2680,6 +2752,156 @@ mod tests {
             "beep",
         ] {
             assert!(seen.contains(name), "no scenario plays {name}");
+        }
+    }
+
+    /// What a main-menu key means, as the `[main-menu]` prompt says it in each language. A
+    /// new action must be given its words here (the match is exhaustive).
+    fn menu_meaning(action: MenuAction, lang: Lang) -> &'static str {
+        let [fr, en] = match action {
+            MenuAction::Transfer(Department::Sales) => ["ventes", "sales"],
+            MenuAction::Transfer(Department::Orders) => ["commandes", "orders"],
+            MenuAction::Transfer(Department::Billing) => ["facturation", "billing"],
+            MenuAction::Transfer(Department::Porting) => ["transfert de numéros", "number porting"],
+            MenuAction::Support => ["soutien technique", "technical support"],
+            MenuAction::HoursAndContacts => ["heures", "hours"],
+            MenuAction::Repeat => ["réécouter ce menu", "hear this menu again"],
+            MenuAction::TicketStatus => ["numéro de suivi", "tracking number"],
+        };
+        match lang {
+            Lang::Fr => fr,
+            Lang::En => en,
+        }
+    }
+
+    /// Where the main-menu wording `text` disagrees with [`MAIN_MENU`]: a key the table has and
+    /// says that the text does not offer with its meaning, a key the text offers that the table
+    /// lacks (or does not say), a key said twice, a key the checker cannot read.
+    fn menu_wording_problems(lang: Lang, text: &str) -> Vec<String> {
+        let invite = match lang {
+            Lang::Fr => "faites le ",
+            Lang::En => "press ",
+        };
+        let mut problems = Vec::new();
+        // The keys the text offers, each with its sentence.
+        let mut offered: Vec<(char, &str)> = Vec::new();
+        for sentence in text.split_terminator(". ").map(|s| s.trim_end_matches('.')) {
+            let Some((_, after)) = sentence.split_once(invite) else {
+                continue;
+            };
+            let mut chars = after.chars();
+            match (chars.next(), chars.next()) {
+                (Some(k), None) if k.is_ascii_digit() || k == '*' || k == '#' => {
+                    offered.push((k, sentence))
+                }
+                _ => problems.push(format!("{lang}: cannot read the key in \"{sentence}\"")),
+            }
+        }
+        // A key said some other way ("appuyez sur 6") is still offered.
+        let keys_in_text = text
+            .chars()
+            .filter(|c| c.is_ascii_digit() || *c == '*' || *c == '#')
+            .count();
+        if keys_in_text != offered.len() {
+            problems.push(format!(
+                "{lang}: the text names {keys_in_text} keys, {} as \"{invite}N\"",
+                offered.len()
+            ));
+        }
+        for (key, action) in MAIN_MENU {
+            let said: Vec<&str> = offered
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, s)| *s)
+                .collect();
+            let meaning = menu_meaning(*action, lang);
+            match (action.is_said(), said.as_slice()) {
+                (true, [sentence]) => {
+                    if !sentence.to_lowercase().contains(meaning) {
+                        problems.push(format!(
+                            "{lang}: key {key} is {action:?}, but the text says \"{sentence}\" \
+                             (expected \"{meaning}\")"
+                        ));
+                    }
+                }
+                (true, []) => problems.push(format!(
+                    "{lang}: key {key} ({action:?}) is not offered; say \"{meaning}\""
+                )),
+                (true, _) => problems.push(format!("{lang}: key {key} is offered more than once")),
+                (false, []) => {}
+                (false, _) => problems.push(format!(
+                    "{lang}: key {key} ({action:?}) is offered, but the table does not say it"
+                )),
+            }
+        }
+        for (key, sentence) in &offered {
+            if !MAIN_MENU.iter().any(|(k, _)| k == key) {
+                problems.push(format!(
+                    "{lang}: \"{sentence}\" offers key {key}, which the main menu does not take"
+                ));
+            }
+        }
+        problems
+    }
+
+    /// The main-menu prompt says every key of [`MAIN_MENU`] (but `*`) with its meaning, in
+    /// both languages, and offers no other.
+    #[test]
+    fn the_main_menu_prompt_says_the_keys_of_the_table() {
+        let manifest: toml::Table = include_str!("../../prompts/manifest.toml")
+            .parse()
+            .expect("manifest parses");
+        let menu = manifest["main-menu"].as_table().expect("[main-menu]");
+        for lang in [Lang::Fr, Lang::En] {
+            let text = menu[lang.as_str()].as_str().expect("main-menu text");
+            let problems = menu_wording_problems(lang, text);
+            assert!(problems.is_empty(), "{problems:#?}");
+            // The check bites: a key the table lacks, a key left out, a meaning changed.
+            let six = format!(
+                "{text} {}",
+                match lang {
+                    Lang::Fr => "Pour autre chose, faites le 6.",
+                    Lang::En => "For anything else, press 6.",
+                }
+            );
+            assert!(
+                !menu_wording_problems(lang, &six).is_empty(),
+                "6 went unseen"
+            );
+            let first_sentence_end = text.find(". ").expect("sentences") + 2;
+            let no_sales = &text[first_sentence_end..];
+            assert!(
+                !menu_wording_problems(lang, no_sales).is_empty(),
+                "1 left out went unseen"
+            );
+            let swapped = text.replacen(
+                menu_meaning(MenuAction::Transfer(Department::Billing), lang),
+                "x",
+                1,
+            );
+            assert!(
+                !menu_wording_problems(lang, &swapped).is_empty(),
+                "4's meaning went unseen"
+            );
+        }
+    }
+
+    #[test]
+    fn the_main_menu_table_has_each_key_once_and_every_department() {
+        for (i, (key, _)) in MAIN_MENU.iter().enumerate() {
+            assert!(
+                !MAIN_MENU[..i].iter().any(|(k, _)| k == key),
+                "key {key} twice in MAIN_MENU"
+            );
+        }
+        let departments: Vec<Department> = menu_departments().collect();
+        for d in [
+            Department::Sales,
+            Department::Orders,
+            Department::Billing,
+            Department::Porting,
+        ] {
+            assert!(departments.contains(&d), "{d:?} has no key");
         }
     }
 }

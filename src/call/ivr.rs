@@ -18,9 +18,9 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::callback::CallbackPolicy;
 use super::flow::{
-    resolve_all, AnnouncementPhase, CallContext, CallbackTargets, ClockTime, Departments, Entry,
-    FlowAction, FlowConfig, IvrFlow, Lang, PendingVoicemail, RecordingEnd, RecordingOutcome,
-    TicketStatusView, VoicemailTicketRequest,
+    menu_departments, resolve_all, AnnouncementPhase, CallContext, CallbackTargets, ClockTime,
+    Departments, Entry, FlowAction, FlowConfig, IvrFlow, Lang, PendingVoicemail, RecordingEnd,
+    RecordingOutcome, TicketStatusView, VoicemailTicketRequest,
 };
 use super::status_limit::StatusLimits;
 use super::voicemail::{Finished, Intake, VoicemailDesk};
@@ -69,21 +69,11 @@ pub struct IvrConfig {
     #[serde(default = "default_status_lookups")]
     pub status_lookups_per_hour: u32,
     #[serde(default)]
-    pub departments: DepartmentsConfig,
+    pub departments: Departments,
 }
 
 fn default_status_lookups() -> u32 {
     10
-}
-
-/// `[ivr.departments]`: where main-menu options 1, 3, 4 and 5 transfer in business hours.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DepartmentsConfig {
-    pub sales: Option<String>,
-    pub orders: Option<String>,
-    pub billing: Option<String>,
-    pub porting: Option<String>,
 }
 
 fn default_support_ring() -> u32 {
@@ -113,7 +103,7 @@ impl Default for IvrConfig {
             key_timeout_secs: default_key_timeout(),
             callback_allow: None,
             status_lookups_per_hour: default_status_lookups(),
-            departments: DepartmentsConfig::default(),
+            departments: Departments::default(),
         }
     }
 }
@@ -134,19 +124,15 @@ impl IvrConfig {
                 ));
             }
         }
-        for (name, uri) in [
-            ("sales", &self.departments.sales),
-            ("orders", &self.departments.orders),
-            ("billing", &self.departments.billing),
-            ("porting", &self.departments.porting),
-        ] {
-            if let Some(uri) = uri {
+        // The departments the main menu transfers to (`flow::MAIN_MENU`).
+        for department in menu_departments() {
+            if let Some(uri) = self.departments.uri(department) {
                 if crate::sip::message::Uri::parse(uri).is_none() {
                     issues.push(ConfigIssue::new(
                         vec![
                             KeySeg::Key("ivr"),
                             KeySeg::Key("departments"),
-                            KeySeg::Key(name),
+                            KeySeg::Key(department.config_key()),
                         ],
                         format!("\"{uri}\" is not a SIP URI"),
                         "write the department's SIP URI, e.g. \"sip:sales@pbx.example.net\"",
@@ -210,12 +196,7 @@ impl IvrConfig {
             key_timeout: Duration::from_secs(u64::from(self.key_timeout_secs)),
             support_group: self.support_group.clone(),
             support_ring_secs: self.support_ring_secs,
-            departments: Departments {
-                sales: self.departments.sales.clone(),
-                orders: self.departments.orders.clone(),
-                billing: self.departments.billing.clone(),
-                porting: self.departments.porting.clone(),
-            },
+            departments: self.departments.clone(),
             max_message_secs: self.max_message_secs,
             callback_policy,
         }
@@ -952,5 +933,38 @@ fn intake_of(call_id: &str, p: &PendingVoicemail) -> Intake {
         answers,
         finished: None,
         ticket: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `[ivr.departments]` keeps its four keys and refuses others; each key of the main menu's
+    /// departments is checked as a SIP URI under its own name.
+    #[test]
+    fn every_menu_department_uri_is_validated_under_its_key() {
+        let ivr: IvrConfig = toml::from_str(
+            "[departments]\nsales = \"nope\"\norders = \"nope\"\nbilling = \"nope\"\nporting = \"nope\"\n",
+        )
+        .expect("the four department keys parse");
+        assert!(toml::from_str::<IvrConfig>("[departments]\nsupport = \"sip:a@b\"\n").is_err());
+        let mut issues = Vec::new();
+        ivr.validate(&mut issues);
+        let named: Vec<&KeySeg> = issues
+            .iter()
+            .filter(|i| i.path.get(1) == Some(&KeySeg::Key("departments")))
+            .filter_map(|i| i.path.get(2))
+            .collect();
+        let expected: Vec<KeySeg> = menu_departments()
+            .map(|d| KeySeg::Key(d.config_key()))
+            .collect();
+        assert_eq!(named, expected.iter().collect::<Vec<_>>());
+        assert_eq!(
+            ivr.flow_config()
+                .departments
+                .uri(crate::call::flow::Department::Porting),
+            Some(&"nope".to_string())
+        );
     }
 }
