@@ -7,7 +7,12 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
+    // Read when the script runs, not when it was compiled: a build script compiled for another
+    // checkout sharing this target directory would otherwise bundle that checkout's prompts.
+    let Some(manifest_dir) = std::env::var_os("CARGO_MANIFEST_DIR") else {
+        panic!("cargo sets CARGO_MANIFEST_DIR for build scripts");
+    };
+    let root = Path::new(&manifest_dir).join("prompts");
     println!("cargo:rerun-if-changed=prompts");
     // sqlx::migrate! embeds the migrations: a new one must rebuild the crate.
     println!("cargo:rerun-if-changed=migrations");
@@ -15,8 +20,10 @@ fn main() {
     for lang in ["fr", "en"] {
         let dir = root.join(lang);
         println!("cargo:rerun-if-changed={}", dir.display());
-        let Ok(files) = std::fs::read_dir(&dir) else {
-            continue;
+        // No prompts would build an engine that cannot greet anyone: stop here instead.
+        let files = match std::fs::read_dir(&dir) {
+            Ok(f) => f,
+            Err(e) => panic!("reading the bundled prompts in {}: {e}", dir.display()),
         };
         for f in files.flatten() {
             let path = f.path();
