@@ -61,6 +61,10 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(run(cli.command));
+    // Dropping the runtime waits for every worker thread with no bound, and a task that never
+    // yields (seen: sqlx's pool maintenance spinning after a CLI command failed) then keeps a
+    // finished command alive forever. The work is done: give stragglers a moment, then exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     match result {
         Ok(code) => code,
         Err(e) => {
