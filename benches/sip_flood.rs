@@ -215,12 +215,7 @@ fn main() {
         "trusted calls: {ok} of {total} completed ({:.1} %), {failed} failed",
         ok as f64 * 100.0 / total as f64
     );
-    println!(
-        "engine memory: {:.1} MiB before, {:.1} MiB at peak, {:.1} MiB 2 s after",
-        rss_before as f64 / 1024.0,
-        rss_peak as f64 / 1024.0,
-        rss_after as f64 / 1024.0
-    );
+    common::print_memory(rss_before, rss_peak, rss_after);
     match recovered {
         Some(d) => println!(
             "the stranger is answered again {:.0} ms after the flood stopped",

@@ -55,21 +55,6 @@ fn start_engine(dir: &Path, sip: u16, http: u16) -> Engine {
     engine
 }
 
-/// The bench's own open-file limit, raised to the hard one: it holds thousands of sockets.
-fn raise_open_files() {
-    let mut l = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain getrlimit/setrlimit on a valid struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 {
-            l.rlim_cur = l.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-        }
-    }
-}
-
 /// A TCP connection from `local` (bind before connect).
 fn connect_from(local: Ipv4Addr, to: SocketAddr) -> Option<TcpStream> {
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
@@ -149,7 +134,8 @@ fn main() {
         return;
     }
     common::require_sipp("web_flood");
-    raise_open_files();
+    // It holds thousands of sockets: the engine's own raise of the soft limit.
+    let _ = astreinte::media::raise_open_files_limit();
     let seconds = common::bench_seconds(20);
     let dir = tempfile::tempdir().expect("tempdir");
     let (sip_port, http_port) = (free_port(), free_port());
@@ -312,12 +298,7 @@ fn main() {
         "admin console: {admin_ok} of {admin_asked} answered 200, slowest {:.0} ms",
         admin_slowest.as_secs_f64() * 1000.0
     );
-    println!(
-        "engine memory: {:.1} MiB before, {:.1} MiB at peak, {:.1} MiB 2 s after",
-        rss_before as f64 / 1024.0,
-        rss_peak as f64 / 1024.0,
-        rss_after as f64 / 1024.0
-    );
+    common::print_memory(rss_before, rss_peak, rss_after);
     match recovered {
         Some(d) => println!(
             "the stranger is served again {:.0} ms after the flood stopped",

@@ -70,20 +70,29 @@ impl OpenFileBudget {
 
     /// Raises the soft limit to the hard one (no privilege needed), then [`Self::split`]s it.
     pub fn at_start(rtp_ports: u64, http_wanted: usize, sip_tcp_wanted: usize) -> OpenFileBudget {
-        use rustix::process::{getrlimit, setrlimit, Resource};
-        let before = getrlimit(Resource::Nofile);
-        let soft_before = before.current.unwrap_or(u64::MAX);
-        let mut soft = soft_before;
-        if before.current != before.maximum {
-            let raised = rustix::process::Rlimit {
-                current: before.maximum,
-                maximum: before.maximum,
-            };
-            if setrlimit(Resource::Nofile, raised).is_ok() {
-                soft = before.maximum.unwrap_or(u64::MAX);
-            }
-        }
+        let (soft_before, soft) = raise_open_files();
         OpenFileBudget::split(soft_before, soft, rtp_ports, http_wanted, sip_tcp_wanted)
+    }
+}
+
+/// Raises this process's soft limit on open files to its hard limit; the soft limit before and
+/// after (the same when it could not be raised). Every call holds two sockets and a recording:
+/// the usual soft limit of 1,024 would refuse calls from about 340 on, while service managers
+/// commonly allow far more as the hard limit.
+pub fn raise_open_files() -> (u64, u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let before = getrlimit(Resource::Nofile);
+    let soft_before = before.current.unwrap_or(u64::MAX);
+    if before.current == before.maximum {
+        return (soft_before, soft_before);
+    }
+    let raised = Rlimit {
+        current: before.maximum,
+        maximum: before.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => (soft_before, before.maximum.unwrap_or(u64::MAX)),
+        Err(_) => (soft_before, soft_before),
     }
 }
 

@@ -46,10 +46,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match astreinte::media::raise_open_files_limit() {
-        Ok(n) => tracing::debug!(open_files = n, "open-files limit"),
-        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
-    }
+    // `serve` raises the open-file limit itself and shares it out (`limits::OpenFileBudget`).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -113,3 +113,13 @@ pub fn run_sipp_calls(
         .expect("run sipp");
     sipp_call_counts(&work.path().join("stat.csv")).unwrap_or((0, u64::from(calls)))
 }
+
+/// The engine's memory before a flood, at its peak and after, in one line.
+pub fn print_memory(before_kib: u64, peak_kib: u64, after_kib: u64) {
+    println!(
+        "engine memory: {:.1} MiB before, {:.1} MiB at peak, {:.1} MiB 2 s after",
+        before_kib as f64 / 1024.0,
+        peak_kib as f64 / 1024.0,
+        after_kib as f64 / 1024.0
+    );
+}

@@ -160,31 +160,13 @@ impl Waker {
     }
 }
 
-/// Put the calling thread under SCHED_FIFO at `priority` (1-99).
-/// Raise this process's soft limit on open files to its hard limit, and return it. Every call
-/// holds two sockets (RTP and RTCP) and its recording: the usual soft limit of 1,024 would
-/// refuse calls from about 340 on, while service managers commonly allow far more as the hard
-/// limit.
+/// Raises the soft limit on open files to the hard one and returns it (see
+/// [`crate::limits::raise_open_files`], the one place that does it).
 pub fn raise_open_files_limit() -> io::Result<u64> {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: valid out-pointer, then the same struct back in.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if r.rlim_cur < r.rlim_max {
-            r.rlim_cur = r.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &r) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-    }
-    Ok(r.rlim_cur)
+    Ok(crate::limits::raise_open_files().1)
 }
 
+/// Put the calling thread under SCHED_FIFO at `priority` (1-99).
 pub fn set_realtime(priority: u8) -> io::Result<()> {
     let param = libc::sched_param {
         sched_priority: libc::c_int::from(priority.clamp(1, 99)),
