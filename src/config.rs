@@ -140,7 +140,7 @@ impl Config {
         config.media.validate(&mut issues);
         config.store.validate(&mut issues);
         config.schedule.validate(&mut issues);
-        config.triage.validate(&mut issues);
+        config.triage.validate(read_rules_file, &mut issues);
         config.call.validate(&mut issues);
         config.ivr.validate(&mut issues);
         config.paging.validate(&config.schedule.sla, &mut issues);
@@ -176,6 +176,29 @@ fn syntax_fix(message: &str) -> String {
         "correct the TOML syntax at that line (see config/astreinte.toml for a valid example)"
             .into()
     }
+}
+
+/// The largest rules file read (`[triage] rules`): a path to a device or a log file must not
+/// fill the memory at start.
+pub const MAX_RULES_FILE_BYTES: u64 = 1 << 20;
+
+/// The text of a rules file named by the configuration, at most [`MAX_RULES_FILE_BYTES`].
+pub fn read_rules_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    let mut text = String::new();
+    file.take(MAX_RULES_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_RULES_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "larger than {} KiB: is it the rules file?",
+                MAX_RULES_FILE_BYTES / 1024
+            ),
+        ));
+    }
+    Ok(text)
 }
 
 /// 1-based line of a byte offset.

@@ -70,7 +70,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         warn!(path = %r.path.display(), duration_ms = r.duration_ms, "recovered an unfinished recording");
     }
     // Then every message a previous run left without a ticket is ticketed (marked recovered).
-    let triage = crate::triage::Triage::from_config(&config.triage).context("loading [triage]")?;
+    let triage = crate::triage::Triage::from_config(&config.triage, crate::config::read_rules_file)
+        .context("loading [triage]")?;
     // Admin changes to the hours (console) apply on top of [schedule], on every node.
     let schedule = crate::schedule::LiveSchedule::new(schedule);
     crate::admin::hours::apply_stored_changes(&store, &config.schedule, &schedule).await;

@@ -14,9 +14,7 @@
 
 pub mod admin;
 pub mod call;
-pub mod callback;
 pub mod config;
-pub mod config_issue;
 pub mod durable;
 pub mod engine;
 /// Entry points for the fuzz targets (`fuzz/`) and their regression test; not an API.
@@ -28,8 +26,8 @@ pub mod media;
 pub mod ops;
 pub mod paging;
 pub mod panics;
-pub mod printable;
-pub mod schedule;
 pub mod sip;
 pub mod store;
-pub mod triage;
+
+// The sans-I/O cores (crates/core), under the paths the engine has always used.
+pub use astreinte_core::{callback, config_issue, lang, printable, schedule, ticket, triage};

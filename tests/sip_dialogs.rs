@@ -29,6 +29,7 @@ fn config(trusted: &str, rate: u32) -> EndpointConfig {
         rate_limit_per_source: rate,
         user_agent: "astreinte-test".into(),
         timers: Timers::default(),
+        seed: astreinte::sip::RngSeed([1; 32]),
     }
 }
 

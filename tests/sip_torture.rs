@@ -17,6 +17,7 @@ fn endpoint(numbers: NumberSet) -> Endpoint {
         rate_limit_per_source: 10_000,
         user_agent: "astreinte-test".into(),
         timers: Timers::default(),
+        seed: astreinte::sip::RngSeed([1; 32]),
     })
 }
 

@@ -29,7 +29,8 @@ use super::{
 };
 use crate::config_issue::{ConfigIssue, KeySeg};
 use crate::media::{
-    MediaEngine, MediaEvent, MediaSession, PlayOptions, PlaybackId, RecordOptions, RecordingSummary,
+    MediaEngine, MediaEvent, MediaSession, PlayOptions, PlaybackId, PromptRef, RecordOptions,
+    RecordingSummary,
 };
 use crate::schedule::LiveSchedule;
 use crate::sip::{CallRequest, InboundCall, LegEvent, LegHandle, SipHandle};
@@ -509,7 +510,10 @@ impl Shell {
                     items,
                     barge_in,
                 } => {
-                    let prompts = resolve_all(lang, &items);
+                    let prompts: Vec<PromptRef> = resolve_all(lang, &items)
+                        .into_iter()
+                        .map(PromptRef::from)
+                        .collect();
                     match self.session.play(
                         &prompts,
                         PlayOptions {

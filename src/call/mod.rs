@@ -8,7 +8,8 @@
 
 /// Which numbers may be called back: a leaf below the call room, since tickets hold them too.
 pub use crate::callback;
-pub mod flow;
+/// The caller's IVR, sans-I/O: it lives in the core crate.
+pub use astreinte_core::call::flow;
 pub mod ivr;
 pub mod status_limit;
 pub mod voicemail;

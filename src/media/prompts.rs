@@ -33,8 +33,7 @@ pub enum PromptError {
 const MANIFEST: &str = include_str!("../../prompts/manifest.toml");
 /// Languages every prompt exists in.
 pub const LANGUAGES: [&str; 2] = ["fr", "en"];
-/// The largest `number-N` prompt (see `prompts/make-prompts.sh`).
-pub const MAX_NUMBER_PROMPT: u8 = 120;
+pub use astreinte_core::media::{PromptCue, MAX_NUMBER_PROMPT};
 
 /// Every prompt name the engine needs, without its language: the manifest's, the digits, the
 /// numbers and the record tone.
@@ -107,6 +106,16 @@ impl fmt::Debug for Clip {
             .field("name", &self.0.name)
             .field("samples", &self.0.samples)
             .finish()
+    }
+}
+
+/// What a flow asks for, played from the loaded set.
+impl From<PromptCue> for PromptRef {
+    fn from(cue: PromptCue) -> PromptRef {
+        match cue {
+            PromptCue::Named(name) => PromptRef::Named(name),
+            PromptCue::Digits { lang, digits } => PromptRef::Digits { lang, digits },
+        }
     }
 }
 

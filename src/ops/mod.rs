@@ -445,7 +445,10 @@ impl OpsCommand {
                         json,
                     },
             } => {
-                let t = crate::triage::Triage::from_config(&crate::triage::TriageConfig { rules })?;
+                let t = crate::triage::Triage::from_config(
+                    &crate::triage::TriageConfig { rules },
+                    crate::config::read_rules_file,
+                )?;
                 let c = t.classify(&crate::triage::TriageInput {
                     keypress: key,
                     speech_detected: no_speech.then_some(false),

@@ -18,6 +18,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 
 use super::facts::PageFacts;
+use super::wording;
 pub use super::wording::{
     display_number, headline, local_date_time, local_time, one_line, safe_ticket, Lang,
 };
@@ -255,7 +256,7 @@ pub fn attachment_name(ticket: &str) -> String {
 /// The e-mail for `facts`, in the person's language; `recording` says what became of the
 /// voicemail (see [`Mailer::send_page`]).
 pub fn render(facts: &PageFacts, recording: &Recording) -> RenderedMail {
-    let lang = Lang::of(facts);
+    let lang = wording::lang_of(facts);
     // The headline holds only our own values, but fold it anyway: a subject is a header.
     let subject = one_line(&headline(facts, lang), 200);
     let tz = facts.timezone;
@@ -860,11 +861,11 @@ mod tests {
 
     #[test]
     fn english_is_chosen_by_prefix_and_french_otherwise() {
-        assert_eq!(Lang::of(&facts("en-CA")), Lang::En);
-        assert_eq!(Lang::of(&facts("fr")), Lang::Fr);
+        assert_eq!(wording::lang_of(&facts("en-CA")), Lang::En);
+        assert_eq!(wording::lang_of(&facts("fr")), Lang::Fr);
         let mut f = facts("en");
         f.person = None;
-        assert_eq!(Lang::of(&f), Lang::Fr);
+        assert_eq!(wording::lang_of(&f), Lang::Fr);
     }
 
     #[test]

@@ -11,16 +11,15 @@
 pub mod channel;
 pub mod config;
 pub mod email;
-pub mod facts;
-pub mod ladder;
 pub mod phone;
 pub mod planner;
-pub mod roster;
 pub mod service;
 pub mod view;
 pub mod webhook;
-pub mod wording;
 pub mod worker;
+
+// The sans-I/O parts live in the core crate.
+pub use astreinte_core::paging::{facts, ladder, roster, wording};
 
 pub use config::PagingConfig;
 pub use facts::PageFacts;

@@ -230,7 +230,10 @@ impl PhonePager {
         session: &mut MediaSession,
     ) -> PhoneOutcome {
         let lang = wording::spoken_lang(facts);
-        let speech = wording::spoken_page(facts, lang);
+        let speech: Vec<PromptRef> = wording::spoken_page(facts, lang)
+            .into_iter()
+            .map(PromptRef::from)
+            .collect();
         let menu = [PromptRef::named(format!("{lang}/page-menu"))];
         let mut rounds = 0u32;
         let mut playing = self.play(session, &speech);

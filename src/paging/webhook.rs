@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::facts::PageFacts;
-use super::wording::{self, display_number, headline_with_company, local_time, one_line, Lang};
+use super::wording::{self, display_number, headline_with_company, local_time, one_line};
 use super::ChannelError;
 use crate::config_issue::{ConfigIssue, KeySeg};
 use crate::triage::Severity;
@@ -269,7 +269,7 @@ pub fn body(cfg: &WebhookConfig, event: &WebhookEvent, now: DateTime<Utc>) -> Va
             });
             // The API takes a payload (and links) only with a trigger.
             if let (WebhookEvent::Page(_), Some(obj)) = (event, v.as_object_mut()) {
-                let lang = Lang::of(facts);
+                let lang = wording::lang_of(facts);
                 let mut payload = json!({
                     // PagerDuty cuts summaries at 1024 characters; do it ourselves, cleanly.
                     "summary": one_line(&headline_with_company(facts, lang), 1024),

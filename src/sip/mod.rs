@@ -1,24 +1,9 @@
-//! SIP: message parsing and validation, transactions, dialogs, SDP offer/answer, routing and
-//! digest authentication as sans-I/O code (`endpoint` is the state machine), and the tokio
-//! shell (`transport`) that gives it UDP and TCP sockets.
-//!
-//! We do not use rsip/rsipstack: see the note on the SIP issue. Our parser keeps every header
-//! after a bad byte, understands compact forms, and passes the RFC 4475 corpus; the transaction
-//! layer is ours so that timers are inputs and tests run faster than real time.
+//! SIP: the sans-I/O parts live in `astreinte_core::sip` (message, validation, transactions,
+//! SDP, routing, digest, and `endpoint`, the state machine) and are re-exported here; this room
+//! adds the tokio shell (`transport`) that gives the endpoint UDP and TCP sockets.
 
-pub mod config;
-pub mod digest;
-pub mod endpoint;
-pub mod message;
-pub mod routing;
-pub mod sdp;
-pub mod transaction;
+pub use astreinte_core::sip::*;
+
 pub mod transport;
-pub mod validate;
 
-pub use config::SipConfig;
-pub use endpoint::{
-    Caller, Credentials, EndReason, Endpoint, EndpointConfig, Event, IncomingCall, LegId, Peer,
-    Transport,
-};
 pub use transport::{CallRequest, InboundCall, LegEvent, LegHandle, SipHandle};

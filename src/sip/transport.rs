@@ -14,7 +14,7 @@ use tracing::{debug, error, info, warn};
 
 use super::endpoint::{
     Credentials, EndReason, Endpoint, EndpointConfig, EndpointStats, Event, IncomingCall, LegId,
-    OutboundCall, Peer, RegisterSpec, RegistrationState, Transport,
+    OutboundCall, Peer, RegisterSpec, RegistrationState, RngSeed, Transport,
 };
 use super::message::{frame_stream, Frame, Uri};
 use super::routing::{NumberSet, SourceKey, TrustedSources};
@@ -389,6 +389,8 @@ pub async fn start(
         rate_limit_per_source: config.rate_limit_per_source,
         user_agent: config.user_agent.clone(),
         timers: Timers::default(),
+        // Fresh from the operating system on every start: tags and Call-IDs never repeat.
+        seed: RngSeed(rand::random()),
     });
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (incoming_tx, incoming_rx) = mpsc::channel(1024);
@@ -594,7 +596,15 @@ impl Shell {
     /// when it can be read, and the service goes on. False: too many panics, stop.
     fn input(&mut self, from: Peer, bytes: &[u8]) -> bool {
         if self
-            .guarded("message", |ep| ep.handle_input(Instant::now(), from, bytes))
+            .guarded("message", |ep| {
+                // Lets this module's tests prove that a panic is contained to one message;
+                // compiled only into its unit tests, never into the engine.
+                #[cfg(test)]
+                if bytes.starts_with(b"PANIC ") {
+                    panic!("test-only panic trigger");
+                }
+                ep.handle_input(Instant::now(), from, bytes)
+            })
             .is_some()
         {
             return true;

@@ -153,3 +153,28 @@ impl Store {
         })
     }
 }
+
+impl From<PersonRow> for crate::paging::facts::PagedPerson {
+    fn from(p: PersonRow) -> crate::paging::facts::PagedPerson {
+        crate::paging::facts::PagedPerson {
+            id: p.id,
+            name: p.name,
+            language: p.language,
+            phone: p.phone,
+            email: p.email,
+        }
+    }
+}
+
+impl From<OverrideRow> for crate::paging::roster::Override {
+    fn from(o: OverrideRow) -> crate::paging::roster::Override {
+        crate::paging::roster::Override {
+            id: o.id,
+            rotation: o.rotation,
+            person: o.person,
+            from: o.starts_at,
+            to: o.ends_at,
+            reason: o.reason,
+        }
+    }
+}

@@ -2,8 +2,6 @@
 //! transitions, reclassification, listing, and the append-only event log.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -16,53 +14,11 @@ use crate::schedule::sla::SlaTicket;
 use crate::schedule::Due;
 use crate::triage::Severity;
 
-/// open → paged → acknowledged → called back → resolved; cancelled from any non-final state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Open,
-    Paged,
-    Acknowledged,
-    CalledBack,
-    Resolved,
-    Cancelled,
-}
+pub use crate::ticket::{Status, UnknownStatus};
 
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Open => "open",
-            Status::Paged => "paged",
-            Status::Acknowledged => "acknowledged",
-            Status::CalledBack => "called_back",
-            Status::Resolved => "resolved",
-            Status::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn is_final(self) -> bool {
-        matches!(self, Status::Resolved | Status::Cancelled)
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Status {
-    type Err = StoreError;
-    fn from_str(s: &str) -> Result<Self, StoreError> {
-        Ok(match s {
-            "open" => Status::Open,
-            "paged" => Status::Paged,
-            "acknowledged" => Status::Acknowledged,
-            "called_back" => Status::CalledBack,
-            "resolved" => Status::Resolved,
-            "cancelled" => Status::Cancelled,
-            other => return Err(StoreError::Corrupt(format!("ticket status \"{other}\""))),
-        })
+impl From<UnknownStatus> for StoreError {
+    fn from(e: UnknownStatus) -> StoreError {
+        StoreError::Corrupt(e.to_string())
     }
 }
 

@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 
 use super::config::PagingConfig;
 use super::facts::{PageFacts, PagedPerson};
+use super::ladder::KnownChannels;
 use super::worker::Worker;
 use super::ChannelError;
 use crate::store::PageJob;
@@ -193,17 +194,15 @@ pub fn by_name(name: &str) -> Option<&'static dyn PageChannel> {
     REGISTRY.iter().copied().find(|c| c.name() == name)
 }
 
+/// The registered channels' names, for the ladder's configuration checks.
+pub fn known() -> KnownChannels<'static> {
+    static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    KnownChannels(NAMES.get_or_init(|| REGISTRY.iter().map(|c| c.name()).collect()))
+}
+
 /// `"phone", "email" or "webhook"`: the names configuration may use, for messages.
 pub fn names_for_people() -> String {
-    let names: Vec<String> = REGISTRY
-        .iter()
-        .map(|c| format!("\"{}\"", c.name()))
-        .collect();
-    match names.split_last() {
-        Some((last, [])) => last.clone(),
-        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
-        None => String::new(),
-    }
+    known().for_people()
 }
 
 /// The call channel's name: the store leases by one channel name, so a worker whose call

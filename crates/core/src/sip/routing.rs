@@ -133,7 +133,8 @@ pub struct RateLimiter {
     rate: f64,
     capacity: usize,
     buckets: HashMap<SourceKey, Bucket>,
-    overflow: Bucket,
+    /// Full when first needed (time is an input: there is no "now" at construction).
+    overflow: Option<Bucket>,
     last_sweep: Option<Instant>,
 }
 
@@ -180,12 +181,11 @@ impl RateLimiter {
 
     pub fn with_capacity(rate_per_second: u32, capacity: usize) -> RateLimiter {
         let rate = f64::from(rate_per_second.max(1));
-        let now = Instant::now();
         RateLimiter {
             rate,
             capacity: capacity.max(1),
             buckets: HashMap::new(),
-            overflow: Bucket::full(rate, now),
+            overflow: None,
             last_sweep: None,
         }
     }
@@ -205,7 +205,10 @@ impl RateLimiter {
             self.sweep(now);
         }
         if self.buckets.len() >= self.capacity {
-            return self.overflow.take(rate, now);
+            return self
+                .overflow
+                .get_or_insert_with(|| Bucket::full(rate, now))
+                .take(rate, now);
         }
         self.buckets
             .entry(key)
@@ -260,7 +263,7 @@ mod tests {
     fn flood_is_refused_once_then_dropped_then_allowed_again() {
         let mut rl = RateLimiter::new(10);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let t0 = Instant::now();
+        let t0 = crate::test_origin();
         for _ in 0..10 {
             assert_eq!(rl.check(ip, t0), RateVerdict::Allow);
         }
@@ -280,7 +283,7 @@ mod tests {
     #[test]
     fn an_ipv6_slash_64_is_one_source() {
         let mut rl = RateLimiter::new(2);
-        let t0 = Instant::now();
+        let t0 = crate::test_origin();
         assert_eq!(
             rl.check("2001:db8:1:2::1".parse().unwrap(), t0),
             RateVerdict::Allow
@@ -309,7 +312,7 @@ mod tests {
     #[test]
     fn a_spoofed_flood_cannot_grow_the_table_and_known_sources_keep_their_allowance() {
         let mut rl = RateLimiter::with_capacity(5, 100);
-        let t0 = Instant::now();
+        let t0 = crate::test_origin();
         let known: IpAddr = "198.51.100.7".parse().unwrap();
         assert_eq!(rl.check(known, t0), RateVerdict::Allow);
         // 100,000 different sources within one second.

@@ -275,14 +275,15 @@ impl Endpoint {
     }
 
     pub(super) fn in_dialog_request(
-        &self,
+        &mut self,
         leg_id: LegId,
         method: Method,
     ) -> Option<(Peer, Request)> {
+        let branch = new_branch(&mut self.rng);
         let leg = self.legs.get(&leg_id)?;
         let mut req = Request::new(method.clone(), leg.remote_target.clone());
         req.headers
-            .push("Via", self.via(leg.peer.transport, &new_branch()));
+            .push("Via", self.via(leg.peer.transport, &branch));
         req.headers.push("Max-Forwards", "70");
         // UAS keeps Record-Route order, UAC reverses it (RFC 3261 §12.1).
         let routes: Vec<&String> = if leg.inbound {
@@ -321,8 +322,8 @@ impl Endpoint {
     pub fn place_call(&mut self, now: Instant, call: OutboundCall) -> LegId {
         let leg_id = LegId(self.next_leg);
         self.next_leg += 1;
-        let call_id = format!("{}@astreinte", random_token(20));
-        let local_tag = random_token(10);
+        let call_id = format!("{}@astreinte", random_token(&mut self.rng, 20));
+        let local_tag = random_token(&mut self.rng, 10);
         let session = self.sdp_session;
         self.sdp_session += 1;
         let local = LocalSdp {
@@ -441,7 +442,12 @@ impl Endpoint {
             {
                 leg.auth_attempts += 1;
                 leg.local_cseq += 1;
-                let auth = ch.authorize(&cred, "INVITE", &leg.remote_target, &random_token(12));
+                let auth = ch.authorize(
+                    &cred,
+                    "INVITE",
+                    &leg.remote_target,
+                    &random_token(&mut self.rng, 12),
+                );
                 self.send_invite(now, leg_id, Some((header, auth)));
                 return;
             }
@@ -467,8 +473,8 @@ impl Endpoint {
         let mut requests = Vec::with_capacity(2);
         for (method, cseq) in [(Method::Ack, seq), (Method::Bye, seq + 1)] {
             let mut r = Request::new(method.clone(), target.clone());
-            r.headers
-                .push("Via", self.via(peer.transport, &new_branch()));
+            let branch = new_branch(&mut self.rng);
+            r.headers.push("Via", self.via(peer.transport, &branch));
             r.headers.push("Max-Forwards", "70");
             for route in ok.headers.list("Record-Route").iter().rev() {
                 r.headers.push("Route", route.clone());

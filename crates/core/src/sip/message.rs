@@ -619,7 +619,7 @@ struct Line {
 
 /// The first control byte in a line that RFC 3261's grammar does not allow there: any but HTAB,
 /// except as the second byte of a quoted-pair (never CR or LF).
-pub(crate) fn control_byte_fault(line: &[u8]) -> Option<&'static str> {
+pub fn control_byte_fault(line: &[u8]) -> Option<&'static str> {
     let mut in_quote = false;
     let mut escaped = false;
     for &b in line {

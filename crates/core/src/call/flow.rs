@@ -19,14 +19,13 @@
 //! Where the issue is silent, the choices are written beside the code (`///` on the states).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fmt;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use super::callback::{CallbackNumber, CallbackPolicy, CallbackRefusal};
-use crate::media::PromptRef;
-use crate::store::tickets::Status;
+use crate::media::PromptCue;
+use crate::ticket::Status;
 use crate::triage::Severity;
 
 /// Longest a prompt may play before the flow stops waiting for its end (a lost "finished"
@@ -49,28 +48,7 @@ const MAX_READBACK_REPEATS: u8 = 5;
 const MAX_KEYED: usize = 32;
 
 /// The caller's language.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Lang {
-    Fr,
-    En,
-}
-
-impl Lang {
-    /// `"fr"` or `"en"`: the prompt directory and the ticket's language.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lang::Fr => "fr",
-            Lang::En => "en",
-        }
-    }
-}
-
-impl fmt::Display for Lang {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::lang::Lang;
 
 /// How the call reached us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,7 +253,7 @@ impl Default for FlowConfig {
 }
 
 /// The largest `number-N` prompt bundled (`prompts/make-prompts.sh`).
-pub const MAX_NUMBER: u8 = crate::media::prompts::MAX_NUMBER_PROMPT;
+pub const MAX_NUMBER: u8 = crate::media::MAX_NUMBER_PROMPT;
 
 /// One element of a playlist; [`PromptItem::resolve`] turns it into media prompts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -297,18 +275,18 @@ pub enum PromptItem {
 
 impl PromptItem {
     /// The media prompts for this item, named `"<lang>/<name>"`.
-    pub fn resolve(&self, lang: Lang) -> Vec<PromptRef> {
+    pub fn resolve(&self, lang: Lang) -> Vec<PromptCue> {
         let l = lang.as_str();
-        let named = |name: &str| PromptRef::named(format!("{l}/{name}"));
+        let named = |name: &str| PromptCue::named(format!("{l}/{name}"));
         match self {
             PromptItem::Prompt(name) => vec![named(name)],
             PromptItem::PromptIn(fixed, name) => {
-                vec![PromptRef::named(format!("{}/{name}", fixed.as_str()))]
+                vec![PromptCue::named(format!("{}/{name}", fixed.as_str()))]
             }
-            PromptItem::Digits(d) => vec![PromptRef::digits(l, d.clone())],
+            PromptItem::Digits(d) => vec![PromptCue::digits(l, d.clone())],
             PromptItem::Number(n) => vec![named(&format!("number-{n}"))],
             PromptItem::Announcement(a) => {
-                vec![PromptRef::named(format!("{}/announcement", a.as_str()))]
+                vec![PromptCue::named(format!("{}/announcement", a.as_str()))]
             }
             PromptItem::Time { hour, minute } => time_names(lang, *hour, *minute)
                 .into_iter()
@@ -351,7 +329,7 @@ fn time_names(lang: Lang, hour: u8, minute: u8) -> Vec<String> {
 }
 
 /// Resolves a whole playlist for [`MediaSession::play`](crate::media::MediaSession::play).
-pub fn resolve_all(lang: Lang, items: &[PromptItem]) -> Vec<PromptRef> {
+pub fn resolve_all(lang: Lang, items: &[PromptItem]) -> Vec<PromptCue> {
     items.iter().flat_map(|i| i.resolve(lang)).collect()
 }
 
@@ -1420,8 +1398,8 @@ fn status_items(v: &TicketStatusView) -> Vec<PromptItem> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng as StdRng;
 
     const TRACKING: &str = "48210937";
 
@@ -1480,7 +1458,7 @@ mod tests {
         fn with(ctx: CallContext, config: FlowConfig) -> (H, Vec<String>) {
             let mut h = H {
                 flow: IvrFlow::new(ctx, config),
-                now: Instant::now(),
+                now: crate::test_origin(),
                 log: Vec::new(),
             };
             h.flow.start(h.now);
@@ -2608,13 +2586,13 @@ mod tests {
                 ]
             ),
             [
-                PromptRef::named("en/goodbye"),
-                PromptRef::named("fr/language-choice"),
-                PromptRef::digits("en", "12"),
-                PromptRef::named("en/number-7"),
-                PromptRef::named("en/announcement"),
-                PromptRef::named("en/number-8"),
-                PromptRef::named("en/a-m"),
+                PromptCue::named("en/goodbye"),
+                PromptCue::named("fr/language-choice"),
+                PromptCue::digits("en", "12"),
+                PromptCue::named("en/number-7"),
+                PromptCue::named("en/announcement"),
+                PromptCue::named("en/number-8"),
+                PromptCue::named("en/a-m"),
             ]
         );
     }
@@ -2698,12 +2676,9 @@ mod tests {
     /// beep), in both languages.
     #[test]
     fn every_prompt_the_flow_plays_is_in_the_manifest() {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/prompts/manifest.toml"
-        ))
-        .expect("prompts/manifest.toml");
-        let manifest: toml::Table = text.parse().expect("manifest parses");
+        let manifest: toml::Table = include_str!("../../../../prompts/manifest.toml")
+            .parse()
+            .expect("manifest parses");
         let known = |name: &str| {
             manifest.contains_key(name)
                 || name == "beep"
@@ -2726,15 +2701,14 @@ mod tests {
                 for lang in [Lang::Fr, Lang::En] {
                     for r in resolve_all(lang, items) {
                         match r {
-                            PromptRef::Named(n) => {
+                            PromptCue::Named(n) => {
                                 let (_, name) = n.split_once('/').expect("lang/name");
                                 assert!(known(name), "{n} is not in prompts/manifest.toml");
                                 seen.insert(name.to_string());
                             }
-                            PromptRef::Digits { digits, .. } => {
+                            PromptCue::Digits { digits, .. } => {
                                 assert!(digits.bytes().all(|b| b.is_ascii_digit()), "{digits}")
                             }
-                            PromptRef::Clip(c) => panic!("the flow plays no clip: {c:?}"),
                         }
                     }
                 }
@@ -2848,7 +2822,7 @@ mod tests {
     /// both languages, and offers no other.
     #[test]
     fn the_main_menu_prompt_says_the_keys_of_the_table() {
-        let manifest: toml::Table = include_str!("../../prompts/manifest.toml")
+        let manifest: toml::Table = include_str!("../../../../prompts/manifest.toml")
             .parse()
             .expect("manifest parses");
         let menu = manifest["main-menu"].as_table().expect("[main-menu]");

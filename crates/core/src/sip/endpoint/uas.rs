@@ -211,7 +211,7 @@ impl Endpoint {
         }
     }
 
-    pub(super) fn options_response(&self, req: &Request, from: Peer) -> Response {
+    pub(super) fn options_response(&mut self, req: &Request, from: Peer) -> Response {
         let mut r = self.response(req, from, 200, None);
         r.headers.push("Allow", ALLOW);
         r.headers.push(
@@ -289,7 +289,7 @@ impl Endpoint {
         self.new_server_txn(&key, from, true);
         let leg_id = LegId(self.next_leg);
         self.next_leg += 1;
-        let local_tag = random_token(10);
+        let local_tag = random_token(&mut self.rng, 10);
         let from_value = req.headers.get("From").unwrap_or_default();
         let to_value = req.headers.get("To").unwrap_or_default();
         let from_na = NameAddr::parse(from_value);

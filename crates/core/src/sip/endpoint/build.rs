@@ -19,7 +19,7 @@ impl Endpoint {
 
     /// A response to `req`: Via (with received/rport), From, To, Call-ID, CSeq copied.
     pub(super) fn response(
-        &self,
+        &mut self,
         req: &Request,
         from: Peer,
         code: u16,
@@ -29,7 +29,7 @@ impl Endpoint {
     }
 
     pub(super) fn build_response_from_headers(
-        &self,
+        &mut self,
         headers: &message::Headers,
         from: Peer,
         code: u16,
@@ -74,8 +74,10 @@ impl Endpoint {
             let to = r.headers.get("To").map(str::to_string);
             if let Some(to) = to {
                 if NameAddr::parse(&to).is_some_and(|n| n.tag().is_none()) {
-                    r.headers
-                        .set_in_place("To", format!("{to};tag={}", random_token(10)));
+                    r.headers.set_in_place(
+                        "To",
+                        format!("{to};tag={}", random_token(&mut self.rng, 10)),
+                    );
                 }
             }
         }

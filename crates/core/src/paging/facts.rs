@@ -20,18 +20,6 @@ pub struct PagedPerson {
     pub email: Option<String>,
 }
 
-impl From<crate::store::PersonRow> for PagedPerson {
-    fn from(p: crate::store::PersonRow) -> PagedPerson {
-        PagedPerson {
-            id: p.id,
-            name: p.name,
-            language: p.language,
-            phone: p.phone,
-            email: p.email,
-        }
-    }
-}
-
 /// Why this page goes out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -92,11 +80,11 @@ fn ser_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
 
 impl PageFacts {
     /// When there is no number to call: what the caller's ID and keys were, as information.
-    pub fn no_callback(&self) -> Option<crate::call::callback::NoCallbackNumber<'_>> {
+    pub fn no_callback(&self) -> Option<crate::callback::NoCallbackNumber<'_>> {
         self.callback_number
             .trim()
             .is_empty()
-            .then(|| crate::call::callback::NoCallbackNumber::of(&self.caller, &self.answers))
+            .then(|| crate::callback::NoCallbackNumber::of(&self.caller, &self.answers))
     }
 
     /// The language pages to `person` are written in ("fr" when nobody is named).

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::config_issue::{ConfigIssue, KeySeg};
 
 /// The default rules, compiled in so triage works without a file.
-pub const DEFAULT_RULES: &str = include_str!("../../config/triage-rules.toml");
+pub const DEFAULT_RULES: &str = include_str!("../../../../config/triage-rules.toml");
 
 /// Guide section 5.1.2. Ordered by urgency: `S1 < S2 < S3`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -70,8 +70,13 @@ pub struct TriageConfig {
 }
 
 impl TriageConfig {
-    pub fn validate(&self, issues: &mut Vec<ConfigIssue>) {
-        if let Err(e) = Triage::from_config(self) {
+    /// `read` gives a rules file's text (see [`Triage::from_config`]).
+    pub fn validate(
+        &self,
+        read: impl FnOnce(&std::path::Path) -> std::io::Result<String>,
+        issues: &mut Vec<ConfigIssue>,
+    ) {
+        if let Err(e) = Triage::from_config(self, read) {
             issues.push(ConfigIssue::new(
                 vec![KeySeg::Key("triage"), KeySeg::Key("rules")],
                 e.to_string(),
@@ -207,11 +212,16 @@ impl Triage {
         }
     }
 
-    pub fn from_config(cfg: &TriageConfig) -> Result<Triage, TriageError> {
+    /// From `[triage] rules`: the embedded rules when it names no file, else `read` gives the
+    /// file's text (reading files is the engine's part).
+    pub fn from_config(
+        cfg: &TriageConfig,
+        read: impl FnOnce(&std::path::Path) -> std::io::Result<String>,
+    ) -> Result<Triage, TriageError> {
         match &cfg.rules {
             None => Triage::from_toml(DEFAULT_RULES),
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| TriageError::Read {
+                let text = read(path).map_err(|source| TriageError::Read {
                     path: path.clone(),
                     source,
                 })?;

@@ -14,8 +14,8 @@ impl Endpoint {
     pub fn register(&mut self, now: Instant, spec: RegisterSpec) {
         self.registration = Some(Registration {
             spec,
-            call_id: format!("{}@astreinte", random_token(20)),
-            local_tag: random_token(10),
+            call_id: format!("{}@astreinte", random_token(&mut self.rng, 20)),
+            local_tag: random_token(&mut self.rng, 10),
             cseq: 0,
             auth_attempts: 0,
             branch: None,
@@ -33,7 +33,7 @@ impl Endpoint {
             return;
         };
         reg.cseq += 1;
-        let branch = new_branch();
+        let branch = new_branch(&mut self.rng);
         reg.branch = Some(branch.clone());
         let peer = reg.spec.next_hop;
         let mut req = Request::new(Method::Register, reg.spec.registrar.clone());
@@ -97,7 +97,7 @@ impl Endpoint {
                     &reg.spec.credentials,
                     "REGISTER",
                     &reg.spec.registrar,
-                    &random_token(12),
+                    &random_token(&mut self.rng, 12),
                 );
                 self.send_register(now, Some((header, auth)));
                 return;

@@ -9,25 +9,15 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::facts::{PageFacts, PageReason};
-use crate::media::PromptRef;
+use crate::media::PromptCue;
 use crate::triage::Severity;
 
-/// The language of a page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    Fr,
-    En,
-}
+/// The language of a page: the person's.
+pub use crate::lang::Lang;
 
-impl Lang {
-    /// French unless the person reads English ("en", "en-CA"...): the support line is French first.
-    pub fn of(facts: &PageFacts) -> Lang {
-        if facts.language().to_ascii_lowercase().starts_with("en") {
-            Lang::En
-        } else {
-            Lang::Fr
-        }
-    }
+/// French unless the person reads English ("en", "en-CA"...): the support line is French first.
+pub fn lang_of(facts: &PageFacts) -> Lang {
+    Lang::from_tag(facts.language())
 }
 
 /// A value that came from outside (caller ID, company, IVR answers) folded to one line: control
@@ -181,7 +171,7 @@ pub fn headline_with_company(facts: &PageFacts, lang: Lang) -> String {
 /// A page in one short line that an SMS gateway can send as is: severity, ticket, company, the
 /// number to call back and by when.
 pub fn short_page(facts: &PageFacts) -> String {
-    let lang = Lang::of(facts);
+    let lang = lang_of(facts);
     let sev = facts.severity;
     let ticket = safe_ticket(&facts.ticket);
     let company = facts
@@ -219,7 +209,7 @@ pub fn short_page(facts: &PageFacts) -> String {
 pub fn short_acknowledged(facts: &PageFacts, by: &str) -> String {
     let sev = facts.severity;
     let ticket = safe_ticket(&facts.ticket);
-    match Lang::of(facts) {
+    match lang_of(facts) {
         Lang::Fr => {
             format!(
                 "[{sev}] Billet {ticket} pris en charge par {}",
@@ -239,7 +229,7 @@ pub fn short_acknowledged(facts: &PageFacts, by: &str) -> String {
 pub fn short_resolved(facts: &PageFacts) -> String {
     let sev = facts.severity;
     let ticket = safe_ticket(&facts.ticket);
-    match Lang::of(facts) {
+    match lang_of(facts) {
         Lang::Fr => format!("[{sev}] Billet {ticket} résolu"),
         Lang::En => format!("[{sev}] Ticket {ticket} resolved"),
     }
@@ -265,19 +255,19 @@ pub fn spoken_lang(facts: &PageFacts) -> &'static str {
 
 /// What a page call says, in prompts of `lang`: severity, tracking number, customer, callback
 /// number, then the menu.
-pub fn spoken_page(facts: &PageFacts, lang: &str) -> Vec<PromptRef> {
-    let mut list = vec![PromptRef::named(format!("{lang}/page-intro"))];
+pub fn spoken_page(facts: &PageFacts, lang: &str) -> Vec<PromptCue> {
+    let mut list = vec![PromptCue::named(format!("{lang}/page-intro"))];
     let sev = match facts.severity {
         Severity::S1 => "1",
         Severity::S2 => "2",
         Severity::S3 => "3",
     };
-    list.push(PromptRef::named(format!("{lang}/page-severity-{sev}")));
+    list.push(PromptCue::named(format!("{lang}/page-severity-{sev}")));
     if matches!(facts.reason, PageReason::CallbackOverdue) || facts.level > 1 {
-        list.push(PromptRef::named(format!("{lang}/page-escalated")));
+        list.push(PromptCue::named(format!("{lang}/page-escalated")));
     }
-    list.push(PromptRef::named(format!("{lang}/page-ticket")));
-    list.push(PromptRef::digits(lang, facts.ticket.clone()));
+    list.push(PromptCue::named(format!("{lang}/page-ticket")));
+    list.push(PromptCue::digits(lang, facts.ticket.clone()));
     // A company name would need speech synthesis at page time; its account number is said
     // instead (the e-mail and webhook carry the name).
     if let Some(code) = facts
@@ -285,14 +275,14 @@ pub fn spoken_page(facts: &PageFacts, lang: &str) -> Vec<PromptRef> {
         .as_deref()
         .filter(|c| c.chars().any(|ch| ch.is_ascii_digit()))
     {
-        list.push(PromptRef::named(format!("{lang}/page-account")));
-        list.push(PromptRef::digits(lang, code.to_string()));
+        list.push(PromptCue::named(format!("{lang}/page-account")));
+        list.push(PromptCue::digits(lang, code.to_string()));
     }
     if !facts.callback_number.is_empty() {
-        list.push(PromptRef::named(format!("{lang}/page-callback-number")));
-        list.push(PromptRef::digits(lang, facts.callback_number.clone()));
+        list.push(PromptCue::named(format!("{lang}/page-callback-number")));
+        list.push(PromptCue::digits(lang, facts.callback_number.clone()));
     }
-    list.push(PromptRef::named(format!("{lang}/page-menu")));
+    list.push(PromptCue::named(format!("{lang}/page-menu")));
     list
 }
 
@@ -366,8 +356,8 @@ mod tests {
         // The prompts exist in "fr" and "en": "en-CA" hears French, as before.
         assert_eq!(spoken_lang(&facts("en")), "en");
         assert_eq!(spoken_lang(&facts("en-CA")), "fr");
-        let named = |s: &str| PromptRef::named(s.to_string());
-        let digits = |d: &str| PromptRef::digits("en", d.to_string());
+        let named = |s: &str| PromptCue::named(s.to_string());
+        let digits = |d: &str| PromptCue::digits("en", d.to_string());
         assert_eq!(
             spoken_page(&facts("en"), "en"),
             [
