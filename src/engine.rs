@@ -230,7 +230,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let app = crate::http::router(state).merge(crate::admin::router(console));
         let mut http_stop = stop_rx.clone();
         tokio::spawn(async move {
-            let stopped = async move { crate::call::stop_requested(&mut http_stop).await };
+            let stopped = async move { crate::shell::stop_requested(&mut http_stop).await };
             if let Err(e) = crate::http::serve_app(listener, app, admission, stopped).await {
                 error!(error = %e, "the HTTP server stopped");
             }
@@ -283,7 +283,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                     None => break,
                 },
                 Some(_) = flows.join_next(), if !flows.is_empty() => {}
-                _ = crate::call::stop_requested(&mut stopping) => break,
+                _ = crate::shell::stop_requested(&mut stopping) => break,
             }
         }
         // Stopping: each flow hangs its call up (BYE) and finishes its recording; a call that

@@ -26,6 +26,7 @@ pub mod media;
 pub mod ops;
 pub mod paging;
 pub mod panics;
+pub mod shell;
 pub mod sip;
 pub mod store;
 

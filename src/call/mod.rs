@@ -8,6 +8,8 @@
 
 /// Which numbers may be called back: a leaf below the call room, since tickets hold them too.
 pub use crate::callback;
+pub(crate) use crate::shell::await_bye_answered;
+pub use crate::shell::stop_requested;
 /// The caller's IVR, sans-I/O: it lives in the core crate.
 pub use astreinte_core::call::flow;
 pub mod ivr;
@@ -234,21 +236,6 @@ pub(crate) fn open_call_media(
     Some(session)
 }
 
-/// Waits (2 s at most) for the answer to our BYE, so a stopping engine does not close the SIP
-/// service under a call that is still hanging up.
-pub(crate) async fn await_bye_answered(
-    events: &mut tokio::sync::mpsc::UnboundedReceiver<LegEvent>,
-) {
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while let Some(ev) = events.recv().await {
-            if matches!(ev, LegEvent::Ended { .. }) {
-                break;
-            }
-        }
-    })
-    .await;
-}
-
 /// Rings (180) for `ring_ms` before the call is answered. False: the caller hung up meanwhile,
 /// or the engine is stopping (the call is then refused with 503): do not answer.
 pub(crate) async fn ring_before_answer(
@@ -276,13 +263,6 @@ pub(crate) async fn ring_before_answer(
                 return false;
             }
         }
-    }
-}
-
-/// Resolves once the engine is asked to stop; never if nobody can ask any more.
-pub async fn stop_requested(stopping: &mut watch::Receiver<bool>) {
-    if stopping.wait_for(|&stop| stop).await.is_err() {
-        std::future::pending::<()>().await;
     }
 }
 

@@ -19,7 +19,7 @@ pub mod webhook;
 pub mod worker;
 
 // The sans-I/O parts live in the core crate.
-pub use astreinte_core::paging::{facts, ladder, roster, wording};
+pub use astreinte_core::paging::{facts, ladder, page_call, roster, wording};
 
 pub use config::PagingConfig;
 pub use facts::PageFacts;

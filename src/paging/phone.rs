@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
@@ -16,7 +16,8 @@ use super::config::PhoneConfig;
 use super::facts::PageFacts;
 use super::wording;
 use crate::media::prompts::Clip;
-use crate::media::{MediaEngine, MediaEvent, MediaSession, PlayOptions, PromptRef};
+use crate::media::{MediaEngine, MediaEvent, MediaSession, PlayOptions, PlaybackId, PromptRef};
+use crate::shell::await_bye_answered;
 use crate::sip::digest::Credentials;
 use crate::sip::{CallRequest, LegEvent, LegHandle, SipHandle};
 use crate::store::{Action, Store, VoicemailWav, MAX_VOICEMAIL_BYTES};
@@ -25,38 +26,8 @@ use crate::store::{Action, Store, VoicemailWav, MAX_VOICEMAIL_BYTES};
 /// the E.164 form to dial, or why it may not be dialled.
 pub type CallbackCheck = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
 
-/// How a phone page ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PhoneOutcome {
-    /// The person pressed 1 or 3.
-    Acknowledged { by_key: char },
-    /// Answered, heard the page, pressed nothing (or hung up): not acknowledged.
-    AnsweredWithoutKey,
-    /// Busy, rejected, not answered in time: the reason.
-    NotAnswered(String),
-    /// The call could not be placed at all (no route, SIP stopped).
-    CannotCall(String),
-}
-
-/// What a key does in the page menu.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MenuChoice {
-    Acknowledge,
-    HearVoicemail,
-    AcknowledgeAndConnect,
-    Unknown,
-}
-
-impl MenuChoice {
-    pub fn of(key: char) -> MenuChoice {
-        match key {
-            '1' => MenuChoice::Acknowledge,
-            '2' => MenuChoice::HearVoicemail,
-            '3' => MenuChoice::AcknowledgeAndConnect,
-            _ => MenuChoice::Unknown,
-        }
-    }
-}
+use crate::paging::page_call::{CustomerLeg, PageAction, PageCallFlow, PageCallTimers, PageSay};
+pub use crate::paging::page_call::{MenuChoice, PhoneOutcome};
 
 /// The trunk, for people and customers reached by number.
 #[derive(Debug, Clone, Default)]
@@ -162,6 +133,9 @@ impl PhonePager {
 
     /// Calls `address` and pages `facts.person` about `facts.ticket`. `answered` fires the moment
     /// the person picks up (the page is then delivered, whatever follows).
+    ///
+    /// The shell of [`PageCallFlow`]: it feeds the flow the page leg's events, the media's, the
+    /// customer's leg and the clock, and carries out what the flow asks.
     pub async fn page(
         &self,
         address: &str,
@@ -184,177 +158,193 @@ impl PhonePager {
                 return PhoneOutcome::CannotCall(e);
             }
         };
-        // Ringing, up to ring_secs.
-        let ring = tokio::time::sleep(Duration::from_secs(u64::from(self.config.ring_secs)));
-        tokio::pin!(ring);
-        let answered_media = loop {
-            tokio::select! {
-                ev = events.recv() => match ev {
-                    Some(LegEvent::Answered { media }) => break media,
-                    Some(LegEvent::Ended { reason }) => {
-                        session.close().await;
-                        return PhoneOutcome::NotAnswered(format!("{reason}"));
-                    }
-                    Some(_) => {}
-                    None => {
-                        session.close().await;
-                        return PhoneOutcome::NotAnswered("the call ended".into());
-                    }
-                },
-                _ = &mut ring => {
-                    leg.hangup();
-                    session.close().await;
-                    return PhoneOutcome::NotAnswered(format!("no answer in {} s", self.config.ring_secs));
-                }
-            }
+        let lang = wording::spoken_lang(facts);
+        let timers = PageCallTimers::new(
+            Duration::from_secs(u64::from(self.config.ring_secs)),
+            self.config.menu_repeats,
+            Duration::from_secs(u64::from(self.config.callback_ring_secs)),
+        );
+        let mut flow = PageCallFlow::new(
+            Instant::now(),
+            timers,
+            lang,
+            wording::spoken_page(facts, lang),
+        );
+        let mut call = PageCall {
+            facts,
+            session: &mut session,
+            answered: Some(answered),
+            leg_open: true,
+            media_open: true,
+            playing: None,
+            voicemail: None,
+            customer: None,
         };
-        if let Some(m) = answered_media {
-            let peer = m.remote_rtp.ip();
-            session.apply(m.with_signalling_peer(peer));
+        while !flow.is_done() {
+            while let Some(action) = flow.poll_action() {
+                self.carry_out(action, &mut flow, &mut call).await;
+            }
+            if flow.is_done() {
+                break;
+            }
+            call.next_input(&mut flow, &mut events).await;
         }
-        let _ = answered.send(());
-        info!(ticket = %facts.ticket, "page answered");
-        let outcome = self.menu(facts, &leg, &mut events, &mut session).await;
-        leg.hangup();
-        crate::call::await_bye_answered(&mut events).await;
+        // What the flow asked last (hanging the customer up) before the page leg goes.
+        while let Some(action) = flow.poll_action() {
+            self.carry_out(action, &mut flow, &mut call).await;
+        }
+        if let Some(customer) = call.customer.take() {
+            customer.hang_up().await;
+        }
+        let was_answered = call.answered.is_none();
+        if call.leg_open {
+            leg.hangup();
+            if was_answered {
+                await_bye_answered(&mut events).await;
+            }
+        }
         session.close().await;
-        outcome
+        flow.outcome()
+            .cloned()
+            .unwrap_or(PhoneOutcome::AnsweredWithoutKey)
     }
 
-    /// The page said and its menu, until a choice or `menu_repeats` rounds without one.
-    async fn menu(
+    /// Does what the page call's flow asks; what it learns goes back into the flow.
+    async fn carry_out(
         &self,
-        facts: &PageFacts,
-        leg: &LegHandle,
-        events: &mut mpsc::UnboundedReceiver<LegEvent>,
-        session: &mut MediaSession,
-    ) -> PhoneOutcome {
-        let lang = wording::spoken_lang(facts);
-        let speech: Vec<PromptRef> = wording::spoken_page(facts, lang)
-            .into_iter()
-            .map(PromptRef::from)
-            .collect();
-        let menu = [PromptRef::named(format!("{lang}/page-menu"))];
-        let mut rounds = 0u32;
-        let mut playing = self.play(session, &speech);
-        // The voicemail, once loaded: this call's own, played again on a second 2 without
-        // another read, and freed when the call ends.
-        let mut voicemail: Option<Clip> = None;
-        loop {
-            let key = tokio::select! {
-                ev = events.recv() => match ev {
-                    Some(LegEvent::Dtmf { digit, .. }) => Some(digit),
-                    Some(LegEvent::Ended { .. }) | None => break,
-                    Some(LegEvent::MediaUpdated { media }) => {
-                        let peer = media.remote_rtp.ip();
-                        session.apply(media.with_signalling_peer(peer));
+        action: PageAction,
+        flow: &mut PageCallFlow,
+        call: &mut PageCall<'_>,
+    ) {
+        let facts = call.facts;
+        match action {
+            PageAction::Play { items, barge_in } => {
+                let list: Vec<PromptRef> = items
+                    .into_iter()
+                    .filter_map(|item| match item {
+                        PageSay::Cue(cue) => Some(PromptRef::from(cue)),
+                        PageSay::Voicemail => call.voicemail.clone().map(PromptRef::clip),
+                    })
+                    .collect();
+                call.playing = match call.session.play(
+                    &list,
+                    PlayOptions {
+                        barge_in,
+                        repeat: false,
+                    },
+                ) {
+                    Ok(id) => Some(id),
+                    Err(e) => {
+                        warn!(ticket = %facts.ticket, error = %e, "cannot play the page");
+                        flow.on_play_failed(Instant::now());
                         None
                     }
-                    Some(_) => None,
-                },
-                ev = session.next_event() => match ev {
-                    Some(MediaEvent::Digit { digit, .. }) => Some(digit),
-                    Some(MediaEvent::PlaybackFinished(id)) if Some(id) == playing => {
-                        rounds += 1;
-                        if rounds >= self.config.menu_repeats {
-                            // Give the last round a moment for a late key.
-                            match wait_key(events, session, Duration::from_secs(6)).await {
-                                Some(k) => Some(k),
-                                None => break,
-                            }
-                        } else {
-                            playing = self.play(session, &[speech.clone(), menu.to_vec()].concat());
-                            None
-                        }
+                };
+            }
+            PageAction::StopPlayback => {
+                call.session.stop_playback();
+                call.playing = None;
+            }
+            PageAction::LoadVoicemail => {
+                call.voicemail = self.voicemail_clip(facts).await;
+                flow.on_voicemail(Instant::now(), call.voicemail.is_some());
+            }
+            PageAction::Acknowledge { key } => self.acknowledge(facts, key).await,
+            PageAction::DialCustomer => {
+                let leg = self.dial_customer(facts, call.session).await;
+                let report = match leg {
+                    Ok(customer) => {
+                        call.customer = Some(customer);
+                        CustomerLeg::Ringing
                     }
-                    Some(MediaEvent::MediaTimeout) | Some(MediaEvent::Failed) | None => break,
-                    Some(_) => None,
-                },
-            };
-            let Some(key) = key else { continue };
-            match MenuChoice::of(key) {
-                MenuChoice::Acknowledge => {
-                    self.acknowledge(facts, key).await;
-                    self.say_and_wait(
-                        session,
-                        events,
-                        &[
-                            format!("{lang}/page-acknowledged"),
-                            format!("{lang}/page-goodbye"),
-                        ],
-                    )
-                    .await;
-                    return PhoneOutcome::Acknowledged { by_key: key };
-                }
-                MenuChoice::AcknowledgeAndConnect => {
-                    self.acknowledge(facts, key).await;
-                    self.connect(facts, lang, leg, events, session).await;
-                    return PhoneOutcome::Acknowledged { by_key: key };
-                }
-                MenuChoice::HearVoicemail => {
-                    if voicemail.is_none() {
-                        voicemail = self.voicemail_clip(facts).await;
-                    }
-                    let mut list = match &voicemail {
-                        Some(vm) => vec![PromptRef::clip(vm.clone())],
-                        None => vec![PromptRef::named(format!("{lang}/page-no-voicemail"))],
-                    };
-                    list.extend(menu.iter().cloned());
-                    playing = self.play(session, &list);
-                }
-                MenuChoice::Unknown => {
-                    playing = self.play(session, &menu);
+                    Err(report) => report,
+                };
+                flow.on_customer(Instant::now(), report);
+            }
+            PageAction::RecordCalledBack => {
+                if let Some(customer) = &call.customer {
+                    self.record_called_back(facts, &customer.number).await;
                 }
             }
-        }
-        PhoneOutcome::AnsweredWithoutKey
-    }
-
-    fn play(&self, session: &MediaSession, list: &[PromptRef]) -> Option<crate::media::PlaybackId> {
-        match session.play(
-            list,
-            PlayOptions {
-                barge_in: true,
-                repeat: false,
-            },
-        ) {
-            Ok(id) => Some(id),
-            Err(e) => {
-                warn!(error = %e, "cannot play the page");
-                None
+            PageAction::Bridge => {
+                if let Some(customer) = &call.customer {
+                    if let Err(e) = call.session.bridge(&customer.session) {
+                        warn!(ticket = %facts.ticket, error = %e, "cannot bridge the customer");
+                    }
+                }
+            }
+            PageAction::Unbridge => call.session.unbridge(),
+            PageAction::HangUpCustomer => {
+                if let Some(customer) = call.customer.take() {
+                    customer.hang_up().await;
+                }
             }
         }
     }
 
-    /// Says `names` to the end (or until the person hangs up).
-    async fn say_and_wait(
+    /// Option 3's first half: the callback number checked, then the customer's phone rung.
+    async fn dial_customer(
         &self,
-        session: &mut MediaSession,
-        events: &mut mpsc::UnboundedReceiver<LegEvent>,
-        names: &[String],
-    ) {
-        let list: Vec<PromptRef> = names.iter().map(PromptRef::named).collect();
-        let Ok(id) = session.play(
-            &list,
-            PlayOptions {
-                barge_in: false,
-                repeat: false,
-            },
-        ) else {
-            return;
-        };
-        let limit = tokio::time::sleep(Duration::from_secs(20));
-        tokio::pin!(limit);
-        loop {
-            tokio::select! {
-                ev = session.next_event() => match ev {
-                    Some(MediaEvent::PlaybackFinished(p)) if p == id => return,
-                    Some(MediaEvent::Failed) | Some(MediaEvent::MediaTimeout) | None => return,
-                    Some(_) => {}
-                },
-                ev = events.recv() => if matches!(ev, Some(LegEvent::Ended { .. }) | None) { return },
-                _ = &mut limit => return,
+        facts: &PageFacts,
+        session: &MediaSession,
+    ) -> Result<CustomerCall, CustomerLeg> {
+        let number = (self.callback_check)(&facts.callback_number).map_err(|why| {
+            warn!(ticket = %facts.ticket, %why, "the callback number may not be dialled");
+            CustomerLeg::Refused(why)
+        })?;
+        let dial = self.dial(&number).map_err(|why| {
+            warn!(ticket = %facts.ticket, %why, "cannot dial the customer");
+            CustomerLeg::Refused(why)
+        })?;
+        let customer_session = self
+            .media
+            .open_session_near(&format!("callback-{}", facts.ticket), session)
+            .map_err(|e| {
+                warn!(ticket = %facts.ticket, error = %e, "no media for the callback leg");
+                CustomerLeg::CannotCall(format!("no media port: {e}"))
+            })?;
+        match self.place(&dial, &customer_session).await {
+            Ok((leg, events)) => Ok(CustomerCall {
+                number,
+                leg,
+                events,
+                session: customer_session,
+            }),
+            Err(e) => {
+                warn!(ticket = %facts.ticket, error = %e, "cannot place the callback");
+                customer_session.close().await;
+                Err(CustomerLeg::CannotCall(e))
             }
+        }
+    }
+
+    /// The customer answered option 3's call: the ticket is called back, now.
+    async fn record_called_back(&self, facts: &PageFacts, number: &str) {
+        let connected_at = Utc::now();
+        let by = facts
+            .person
+            .as_ref()
+            .map_or_else(|| "phone".to_string(), |p| p.id.clone());
+        let reason = format!(
+            "{by} connected to +{} by the phone page",
+            number.trim_start_matches('+')
+        );
+        match self
+            .store
+            .transition_as(
+                &facts.ticket,
+                Action::CalledBack,
+                "callback_connected",
+                &by,
+                Some(&reason),
+                connected_at,
+            )
+            .await
+        {
+            Ok(t) => {
+                info!(ticket = %facts.ticket, met = t.called_back_at.is_some_and(|c| c <= t.callback_due_at), "customer called back")
+            }
+            Err(e) => warn!(ticket = %facts.ticket, error = %e, "callback not recorded"),
         }
     }
 
@@ -429,212 +419,131 @@ impl PhonePager {
             Err(e) => info!(ticket = %facts.ticket, error = %e, "not acknowledged again"),
         }
     }
+}
 
-    /// Option 3: calls the ticket's callback number and bridges the person to the customer
-    /// until one of them hangs up.
-    async fn connect(
-        &self,
-        facts: &PageFacts,
-        lang: &str,
-        leg: &LegHandle,
+/// One page call's media and legs, as the shell holds them.
+struct PageCall<'a> {
+    facts: &'a PageFacts,
+    session: &'a mut MediaSession,
+    /// Fired when the person picks up; `None` once answered.
+    answered: Option<oneshot::Sender<()>>,
+    /// The page leg still has events to give (not ended).
+    leg_open: bool,
+    /// The media session still has events to give.
+    media_open: bool,
+    /// The playback whose end the flow waits for.
+    playing: Option<PlaybackId>,
+    /// The ticket's voicemail once loaded: this call's own, freed when the call ends.
+    voicemail: Option<Clip>,
+    /// Option 3's call to the customer.
+    customer: Option<CustomerCall>,
+}
+
+/// The customer's leg on option 3.
+struct CustomerCall {
+    number: String,
+    leg: LegHandle,
+    events: mpsc::UnboundedReceiver<LegEvent>,
+    session: MediaSession,
+}
+
+impl CustomerCall {
+    async fn hang_up(mut self) {
+        self.leg.hangup();
+        await_bye_answered(&mut self.events).await;
+        self.session.close().await;
+    }
+}
+
+impl PageCall<'_> {
+    /// Waits for the next thing that happens to the call and tells the flow.
+    async fn next_input(
+        &mut self,
+        flow: &mut PageCallFlow,
         events: &mut mpsc::UnboundedReceiver<LegEvent>,
-        session: &mut MediaSession,
     ) {
-        let number = match (self.callback_check)(&facts.callback_number) {
-            Ok(n) => n,
-            Err(why) => {
-                warn!(ticket = %facts.ticket, %why, "the callback number may not be dialled");
-                self.say_and_wait(
-                    session,
-                    events,
-                    &[
-                        format!("{lang}/page-callback-refused"),
-                        format!("{lang}/page-goodbye"),
-                    ],
-                )
-                .await;
-                return;
+        let deadline = flow.poll_timeout();
+        let timer = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending::<()>().await,
             }
         };
-        let dial = match self.dial(&number) {
-            Ok(d) => d,
-            Err(why) => {
-                warn!(ticket = %facts.ticket, %why, "cannot dial the customer");
-                self.say_and_wait(
-                    session,
-                    events,
-                    &[
-                        format!("{lang}/page-callback-refused"),
-                        format!("{lang}/page-goodbye"),
-                    ],
-                )
-                .await;
-                return;
+        let leg_open = self.leg_open;
+        let media_open = self.media_open;
+        let customer = self.customer.as_mut();
+        let customer_event = async {
+            match customer {
+                Some(c) => c.events.recv().await,
+                None => std::future::pending().await,
             }
         };
-        let _ = session.play(
-            &[PromptRef::named(format!("{lang}/page-connecting"))],
-            PlayOptions {
-                barge_in: false,
-                repeat: false,
-            },
-        );
-        let customer_session = match self
-            .media
-            .open_session_near(&format!("callback-{}", facts.ticket), session)
-        {
-            Ok(s) => s,
-            Err(e) => {
-                warn!(error = %e, "no media for the callback leg");
-                return;
-            }
-        };
-        let (cleg, mut cevents) = match self.place(&dial, &customer_session).await {
-            Ok(x) => x,
-            Err(e) => {
-                warn!(ticket = %facts.ticket, error = %e, "cannot place the callback");
-                customer_session.close().await;
-                self.say_and_wait(
-                    session,
-                    events,
-                    &[format!("{lang}/page-customer-no-answer")],
-                )
-                .await;
-                return;
-            }
-        };
-        let ring = tokio::time::sleep(Duration::from_secs(u64::from(
-            self.config.callback_ring_secs,
-        )));
-        tokio::pin!(ring);
-        let media = loop {
-            tokio::select! {
-                ev = cevents.recv() => match ev {
-                    Some(LegEvent::Answered { media }) => break Some(media),
-                    Some(LegEvent::Ended { reason }) => {
-                        info!(ticket = %facts.ticket, %reason, "the customer did not answer");
-                        break None;
+        tokio::select! {
+            ev = events.recv(), if leg_open => {
+                let now = Instant::now();
+                match ev {
+                    Some(LegEvent::Answered { media }) => {
+                        if let Some(m) = media {
+                            let peer = m.remote_rtp.ip();
+                            self.session.apply(m.with_signalling_peer(peer));
+                        }
+                        if let Some(tx) = self.answered.take() {
+                            let _ = tx.send(());
+                        }
+                        info!(ticket = %self.facts.ticket, "page answered");
+                        flow.on_answered(now);
                     }
-                    Some(_) => {}
-                    None => break None,
-                },
-                ev = events.recv() => if matches!(ev, Some(LegEvent::Ended { .. }) | None) {
-                    // The technician hung up while the customer's phone rang.
-                    cleg.hangup();
-                    customer_session.close().await;
-                    return;
-                },
-                _ = &mut ring => {
-                    cleg.hangup();
-                    break None;
-                }
-            }
-        };
-        let Some(media) = media else {
-            customer_session.close().await;
-            self.say_and_wait(
-                session,
-                events,
-                &[
-                    format!("{lang}/page-customer-no-answer"),
-                    format!("{lang}/page-goodbye"),
-                ],
-            )
-            .await;
-            return;
-        };
-        let connected_at = Utc::now();
-        if let Some(m) = media {
-            let peer = m.remote_rtp.ip();
-            customer_session.apply(m.with_signalling_peer(peer));
-        }
-        session.stop_playback();
-        let by = facts
-            .person
-            .as_ref()
-            .map_or_else(|| "phone".to_string(), |p| p.id.clone());
-        let reason = format!(
-            "{by} connected to +{} by the phone page",
-            number.trim_start_matches('+')
-        );
-        match self
-            .store
-            .transition_as(
-                &facts.ticket,
-                Action::CalledBack,
-                "callback_connected",
-                &by,
-                Some(&reason),
-                connected_at,
-            )
-            .await
-        {
-            Ok(t) => {
-                info!(ticket = %facts.ticket, met = t.called_back_at.is_some_and(|c| c <= t.callback_due_at), "customer called back")
-            }
-            Err(e) => warn!(ticket = %facts.ticket, error = %e, "callback not recorded"),
-        }
-        if let Err(e) = session.bridge(&customer_session) {
-            warn!(error = %e, "cannot bridge the customer");
-        }
-        // Until either side hangs up.
-        loop {
-            tokio::select! {
-                ev = cevents.recv() => if matches!(ev, Some(LegEvent::Ended { .. }) | None) { break },
-                ev = events.recv() => match ev {
-                    Some(LegEvent::Ended { .. }) | None => break,
+                    Some(LegEvent::Dtmf { digit, .. }) => flow.on_key(now, digit),
                     Some(LegEvent::MediaUpdated { media }) => {
                         let peer = media.remote_rtp.ip();
-                        session.apply(media.with_signalling_peer(peer));
+                        self.session.apply(media.with_signalling_peer(peer));
+                    }
+                    Some(LegEvent::Ended { reason }) => {
+                        self.leg_open = false;
+                        flow.on_ended(now, &reason.to_string());
                     }
                     Some(_) => {}
-                },
+                    None => {
+                        self.leg_open = false;
+                        flow.on_ended(now, "the call ended");
+                    }
+                }
             }
-        }
-        session.unbridge();
-        cleg.hangup();
-        crate::call::await_bye_answered(&mut cevents).await;
-        customer_session.close().await;
-        let _ = leg;
-    }
-}
-
-/// A key within `wait`, from SIP INFO or the media (RFC 4733, in-band).
-async fn wait_key(
-    events: &mut mpsc::UnboundedReceiver<LegEvent>,
-    session: &mut MediaSession,
-    wait: Duration,
-) -> Option<char> {
-    let limit = tokio::time::sleep(wait);
-    tokio::pin!(limit);
-    loop {
-        tokio::select! {
-            ev = events.recv() => match ev {
-                Some(LegEvent::Dtmf { digit, .. }) => return Some(digit),
-                Some(LegEvent::Ended { .. }) | None => return None,
-                Some(_) => {}
-            },
-            ev = session.next_event() => match ev {
-                Some(MediaEvent::Digit { digit, .. }) => return Some(digit),
-                Some(MediaEvent::MediaTimeout) | Some(MediaEvent::Failed) | None => return None,
-                Some(_) => {}
-            },
-            _ = &mut limit => return None,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_three_keys_do_anything() {
-        assert_eq!(MenuChoice::of('1'), MenuChoice::Acknowledge);
-        assert_eq!(MenuChoice::of('2'), MenuChoice::HearVoicemail);
-        assert_eq!(MenuChoice::of('3'), MenuChoice::AcknowledgeAndConnect);
-        for k in ['0', '4', '9', '*', '#', 'A'] {
-            assert_eq!(MenuChoice::of(k), MenuChoice::Unknown);
+            ev = self.session.next_event(), if media_open => {
+                let now = Instant::now();
+                match ev {
+                    Some(MediaEvent::Digit { digit, .. }) => flow.on_key(now, digit),
+                    Some(MediaEvent::PlaybackFinished(id)) if Some(id) == self.playing => {
+                        self.playing = None;
+                        flow.on_playback_finished(now);
+                    }
+                    Some(MediaEvent::MediaTimeout) | Some(MediaEvent::Failed) => flow.on_media_lost(now),
+                    Some(_) => {}
+                    None => {
+                        self.media_open = false;
+                        flow.on_media_lost(now);
+                    }
+                }
+            }
+            ev = customer_event => {
+                let now = Instant::now();
+                match ev {
+                    Some(LegEvent::Answered { media }) => {
+                        if let (Some(m), Some(c)) = (media, self.customer.as_ref()) {
+                            let peer = m.remote_rtp.ip();
+                            c.session.apply(m.with_signalling_peer(peer));
+                        }
+                        flow.on_customer(now, CustomerLeg::Answered);
+                    }
+                    Some(LegEvent::Ended { reason }) => {
+                        info!(ticket = %self.facts.ticket, %reason, "the customer's leg ended");
+                        flow.on_customer(now, CustomerLeg::Ended);
+                    }
+                    Some(_) => {}
+                    None => flow.on_customer(now, CustomerLeg::Ended),
+                }
+            }
+            _ = timer => flow.handle_timeout(Instant::now()),
         }
     }
 }

@@ -142,7 +142,7 @@ pub async fn start(
             tokio::select! {
                 _ = plan_wake.notified() => {}
                 _ = tokio::time::sleep(sleep) => {}
-                _ = crate::call::stop_requested(&mut plan_stop) => return,
+                _ = crate::shell::stop_requested(&mut plan_stop) => return,
             }
         }
     });

@@ -165,7 +165,7 @@ impl Worker {
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(StdDuration::from_millis(500)) => {}
-                _ = crate::call::stop_requested(&mut stop) => return,
+                _ = crate::shell::stop_requested(&mut stop) => return,
             }
         }
     }

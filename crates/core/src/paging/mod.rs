@@ -4,5 +4,6 @@
 
 pub mod facts;
 pub mod ladder;
+pub mod page_call;
 pub mod roster;
 pub mod wording;

@@ -246,11 +246,7 @@ fn no_callback_fr(facts: &PageFacts) -> String {
 /// The language of a page call's prompts: "en" for a person whose language is exactly "en",
 /// else "fr" (the prompts exist in these two).
 pub fn spoken_lang(facts: &PageFacts) -> &'static str {
-    if facts.language() == "en" {
-        "en"
-    } else {
-        "fr"
-    }
+    lang_of(facts).as_str()
 }
 
 /// What a page call says, in prompts of `lang`: severity, tracking number, customer, callback
@@ -355,7 +351,8 @@ mod tests {
     fn a_page_call_says_severity_escalation_ticket_account_and_number_then_the_menu() {
         // The prompts exist in "fr" and "en": "en-CA" hears French, as before.
         assert_eq!(spoken_lang(&facts("en")), "en");
-        assert_eq!(spoken_lang(&facts("en-CA")), "fr");
+        // One language rule for every channel: "en-CA" reads English on the phone too.
+        assert_eq!(spoken_lang(&facts("en-CA")), "en");
         let named = |s: &str| PromptCue::named(s.to_string());
         let digits = |d: &str| PromptCue::digits("en", d.to_string());
         assert_eq!(
