@@ -1,13 +1,18 @@
 //! astreinte: a telephony engine for a business-VoIP provider's support line.
 //!
 //! One module per concern; ARCHITECTURE.md (at the repository's root) is the map: the rooms,
-//! which way they depend, and where a change goes. In short: `sip` speaks SIP (its `endpoint`
-//! is sans-I/O), `media` moves RTP on its own threads, `call` runs one caller's call (`flow` is
-//! the sans-I/O IVR), `callback` says which numbers may be called back, `schedule` knows the
-//! hours and SLA deadlines, `triage` classifies, `store` keeps tickets and the page outbox,
-//! `paging` wakes the on-call ladder (`roster` and `ladder` are sans-I/O), `http` serves the
-//! acknowledgement links, health and metrics, `admin` the console, `ops` the CLI, and `engine`
-//! wires `serve`. Leaves: `config`, `config_issue`, `limits`, `printable`, `durable`, `panics`.
+//! which way they depend, and where a change goes. The sans-I/O cores live in the workspace's
+//! `astreinte-core` crate (`crates/core`) and are re-exported here under their usual paths:
+//! `sip` (its `endpoint` and message parts; this crate adds the `transport` shell),
+//! `call::flow` (the IVR), `paging::{ladder, roster, page_call, facts, wording}`, `schedule`,
+//! `triage`, `callback`, `ticket`, `lang`, `config_issue`, `printable`.
+//!
+//! This crate holds the shells and everything with I/O: `media` moves RTP on its own threads,
+//! `call` runs one caller's call over a flow, `shell` is what call shells share, `store` keeps
+//! tickets and the page outbox, `paging` sends pages (channels, planner, worker, the page
+//! call's shell), `http` serves the acknowledgement links, health and metrics, `admin` the
+//! console, `ops` the CLI, and `engine` wires `serve`. Leaves: `config`, `limits`, `durable`,
+//! `panics`.
 
 // The OpenAPI document (`admin::openapi`) is one large `json!`.
 #![recursion_limit = "512"]

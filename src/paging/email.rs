@@ -1046,7 +1046,7 @@ mod tests {
         let t = crate::store::NewTicket {
             severity: Severity::S1,
             caller: "15145550100".into(),
-            callback_number: crate::call::callback::CallbackNumber::from_record("15145550100"),
+            callback_number: crate::callback::CallbackNumber::from_record("15145550100"),
             account_id: None,
             language: "fr".into(),
             voicemail: Some(crate::store::Voicemail {

@@ -391,7 +391,7 @@ impl Worker {
             account_code: t.account_code.clone(),
             caller: t.caller.clone(),
             // A ticket written before refused numbers were kept out still offers none.
-            callback_number: crate::call::callback::CallbackNumber::from_record(&t.callback_number)
+            callback_number: crate::callback::CallbackNumber::from_record(&t.callback_number)
                 .map(|c| c.e164())
                 .unwrap_or_default(),
             created_at: t.created_at,

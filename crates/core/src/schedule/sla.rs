@@ -12,9 +12,9 @@ use super::Schedule;
 use crate::config_issue::{ConfigIssue, KeySeg};
 use crate::triage::Severity;
 
-/// The guide's targets. A key left out takes its value from [`SlaConfig::default`], the one
-/// place in code that holds them; `config/astreinte.toml` writes the same values out for the
-/// operator (a test keeps the two equal).
+/// The guide's targets. A key left out takes its value from [`SlaConfig::default`], which reads
+/// them from the embedded reference configuration (`config/astreinte.toml`, `[schedule.sla]`):
+/// the product's targets are written in that one place.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SlaConfig {
@@ -31,17 +31,55 @@ pub struct SlaConfig {
     pub s3_resolution_business_days: u32,
 }
 
+/// The reference configuration the engine embeds; its `[schedule.sla]` holds the product's
+/// targets.
+const REFERENCE_CONFIG: &str = include_str!("../../../../config/astreinte.toml");
+
+/// `[schedule.sla]` of [`REFERENCE_CONFIG`], every key required (no default: this is where the
+/// defaults come from).
+#[derive(Deserialize)]
+struct Reference {
+    schedule: ReferenceSchedule,
+}
+
+#[derive(Deserialize)]
+struct ReferenceSchedule {
+    sla: ReferenceSla,
+}
+
+#[derive(Deserialize)]
+struct ReferenceSla {
+    s1_callback_minutes: u32,
+    s2_callback_minutes: u32,
+    in_hours_callback_minutes: u32,
+    s3_callback_business_hours: u32,
+    s1_resolution_hours: u32,
+    s2_resolution_hours: u32,
+    s3_resolution_business_days: u32,
+}
+
 impl Default for SlaConfig {
     fn default() -> Self {
-        SlaConfig {
-            s1_callback_minutes: 30,
-            s2_callback_minutes: 60,
-            in_hours_callback_minutes: 5,
-            s3_callback_business_hours: 24,
-            s1_resolution_hours: 2,
-            s2_resolution_hours: 6,
-            s3_resolution_business_days: 5,
-        }
+        static DEFAULT: std::sync::OnceLock<SlaConfig> = std::sync::OnceLock::new();
+        DEFAULT
+            .get_or_init(|| match toml::from_str::<Reference>(REFERENCE_CONFIG) {
+                Ok(r) => {
+                    let s = r.schedule.sla;
+                    SlaConfig {
+                        s1_callback_minutes: s.s1_callback_minutes,
+                        s2_callback_minutes: s.s2_callback_minutes,
+                        in_hours_callback_minutes: s.in_hours_callback_minutes,
+                        s3_callback_business_hours: s.s3_callback_business_hours,
+                        s1_resolution_hours: s.s1_resolution_hours,
+                        s2_resolution_hours: s.s2_resolution_hours,
+                        s3_resolution_business_days: s.s3_resolution_business_days,
+                    }
+                }
+                // Compiled in and tested (`the_defaults_are_the_guides_targets`): a build whose
+                // reference lost its targets must not run with made-up ones.
+                Err(e) => panic!("config/astreinte.toml has no complete [schedule.sla]: {e}"),
+            })
+            .clone()
     }
 }
 
@@ -197,4 +235,47 @@ pub fn report(tickets: &[SlaTicket], now: DateTime<Utc>) -> Vec<SeverityReport> 
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The guide's promise (DOMAIN.md): S1 called back within 30 minutes, S2 within 60, in
+    /// business hours within 5; S3 taken in charge within 24 business hours; resolution
+    /// targets of 2 h, 6 h and 5 business days. They come from the reference configuration.
+    #[test]
+    fn the_defaults_are_the_guides_targets() {
+        let d = SlaConfig::default();
+        assert_eq!(
+            (
+                d.s1_callback_minutes,
+                d.s2_callback_minutes,
+                d.in_hours_callback_minutes,
+                d.s3_callback_business_hours
+            ),
+            (30, 60, 5, 24)
+        );
+        assert_eq!(
+            (
+                d.s1_resolution_hours,
+                d.s2_resolution_hours,
+                d.s3_resolution_business_days
+            ),
+            (2, 6, 5)
+        );
+        let mut issues = Vec::new();
+        d.validate(&mut issues);
+        assert!(issues.is_empty(), "{issues:?}");
+    }
+
+    #[test]
+    fn a_key_left_out_takes_the_reference_value() {
+        let c: SlaConfig = toml::from_str("s1_callback_minutes = 20").unwrap();
+        assert_eq!(c.s1_callback_minutes, 20);
+        assert_eq!(
+            c.s2_callback_minutes,
+            SlaConfig::default().s2_callback_minutes
+        );
+    }
 }
