@@ -12,18 +12,18 @@ mod ladder {
     // ---- validation, through the whole configuration (file:line:key and fix) ----
 
     const PEOPLE: &str = r#"
-    [[paging.people]]
-    id = "tech1"
-    name = "Martin Roy"
-    phone = "sip:tech1@10.0.0.5:5060"
-    [[paging.people]]
-    id = "boss"
-    name = "Anne Roy"
-    email = "boss@example.net"
-    [[paging.rotations]]
-    id = "oncall"
-    people = ["tech1"]
-    "#;
+[[paging.people]]
+id = "tech1"
+name = "Martin Roy"
+phone = "sip:tech1@10.0.0.5:5060"
+[[paging.people]]
+id = "boss"
+name = "Anne Roy"
+email = "boss@example.net"
+[[paging.rotations]]
+id = "oncall"
+people = ["tech1"]
+"#;
 
     /// The rendered errors of a configuration, or "" when it is valid.
     fn errors(text: &str) -> String {
@@ -218,26 +218,26 @@ mod roster {
     }
 
     const GOOD: &str = r#"
-    [[paging.people]]
-    id = "tech1"
-    name = "Martin Roy"
-    phone = "sip:tech1@10.0.0.5:5060"
-    email = "tech1@example.net"
-    language = "fr"
-    [[paging.people]]
-    id = "tech2"
-    name = "Jane Doe"
-    phone = "+15145551234"
-    language = "en"
-    [[paging.rotations]]
-    id = "oncall"
-    people = ["tech1", "tech2"]
-    every = "1w"
-    handover = "mon 08:00"
-    start = "2026-01-05"
-    [paging.ladder]
-    levels = [["oncall"], ["tech1"]]
-    "#;
+[[paging.people]]
+id = "tech1"
+name = "Martin Roy"
+phone = "sip:tech1@10.0.0.5:5060"
+email = "tech1@example.net"
+language = "fr"
+[[paging.people]]
+id = "tech2"
+name = "Jane Doe"
+phone = "+15145551234"
+language = "en"
+[[paging.rotations]]
+id = "oncall"
+people = ["tech1", "tech2"]
+every = "1w"
+handover = "mon 08:00"
+start = "2026-01-05"
+[paging.ladder]
+levels = [["oncall"], ["tech1"]]
+"#;
 
     #[test]
     fn a_good_roster_is_valid() {
