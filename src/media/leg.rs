@@ -976,3 +976,549 @@ fn write_header(buf: &mut [u8], marker: bool, pt: u8, seq: u16, ts: u32, ssrc: u
     buf[4..8].copy_from_slice(&ts.to_be_bytes());
     buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
 }
+
+#[cfg(test)]
+mod tests {
+    //! The leg on synthetic time: `now` is whatever the test says, so a 10 s timeout or a
+    //! 5 s RTCP interval takes microseconds.
+
+    use super::*;
+    use crate::media::dtmf;
+    use crate::media::rfc4733::digit_to_event;
+
+    const MS: u64 = 1_000_000;
+    const SEED: LegSeed = LegSeed {
+        ssrc: 0x1234_5678,
+        ts_base: 1000,
+        // Two packets before the sequence wraps.
+        seq: 65534,
+    };
+    /// The far end's stream.
+    const PEER_SSRC: u32 = 0xCAFE_F00D;
+
+    fn peer() -> SocketAddr {
+        "192.0.2.10:4000".parse().unwrap()
+    }
+
+    fn config() -> LegConfig {
+        LegConfig {
+            inactivity_ns: 10_000 * MS,
+            send_before_latch: SendBeforeLatch::Always,
+            trusted: Arc::from(Vec::new()),
+        }
+    }
+
+    fn media(direction: MediaDirection) -> NegotiatedMedia {
+        NegotiatedMedia {
+            remote_rtp: peer(),
+            codec: Codec::Pcmu,
+            payload_type: 0,
+            telephone_event_pt: Some(101),
+            direction,
+            ptime_ms: 20,
+            signalling_peer: None,
+        }
+    }
+
+    /// A leg opened at 0 whose schedule starts at 20 ms.
+    fn leg() -> MediaLeg {
+        let mut l = MediaLeg::new(config(), SEED, 0, tracing::Span::none());
+        assert!(l.apply(0, media(MediaDirection::SendRecv), 20 * MS));
+        l
+    }
+
+    /// What a recording's sink was given.
+    #[derive(Default)]
+    struct Tape {
+        audio: Vec<i16>,
+        chunks: usize,
+        finished: Vec<(u64, Option<(u64, u64)>, RecordingSummary)>,
+    }
+
+    impl RecordSink for Tape {
+        fn buffer(&mut self) -> Vec<i16> {
+            Vec::with_capacity(800)
+        }
+        fn audio(&mut self, _key: u64, pcm: Vec<i16>) -> bool {
+            self.audio.extend_from_slice(&pcm);
+            self.chunks += 1;
+            true
+        }
+        fn finish(&mut self, key: u64, keep: Option<(u64, u64)>, summary: RecordingSummary) {
+            self.finished.push((key, keep, summary));
+        }
+    }
+
+    #[derive(Debug)]
+    struct Sent {
+        kind: TransmitKind,
+        dest: SocketAddr,
+        bytes: Vec<u8>,
+    }
+
+    impl Sent {
+        fn seq(&self) -> u16 {
+            u16::from_be_bytes([self.bytes[2], self.bytes[3]])
+        }
+        fn ts(&self) -> u32 {
+            u32::from_be_bytes(self.bytes[4..8].try_into().unwrap())
+        }
+        fn ssrc(&self) -> u32 {
+            u32::from_be_bytes(self.bytes[8..12].try_into().unwrap())
+        }
+        fn marker(&self) -> bool {
+            self.bytes[1] & 0x80 != 0
+        }
+        fn pt(&self) -> u8 {
+            self.bytes[1] & 0x7F
+        }
+        fn payload(&self) -> &[u8] {
+            &self.bytes[12..]
+        }
+    }
+
+    fn drain(l: &mut MediaLeg) -> Vec<Sent> {
+        let mut buf = [0u8; 2048];
+        let mut out = Vec::new();
+        while let Some(t) = l.poll_transmit(&mut buf) {
+            out.push(Sent {
+                kind: t.kind,
+                dest: t.dest,
+                bytes: t.bytes.to_vec(),
+            });
+        }
+        out
+    }
+
+    fn tick(l: &mut MediaLeg, now: u64) -> Vec<Sent> {
+        l.handle_tick(now, 1_700_000_000_000_000_000 + now);
+        drain(l)
+    }
+
+    fn events(l: &mut MediaLeg) -> Vec<MediaEvent> {
+        std::iter::from_fn(|| l.poll_event()).collect()
+    }
+
+    fn rtp(seq: u16, ts: u32, pt: u8, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, pt, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p[4..8].copy_from_slice(&ts.to_be_bytes());
+        p[8..12].copy_from_slice(&PEER_SSRC.to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    /// 20 ms of µ-law audio, every sample `level`.
+    fn level(level: i16) -> [u8; FRAME] {
+        [g711::encode_sample(Codec::Pcmu, level); FRAME]
+    }
+
+    /// Feed one packet from the peer at `now`; what it relays, if bridged.
+    fn receive(l: &mut MediaLeg, now: u64, pkt: &[u8], tape: &mut Tape) -> Option<Relay> {
+        let mut pcm = [0i16; 2048];
+        let mut s = Scratch {
+            pcm: &mut pcm,
+            recorder: tape,
+        };
+        l.handle_rtp(now, now, peer(), pkt, &mut s)
+    }
+
+    #[test]
+    fn a_prompt_plays_as_rtp_on_the_20ms_grid() {
+        let mut l = leg();
+        assert!(
+            tick(&mut l, 19 * MS).is_empty(),
+            "nothing before the schedule"
+        );
+        // Silence until a prompt plays, the stream's first packet marked.
+        let p = tick(&mut l, 20 * MS);
+        assert_eq!(p.len(), 1);
+        let first = &p[0];
+        assert_eq!((first.kind, first.dest), (TransmitKind::Rtp, peer()));
+        assert_eq!(
+            (first.seq(), first.ts(), first.ssrc()),
+            (65534, 1000, SEED.ssrc)
+        );
+        assert_eq!((first.pt(), first.marker()), (0, true));
+        assert_eq!(first.payload(), &SILENCE_PCMU[..]);
+
+        // Three frames of prompt, played at 25 ms: its first packet goes at once (tick 1,
+        // ahead of its 40 ms deadline), the rest on the grid.
+        let pcm: Vec<i16> = (0..3 * FRAME).map(|i| (i as i16 % 100) * 50).collect();
+        let prompt = Arc::new(Prompt::from_samples("test".into(), &pcm));
+        l.play(
+            25 * MS,
+            PlaybackId(7),
+            vec![prompt.clone()],
+            PlayOptions::default(),
+        );
+        let p = drain(&mut l);
+        assert_eq!(p.len(), 1);
+        assert_eq!((p[0].seq(), p[0].ts(), p[0].marker()), (65535, 1160, true));
+        assert_eq!(p[0].payload(), prompt.frame(Codec::Pcmu, 0).unwrap());
+        assert!(tick(&mut l, 40 * MS).is_empty(), "tick 1 went early");
+        for (k, now) in [(1, 60), (2, 80)] {
+            let p = tick(&mut l, now * MS);
+            assert_eq!(p.len(), 1);
+            let want_seq = (65535u16).wrapping_add(k as u16);
+            assert_eq!(p[0].seq(), want_seq, "the sequence wraps and goes on");
+            assert_eq!(p[0].ts(), 1000 + (k + 1) * 160);
+            assert!(!p[0].marker());
+            assert_eq!(
+                p[0].payload(),
+                prompt.frame(Codec::Pcmu, k as usize).unwrap()
+            );
+        }
+        assert!(events(&mut l).is_empty());
+        // Played out: silence, and the flow hears of it.
+        let p = tick(&mut l, 100 * MS);
+        assert_eq!(p[0].payload(), &SILENCE_PCMU[..]);
+        assert_eq!(
+            events(&mut l),
+            [MediaEvent::PlaybackFinished(PlaybackId(7))]
+        );
+
+        // A thread woken 100 ms late catches up three ticks and skips the older ones: the
+        // timestamps jump over them, the sequence does not.
+        let p = tick(&mut l, 200 * MS);
+        let got: Vec<(u16, u32)> = p.iter().map(|s| (s.seq(), s.ts())).collect();
+        assert_eq!(
+            got,
+            [
+                (3, 1000 + 7 * 160),
+                (4, 1000 + 8 * 160),
+                (5, 1000 + 9 * 160)
+            ]
+        );
+        assert_eq!(l.stats(200 * MS).packets_sent, 8);
+    }
+
+    #[test]
+    fn a_packet_that_did_not_leave_is_not_counted() {
+        let mut l = leg();
+        l.handle_tick(20 * MS, 0);
+        let mut buf = [0u8; 2048];
+        let t = l.poll_transmit(&mut buf).unwrap();
+        let t = Transmit {
+            kind: t.kind,
+            dest: t.dest,
+            bytes: t.bytes,
+        };
+        l.unsent(&t);
+        assert_eq!(l.stats(20 * MS).packets_sent, 0);
+    }
+
+    #[test]
+    fn an_rfc4733_digit_is_reported_once_and_mutes_in_band_detection() {
+        let mut l = leg();
+        let mut tape = Tape::default();
+        let ev = |end, duration| {
+            let mut b = [0u8; 4];
+            TelephoneEvent {
+                event: digit_to_event('5').unwrap(),
+                end,
+                volume: 10,
+                duration,
+            }
+            .write(&mut b);
+            b
+        };
+        // One event: three packets with the same timestamp, the last marked as the end, and
+        // the end sent three times (RFC 4733 §2.5.1.4).
+        let mut now = 1000 * MS;
+        for (seq, (end, d)) in [(false, 160), (false, 320), (true, 480), (true, 480)]
+            .into_iter()
+            .enumerate()
+        {
+            assert!(receive(
+                &mut l,
+                now,
+                &rtp(seq as u16 + 1, 8000, 101, &ev(end, d)),
+                &mut tape
+            )
+            .is_none());
+            now += 20 * MS;
+        }
+        assert_eq!(
+            events(&mut l),
+            [MediaEvent::Digit {
+                digit: '5',
+                source: DigitSource::Rfc4733
+            }]
+        );
+
+        // The same phone also sends the tone in band: not a second digit while muted...
+        let tone = |digit, start: u64, seq0: u16, l: &mut MediaLeg, tape: &mut Tape| {
+            let mut pcm = [0i16; 8 * 100];
+            dtmf::generate(digit, 7000.0, 7000.0, 0, &mut pcm);
+            let mut now = start;
+            for (k, f) in pcm
+                .chunks(FRAME)
+                .chain([[0i16; FRAME].as_slice(); 5])
+                .enumerate()
+            {
+                let mut enc = [0u8; FRAME];
+                g711::encode(Codec::Pcmu, f, &mut enc);
+                let seq = seq0 + k as u16;
+                receive(l, now, &rtp(seq, 160 * seq as u32, 0, &enc), tape);
+                now += 20 * MS;
+            }
+        };
+        tone('5', now, 10, &mut l, &mut tape);
+        assert!(events(&mut l).is_empty(), "in-band muted after RFC 4733");
+        // ...but heard once a second has passed without RFC 4733.
+        tone('8', now + 1500 * MS, 30, &mut l, &mut tape);
+        assert_eq!(
+            events(&mut l),
+            [MediaEvent::Digit {
+                digit: '8',
+                source: DigitSource::InBand
+            }]
+        );
+    }
+
+    #[test]
+    fn a_recording_gets_the_callers_audio_in_order_with_gaps_for_losses() {
+        let mut l = leg();
+        let mut tape = Tape::default();
+        l.record(
+            1,
+            "/rec/x.wav".into(),
+            RecordOptions {
+                max_seconds: 60,
+                end_after_silence_ms: None,
+            },
+            &mut tape,
+        );
+        // Packet k carries level k × 1000. 4 overtakes 3; 7 is lost (its late arrival after
+        // the buffer gave up on it is dropped); 9 comes twice.
+        let order = [1u16, 2, 4, 3, 5, 6, 8, 9, 9, 10, 7, 11, 12];
+        for (i, &seq) in order.iter().enumerate() {
+            let now = 1000 * MS + i as u64 * 20 * MS;
+            let pkt = rtp(seq, seq as u32 * 160, 0, &level(seq as i16 * 1000));
+            receive(&mut l, now, &pkt, &mut tape);
+        }
+        l.stop_recording(&mut tape);
+        let heard: Vec<i16> = tape.audio.chunks(FRAME).map(|f| f[0]).collect();
+        let want: Vec<i16> = (1..=12)
+            .map(|k| match k {
+                7 => 0,
+                k => g711::decode_sample(Codec::Pcmu, g711::encode_sample(Codec::Pcmu, k * 1000)),
+            })
+            .collect();
+        assert_eq!(heard, want);
+        assert!(tape
+            .audio
+            .chunks(FRAME)
+            .all(|f| f.iter().all(|&s| s == f[0])));
+        assert!(
+            tape.chunks >= 3,
+            "handed over in chunks, not at the end only"
+        );
+        let (key, _, summary) = &tape.finished[0];
+        assert_eq!((*key, summary.duration_ms), (1, 240));
+        assert_eq!(summary.path, PathBuf::from("/rec/x.wav"));
+        let stats = l.stats(2000 * MS);
+        assert_eq!(stats.packets_received, 13);
+    }
+
+    #[test]
+    fn a_recording_ends_itself_after_the_silence_that_follows_speech() {
+        let mut l = leg();
+        let mut tape = Tape::default();
+        l.record(
+            2,
+            "/rec/y.wav".into(),
+            RecordOptions {
+                max_seconds: 60,
+                end_after_silence_ms: Some(400),
+            },
+            &mut tape,
+        );
+        // A second of a voice-like sound: harmonics of 140 Hz.
+        let mut speech = [0i16; 8000];
+        for (i, s) in speech.iter_mut().enumerate() {
+            let t = i as f32 / 8000.0;
+            let x: f32 = (1..12)
+                .map(|h| (2.0 * std::f32::consts::PI * 140.0 * h as f32 * t).sin() / h as f32)
+                .sum();
+            *s = (x * 6000.0) as i16;
+        }
+        let mut seq = 1u16;
+        let mut now = 1000 * MS;
+        let silence = [0i16; FRAME];
+        let frames = speech
+            .chunks(FRAME)
+            .chain(std::iter::repeat_n(&silence[..], 100));
+        for f in frames {
+            let mut enc = [0u8; FRAME];
+            g711::encode(Codec::Pcmu, f, &mut enc);
+            receive(&mut l, now, &rtp(seq, seq as u32 * 160, 0, &enc), &mut tape);
+            if !tape.finished.is_empty() {
+                break;
+            }
+            seq += 1;
+            now += 20 * MS;
+        }
+        assert_eq!(tape.finished.len(), 1, "ended by the silence");
+        assert!(tape.finished[0].2.speech_detected);
+        assert!(seq < 50 + 40, "ended {} packets in", seq);
+        let evs = events(&mut l);
+        assert_eq!(evs.first(), Some(&MediaEvent::SpeechStarted));
+        assert!(evs.contains(&MediaEvent::SpeechEnded));
+    }
+
+    #[test]
+    fn sender_reports_go_every_five_seconds_to_the_rtcp_port() {
+        let mut l = leg();
+        let mut tape = Tape::default();
+        receive(&mut l, 10 * MS, &rtp(1, 160, 0, &level(0)), &mut tape);
+        let mut reports = Vec::new();
+        let mut sent = 0;
+        let mut now = 20 * MS;
+        while now <= 12_000 * MS {
+            for s in tick(&mut l, now) {
+                match s.kind {
+                    TransmitKind::Rtp => sent += 1,
+                    TransmitKind::Rtcp => reports.push((now, sent, s)),
+                }
+            }
+            // The peer keeps sending, every 20 ms.
+            let seq = (now / (20 * MS)) as u16 + 1;
+            receive(
+                &mut l,
+                now,
+                &rtp(seq, seq as u32 * 160, 0, &level(0)),
+                &mut tape,
+            );
+            now += 20 * MS;
+        }
+        let at: Vec<u64> = reports.iter().map(|r| r.0 / MS).collect();
+        assert_eq!(at, [5000, 10000]);
+        for (now, sent, r) in &reports {
+            assert_eq!(r.dest, "192.0.2.10:4001".parse().unwrap());
+            assert_eq!(r.bytes[1], 200, "an SR: we send");
+            assert_eq!(
+                r.bytes.len(),
+                52,
+                "with a report block on the peer's stream"
+            );
+            let ntp = u64::from_be_bytes(r.bytes[8..16].try_into().unwrap());
+            assert_eq!(
+                ntp,
+                rtcp::ntp_from_unix_ns((1_700_000_000_000_000_000 + now) as u128)
+            );
+            let packets = u32::from_be_bytes(r.bytes[20..24].try_into().unwrap());
+            assert_eq!(packets, *sent, "counts what went before it");
+            let ssrc = u32::from_be_bytes(r.bytes[28..32].try_into().unwrap());
+            assert_eq!(ssrc, PEER_SSRC);
+        }
+    }
+
+    #[test]
+    fn no_rtp_for_the_timeout_is_reported_once_and_not_on_hold() {
+        let mut l = leg();
+        let mut tape = Tape::default();
+        let mut now = 20 * MS;
+        while now < 10_000 * MS {
+            tick(&mut l, now);
+            now += 20 * MS;
+        }
+        assert!(events(&mut l).is_empty());
+        tick(&mut l, 10_000 * MS);
+        assert_eq!(events(&mut l), [MediaEvent::MediaTimeout]);
+        tick(&mut l, 15_000 * MS);
+        assert!(events(&mut l).is_empty(), "reported once");
+        // RTP again: the clock restarts.
+        receive(&mut l, 16_000 * MS, &rtp(1, 160, 0, &level(0)), &mut tape);
+        tick(&mut l, 25_990 * MS);
+        assert!(events(&mut l).is_empty());
+        tick(&mut l, 26_000 * MS);
+        assert_eq!(events(&mut l), [MediaEvent::MediaTimeout]);
+        // On hold, silence is expected.
+        let mut held = leg();
+        held.apply(0, media(MediaDirection::SendOnly), 0);
+        tick(&mut held, 60_000 * MS);
+        assert!(events(&mut held).is_empty());
+    }
+
+    #[test]
+    fn rtp_latches_its_source_and_strangers_are_dropped() {
+        let mut l = leg();
+        let mut tape = Tape::default();
+        let mut pcm = [0i16; 2048];
+        let mut s = Scratch {
+            pcm: &mut pcm,
+            recorder: &mut tape,
+        };
+        let stranger: SocketAddr = "198.51.100.1:4000".parse().unwrap();
+        l.handle_rtp(0, 0, stranger, &rtp(1, 160, 0, &level(0)), &mut s);
+        assert_eq!(l.latched_peer(), None);
+        // The SDP's address, another port (a NAT): latched there.
+        let natted: SocketAddr = "192.0.2.10:61000".parse().unwrap();
+        l.handle_rtp(0, 0, natted, &rtp(2, 320, 0, &level(0)), &mut s);
+        assert_eq!(l.latched_peer(), Some(natted));
+        assert_eq!(tick(&mut l, 20 * MS)[0].dest, natted);
+        l.handle_rtp(0, 0, peer(), &rtp(3, 480, 0, &level(0)), &mut s);
+        l.handle_rtp(0, 0, natted, &[0x80, 0], &mut s);
+        let st = l.stats(0);
+        assert_eq!((st.foreign_packets, st.malformed_packets), (2, 1));
+        assert_eq!(st.packets_received, 1);
+    }
+
+    #[test]
+    fn a_bridged_packet_goes_out_as_the_peers_stream_transcoded() {
+        let mut a = leg();
+        let mut b = MediaLeg::new(
+            config(),
+            LegSeed {
+                ssrc: 0xB,
+                ts_base: 50_000,
+                seq: 9,
+            },
+            0,
+            tracing::Span::none(),
+        );
+        let far_b: SocketAddr = "192.0.2.20:6000".parse().unwrap();
+        b.apply(
+            0,
+            NegotiatedMedia {
+                remote_rtp: far_b,
+                codec: Codec::Pcma,
+                payload_type: 8,
+                telephone_event_pt: None,
+                ..media(MediaDirection::SendRecv)
+            },
+            0,
+        );
+        a.set_bridged(true);
+        b.set_bridged(true);
+        assert!(
+            tick(&mut a, 20 * MS).is_empty(),
+            "a bridged leg sends no prompts"
+        );
+        let mut tape = Tape::default();
+        let mut out = [0u8; 12 + 480];
+        let mut got = Vec::new();
+        for seq in [100u16, 101] {
+            let pkt = rtp(seq, seq as u32 * 160, 0, &level(3000));
+            let r = receive(&mut a, 30 * MS, &pkt, &mut tape).expect("relayed");
+            let t = b.relay(&r, &pkt, &mut out).unwrap();
+            assert_eq!(t.dest, far_b);
+            got.push((
+                u16::from_be_bytes([t.bytes[2], t.bytes[3]]),
+                u32::from_be_bytes(t.bytes[4..8].try_into().unwrap()),
+                t.bytes[1],
+                t.bytes[12],
+            ));
+        }
+        let alaw = g711::transcode_byte(Codec::Pcmu, Codec::Pcma, level(3000)[0]);
+        // B's sequence; A's timestamps moved onto B's timeline; A-law; the first marked.
+        assert_eq!(got[0], (9, 50_000, 0x80 | 8, alaw));
+        assert_eq!(got[1], (10, 50_160, 8, alaw));
+        // A telephone event finds no type on B: not relayed.
+        let ev = rtp(102, 102 * 160, 101, &[5, 0x80, 0, 160]);
+        let r = receive(&mut a, 40 * MS, &ev, &mut tape).unwrap();
+        assert!(b.relay(&r, &ev, &mut out).is_none());
+    }
+}
