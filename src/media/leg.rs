@@ -1100,10 +1100,14 @@ mod tests {
     }
 
     fn rtp(seq: u16, ts: u32, pt: u8, payload: &[u8]) -> Vec<u8> {
+        rtp_of(PEER_SSRC, seq, ts, pt, payload)
+    }
+
+    fn rtp_of(ssrc: u32, seq: u16, ts: u32, pt: u8, payload: &[u8]) -> Vec<u8> {
         let mut p = vec![0x80, pt, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         p[2..4].copy_from_slice(&seq.to_be_bytes());
         p[4..8].copy_from_slice(&ts.to_be_bytes());
-        p[8..12].copy_from_slice(&PEER_SSRC.to_be_bytes());
+        p[8..12].copy_from_slice(&ssrc.to_be_bytes());
         p.extend_from_slice(payload);
         p
     }
@@ -1322,6 +1326,8 @@ mod tests {
         assert_eq!(stats.packets_received, 13);
     }
 
+    /// With the next test, moved from `tests/media_engine.rs`
+    /// (`silence_ends_a_message_and_no_rtp_times_out`, which waited a 1 s timeout in real time).
     #[test]
     fn a_recording_ends_itself_after_the_silence_that_follows_speech() {
         let mut l = leg();
@@ -1362,6 +1368,10 @@ mod tests {
         }
         assert_eq!(tape.finished.len(), 1, "ended by the silence");
         assert!(tape.finished[0].2.speech_detected);
+        assert!(
+            tape.finished[0].2.duration_ms < 1900,
+            "ended by silence, not by the sender"
+        );
         assert!(seq < 50 + 40, "ended {} packets in", seq);
         let evs = events(&mut l);
         assert_eq!(evs.first(), Some(&MediaEvent::SpeechStarted));
@@ -1520,5 +1530,117 @@ mod tests {
         let ev = rtp(102, 102 * 160, 101, &[5, 0x80, 0, 160]);
         let r = receive(&mut a, 40 * MS, &ev, &mut tape).unwrap();
         assert!(b.relay(&r, &ev, &mut out).is_none());
+    }
+
+    /// Moved from `tests/media_engine.rs`, where it waited 1.5 s of real time.
+    #[test]
+    fn hold_stops_the_stream_and_resume_continues_it_with_a_new_codec() {
+        let mut l = leg();
+        let p = tick(&mut l, 20 * MS);
+        let last_seq = p[0].seq();
+        // Put on hold: we answer recvonly, so we stop sending.
+        l.apply(30 * MS, media(MediaDirection::RecvOnly), 0);
+        // On hold and silent for longer than the inactivity limit: no timeout, no RTP (our
+        // receiver reports go on).
+        let mut now = 40 * MS;
+        while now < 15_000 * MS {
+            assert!(tick(&mut l, now)
+                .iter()
+                .all(|s| s.kind == TransmitKind::Rtcp));
+            now += 20 * MS;
+        }
+        assert!(events(&mut l).is_empty(), "no MediaTimeout on hold");
+        // Resume with PCMA (a re-INVITE changed the codec): marker, next sequence number, the
+        // timestamp still on the call's timeline.
+        let pcma = NegotiatedMedia {
+            codec: Codec::Pcma,
+            payload_type: 8,
+            ..media(MediaDirection::SendRecv)
+        };
+        assert!(!l.apply(now, pcma, 0), "the schedule is kept");
+        let p: Vec<Sent> = tick(&mut l, now)
+            .into_iter()
+            .filter(|s| s.kind == TransmitKind::Rtp)
+            .collect();
+        assert_eq!(p.len(), 1);
+        assert_eq!((p[0].pt(), p[0].marker()), (8, true));
+        assert_eq!(p[0].seq(), last_seq.wrapping_add(1));
+        assert_eq!(p[0].ts(), 1000 + ((now - 20 * MS) / (20 * MS)) as u32 * 160);
+        assert_eq!(p[0].payload(), &SILENCE_PCMA[..]);
+    }
+
+    /// Moved from `tests/media_engine.rs`, where it waited for a 1 s timeout in real time.
+    #[test]
+    fn an_untrusted_sdp_address_gets_no_rtp_until_it_sends() {
+        // A spoofed INVITE naming a victim's address outside the trusted networks: nothing is
+        // sent there until RTP comes from it.
+        let config = LegConfig {
+            send_before_latch: SendBeforeLatch::Trusted,
+            trusted: Arc::from(vec!["127.0.0.1/32".parse::<IpNet>().unwrap()]),
+            ..config()
+        };
+        let mut l = MediaLeg::new(config, SEED, 0, tracing::Span::none());
+        l.apply(0, media(MediaDirection::SendRecv), 20 * MS);
+        let prompt = Arc::new(Prompt::from_samples("greeting".into(), &[3000; 8000]));
+        let repeat = PlayOptions {
+            barge_in: false,
+            repeat: true,
+        };
+        l.play(MS, PlaybackId(1), vec![prompt], repeat);
+        let mut now = 20 * MS;
+        while now <= 10_000 * MS {
+            assert!(
+                tick(&mut l, now).is_empty(),
+                "nothing to {} at {now}",
+                peer()
+            );
+            now += 20 * MS;
+        }
+        // The inactivity timeout passed without one sent.
+        assert_eq!(events(&mut l), [MediaEvent::MediaTimeout]);
+        // A real phone there sends: the leg answers it.
+        let mut tape = Tape::default();
+        receive(&mut l, now, &rtp(1, 160, 0, &level(0)), &mut tape);
+        assert_eq!(l.latched_peer(), Some(peer()));
+        let p = tick(&mut l, now);
+        assert_eq!(p.len(), 1);
+        assert_eq!((p[0].dest, p[0].bytes.len()), (peer(), 172));
+        // "always" sends at once (every other test here).
+    }
+
+    #[test]
+    fn a_new_ssrc_mid_message_keeps_the_whole_message() {
+        let mut l = leg();
+        let mut tape = Tape::default();
+        let opts = RecordOptions {
+            max_seconds: 60,
+            end_after_silence_ms: None,
+        };
+        l.record(3, "/rec/z.wav".into(), opts, &mut tape);
+        let frame = |k: u16| level(k as i16 * 300);
+        let mut now = 1000 * MS;
+        for k in 0..50u16 {
+            let pkt = rtp_of(PEER_SSRC, 30_000 + k, 7 + k as u32 * 160, 0, &frame(k));
+            receive(&mut l, now, &pkt, &mut tape);
+            now += 20 * MS;
+        }
+        // A new SSRC whose numbering starts a little behind the old one's.
+        for k in 50..100u16 {
+            let pkt = rtp_of(
+                0x5566_7788,
+                30_000 - 40 + k,
+                99 + k as u32 * 160,
+                0,
+                &frame(k),
+            );
+            receive(&mut l, now, &pkt, &mut tape);
+            now += 20 * MS;
+        }
+        l.stop_recording(&mut tape);
+        let heard: Vec<i16> = tape.audio.chunks(FRAME).map(|f| f[0]).collect();
+        let want: Vec<i16> = (0..100u16)
+            .map(|k| g711::decode_sample(Codec::Pcmu, frame(k)[0]))
+            .collect();
+        assert_eq!(heard, want);
     }
 }
