@@ -1027,12 +1027,15 @@ mod tests {
         l
     }
 
+    /// A finished recording: its key, the part kept, its summary.
+    type Finished = (u64, Option<(u64, u64)>, RecordingSummary);
+
     /// What a recording's sink was given.
     #[derive(Default)]
     struct Tape {
         audio: Vec<i16>,
         chunks: usize,
-        finished: Vec<(u64, Option<(u64, u64)>, RecordingSummary)>,
+        finished: Vec<Finished>,
     }
 
     impl RecordSink for Tape {
