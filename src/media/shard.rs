@@ -2,6 +2,10 @@
 //! CLOCK_MONOTONIC) to send the calls whose 20 ms schedule falls on that phase, and on socket
 //! readiness (epoll) to receive. Commands arrive on a channel with an eventfd wake; events leave
 //! on each call's tokio channel. Nothing here blocks except `epoll_wait`.
+//!
+//! Each call's RTP logic is a sans-I/O [`MediaLeg`]; this is its shell: it feeds the leg what
+//! the sockets receive and the grid's time, sends what `poll_transmit` gives (through the ring
+//! when there is one) and forwards what `poll_event` gives to the call's channel.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
