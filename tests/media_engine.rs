@@ -663,49 +663,6 @@ async fn hostile_input(eng: MediaEngine) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn silence_ends_a_message_and_no_rtp_times_out() {
-    let dir = tempfile::tempdir().unwrap();
-    let eng = engine("31080-31099", 1);
-    let mut s = eng.open_session("timeout-test").unwrap();
-    let mut far = Far::new().await;
-    s.apply(media(far.addr(), Codec::Pcmu));
-    let to = s.local_rtp_addr();
-    far.recv().await;
-    s.record(
-        dir.path().join("m.wav"),
-        RecordOptions {
-            max_seconds: 60,
-            end_after_silence_ms: Some(400),
-        },
-    );
-    barrier(&mut s).await;
-    let speech = wav(&prompts_dir().join("en/greeting.wav"));
-    for f in speech[..8000]
-        .chunks(160)
-        .chain(std::iter::repeat_n(&[0i16; 160][..], 40))
-    {
-        far.audio(to, Codec::Pcmu, f).await;
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    wait_for(&mut s, |e| *e == MediaEvent::SpeechStarted).await;
-    wait_for(&mut s, |e| *e == MediaEvent::SpeechEnded).await;
-    let e = wait_for(&mut s, |e| matches!(e, MediaEvent::RecordingFinished(_))).await;
-    let MediaEvent::RecordingFinished(sum) = e else {
-        unreachable!()
-    };
-    assert!(sum.speech_detected);
-    assert!(
-        sum.duration_ms < 1900,
-        "ended by silence, not by the sender: {}",
-        sum.duration_ms
-    );
-    // Then the far end goes quiet: MediaTimeout after the 1 s inactivity limit.
-    wait_for(&mut s, |e| *e == MediaEvent::MediaTimeout).await;
-    drop(s);
-    eng.shutdown();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bridge_relays_with_rewritten_headers_and_transcoding() {
     let eng = engine("31100-31119", 30);
     let mut a = eng.open_session("caller").unwrap();
@@ -760,50 +717,6 @@ async fn bridge_relays_with_rewritten_headers_and_transcoding() {
     let q = fa.recv().await;
     assert_eq!(q[1] & 0x7F, 0);
     drop((a, b, c));
-    eng.shutdown();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hold_stops_the_stream_and_resume_continues_it_with_a_new_codec() {
-    let eng = engine("31120-31139", 1);
-    let mut s = eng.open_session("hold-test").unwrap();
-    let far = Far::new().await;
-    s.apply(media(far.addr(), Codec::Pcmu));
-    let p = far.recv().await;
-    let mut last_seq = u16::from_be_bytes([p[2], p[3]]);
-    // Put on hold: we answer recvonly, so we stop sending.
-    let mut held = media(far.addr(), Codec::Pcmu);
-    held.direction = MediaDirection::RecvOnly;
-    s.apply(held);
-    barrier(&mut s).await;
-    let mut buf = [0u8; 512];
-    while let Ok(Ok((n, _))) =
-        timeout(Duration::from_millis(30), far.sock.recv_from(&mut buf)).await
-    {
-        if n >= 12 && buf[1] & 0x7F == 0 {
-            last_seq = u16::from_be_bytes([buf[2], buf[3]]);
-        }
-    }
-    // On hold and silent for longer than the 1 s inactivity limit: no timeout, no RTP.
-    let quiet = timeout(Duration::from_millis(1500), far.sock.recv_from(&mut buf)).await;
-    assert!(quiet.is_err() || buf[1] & 0x7F != 0, "no RTP while on hold");
-    assert!(
-        timeout(Duration::from_millis(10), s.next_event())
-            .await
-            .is_err(),
-        "no MediaTimeout on hold"
-    );
-    // Resume with PCMA (a re-INVITE changed the codec): marker, next sequence number.
-    s.apply(media(far.addr(), Codec::Pcma));
-    let p = loop {
-        let p = far.recv().await;
-        if p[1] & 0x7F == 8 {
-            break p;
-        }
-    };
-    assert_eq!(p[1] & 0x80, 0x80, "marker at resume");
-    assert_eq!(u16::from_be_bytes([p[2], p[3]]), last_seq.wrapping_add(1));
-    drop(s);
     eng.shutdown();
 }
 
@@ -900,49 +813,6 @@ async fn a_stranger_can_neither_latch_nor_inject_audio() {
     assert!(stranger.sock.try_recv_from(&mut buf).is_err());
     let stats = s.close().await;
     assert_eq!(stats.foreign_packets, sum.foreign_packets);
-    eng.shutdown();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_untrusted_sdp_address_gets_no_rtp_until_it_sends() {
-    // A spoofed INVITE naming a victim's address (127.0.0.3, outside the trusted networks):
-    // nothing is sent there until RTP comes from it.
-    let eng = engine_with("31420-31439", 1, |c| {
-        c.trusted = vec!["127.0.0.1/32".parse().unwrap()];
-    });
-    let mut s = eng.open_session("spoof-test").unwrap();
-    let mut victim = Far::on("127.0.0.3").await;
-    s.apply(media(victim.addr(), Codec::Pcmu));
-    let playing = PlayOptions {
-        barge_in: false,
-        repeat: true,
-    };
-    s.play(&[PromptRef::named("en/greeting")], playing).unwrap();
-    // The inactivity timeout (1 s: fifty packets' time) passes without one sent.
-    wait_for(&mut s, |e| *e == MediaEvent::MediaTimeout).await;
-    let mut buf = [0u8; 2048];
-    assert!(
-        victim.sock.try_recv_from(&mut buf).is_err(),
-        "no RTP to an untrusted address before it sends"
-    );
-    // A real phone there sends: the engine answers it.
-    victim
-        .audio(s.local_rtp_addr(), Codec::Pcmu, &[0; 160])
-        .await;
-    assert_eq!(victim.recv().await.len(), 172);
-    drop(s);
-    eng.shutdown();
-
-    // "always" sends at once (the behaviour before the switch).
-    let eng = engine_with("31440-31459", 30, |c| {
-        c.trusted = vec![];
-        c.send_before_latch = astreinte::media::SendBeforeLatch::Always;
-    });
-    let s = eng.open_session("always-test").unwrap();
-    let far = Far::on("127.0.0.3").await;
-    s.apply(media(far.addr(), Codec::Pcmu));
-    assert_eq!(far.recv().await.len(), 172);
-    drop(s);
     eng.shutdown();
 }
 

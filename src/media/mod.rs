@@ -7,6 +7,7 @@ pub mod engine;
 pub mod g711;
 mod health;
 pub mod jitter;
+pub mod leg;
 pub mod pacing;
 mod ports;
 pub mod prompts;

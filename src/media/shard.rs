@@ -2,6 +2,10 @@
 //! CLOCK_MONOTONIC) to send the calls whose 20 ms schedule falls on that phase, and on socket
 //! readiness (epoll) to receive. Commands arrive on a channel with an eventfd wake; events leave
 //! on each call's tokio channel. Nothing here blocks except `epoll_wait`.
+//!
+//! Each call's RTP logic is a sans-I/O [`MediaLeg`]; this is its shell: it feeds the leg what
+//! the sockets receive and the grid's time, sends what `poll_transmit` gives (through the ring
+//! when there is one) and forwards what `poll_event` gives to the call's channel.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -9,50 +13,29 @@ use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Mutex};
 
-use rtp_rs::RtpReader;
 use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
-use super::dtmf::DtmfDetector;
-use super::g711;
 use super::health::ShardState;
-use super::jitter::{JitterBuffer, Out, Push, FRAME as MAX_FRAME};
-use super::pacing::{Pacer, RtpClock};
+use super::leg::{LegConfig, LegSeed, MediaLeg, Scratch, TransmitKind};
 use super::ports::PortPool;
-use super::prompts::{Prompt, FRAME};
-use super::rfc4733::{EventReceiver, TelephoneEvent};
-use super::rtcp;
-use super::stats::{estimate_mos, RecvStats};
+use super::prompts::Prompt;
 use super::sys::{
     disconnect_udp, monotonic_ns, pin_to_nth_cpu, realtime_ns, set_realtime, Epoll, RecvBatch,
     Timer, Waker,
 };
-use super::types::{
-    CallStats, DigitSource, MediaBackend, MediaEvent, PlayOptions, PlaybackId, RecordOptions,
-    RecordingSummary,
-};
-use super::types::{Codec, MediaDirection, NegotiatedMedia};
+use super::types::NegotiatedMedia;
+use super::types::{CallStats, MediaBackend, MediaEvent, PlayOptions, PlaybackId, RecordOptions};
 use super::uring::{Received, RecvKey, Uring};
-use super::vad::{FrameVad, SpeechEvent, SpeechTracker};
-use super::writer::{RecWriter, STAGE_FLUSH};
+use super::writer::RecWriter;
 use super::IoUringMode;
 use super::SendBeforeLatch;
 use crate::panics::message as panic_message;
 use ipnet::IpNet;
 
-pub const GRID_NS: u64 = 5_000_000;
-pub const PERIOD_NS: u64 = 20_000_000;
+pub use super::leg::{GRID_NS, PERIOD_NS};
 const SLOTS: usize = (PERIOD_NS / GRID_NS) as usize;
-const RTCP_INTERVAL_NS: u64 = 5_000_000_000;
-const MAX_CATCHUP: u64 = 3;
 const TOKEN_TIMER: u64 = u64::MAX;
 const TOKEN_WAKER: u64 = u64::MAX - 1;
-/// In-band detection is muted this long after an RFC 4733 packet (phones that send both).
-const INBAND_MUTE_NS: u64 = 1_000_000_000;
-/// Silence kept around speech when trimming a recording: 200 ms.
-const TRIM_MARGIN_FRAMES: u64 = 10;
-
-static SILENCE_PCMU: [u8; FRAME] = [0xFF; FRAME];
-static SILENCE_PCMA: [u8; FRAME] = [0xD5; FRAME];
 
 pub struct OpenCall {
     pub id: u64,
@@ -134,229 +117,49 @@ pub struct ShardCtx {
     pub trusted: Arc<[IpNet]>,
 }
 
-/// A playlist being played. It owns references to its audio: a prompt replaced meanwhile, or a
-/// clip nobody else holds, is freed when the playlist is dropped (played out, replaced, stopped,
-/// or its call closed), never on a packet.
-struct Playback {
-    id: PlaybackId,
-    list: Vec<Arc<Prompt>>,
-    idx: usize,
-    /// `list[idx]`, kept here: the list is its own allocation, and reading it on every tick
-    /// was a cache miss per packet sent. Cloned once per prompt (a count, no allocation).
-    current: Option<Arc<Prompt>>,
-    frame: usize,
-    opts: PlayOptions,
-}
-
-impl Playback {
-    fn new(id: PlaybackId, list: Vec<Arc<Prompt>>, opts: PlayOptions) -> Playback {
-        let current = list.first().cloned();
-        Playback {
-            id,
-            list,
-            idx: 0,
-            current,
-            frame: 0,
-            opts,
-        }
-    }
-
-    fn seek(&mut self, idx: usize) {
-        self.idx = idx;
-        self.current = self.list.get(idx).cloned();
-        self.frame = 0;
-    }
-}
-
-struct Recording {
-    key: u64,
-    path: PathBuf,
-    samples: u64,
-    max_samples: u64,
-    end_after_silence_frames: Option<u32>,
-    tracker: SpeechTracker,
-    /// Audio not yet handed to the writer (under `STAGE_FLUSH` samples between frames).
-    stage: Vec<i16>,
-    /// Audio not yet seen by the VAD (under one 20 ms frame).
-    vad_carry: Vec<i16>,
-    /// Samples per packet of the caller's stream, for filling a lost one.
-    packet_len: usize,
-    /// The call's `foreign_packets` when the recording started.
-    foreign_at_start: u64,
-    /// Samples the writer could not take (its queue full).
-    dropped: u64,
-}
-
-impl Recording {
-    fn stage(&mut self, pcm: &[i16], writer: &mut RecWriter) {
-        self.stage.extend_from_slice(pcm);
-        if self.stage.len() >= STAGE_FLUSH {
-            self.hand_over(writer);
-        }
-    }
-
-    /// The staged audio goes to the writer as it is (no copy); staging goes on in a spare
-    /// buffer.
-    fn hand_over(&mut self, writer: &mut RecWriter) {
-        if self.stage.is_empty() {
-            return;
-        }
-        let full = std::mem::replace(&mut self.stage, writer.buffer());
-        let n = full.len() as u64;
-        if !writer.audio(self.key, full) {
-            self.dropped += n;
-        }
-    }
-
-    /// One in-order packet's audio (or a gap) for the recorder and VAD; `true` when the
-    /// recording is complete (silence after speech, or its length limit). Packets may carry
-    /// 10 to 30 ms; the VAD and speech tracker always see 20 ms frames, so their frame counts
-    /// (trim margins, silence to end a message) mean the same time whatever the caller sends.
-    fn take(
-        &mut self,
-        pcm: Option<&[i16]>,
-        vad: &mut Option<FrameVad>,
-        events: &UnboundedSender<MediaEvent>,
-        writer: &mut RecWriter,
-    ) -> bool {
-        let zeros = [0i16; MAX_FRAME];
-        let frame = match pcm {
-            Some(p) => {
-                self.packet_len = p.len().clamp(1, MAX_FRAME);
-                p
-            }
-            // A lost packet: as long as the ones around it.
-            None => &zeros[..self.packet_len],
-        };
-        self.stage(frame, writer);
-        self.samples += frame.len() as u64;
-        let vad = vad.get_or_insert_with(FrameVad::new);
-        let mut done = false;
-        if self.vad_carry.is_empty() && frame.len() % FRAME == 0 {
-            // Whole 20 ms frames (the usual packet): straight from the packet, no carry copy.
-            for f in frame.chunks_exact(FRAME) {
-                done |= self.classify(vad, f, events);
-            }
-        } else {
-            self.vad_carry.extend_from_slice(frame);
-            let mut carry = std::mem::take(&mut self.vad_carry);
-            let mut chunks = carry.chunks_exact(FRAME);
-            for f in &mut chunks {
-                done |= self.classify(vad, f, events);
-            }
-            let rest = chunks.remainder().len();
-            let used = carry.len() - rest;
-            carry.drain(..used);
-            self.vad_carry = carry;
-        }
-        done || self.samples >= self.max_samples
-    }
-
-    /// The caller's stream restarted: what `jb` holds of the old one goes to the recording,
-    /// then `jb` starts again. `true` when the recording is complete.
-    fn restart_stream(
-        &mut self,
-        jb: &mut JitterBuffer,
-        vad: &mut Option<FrameVad>,
-        events: &UnboundedSender<MediaEvent>,
-        writer: &mut RecWriter,
-    ) -> bool {
-        let mut done = false;
-        while !done {
-            let frame = match jb.pop_any() {
-                None => break,
-                Some(Out::Frame(f)) => Some(f),
-                Some(Out::Gap) => None,
-                Some(Out::Skipped(_)) => continue,
-            };
-            done = self.take(frame, vad, events, writer);
-        }
-        jb.restart();
-        done
-    }
-
-    /// One 20 ms frame through the VAD and speech tracker; `true` when the silence that ends
-    /// the message has been reached.
-    fn classify(
-        &mut self,
-        vad: &mut FrameVad,
-        frame: &[i16],
-        events: &UnboundedSender<MediaEvent>,
-    ) -> bool {
-        match self.tracker.push(vad.is_speech(frame)) {
-            Some(SpeechEvent::Started { .. }) => {
-                let _ = events.send(MediaEvent::SpeechStarted);
-            }
-            Some(SpeechEvent::Ended { .. }) => {
-                let _ = events.send(MediaEvent::SpeechEnded);
-            }
-            None => {}
-        }
-        self.end_after_silence_frames.is_some_and(|n| {
-            self.tracker.first_speech.is_some() && self.tracker.silent_frames() >= n
-        })
-    }
-}
-
+/// A call as the thread holds it: its leg (all the RTP logic) and the leg's I/O.
 struct Call {
-    span: tracing::Span,
+    leg: MediaLeg,
     rtp: UdpSocket,
     rtcp: UdpSocket,
     port: u16,
     events: UnboundedSender<MediaEvent>,
-    media: Option<NegotiatedMedia>,
-    remote: Option<SocketAddr>,
-    latched: bool,
-    /// Whether media may go to `remote` before the peer's RTP latched it
-    /// (`[media] send_before_latch`).
-    send_unlatched: bool,
-    /// The address the RTP socket is connected to (the latched peer).
-    connected: Option<SocketAddr>,
-    pacer: Option<Pacer>,
-    slot: usize,
-    clock: RtpClock,
-    last_tick: u64,
-    marker_next: bool,
-    playback: Option<Playback>,
-    rx: RecvStats,
-    rx_ssrc: Option<u32>,
-    jb: JitterBuffer,
-    te: EventReceiver,
-    dtmf: DtmfDetector,
-    last_4733_ns: Option<u64>,
-    vad: Option<FrameVad>,
-    rec: Option<Recording>,
+    /// Its phase slot, once the leg has a send schedule.
+    slot: Option<usize>,
+    /// The call it is bridged to (both relay at once).
     bridge: Option<usize>,
-    relay_ts_offset: Option<u32>,
     /// The io_uring receive request serving the RTP socket, when it is armed.
     recv_key: Option<RecvKey>,
-    opened_ns: u64,
-    last_rx_ns: u64,
-    timed_out: bool,
-    next_rtcp_ns: u64,
-    sent_packets: u64,
-    sent_octets: u64,
-    peer_report: rtcp::PeerReport,
-    last_sr_rx_ns: u64,
-    foreign_packets: u64,
-    bad_packets: u64,
+    /// The leg's latched peer as last seen here, and the address the RTP socket is connected
+    /// to (the same, unless connecting failed).
+    latched: Option<SocketAddr>,
+    connected: Option<SocketAddr>,
     #[cfg(test)]
     panic_on_rtp: bool,
 }
 
 impl Call {
-    fn emit(&self, ev: MediaEvent) {
-        let _ = self.events.send(ev);
-    }
-
     fn token(idx: usize, gen: u32, rtcp: bool) -> u64 {
         (idx as u64) << 32 | (gen as u64) << 1 | rtcp as u64
     }
 
     /// Once latched, the RTP socket is connected to the peer: sends skip the per-packet route
-    /// lookup, and the kernel drops other sources (which the latch ignored anyway).
-    fn connect(&mut self, peer: SocketAddr) {
-        self.connected = self.rtp.connect(peer).is_ok().then_some(peer);
+    /// lookup, and the kernel drops other sources (which the latch ignored anyway). A new
+    /// remote (re-INVITE) unlatches the leg: any source is accepted again until it latches.
+    fn follow_latch(&mut self) {
+        let peer = self.leg.latched_peer();
+        if peer == self.latched {
+            return;
+        }
+        self.latched = peer;
+        match peer {
+            Some(p) => self.connected = self.rtp.connect(p).is_ok().then_some(p),
+            None => {
+                if self.connected.take().is_some() {
+                    let _ = disconnect_udp(&self.rtp);
+                }
+            }
+        }
     }
 
     fn send_rtp(&self, pkt: &[u8], remote: SocketAddr) -> bool {
@@ -367,258 +170,38 @@ impl Call {
         }
     }
 
-    fn sending(&self) -> bool {
-        self.bridge.is_none()
-            && self.may_send()
-            && self.media.is_some_and(|m| m.direction.we_send())
-    }
-
-    /// Whether anything (prompts, relayed audio, RTCP) may go to `remote`: once latched, or
-    /// before when `send_before_latch` allows its address.
-    fn may_send(&self) -> bool {
-        self.remote.is_some() && (self.latched || self.send_unlatched)
-    }
-
-    /// A packet from a source that may not latch this call (nor, once latched, replace the
-    /// peer): dropped and counted, logged the first time and then at powers of two.
-    fn foreign(&mut self, src: SocketAddr) {
-        self.foreign_packets += 1;
-        if self.foreign_packets.is_power_of_two() {
-            let _g = self.span.enter();
-            tracing::warn!(%src, count = self.foreign_packets, "RTP from a stranger dropped");
-        }
-    }
-
-    fn stats(&self, now: u64) -> CallStats {
-        let expected = self.rx.expected();
-        let lost = self.rx.lost();
-        let loss_pct = if expected > 0 {
-            lost.max(0) as f64 * 100.0 / expected as f64
-        } else {
-            0.0
-        };
-        let jitter_ms = self.rx.jitter() as f64 / 8.0;
-        CallStats {
-            duration_ms: (now.saturating_sub(self.opened_ns)) / 1_000_000,
-            packets_sent: self.sent_packets,
-            packets_received: self.rx.received,
-            packets_lost: lost,
-            jitter_ms,
-            mos: estimate_mos(0.0, jitter_ms, loss_pct),
-            peer_fraction_lost: self.peer_report.block.map(|b| b.fraction_lost),
-            peer_jitter_ms: self.peer_report.block.map(|b| b.jitter as f64 / 8.0),
-            foreign_packets: self.foreign_packets,
-            malformed_packets: self.bad_packets,
-        }
-    }
-
-    fn stop_playback(&mut self) {
-        if let Some(p) = self.playback.take() {
-            let id = p.id;
-            // Its audio goes first: whoever hears "finished" finds it freed.
-            drop(p);
-            self.emit(MediaEvent::PlaybackFinished(id));
-        }
-    }
-
-    fn digit(&mut self, digit: char, source: DigitSource) {
-        tracing::info!(parent: &self.span, %digit, ?source, "digit");
-        self.emit(MediaEvent::Digit { digit, source });
-        if self.playback.as_ref().is_some_and(|p| p.opts.barge_in) {
-            self.stop_playback();
-        }
-    }
-
-    /// Writes this tick's payload into `out` (one frame): the current prompt frame or silence.
-    fn write_payload(&mut self, codec: Codec, out: &mut [u8]) {
-        let silence: &'static [u8] = match codec {
-            Codec::Pcmu => &SILENCE_PCMU,
-            Codec::Pcma => &SILENCE_PCMA,
-        };
-        loop {
-            let Some(p) = self.playback.as_mut() else {
-                out.copy_from_slice(silence);
-                return;
-            };
-            let frame = p
-                .current
-                .as_ref()
-                .map(|prompt| prompt.frame(codec, p.frame));
-            match frame {
-                Some(Some(f)) => {
-                    out.copy_from_slice(f);
-                    if p.idx == 0 && p.frame == 0 {
-                        self.marker_next = true;
-                    }
-                    p.frame += 1;
-                    return;
+    /// Send what the leg has due, through `buf`; a tick's RTP goes on the ring when given.
+    fn transmit(&mut self, buf: &mut [u8], mut ring: Option<(&mut Uring, u32)>) {
+        while let Some(t) = self.leg.poll_transmit(buf) {
+            let sent = match (t.kind, ring.as_mut()) {
+                (TransmitKind::Rtcp, _) => {
+                    let _ = self.rtcp.send_to(t.bytes, t.dest);
+                    true
                 }
-                Some(None) => {
-                    let next = p.idx + 1;
-                    p.seek(next);
+                (TransmitKind::Rtp, Some((r, idx))) if self.connected == Some(t.dest) => {
+                    r.queue_send(self.rtp.as_raw_fd(), *idx, t.bytes)
+                        || self.send_rtp(t.bytes, t.dest)
                 }
-                None => {
-                    if p.opts.repeat && !p.list.is_empty() && p.idx > 0 {
-                        p.seek(0);
-                        continue;
-                    }
-                    self.stop_playback();
-                    out.copy_from_slice(silence);
-                    return;
-                }
-            }
-        }
-    }
-
-    fn send_tick(&mut self, tick: u64, buf: &mut [u8], ring: Option<(&mut Uring, u32)>) {
-        self.last_tick = tick;
-        if !self.sending() {
-            return;
-        }
-        let (Some(m), Some(remote)) = (self.media, self.remote) else {
-            return;
-        };
-        let n = 12 + FRAME;
-        self.write_payload(m.codec, &mut buf[12..n]);
-        let ts = self.clock.timestamp(tick);
-        let seq = self.clock.next_seq();
-        write_header(
-            buf,
-            self.marker_next,
-            m.payload_type,
-            seq,
-            ts,
-            self.clock.ssrc,
-        );
-        self.marker_next = false;
-        let sent = match ring {
-            Some((r, idx)) if self.connected == Some(remote) => {
-                r.queue_send(self.rtp.as_raw_fd(), idx, &buf[..n])
-                    || self.send_rtp(&buf[..n], remote)
-            }
-            _ => self.send_rtp(&buf[..n], remote),
-        };
-        if sent {
-            self.sent_packets += 1;
-            self.sent_octets += FRAME as u64;
-        }
-        // A playlist that just ran out reports now, not a tick later.
-        if let Some(p) = &self.playback {
-            if p.idx >= p.list.len() && !p.opts.repeat {
-                self.stop_playback();
-            }
-        }
-    }
-
-    fn rtcp_due(&mut self, now: u64) {
-        if now < self.next_rtcp_ns {
-            return;
-        }
-        self.next_rtcp_ns = now + RTCP_INTERVAL_NS;
-        if !self.may_send() {
-            return;
-        }
-        let Some(remote) = self.remote else { return };
-        let dest = SocketAddr::new(remote.ip(), remote.port().wrapping_add(1));
-        let sender = (self.sent_packets > 0).then(|| rtcp::SenderInfo {
-            ntp: rtcp::ntp_from_unix_ns(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos())
-                    .unwrap_or(0),
-            ),
-            rtp_ts: self.clock.timestamp(self.last_tick),
-            packets: self.sent_packets as u32,
-            octets: self.sent_octets as u32,
-        });
-        let block = self.rx_ssrc.map(|ssrc| {
-            let (lsr, dlsr) = match self.peer_report.sr_ntp_mid {
-                Some(mid) => (
-                    mid,
-                    (now.saturating_sub(self.last_sr_rx_ns) * 65536 / 1_000_000_000) as u32,
-                ),
-                None => (0, 0),
+                (TransmitKind::Rtp, _) => self.send_rtp(t.bytes, t.dest),
             };
-            rtcp::ReportBlock {
-                ssrc,
-                fraction_lost: self.rx.take_fraction_lost(),
-                cumulative_lost: self.rx.lost().clamp(i32::MIN as i64, i32::MAX as i64) as i32,
-                ext_highest_seq: self.rx.extended_max() as u32,
-                jitter: self.rx.jitter(),
-                lsr,
-                dlsr,
+            if !sent {
+                self.leg.unsent(&t);
             }
-        });
-        let mut out = [0u8; 52];
-        let n = rtcp::write_report(&mut out, self.clock.ssrc, sender, block);
-        let _ = self.rtcp.send_to(&out[..n], dest);
-    }
-
-    fn inactivity(&mut self, now: u64, timeout: u64) {
-        let on_hold = self
-            .media
-            .is_none_or(|m| m.direction != MediaDirection::SendRecv);
-        if on_hold || self.timed_out {
-            return;
-        }
-        if now.saturating_sub(self.last_rx_ns) >= timeout {
-            self.timed_out = true;
-            let _g = self.span.enter();
-            tracing::warn!("no RTP for {} s", timeout / 1_000_000_000);
-            self.emit(MediaEvent::MediaTimeout);
         }
     }
 
-    fn finish_recording(&mut self, writer: &mut RecWriter) {
-        let Some(mut rec) = self.rec.take() else {
-            return;
-        };
-        // Drain what the jitter buffer still holds.
-        let zeros = [0i16; MAX_FRAME];
-        while let Some(o) = self.jb.pop_any() {
-            let f = match o {
-                Out::Frame(f) => f,
-                Out::Gap => &zeros[..rec.packet_len],
-                Out::Skipped(_) => continue,
-            };
-            rec.stage(f, writer);
-            rec.samples += f.len() as u64;
+    /// The leg's events to the call's flow.
+    fn forward_events(&mut self) {
+        while let Some(ev) = self.leg.poll_event() {
+            let _ = self.events.send(ev);
         }
-        rec.hand_over(writer);
-        self.jb = JitterBuffer::new(3);
-        let total = rec.samples;
-        let frames = total / FRAME as u64;
-        let t = &rec.tracker;
-        let keep = match (t.first_speech, t.last_speech) {
-            (Some(a), Some(b)) => {
-                let start = a.saturating_sub(TRIM_MARGIN_FRAMES) * FRAME as u64;
-                let end = ((b + 1 + TRIM_MARGIN_FRAMES).min(frames)) * FRAME as u64;
-                Some((start, end.max(start)))
-            }
-            _ => None,
-        };
-        let speech_detected = keep.is_some();
-        let (ks, ke) = keep.unwrap_or((0, total));
-        let summary = RecordingSummary {
-            path: rec.path,
-            duration_ms: total * 1000 / 8000,
-            speech_detected,
-            trimmed_start_ms: ks * 1000 / 8000,
-            trimmed_end_ms: (total - ke.min(total)) * 1000 / 8000,
-            foreign_packets: self.foreign_packets - rec.foreign_at_start,
-            dropped_ms: rec.dropped * 1000 / 8000,
-        };
-        // Finalising (header, trim, rename) happens on the writer thread, which then reports.
-        writer.finish(rec.key, keep, summary);
     }
-}
 
-fn write_header(buf: &mut [u8], marker: bool, pt: u8, seq: u16, ts: u32, ssrc: u32) {
-    buf[0] = 0x80;
-    buf[1] = (marker as u8) << 7 | (pt & 0x7F);
-    buf[2..4].copy_from_slice(&seq.to_be_bytes());
-    buf[4..8].copy_from_slice(&ts.to_be_bytes());
-    buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    /// After a command: what it made due goes now (plain sends), its events to the flow.
+    fn settle(&mut self, buf: &mut [u8]) {
+        self.transmit(buf, None);
+        self.forward_events();
+    }
 }
 
 pub struct Shard {
@@ -764,8 +347,8 @@ impl Shard {
         };
         match self.calls.get(idx).and_then(Option::as_ref) {
             Some(c) => {
-                tracing::error!(parent: &c.span, panic = %why, "media bug: this call's media is ended");
-                c.emit(MediaEvent::Failed);
+                tracing::error!(parent: c.leg.span(), panic = %why, "media bug: this call's media is ended");
+                let _ = c.events.send(MediaEvent::Failed);
             }
             None => tracing::error!(panic = %why, "media bug on a call being opened or closed"),
         }
@@ -872,125 +455,84 @@ impl Shard {
         }
     }
 
-    fn call_mut(&mut self, id: u64) -> Option<&mut Call> {
-        let idx = *self.by_id.get(&id)?;
-        self.calls.get_mut(idx)?.as_mut()
-    }
-
     fn command(&mut self, c: Command, now: u64) {
+        let id = match c {
+            Command::Open(o) => return self.open(*o, now),
+            Command::Apply(id, m) => return self.apply(id, m, now),
+            Command::Close { id, reply } => return self.close(id, reply, now),
+            Command::Bridge(a, b) => return self.bridge(a, b),
+            Command::Unbridge(a) => return self.unbridge(a),
+            Command::Shutdown => {
+                self.stop = true;
+                return;
+            }
+            #[cfg(test)]
+            Command::TestKill => return,
+            ref c => c.leg().unwrap_or(u64::MAX),
+        };
+        let Some(&idx) = self.by_id.get(&id) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        let leg = &mut call.leg;
         match c {
-            Command::Open(o) => self.open(*o, now),
-            Command::Apply(id, m) => self.apply(id, m, now),
             Command::Play {
-                id,
                 playback,
                 list,
                 opts,
-            } => {
-                let Some(&idx) = self.by_id.get(&id) else {
-                    return;
-                };
-                let Some(c) = self.calls.get_mut(idx).and_then(Option::as_mut) else {
-                    return;
-                };
-                c.stop_playback();
-                c.playback = Some(Playback::new(playback, list, opts));
-                // A caller who pressed a key hears the next prompt at once, not at the call's
-                // next 20 ms slot: its first packet goes now (a plain send, not queued for the
-                // next tick's ring submit), the rest on the grid.
-                if let Some(p) = c.pacer.as_mut() {
-                    if p.next_deadline() > now + GRID_NS {
-                        if let Some(t) = p.take_next_early(now) {
-                            c.send_tick(t, &mut self.buf[..], None);
-                        }
-                    }
-                }
-            }
-            Command::StopPlayback(id) => {
-                if let Some(c) = self.call_mut(id) {
-                    c.stop_playback();
-                }
-            }
-            Command::Record { id, path, opts } => {
-                let Some(&idx) = self.by_id.get(&id) else {
-                    return;
-                };
-                let Some(c) = self.calls[idx].as_mut() else {
-                    return;
-                };
-                c.finish_recording(&mut self.writer);
-                tracing::info!(parent: &c.span, path = %path.display(), "recording");
+                ..
+            } => leg.play(now, playback, list, opts),
+            Command::StopPlayback(_) => leg.stop_playback(),
+            Command::Record { path, opts, .. } => {
+                leg.stop_recording(&mut self.writer);
+                tracing::info!(parent: leg.span(), path = %path.display(), "recording");
                 self.next_rec_key += 1;
                 let key = self.next_rec_key;
                 self.writer
-                    .start(key, path.clone(), c.events.clone(), c.span.clone());
-                c.jb = JitterBuffer::new(3);
-                c.rec = Some(Recording {
-                    key,
-                    path,
-                    samples: 0,
-                    max_samples: opts.max_seconds as u64 * 8000,
-                    end_after_silence_frames: opts.end_after_silence_ms.map(|ms| (ms / 20).max(1)),
-                    tracker: SpeechTracker::new(3, 15),
-                    stage: self.writer.buffer(),
-                    vad_carry: Vec::with_capacity(FRAME + MAX_FRAME),
-                    packet_len: FRAME,
-                    foreign_at_start: c.foreign_packets,
-                    dropped: 0,
-                });
+                    .start(key, path.clone(), call.events.clone(), leg.span().clone());
+                leg.record(key, path, opts, &mut self.writer);
             }
-            Command::StopRecording(id) => {
-                let Some(&idx) = self.by_id.get(&id) else {
-                    return;
-                };
-                if let Some(c) = self.calls[idx].as_mut() {
-                    c.finish_recording(&mut self.writer);
-                }
-            }
-            Command::Digit(id, d) => {
-                if let Some(c) = self.call_mut(id) {
-                    c.digit(d, DigitSource::SipInfo);
-                }
-            }
-            Command::Bridge(a, b) => {
-                let (Some(&ia), Some(&ib)) = (self.by_id.get(&a), self.by_id.get(&b)) else {
-                    return;
-                };
-                if ia == ib {
-                    return;
-                }
-                for (x, y) in [(ia, ib), (ib, ia)] {
-                    if let Some(c) = self.calls[x].as_mut() {
-                        c.bridge = Some(y);
-                        c.relay_ts_offset = None;
-                        c.stop_playback();
-                    }
-                    self.watch_rtp(x, true);
-                }
-            }
-            Command::Unbridge(a) => {
-                let Some(&ia) = self.by_id.get(&a) else {
-                    return;
-                };
-                let peer = self.calls[ia].as_mut().and_then(|c| c.bridge.take());
-                for x in [Some(ia), peer].into_iter().flatten() {
-                    if let Some(c) = self.calls[x].as_mut() {
-                        c.bridge = None;
-                        c.marker_next = true;
-                    }
-                    self.watch_rtp(x, false);
-                }
-            }
-            Command::Close { id, reply } => self.close(id, reply, now),
-            Command::Shutdown => self.stop = true,
+            Command::StopRecording(_) => leg.stop_recording(&mut self.writer),
+            Command::Digit(_, d) => leg.sip_digit(d),
             #[cfg(test)]
-            Command::TestPanicOnRtp(id) => {
-                if let Some(c) = self.call_mut(id) {
-                    c.panic_on_rtp = true;
-                }
+            Command::TestPanicOnRtp(_) => call.panic_on_rtp = true,
+            _ => {}
+        }
+        // A prompt's first packet goes now (a plain send, not queued for the next tick's
+        // ring submit): a caller who pressed a key hears it at once.
+        call.settle(&mut self.buf[..]);
+    }
+
+    fn bridge(&mut self, a: u64, b: u64) {
+        let (Some(&ia), Some(&ib)) = (self.by_id.get(&a), self.by_id.get(&b)) else {
+            return;
+        };
+        if ia == ib {
+            return;
+        }
+        for (x, y) in [(ia, ib), (ib, ia)] {
+            if let Some(c) = self.calls[x].as_mut() {
+                c.bridge = Some(y);
+                c.leg.set_bridged(true);
+                c.forward_events();
             }
-            #[cfg(test)]
-            Command::TestKill => {}
+            self.watch_rtp(x, true);
+        }
+    }
+
+    fn unbridge(&mut self, a: u64) {
+        let Some(&ia) = self.by_id.get(&a) else {
+            return;
+        };
+        let peer = self.calls[ia].as_mut().and_then(|c| c.bridge.take());
+        for x in [Some(ia), peer].into_iter().flatten() {
+            if let Some(c) = self.calls[x].as_mut() {
+                c.bridge = None;
+                c.leg.set_bridged(false);
+            }
+            self.watch_rtp(x, false);
         }
     }
 
@@ -1015,49 +557,27 @@ impl Shard {
             }
         }
         self.by_id.insert(o.id, idx);
+        let config = LegConfig {
+            inactivity_ns: self.ctx.inactivity_ns,
+            send_before_latch: self.ctx.send_before_latch,
+            trusted: self.ctx.trusted.clone(),
+        };
+        let seed = LegSeed {
+            ssrc: rand::random(),
+            ts_base: rand::random(),
+            seq: rand::random(),
+        };
         self.calls[idx] = Some(Call {
-            span,
+            leg: MediaLeg::new(config, seed, now, span),
             rtp: o.rtp,
             rtcp: o.rtcp,
             port: o.port,
             events: o.events,
-            media: None,
-            remote: None,
-            latched: false,
-            send_unlatched: false,
-            connected: None,
-            pacer: None,
-            slot: 0,
-            clock: RtpClock {
-                ssrc: rand::random(),
-                ts_base: rand::random(),
-                samples_per_tick: FRAME as u32,
-                seq: rand::random(),
-            },
-            last_tick: 0,
-            marker_next: true,
-            playback: None,
-            rx: RecvStats::default(),
-            rx_ssrc: None,
-            jb: JitterBuffer::new(3),
-            te: EventReceiver::new(),
-            dtmf: DtmfDetector::new(),
-            last_4733_ns: None,
-            vad: None,
-            rec: None,
+            slot: None,
             bridge: None,
-            relay_ts_offset: None,
             recv_key: None,
-            opened_ns: now,
-            last_rx_ns: now,
-            timed_out: false,
-            next_rtcp_ns: now + RTCP_INTERVAL_NS,
-            sent_packets: 0,
-            sent_octets: 0,
-            peer_report: Default::default(),
-            last_sr_rx_ns: now,
-            foreign_packets: 0,
-            bad_packets: 0,
+            latched: None,
+            connected: None,
             #[cfg(test)]
             panic_on_rtp: false,
         });
@@ -1071,43 +591,20 @@ impl Shard {
         let Some(&idx) = self.by_id.get(&id) else {
             return;
         };
-        // Least-loaded phase slot for a call that starts its schedule now.
+        // Least-loaded phase slot for a call that starts its schedule now, and its first grid
+        // point at or after now.
         let slot = (0..SLOTS).min_by_key(|&s| self.slots[s].len()).unwrap_or(0);
+        let g = now / GRID_NS + 1;
+        let g = g + ((slot as u64 + SLOTS as u64 - g % SLOTS as u64) % SLOTS as u64);
         let Some(c) = self.calls[idx].as_mut() else {
             return;
         };
-        let _g = c.span.enter();
-        tracing::info!(remote = %m.remote_rtp, codec = ?m.codec, direction = ?m.direction, "media applied");
-        if c.media.is_none_or(|old| old.remote_rtp != m.remote_rtp) {
-            c.remote = Some(m.remote_rtp);
-            c.latched = false;
-            c.send_unlatched = self
-                .ctx
-                .send_before_latch
-                .allows(m.remote_rtp.ip(), &self.ctx.trusted);
-            if !c.send_unlatched {
-                tracing::info!(remote = %m.remote_rtp, "media waits for the peer's RTP before sending (send_before_latch)");
-            }
-            // Accept any source again until the new peer is latched.
-            if c.connected.take().is_some() {
-                let _ = disconnect_udp(&c.rtp);
-            }
-        }
-        let was_sending = c.sending();
-        c.media = Some(m);
-        if c.sending() && !was_sending {
-            c.marker_next = true;
-        }
-        c.last_rx_ns = now;
-        c.timed_out = false;
-        if c.pacer.is_none() {
-            // First grid point at or after now with this slot's phase.
-            let g = now / GRID_NS + 1;
-            let g = g + ((slot as u64 + SLOTS as u64 - g % SLOTS as u64) % SLOTS as u64);
-            c.pacer = Some(Pacer::new(g * GRID_NS, PERIOD_NS, MAX_CATCHUP));
-            c.slot = slot;
+        if c.leg.apply(now, m, g * GRID_NS) {
+            c.slot = Some(slot);
             self.slots[slot].push(idx);
         }
+        c.follow_latch();
+        c.settle(&mut self.buf[..]);
     }
 
     fn close(&mut self, id: u64, reply: Option<oneshot::Sender<CallStats>>, now: u64) {
@@ -1121,16 +618,16 @@ impl Shard {
         if let Some(peer) = self.calls[idx].as_ref().and_then(|c| c.bridge) {
             if let Some(p) = self.calls[peer].as_mut() {
                 p.bridge = None;
-                p.marker_next = true;
+                p.leg.set_bridged(false);
             }
             self.watch_rtp(peer, false);
         }
         let Some(mut c) = self.calls[idx].take() else {
             return;
         };
-        c.finish_recording(&mut self.writer);
-        if c.pacer.is_some() {
-            self.slots[c.slot].retain(|&i| i != idx);
+        c.leg.stop_recording(&mut self.writer);
+        if let Some(slot) = c.slot {
+            self.slots[slot].retain(|&i| i != idx);
         }
         for fd in [c.rtp.as_raw_fd(), c.rtcp.as_raw_fd()] {
             self.epoll.delete(fd);
@@ -1142,9 +639,9 @@ impl Shard {
             }
             u.release(idx as u32);
         }
-        let stats = c.stats(now);
+        let stats = c.leg.stats(now);
         {
-            let _g = c.span.enter();
+            let _g = c.leg.span().enter();
             tracing::info!(
                 sent = stats.packets_sent,
                 received = stats.packets_received,
@@ -1168,13 +665,14 @@ impl Shard {
     fn on_grid(&mut self, now: u64) {
         let g_now = now / GRID_NS;
         let from = (self.last_grid + 1).max(g_now.saturating_sub(SLOTS as u64 - 1));
-        let inactivity = self.ctx.inactivity_ns;
+        // The wall clock once per tick, for the sender reports due.
+        let wall_ns = realtime_ns();
         for g in from..=g_now {
             let slot = (g % SLOTS as u64) as usize;
             let mut k = 0;
             while let Some(&idx) = self.slots[slot].get(k) {
                 k += 1;
-                self.guarded(idx, now, |s| s.tick_call(idx, now, inactivity));
+                self.guarded(idx, now, |s| s.tick_call(idx, now, wall_ns));
             }
         }
         if let Some(u) = self.uring.as_mut() {
@@ -1188,20 +686,16 @@ impl Shard {
         let _ = self.timer.arm_at((g_now + 1) * GRID_NS);
     }
 
-    /// One call's work on a grid tick: its due packets, RTCP, inactivity.
-    fn tick_call(&mut self, idx: usize, now: u64, inactivity: u64) {
+    /// One call's work on a grid tick: its due packets (on the ring when there is one), RTCP,
+    /// inactivity.
+    fn tick_call(&mut self, idx: usize, now: u64, wall_ns: u64) {
         let Some(c) = self.calls[idx].as_mut() else {
             return;
         };
-        if let Some(p) = c.pacer.as_mut() {
-            let due = p.poll(now);
-            for t in due.first..due.first + due.count {
-                let ring = self.uring.as_mut().map(|u| (u, idx as u32));
-                c.send_tick(t, &mut self.buf[..], ring);
-            }
-        }
-        c.rtcp_due(now);
-        c.inactivity(now, inactivity);
+        c.leg.handle_tick(now, wall_ns);
+        let ring = self.uring.as_mut().map(|u| (u, idx as u32));
+        c.transmit(&mut self.buf[..], ring);
+        c.forward_events();
     }
 
     fn readable(&mut self, token: u64, now: u64) {
@@ -1230,22 +724,7 @@ impl Shard {
             self.buf[..len].copy_from_slice(pkt);
             if is_rtcp {
                 if let Some(c) = self.calls[idx].as_mut() {
-                    let peer = match c.media {
-                        Some(_) if c.latched => c.remote.is_some_and(|r| r.ip() == src.ip()),
-                        Some(m) => m.may_latch(src.ip()),
-                        None => false,
-                    };
-                    if !peer {
-                        c.foreign(src);
-                        continue;
-                    }
-                    let rep = rtcp::parse(&self.buf[..len]);
-                    if rep.sr_ntp_mid.is_some() {
-                        c.last_sr_rx_ns = now;
-                    }
-                    if rep.sr_ntp_mid.is_some() || rep.block.is_some() {
-                        c.peer_report = rep;
-                    }
+                    c.leg.handle_rtcp(now, src, &self.buf[..len]);
                 }
             } else {
                 let arrival_ns = self.rbatch.arrival_ns(i).unwrap_or_else(realtime_ns);
@@ -1358,7 +837,7 @@ impl Shard {
                         return;
                     }
                     Err(e) => {
-                        let _g = c.span.enter();
+                        let _g = c.leg.span().enter();
                         tracing::warn!(error = %e, "io_uring receive not armed: epoll");
                     }
                 }
@@ -1375,199 +854,40 @@ impl Shard {
             &self.bulk
         };
         if let Err(e) = set.add(fd, Call::token(idx, self.gens[idx], false)) {
-            let _g = c.span.enter();
+            let _g = c.leg.span().enter();
             tracing::error!(error = %e, "cannot watch socket");
         }
     }
 
-    /// `arrival_ns` is the kernel's receive time (CLOCK_REALTIME), for RFC 3550 jitter.
+    /// The RTP packet in `self.buf[..n]` for call `idx`; a bridged call's goes on to its peer
+    /// at once. `arrival_ns` is the kernel's receive time (CLOCK_REALTIME), for RFC 3550 jitter.
     fn handle_rtp(&mut self, idx: usize, n: usize, src: SocketAddr, now: u64, arrival_ns: u64) {
         let Some(c) = self.calls[idx].as_mut() else {
             return;
         };
-        let Some(m) = c.media else { return };
         #[cfg(test)]
         if c.panic_on_rtp {
             panic!("test hook: panic on RTP");
         }
         let pkt = &self.buf[..n];
-        let Ok(rtp) = RtpReader::new(pkt) else {
-            c.bad_packets += 1;
+        let mut scratch = Scratch {
+            pcm: &mut self.pcm[..],
+            recorder: &mut self.writer,
+        };
+        let relay = c.leg.handle_rtp(now, arrival_ns, src, pkt, &mut scratch);
+        c.follow_latch();
+        c.forward_events();
+        let (Some(r), Some(peer)) = (relay, c.bridge) else {
             return;
         };
-        if !c.latched {
-            if !m.may_latch(src.ip()) {
-                c.foreign(src);
-                return;
-            }
-            if c.remote != Some(src) {
-                let _g = c.span.enter();
-                tracing::info!(%src, "symmetric RTP: latched to source");
-            }
-            c.remote = Some(src);
-            c.latched = true;
-            c.connect(src);
-        } else if c.remote != Some(src) {
-            c.foreign(src);
-            return;
-        }
-        c.last_rx_ns = now;
-        c.timed_out = false;
-        let pt = rtp.payload_type();
-        let ts = rtp.timestamp();
-        let payload = rtp.payload();
-        let marker = rtp.mark();
-        let (off, len) = (
-            n - payload.len() - rtp.padding().unwrap_or(0) as usize,
-            payload.len(),
-        );
-        if Some(pt) == m.telephone_event_pt {
-            let Some(ev) = TelephoneEvent::parse(payload) else {
-                c.bad_packets += 1; // shorter than one event: neither a digit nor relayed
-                return;
-            };
-            c.last_4733_ns = Some(now);
-            let digit = c.te.handle_event(ts, ev);
-            if let Some(peer) = c.bridge {
-                self.relay(idx, peer, marker, ts, off, len, true);
-            }
-            if let Some(d) = digit {
-                if let Some(c) = self.calls[idx].as_mut() {
-                    c.digit(d, DigitSource::Rfc4733);
-                }
-            }
-            return;
-        }
-        let codec = match pt {
-            0 => Codec::Pcmu,
-            8 => Codec::Pcma,
-            p if p == m.payload_type => m.codec,
-            _ => {
-                c.bad_packets += 1;
-                return;
-            }
-        };
-        let restarts = c.rx.restarts;
-        let ssrc = rtp.ssrc();
-        if c.rx_ssrc.is_some_and(|old| old != ssrc) {
-            // A new stream (the phone restarted it): numbering starts again.
-            tracing::info!(parent: &c.span, ssrc, "RTP stream restarted (new SSRC)");
-            c.rx.restart();
-        }
-        c.rx_ssrc = Some(ssrc);
-        // RTP clock units (8 kHz) of the arrival time; only differences matter.
-        let arrival = (arrival_ns / 125_000) as u32;
-        let ext =
-            c.rx.handle_packet(u16::from(rtp.sequence_number()), ts, arrival);
-        let restarted = c.rx.restarts != restarts;
-        if let Some(peer) = c.bridge {
-            self.relay(idx, peer, marker, ts, off, len, false);
-            return;
-        }
-        let samples = g711::decode(codec, payload, &mut self.pcm[..]);
-        let pcm = &self.pcm[..samples];
-        let inband_muted = c
-            .last_4733_ns
-            .is_some_and(|t| now.saturating_sub(t) < INBAND_MUTE_NS);
-        let inband = c.dtmf.process(pcm);
-        if let (Some(d), false) = (inband, inband_muted) {
-            c.digit(d, DigitSource::InBand);
-        }
-        if let Some(rec) = c.rec.as_mut() {
-            let w = &mut self.writer;
-            // A restarted stream: what the buffer holds of the old one is played out, then it
-            // starts again from this packet (else every later packet would be "late").
-            let mut done = restarted && rec.restart_stream(&mut c.jb, &mut c.vad, &c.events, w);
-            if let (Some(ext), false) = (ext, done) {
-                let mut pushed = c.jb.push(ext, pcm);
-                if pushed == Push::Restart {
-                    done = rec.restart_stream(&mut c.jb, &mut c.vad, &c.events, w);
-                    pushed = c.jb.push(ext, pcm);
-                }
-                if pushed == Push::Now && !done {
-                    done = rec.take(Some(pcm), &mut c.vad, &c.events, w);
-                }
-            }
-            // Once the recording is complete, what the buffer still holds goes to its tail
-            // (`finish_recording` drains it), not through here.
-            while !done {
-                let Some(o) = c.jb.pop_ready() else { break };
-                let frame = match o {
-                    Out::Frame(f) => Some(f),
-                    Out::Gap => None,
-                    Out::Skipped(_) => continue,
-                };
-                done = rec.take(frame, &mut c.vad, &c.events, &mut self.writer);
-            }
-            if done {
-                c.finish_recording(&mut self.writer);
-            }
-        }
-    }
-
-    /// Forward the packet in `self.buf[..n]` (payload at `off`) from call `from` to its bridge
-    /// peer `to`: the peer's SSRC, its sequence numbers, timestamps shifted onto its timeline,
-    /// payload transcoded when the two legs use different laws.
-    #[allow(clippy::too_many_arguments)]
-    fn relay(
-        &mut self,
-        from: usize,
-        to: usize,
-        marker: bool,
-        ts: u32,
-        off: usize,
-        len: usize,
-        event: bool,
-    ) {
-        let in_codec = self.calls[from]
-            .as_ref()
-            .and_then(|c| c.media)
-            .map(|m| m.codec);
-        let Some(p) = self.calls.get_mut(to).and_then(Option::as_mut) else {
+        let Some(p) = self.calls.get_mut(peer).and_then(Option::as_mut) else {
             return;
         };
-        let (Some(pm), Some(remote)) = (p.media, p.remote) else {
-            return;
-        };
-        if !pm.direction.we_send() || !p.may_send() {
-            return;
-        }
-        let out_pt = if event {
-            match pm.telephone_event_pt {
-                Some(pt) => pt,
-                None => return,
-            }
-        } else {
-            pm.payload_type
-        };
-        let offset = *p
-            .relay_ts_offset
-            .get_or_insert_with(|| p.clock.timestamp(p.last_tick).wrapping_sub(ts));
-        let out_ts = ts.wrapping_add(offset);
-        let seq = p.clock.next_seq();
         let mut out = [0u8; 12 + 480];
-        let len = len.min(480);
-        let payload = &self.buf[off..off + len];
-        match (event, in_codec) {
-            (false, Some(ic)) if ic != pm.codec => {
-                for (o, &b) in out[12..12 + len].iter_mut().zip(payload) {
-                    *o = g711::transcode_byte(ic, pm.codec, b);
-                }
+        if let Some(t) = p.leg.relay(&r, pkt, &mut out) {
+            if !p.send_rtp(t.bytes, t.dest) {
+                p.leg.unsent(&t);
             }
-            _ => out[12..12 + len].copy_from_slice(payload),
-        }
-        write_header(
-            &mut out,
-            marker || p.marker_next,
-            out_pt,
-            seq,
-            out_ts,
-            p.clock.ssrc,
-        );
-        p.marker_next = false;
-        if p.send_rtp(&out[..12 + len], remote) {
-            p.sent_packets += 1;
-            p.sent_octets += len as u64;
         }
     }
 }
