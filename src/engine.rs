@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tracing::{error, info, warn};
 
-use crate::call::ivr::{run_ivr, watch_announcements, IvrDeps};
+use crate::call::ivr::{run_ivr, IvrDeps};
 use crate::call::voicemail::VoicemailDesk;
 use crate::call::FlowKind;
 use crate::config::Config;
@@ -71,9 +71,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     // Then every message a previous run left without a ticket is ticketed (marked recovered).
     let triage = crate::triage::Triage::from_config(&config.triage).context("loading [triage]")?;
-    // Admin changes to the hours (console) apply on top of [schedule], on every node.
-    let schedule = crate::schedule::LiveSchedule::new(schedule);
-    crate::admin::hours::apply_stored_changes(&store, &config.schedule, &schedule).await;
+    let listen = config
+        .sip
+        .listen_addr()
+        .context("[sip] listen is invalid")?;
+    let media = MediaEngine::start(&config.media, listen.ip()).context("starting media")?;
+    // What the console changes (hours on top of [schedule], prompts, the announcement), on
+    // every node: in force before the first ticket is opened and the first call answered.
+    let (live, _live_poller) = crate::live::LiveSettings::builder(
+        store.clone(),
+        config.schedule.clone(),
+        crate::schedule::LiveSchedule::new(schedule),
+    )
+    .media(media.clone())
+    .start()
+    .await;
+    let schedule = live.schedule();
     // Paging wakes as soon as a voicemail becomes a ticket.
     let paging_wake = Arc::new(tokio::sync::Notify::new());
     let desk = VoicemailDesk::start_notifying(
@@ -90,11 +103,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
 
-    let listen = config
-        .sip
-        .listen_addr()
-        .context("[sip] listen is invalid")?;
-    let media = MediaEngine::start(&config.media, listen.ip()).context("starting media")?;
     let mut sip_config = config.sip.clone();
     sip_config.tcp_max_connections = budget.sip_tcp_connections;
     let (sip, mut incoming, mut sip_task) = crate::sip::transport::start(&sip_config)
@@ -104,14 +112,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let call_config = config.call.clone();
     let advertised = sip.advertised_addr().ip();
     let flow_media = media.clone();
-    let announcement = watch_announcements(store.clone(), media.clone()).await;
-    // Prompts uploaded in the console (on any node) play from the first call.
-    let _prompts = crate::admin::prompts_live::watch_prompts(store.clone(), media.clone()).await;
-    tokio::spawn(crate::admin::hours::watch_hours(
-        store.clone(),
-        config.schedule.clone(),
-        schedule.clone(),
-    ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let calls = Arc::new(CallCounters::default());
 
@@ -246,7 +246,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         call: config.call.clone(),
         recordings: recordings.clone(),
         advertised,
-        announcement,
+        announcement: live.announcement(),
         status_limits: std::sync::Arc::new(crate::call::status_limit::StatusLimits::new(
             config.ivr.status_lookups_per_hour,
             crate::sip::routing::TrustedSources::new(config.sip.trusted_nets()),

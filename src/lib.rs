@@ -5,6 +5,7 @@
 //! is sans-I/O), `media` moves RTP on its own threads, `call` runs one caller's call (`flow` is
 //! the sans-I/O IVR), `callback` says which numbers may be called back, `schedule` knows the
 //! hours and SLA deadlines, `triage` classifies, `store` keeps tickets and the page outbox,
+//! `live` keeps the settings the console changes (hours, prompts, announcement) in force,
 //! `paging` wakes the on-call ladder (`roster` and `ladder` are sans-I/O), `http` serves the
 //! acknowledgement links, health and metrics, `admin` the console, `ops` the CLI, and `engine`
 //! wires `serve`. Leaves: `config`, `config_issue`, `limits`, `printable`, `durable`, `panics`.
@@ -24,6 +25,7 @@ pub mod engine;
 pub mod fuzzing;
 pub mod http;
 pub mod limits;
+pub mod live;
 pub mod media;
 pub mod ops;
 pub mod paging;
