@@ -8,11 +8,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use tracing::{error, info, warn};
 
-use crate::call::ivr::{run_ivr, watch_announcements, IvrDeps};
+use crate::call::ivr::{run_ivr, IvrDeps};
 use crate::call::voicemail::VoicemailDesk;
 use crate::call::FlowKind;
 use crate::config::Config;
+use crate::live::LiveSettings;
 use crate::media::{recover_unfinished, MediaEngine};
+use crate::store::Store;
 
 /// How long a stopping engine waits for its calls to hang up and save their recordings.
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -20,7 +22,92 @@ const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 /// Runs the engine until SIGINT/SIGTERM; then hangs up the calls in progress, saving what
 /// their callers said, before it stops.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    // Calls get their open files before any connection can take one (see `limits`).
+    let budget = share_open_files(&config);
+    let store = open_store(&config).await?;
+    let schedule = schedule_of(&config)?;
+    let recordings = recover_recordings(&config)?;
+    let triage = crate::triage::Triage::from_config(&config.triage, crate::config::read_rules_file)
+        .context("loading [triage]")?;
+    let listen = config
+        .sip
+        .listen_addr()
+        .context("[sip] listen is invalid")?;
+    let media = MediaEngine::start(&config.media, listen.ip()).context("starting media")?;
+    let live = start_live_settings(&store, &config, schedule, &media).await;
+    let schedule = live.schedule();
+    // Paging wakes as soon as a voicemail becomes a ticket.
+    let paging_wake = Arc::new(tokio::sync::Notify::new());
+    let desk = open_voicemail_desk(&store, &schedule, triage, &paging_wake, &recordings);
+
+    let mut sip_config = config.sip.clone();
+    sip_config.tcp_max_connections = budget.sip_tcp_connections;
+    let (sip, incoming, mut sip_task) = crate::sip::transport::start(&sip_config)
+        .await
+        .context("starting SIP")?;
+    info!(sip = %sip.local_addr(), rtp = %config.media.rtp_ports, "astreinte running");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let node = Node {
+        advertised: sip.advertised_addr().ip(),
+        config,
+        store,
+        schedule,
+        media,
+        sip,
+        paging_wake,
+        stop_rx,
+        calls: Arc::new(CallCounters::default()),
+    };
+    let links = node.ack_links().await?;
+    let paging = node.start_paging(links.clone()).await?;
+    let health = Health::default();
+    if let Some(links) = links {
+        node.start_http(links, &paging, &budget, &health).await?;
+    }
+    let deps = Arc::new(node.ivr_deps(desk, &live, recordings.clone()));
+    let dispatcher = tokio::spawn(dispatch_calls(
+        incoming,
+        deps,
+        node.config.call.clone(),
+        recordings,
+        node.calls.clone(),
+        node.stop_rx.clone(),
+    ));
+
+    let mut signals = StopSignals::new();
+    if let Some(failure) = first_failure(&mut signals, &mut sip_task, &node.media).await {
+        if let Ok(mut f) = health.failure.lock() {
+            *f = Some(failure.clone());
+        }
+        error!(component = %failure, "a component failed: stopping the engine");
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(STOP_GRACE, dispatcher).await;
+        node.media.shutdown();
+        anyhow::bail!("component failed: {failure}");
+    }
+    let drain_limit = std::time::Duration::from_secs(node.config.sip.drain_secs);
+    if !drain_limit.is_zero() {
+        health.draining.store(true, Ordering::Relaxed);
+        drain(
+            &node.sip,
+            &node.calls,
+            &paging.counters,
+            drain_limit,
+            &mut signals,
+        )
+        .await;
+    }
+    info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = dispatcher.await;
+    node.sip.shutdown();
+    let _ = sip_task.await;
+    node.media.shutdown();
+    Ok(())
+}
+
+/// Shares the open files out, calls first: they get theirs before any connection can take
+/// one (see `limits`).
+fn share_open_files(config: &Config) -> crate::limits::OpenFileBudget {
     let rtp_ports = config
         .media
         .port_range()
@@ -41,14 +128,23 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(short) = &budget.shortfall {
         warn!("{short}");
     }
-    // The store first: migrations run before any call can need a ticket.
-    let store = crate::store::Store::connect(&config.store)
+    budget
+}
+
+/// The store first: migrations run before any call can need a ticket.
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let store = Store::connect(&config.store)
         .await
         .with_context(|| format!("opening the store at {}", config.store.url))?;
     // Tickets from before voicemail audio was stored get theirs from this node's files, in the
     // background (readers fall back to the file meanwhile). Idempotent; every node does its own.
     tokio::spawn(backfill_voicemail_audio(store.clone()));
-    let schedule = crate::schedule::Schedule::from_config(&config.schedule).map_err(|errors| {
+    Ok(store)
+}
+
+/// `[schedule]` as configured, before the console's changes.
+fn schedule_of(config: &Config) -> anyhow::Result<crate::schedule::Schedule> {
+    crate::schedule::Schedule::from_config(&config.schedule).map_err(|errors| {
         anyhow::anyhow!(
             "invalid [schedule]: {}",
             errors
@@ -57,9 +153,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
                 .join("; ")
         )
-    })?;
+    })
+}
 
-    // Recordings a crash left unfinished are made whole before anything else writes there.
+/// The recordings directory, absolute, with the recordings a crash left unfinished made whole
+/// before anything else writes there.
+fn recover_recordings(config: &Config) -> anyhow::Result<PathBuf> {
     let recordings = PathBuf::from(&config.media.recordings_dir);
     std::fs::create_dir_all(&recordings)
         .with_context(|| format!("creating {}", recordings.display()))?;
@@ -69,80 +168,229 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     for r in recover_unfinished(&recordings) {
         warn!(path = %r.path.display(), duration_ms = r.duration_ms, "recovered an unfinished recording");
     }
-    // Then every message a previous run left without a ticket is ticketed (marked recovered).
-    let triage = crate::triage::Triage::from_config(&config.triage, crate::config::read_rules_file)
-        .context("loading [triage]")?;
-    // Admin changes to the hours (console) apply on top of [schedule], on every node.
-    let schedule = crate::schedule::LiveSchedule::new(schedule);
-    crate::admin::hours::apply_stored_changes(&store, &config.schedule, &schedule).await;
-    // Paging wakes as soon as a voicemail becomes a ticket.
-    let paging_wake = Arc::new(tokio::sync::Notify::new());
+    Ok(recordings)
+}
+
+/// What the console changes (hours on top of `[schedule]`, prompts, the announcement), on
+/// every node: in force before the first ticket is opened and the first call answered.
+async fn start_live_settings(
+    store: &Store,
+    config: &Config,
+    schedule: crate::schedule::Schedule,
+    media: &MediaEngine,
+) -> LiveSettings {
+    let (live, _poller) = LiveSettings::builder(
+        store.clone(),
+        config.schedule.clone(),
+        crate::schedule::LiveSchedule::new(schedule),
+    )
+    .media(media.clone())
+    .start()
+    .await;
+    live
+}
+
+/// The desk that turns messages into tickets; every message a previous run left without a
+/// ticket is ticketed first (marked recovered).
+fn open_voicemail_desk(
+    store: &Store,
+    schedule: &crate::schedule::LiveSchedule,
+    triage: crate::triage::Triage,
+    paging_wake: &Arc<tokio::sync::Notify>,
+    recordings: &std::path::Path,
+) -> VoicemailDesk {
     let desk = VoicemailDesk::start_notifying(
         store.clone(),
         schedule.clone(),
         triage,
         paging_wake.clone(),
     );
-    let pending = desk.recover(&recordings);
+    let pending = desk.recover(recordings);
     if pending > 0 {
         info!(
             pending,
             "opening the tickets of voicemails left by the previous run"
         );
     }
+    desk
+}
 
-    let listen = config
-        .sip
-        .listen_addr()
-        .context("[sip] listen is invalid")?;
-    let media = MediaEngine::start(&config.media, listen.ip()).context("starting media")?;
-    let mut sip_config = config.sip.clone();
-    sip_config.tcp_max_connections = budget.sip_tcp_connections;
-    let (sip, mut incoming, mut sip_task) = crate::sip::transport::start(&sip_config)
-        .await
-        .context("starting SIP")?;
-    info!(sip = %sip.local_addr(), rtp = %config.media.rtp_ports, "astreinte running");
-    let call_config = config.call.clone();
-    let advertised = sip.advertised_addr().ip();
-    let flow_media = media.clone();
-    let announcement = watch_announcements(store.clone(), media.clone()).await;
-    // Prompts uploaded in the console (on any node) play from the first call.
-    let _prompts = crate::admin::prompts_live::watch_prompts(store.clone(), media.clone()).await;
-    tokio::spawn(crate::admin::hours::watch_hours(
-        store.clone(),
-        config.schedule.clone(),
-        schedule.clone(),
-    ));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let calls = Arc::new(CallCounters::default());
+/// What the engine's parts share once the store, media and SIP run.
+struct Node {
+    config: Config,
+    store: Store,
+    schedule: crate::schedule::LiveSchedule,
+    media: MediaEngine,
+    sip: crate::sip::SipHandle,
+    /// Our address in SDP and Contact.
+    advertised: std::net::IpAddr,
+    paging_wake: Arc<tokio::sync::Notify>,
+    stop_rx: tokio::sync::watch::Receiver<bool>,
+    calls: Arc<CallCounters>,
+}
 
-    // Paging: the planner and worker, the phone pager, and the HTTP server with its
-    // acknowledgement links (one key per installation, in the store, so every node signs alike).
-    let link_key = store
-        .setting_or_init("ack_link_key", &hex::encode(rand::random::<[u8; 32]>()))
+/// What /readyz reports beside the components' own health.
+#[derive(Default)]
+struct Health {
+    /// Set when a component failed and the engine is stopping.
+    failure: Arc<std::sync::Mutex<Option<String>>>,
+    /// Set on the first stop signal.
+    draining: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Node {
+    /// The acknowledgement links' signer, when `[http] public_url` is set: one key per
+    /// installation, in the store, so every node signs alike.
+    async fn ack_links(&self) -> anyhow::Result<Option<Arc<crate::http::ack::AckLinks>>> {
+        let key = self
+            .store
+            .setting_or_init("ack_link_key", &hex::encode(rand::random::<[u8; 32]>()))
+            .await
+            .context("reading the acknowledgement links' key")?;
+        let key =
+            hex::decode(key.trim()).context("the stored acknowledgement links' key is not hex")?;
+        let Some(url) = self.config.http.public_url() else {
+            return Ok(None);
+        };
+        let links = crate::http::ack::AckLinks::new(&key, &url, self.config.http.ack_link_ttl())
+            .map_err(|e| anyhow::anyhow!("the acknowledgement links' key: {e}"))?;
+        Ok(Some(Arc::new(links)))
+    }
+
+    /// The planner and worker, with the phone pager calling out through our SIP service.
+    async fn start_paging(
+        &self,
+        links: Option<Arc<crate::http::ack::AckLinks>>,
+    ) -> anyhow::Result<crate::paging::service::Paging> {
+        let ack_links: Option<crate::paging::worker::AckLinkMaker> = links.map(|l| {
+            Arc::new(move |ticket: &str, person: &str, now| l.link(ticket, person, now))
+                as crate::paging::worker::AckLinkMaker
+        });
+        crate::paging::service::start(
+            &self.config.paging,
+            crate::paging::service::PagingDeps {
+                store: self.store.clone(),
+                schedule: self.schedule.clone(),
+                phone: Some(self.phone_pager()),
+                ack_links,
+                node: node_name(),
+                wake: self.paging_wake.clone(),
+            },
+            self.stop_rx.clone(),
+        )
         .await
-        .context("reading the acknowledgement links' key")?;
-    let link_key =
-        hex::decode(link_key.trim()).context("the stored acknowledgement links' key is not hex")?;
-    let links = match config.http.public_url() {
-        Some(url) => Some(Arc::new(
-            crate::http::ack::AckLinks::new(&link_key, &url, config.http.ack_link_ttl())
-                .map_err(|e| anyhow::anyhow!("the acknowledgement links' key: {e}"))?,
-        )),
-        None => None,
-    };
-    let ack_links: Option<crate::paging::worker::AckLinkMaker> = links.clone().map(|l| {
-        Arc::new(move |ticket: &str, person: &str, now| l.link(ticket, person, now))
-            as crate::paging::worker::AckLinkMaker
-    });
-    let callback_policy = config.ivr.flow_config().callback_policy;
-    let callback_check: crate::paging::phone::CallbackCheck = Arc::new(move |n: &str| {
-        callback_policy
-            .check(n.trim_start_matches('+'))
-            .map(|c| c.e164())
-            .map_err(|e| e.to_string())
-    });
-    let trunk = config
+        .context("starting paging")
+    }
+
+    /// Pages by phone: through `[sip.outbound]` when set, to numbers the callback rules allow.
+    fn phone_pager(&self) -> crate::paging::phone::PhonePager {
+        let callback_policy = self.config.ivr.flow_config().callback_policy;
+        let callback_check: crate::paging::phone::CallbackCheck = Arc::new(move |n: &str| {
+            callback_policy
+                .check(n.trim_start_matches('+'))
+                .map(|c| c.e164())
+                .map_err(|e| e.to_string())
+        });
+        crate::paging::phone::PhonePager::new(
+            self.sip.clone(),
+            self.media.clone(),
+            self.store.clone(),
+            self.advertised,
+            outbound_trunk(&self.config),
+            self.config.paging.phone.clone(),
+            callback_check,
+        )
+    }
+
+    /// The HTTP server: acknowledgement links, health, metrics and the admin console.
+    async fn start_http(
+        &self,
+        links: Arc<crate::http::ack::AckLinks>,
+        paging: &crate::paging::service::Paging,
+        budget: &crate::limits::OpenFileBudget,
+        health: &Health,
+    ) -> anyhow::Result<()> {
+        let Some(listen) = self.config.http.listen.as_deref() else {
+            return Ok(());
+        };
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("[http] listen: cannot listen on {listen}"))?;
+        info!(http = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "HTTP server running");
+        let probe = Arc::new(EngineState {
+            sip: self.sip.clone(),
+            media: self.media.clone(),
+            calls: self.calls.clone(),
+            pages: paging.counters.clone(),
+            sip_failure: health.failure.clone(),
+            draining: health.draining.clone(),
+            budget: budget.clone(),
+        });
+        let http = &self.config.http;
+        let admission = crate::http::HttpAdmission::new(
+            budget.http_connections,
+            http.max_connections_per_source,
+            http.trusted_proxy_nets(),
+            http.timeouts(),
+        );
+        let wake = self.paging_wake.clone();
+        let state = crate::http::HttpState::new(self.store.clone(), links, probe)
+            .with_admission(admission.clone())
+            .with_metrics_allow(http.metrics_allow_nets())
+            .with_zone(self.schedule.get().timezone())
+            .with_on_ack(Arc::new(move |_ticket: &str| wake.notify_one()));
+        let app = crate::http::router(state).merge(crate::admin::router(self.console()));
+        let mut http_stop = self.stop_rx.clone();
+        tokio::spawn(async move {
+            let stopped = async move { crate::shell::stop_requested(&mut http_stop).await };
+            if let Err(e) = crate::http::serve_app(listener, app, admission, stopped).await {
+                error!(error = %e, "the HTTP server stopped");
+            }
+        });
+        Ok(())
+    }
+
+    /// The admin console's state, beside the links, health and metrics.
+    fn console(&self) -> crate::admin::AdminState {
+        crate::admin::AdminState {
+            store: self.store.clone(),
+            secure_cookies: self
+                .config
+                .http
+                .public_url()
+                .is_some_and(|u| u.starts_with("https://")),
+            login_limiter: Arc::default(),
+            media: Some(self.media.clone()),
+            config: Arc::new(self.config.clone()),
+        }
+    }
+
+    /// What every IVR call shares.
+    fn ivr_deps(&self, desk: VoicemailDesk, live: &LiveSettings, recordings: PathBuf) -> IvrDeps {
+        let config = &self.config;
+        IvrDeps {
+            media: self.media.clone(),
+            sip: self.sip.clone(),
+            desk,
+            store: self.store.clone(),
+            schedule: self.schedule.clone(),
+            ivr: config.ivr.clone(),
+            flow: config.ivr.flow_config(),
+            call: config.call.clone(),
+            recordings,
+            advertised: self.advertised,
+            announcement: live.announcement(),
+            status_limits: Arc::new(crate::call::status_limit::StatusLimits::new(
+                config.ivr.status_lookups_per_hour,
+                crate::sip::routing::TrustedSources::new(config.sip.trusted_nets()),
+            )),
+        }
+    }
+}
+
+/// `[sip.outbound]` as the phone pager's trunk (none: calls go straight to the person's URI).
+fn outbound_trunk(config: &Config) -> crate::paging::phone::Trunk {
+    config
         .sip
         .outbound
         .as_ref()
@@ -157,202 +405,105 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 _ => None,
             },
         })
-        .unwrap_or_default();
-    let phone = crate::paging::phone::PhonePager::new(
-        sip.clone(),
-        media.clone(),
-        store.clone(),
-        advertised,
-        trunk,
-        config.paging.phone.clone(),
-        callback_check,
-    );
-    let node = format!(
+        .unwrap_or_default()
+}
+
+/// This node's name in page leases: host name and process id.
+fn node_name() -> String {
+    format!(
         "{}-{}",
         std::fs::read_to_string("/etc/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "node".into()),
         std::process::id()
-    );
-    let paging = crate::paging::service::start(
-        &config.paging,
-        crate::paging::service::PagingDeps {
-            store: store.clone(),
-            schedule: schedule.clone(),
-            phone: Some(phone),
-            ack_links,
-            node,
-            wake: paging_wake.clone(),
-        },
-        stop_rx.clone(),
     )
-    .await
-    .context("starting paging")?;
-    let sip_failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
-    let draining: Arc<std::sync::atomic::AtomicBool> = Arc::default();
-    if let (Some(listen), Some(links)) = (config.http.listen.as_deref(), links) {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("[http] listen: cannot listen on {listen}"))?;
-        info!(http = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "HTTP server running");
-        let probe = Arc::new(EngineState {
-            sip: sip.clone(),
-            media: media.clone(),
-            calls: calls.clone(),
-            pages: paging.counters.clone(),
-            sip_failure: sip_failure.clone(),
-            draining: draining.clone(),
-            budget: budget.clone(),
-        });
-        let admission = crate::http::HttpAdmission::new(
-            budget.http_connections,
-            config.http.max_connections_per_source,
-            config.http.trusted_proxy_nets(),
-            config.http.timeouts(),
-        );
-        let wake = paging_wake.clone();
-        let state = crate::http::HttpState::new(store.clone(), links, probe)
-            .with_admission(admission.clone())
-            .with_metrics_allow(config.http.metrics_allow_nets())
-            .with_zone(schedule.get().timezone())
-            .with_on_ack(Arc::new(move |_ticket: &str| wake.notify_one()));
-        // The admin console beside the links, health and metrics.
-        let console = crate::admin::AdminState {
-            store: store.clone(),
-            secure_cookies: config
-                .http
-                .public_url()
-                .is_some_and(|u| u.starts_with("https://")),
-            login_limiter: Arc::default(),
-            media: Some(media.clone()),
-            config: Arc::new(config.clone()),
-        };
-        let app = crate::http::router(state).merge(crate::admin::router(console));
-        let mut http_stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let stopped = async move { crate::shell::stop_requested(&mut http_stop).await };
-            if let Err(e) = crate::http::serve_app(listener, app, admission, stopped).await {
-                error!(error = %e, "the HTTP server stopped");
-            }
-        });
-    }
-    let deps = std::sync::Arc::new(IvrDeps {
-        media: media.clone(),
-        sip: sip.clone(),
-        desk,
-        store,
-        schedule,
-        ivr: config.ivr.clone(),
-        flow: config.ivr.flow_config(),
-        call: config.call.clone(),
-        recordings: recordings.clone(),
-        advertised,
-        announcement,
-        status_limits: std::sync::Arc::new(crate::call::status_limit::StatusLimits::new(
-            config.ivr.status_lookups_per_hour,
-            crate::sip::routing::TrustedSources::new(config.sip.trusted_nets()),
-        )),
-    });
-    let flow_calls = calls.clone();
-    let dispatcher = tokio::spawn(async move {
-        let mut flows = tokio::task::JoinSet::new();
-        let mut stopping = stop_rx.clone();
-        loop {
-            tokio::select! {
-                call = incoming.recv() => match call {
-                    Some(call) => {
-                        let counted = flow_calls.start();
-                        match call_config.flow {
-                            FlowKind::Ivr => {
-                                let flow = run_ivr(call, deps.clone(), stop_rx.clone());
-                                flows.spawn(async move { flow.await; drop(counted) });
-                            }
-                            FlowKind::RecordTest => {
-                                let flow = crate::call::run_inbound(
-                                    call,
-                                    call_config.clone(),
-                                    flow_media.clone(),
-                                    advertised,
-                                    recordings.clone(),
-                                    stop_rx.clone(),
-                                );
-                                flows.spawn(async move { flow.await; drop(counted) });
-                            }
+}
+
+/// Gives each incoming call its flow until the engine stops; then lets the calls in progress
+/// hang up (BYE) and finish their recordings, refusing new ones with 503 (the caller's phone
+/// may try another server), for up to `STOP_GRACE`.
+async fn dispatch_calls(
+    mut incoming: tokio::sync::mpsc::Receiver<crate::sip::InboundCall>,
+    deps: Arc<IvrDeps>,
+    call_config: crate::call::CallConfig,
+    recordings: PathBuf,
+    counters: Arc<CallCounters>,
+    stop_rx: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut flows = tokio::task::JoinSet::new();
+    let mut stopping = stop_rx.clone();
+    loop {
+        tokio::select! {
+            call = incoming.recv() => match call {
+                Some(call) => {
+                    let counted = counters.start();
+                    match call_config.flow {
+                        FlowKind::Ivr => {
+                            let flow = run_ivr(call, deps.clone(), stop_rx.clone());
+                            flows.spawn(async move { flow.await; drop(counted) });
+                        }
+                        FlowKind::RecordTest => {
+                            let flow = crate::call::run_inbound(
+                                call,
+                                call_config.clone(),
+                                deps.media.clone(),
+                                deps.advertised,
+                                recordings.clone(),
+                                stop_rx.clone(),
+                            );
+                            flows.spawn(async move { flow.await; drop(counted) });
                         }
                     }
-                    None => break,
-                },
-                Some(_) = flows.join_next(), if !flows.is_empty() => {}
-                _ = crate::shell::stop_requested(&mut stopping) => break,
+                }
+                None => break,
+            },
+            Some(_) = flows.join_next(), if !flows.is_empty() => {}
+            _ = crate::shell::stop_requested(&mut stopping) => break,
+        }
+    }
+    if !flows.is_empty() {
+        info!(calls = flows.len(), "hanging up the calls in progress");
+    }
+    let grace = tokio::time::sleep(STOP_GRACE);
+    tokio::pin!(grace);
+    loop {
+        tokio::select! {
+            done = flows.join_next() => if done.is_none() { break },
+            Some(call) = incoming.recv() => call.leg.reject(503),
+            _ = &mut grace => {
+                warn!(calls = flows.len(), "calls still ending after the grace period: cut off");
+                break;
             }
         }
-        // Stopping: each flow hangs its call up (BYE) and finishes its recording; a call that
-        // comes in meanwhile is refused with 503 (the caller's phone may try another server).
-        if !flows.is_empty() {
-            info!(calls = flows.len(), "hanging up the calls in progress");
-        }
-        let grace = tokio::time::sleep(STOP_GRACE);
-        tokio::pin!(grace);
+    }
+}
+
+/// Until a signal (None), watches the components: one that dies (Some: which, and why) takes
+/// the engine down with a non-zero exit, so the service manager restarts it instead of
+/// leaving a line that rings into nothing.
+async fn first_failure(
+    signals: &mut StopSignals,
+    sip_task: &mut tokio::task::JoinHandle<Result<(), crate::sip::transport::SipError>>,
+    media: &MediaEngine,
+) -> Option<String> {
+    let media_failed = async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
-            tokio::select! {
-                done = flows.join_next() => if done.is_none() { break },
-                Some(call) = incoming.recv() => call.leg.reject(503),
-                _ = &mut grace => {
-                    warn!(calls = flows.len(), "calls still ending after the grace period: cut off");
-                    break;
-                }
-            }
-        }
-    });
-    // Until a signal, watch the components: one that dies takes the engine down with a
-    // non-zero exit, so the service manager restarts it instead of leaving a line that rings
-    // into nothing.
-    let media_failed = {
-        let media = media.clone();
-        async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                if let Err(e) = media.health() {
-                    return e;
-                }
+            tick.tick().await;
+            if let Err(e) = media.health() {
+                return e;
             }
         }
     };
-    let mut signals = StopSignals::new();
-    let failure = tokio::select! {
+    tokio::select! {
         _ = signals.next() => None,
-        r = &mut sip_task => Some(match r {
+        r = sip_task => Some(match r {
             Ok(Ok(())) => "sip: the SIP service stopped by itself".to_string(),
             Ok(Err(e)) => format!("sip: {e}"),
             Err(e) => format!("sip: the SIP task panicked: {e}"),
         }),
         e = media_failed => Some(format!("media: {e}")),
-    };
-    if let Some(failure) = &failure {
-        if let Ok(mut f) = sip_failure.lock() {
-            *f = Some(failure.clone());
-        }
     }
-    if let Some(failure) = failure {
-        error!(component = %failure, "a component failed: stopping the engine");
-        let _ = stop_tx.send(true);
-        let _ = tokio::time::timeout(STOP_GRACE, dispatcher).await;
-        media.shutdown();
-        anyhow::bail!("component failed: {failure}");
-    }
-    let drain_limit = std::time::Duration::from_secs(config.sip.drain_secs);
-    if !drain_limit.is_zero() {
-        draining.store(true, Ordering::Relaxed);
-        drain(&sip, &calls, &paging.counters, drain_limit, &mut signals).await;
-    }
-    info!("shutting down");
-    let _ = stop_tx.send(true);
-    let _ = dispatcher.await;
-    sip.shutdown();
-    let _ = sip_task.await;
-    media.shutdown();
-    Ok(())
 }
 
 /// One pass of [`crate::store::Store::backfill_voicemail_audio`] at start, logged.

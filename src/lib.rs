@@ -9,7 +9,8 @@
 //!
 //! This crate holds the shells and everything with I/O: `media` moves RTP on its own threads,
 //! `call` runs one caller's call over a flow, `shell` is what call shells share, `store` keeps
-//! tickets and the page outbox, `paging` sends pages (channels, planner, worker, the page
+//! tickets and the page outbox, `live` keeps the settings the console changes (hours, prompts,
+//! announcement) in force on every node, `paging` sends pages (channels, planner, worker, the page
 //! call's shell), `http` serves the acknowledgement links, health and metrics, `admin` the
 //! console, `ops` the CLI, and `engine` wires `serve`. Leaves: `config`, `limits`, `durable`,
 //! `panics`.
@@ -27,6 +28,7 @@ pub mod engine;
 pub mod fuzzing;
 pub mod http;
 pub mod limits;
+pub mod live;
 pub mod media;
 pub mod ops;
 pub mod paging;

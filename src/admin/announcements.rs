@@ -1,6 +1,6 @@
 //! Announcements in the console: set, change and end the incident announcement (phase, text per
 //! language spoken with the prompts' voice), and hear what a caller hears now. Every node plays
-//! the store's current one (`call::ivr::watch_announcements`).
+//! the store's current one (`live::LiveSettings::announcement`).
 
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};

@@ -1,9 +1,8 @@
 //! Hours in the console: opening hours, the year's holidays (Québec's computed ones, admin days
 //! added or worked anyway), closures, maintenance windows, and an "are we open at…" preview.
-//! Admin changes are stored (`store::hours`) on top of `[schedule]`; every node polls them and
-//! swaps its [`LiveSchedule`], so a change reaches new calls everywhere within seconds.
-
-use std::time::Duration as StdDuration;
+//! Admin changes are stored (`store::hours`) on top of `[schedule]`; every node's live-settings
+//! service (`crate::live`) swaps its `LiveSchedule`: at once on the node that took the change,
+//! within `live::POLL` on the others.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -12,90 +11,17 @@ use axum::{Json, Router};
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tracing::{info, warn};
+use tracing::info;
 
 use super::auth::{CurrentUser, Role};
 use super::pages::page;
 use super::{AdminState, ApiError};
-use crate::schedule::{ClosureConfig, ExtraDay, LiveSchedule, Schedule, ScheduleConfig};
+use crate::schedule::Schedule;
 use crate::store::audit::NewAudit;
 use crate::store::hours::HoursChange;
-use crate::store::Store;
 
-/// How often a node looks for hours changed elsewhere.
-const POLL: StdDuration = StdDuration::from_secs(2);
-
-/// `base` (the config's `[schedule]`) with the stored changes on top.
-pub fn effective_config(base: &ScheduleConfig, changes: &[HoursChange]) -> ScheduleConfig {
-    let mut cfg = base.clone();
-    for c in changes {
-        match (c.kind.as_str(), &c.day) {
-            ("holiday_added", Some(day)) => {
-                cfg.holidays.extra.retain(|e| &e.date != day);
-                cfg.holidays.extra.push(ExtraDay {
-                    date: day.clone(),
-                    name: c.name.clone(),
-                });
-            }
-            ("holiday_removed", Some(day)) if !cfg.holidays.removed.contains(day) => {
-                cfg.holidays.removed.push(day.clone());
-            }
-            ("closure", _) => {
-                if let (Some(from), Some(to)) = (&c.starts, &c.ends) {
-                    cfg.holidays.closures.push(ClosureConfig {
-                        from: from.clone(),
-                        to: to.clone(),
-                        name: c.name.clone(),
-                    });
-                }
-            }
-            _ => {}
-        }
-    }
-    cfg
-}
-
-fn build(cfg: &ScheduleConfig) -> Result<Schedule, String> {
-    Schedule::from_config(cfg).map_err(|errs| {
-        errs.iter()
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-            .join("; ")
-    })
-}
-
-/// Puts the stored changes in force now (at start, before calls come).
-pub async fn apply_stored_changes(store: &Store, base: &ScheduleConfig, live: &LiveSchedule) {
-    match store.hours_changes().await {
-        Ok(changes) if !changes.is_empty() => match build(&effective_config(base, &changes)) {
-            Ok(s) => {
-                live.set(s);
-                info!(changes = changes.len(), "hours: admin changes applied");
-            }
-            Err(e) => {
-                warn!(error = %e, "hours: the stored changes do not make a valid schedule; kept the config's")
-            }
-        },
-        Ok(_) => {}
-        Err(e) => warn!(error = %e, "hours: cannot read the admin changes; kept the config's"),
-    }
-}
-
-/// Polls the store and swaps `live` when the changes change (made on this node or another).
-pub async fn watch_hours(store: Store, base: ScheduleConfig, live: LiveSchedule) {
-    let mut seen = store.hours_marker().await.ok();
-    loop {
-        tokio::time::sleep(POLL).await;
-        let Ok(marker) = store.hours_marker().await else {
-            continue;
-        };
-        if seen == Some(marker) {
-            continue;
-        }
-        seen = Some(marker);
-        apply_stored_changes(&store, &base, &live).await;
-    }
-}
+use crate::live::hours::build;
+pub use crate::live::hours::{apply_stored_changes, effective_config};
 
 async fn current(state: &AdminState) -> Result<(Schedule, Vec<HoursChange>), ApiError> {
     let changes = state.store.hours_changes().await.map_err(ApiError::store)?;

@@ -2,7 +2,7 @@
 //! (the bundled default, version 0, or an uploaded version), its audio, uploads (converted to
 //! 8 kHz mono 16-bit by `media::convert`, refused with the reason) and roll-backs. Every change
 //! is an audit event and reaches calls on this node at once and on the others within
-//! `prompts_live::POLL`.
+//! `live::POLL` (the live-settings service, `crate::live`).
 //!
 //! - `GET  /api/prompts` → `[{lang, name, text, version, is_default}]`, sorted by language and name
 //! - `GET  /api/prompts/{lang}/{name}/audio[?version=N]` → `audio/wav` (N = 0: the default)
@@ -12,7 +12,6 @@
 //! - `GET  /prompts`: the page
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
 
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
@@ -26,14 +25,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::auth::{CurrentUser, Role};
-use super::{pages, prompts_live, AdminState, ApiError};
+use super::{pages, AdminState, ApiError};
+use crate::live::prompts as live_prompts;
+pub use crate::live::prompts::{manifest, ManifestPrompt};
 use crate::media::convert::{self, ConvertError, MAX_UPLOAD_BYTES};
 use crate::media::prompts::LANGUAGES;
 use crate::store::audit::NewAudit;
 use crate::store::prompts::NewPromptVersion;
-
-/// The manifest the engine is built with.
-const MANIFEST: &str = include_str!("../../prompts/manifest.toml");
 
 /// The content types an upload may be sent with (the format itself is read from the bytes).
 pub const UPLOAD_TYPES: [&str; 6] = [
@@ -44,41 +42,6 @@ pub const UPLOAD_TYPES: [&str; 6] = [
     "audio/ogg",
     "application/octet-stream",
 ];
-
-/// A prompt of `prompts/manifest.toml`: its name and its text per language.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ManifestPrompt {
-    pub name: String,
-    pub texts: HashMap<String, String>,
-}
-
-static PROMPTS: LazyLock<Vec<ManifestPrompt>> = LazyLock::new(|| {
-    let mut out: Vec<ManifestPrompt> = MANIFEST
-        .parse::<toml::Table>()
-        .map(|t| {
-            t.into_iter()
-                .map(|(name, v)| ManifestPrompt {
-                    name,
-                    texts: v
-                        .as_table()
-                        .map(|t| {
-                            t.iter()
-                                .filter_map(|(l, s)| Some((l.clone(), s.as_str()?.to_string())))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out
-});
-
-/// Every prompt of the manifest, sorted by name.
-pub fn manifest() -> &'static [ManifestPrompt] {
-    &PROMPTS
-}
 
 /// The manifest prompt `lang/name`, or a 400/404 that says what is wrong.
 fn known(lang: &str, name: &str) -> Result<&'static ManifestPrompt, ApiError> {
@@ -193,7 +156,7 @@ async fn audio(
             .map_or(0, |(_, _, v)| v),
     };
     let wav = if version == 0 {
-        let pcm = prompts_live::default_pcm(&format!("{lang}/{name}")).ok_or_else(|| {
+        let pcm = live_prompts::default_pcm(&format!("{lang}/{name}")).ok_or_else(|| {
             ApiError::not_found(format!("{lang}/{name} has no bundled recording"))
         })?;
         convert::encode_wav(&pcm)
@@ -237,7 +200,7 @@ async fn versions(
         .await
         .map_err(ApiError::store)?;
     let default_active = !uploaded.iter().any(|v| v.active);
-    let default_seconds = prompts_live::default_pcm(&format!("{lang}/{name}"))
+    let default_seconds = live_prompts::default_pcm(&format!("{lang}/{name}"))
         .map_or(0.0, |p| p.len() as f64 / f64::from(convert::RATE));
     let mut out: Vec<VersionJson> = uploaded
         .into_iter()
@@ -351,7 +314,7 @@ async fn upload(
         .map_err(ApiError::store)?;
     let full = format!("{lang}/{name}");
     if let Some(media) = &state.media {
-        prompts_live::apply(media, &full, Some(&converted.pcm));
+        live_prompts::apply(media, &full, Some(&converted.pcm));
     }
     audit(
         &state,
@@ -449,7 +412,7 @@ async fn rollback(
             other => ApiError::store(other),
         })?;
     if let Some(media) = &state.media {
-        prompts_live::apply(media, &full, pcm.as_deref());
+        live_prompts::apply(media, &full, pcm.as_deref());
     }
     audit(
         &state,

@@ -219,97 +219,10 @@ pub struct IvrDeps {
     pub recordings: PathBuf,
     /// Our address in SDP and Contact.
     pub advertised: IpAddr,
-    /// The incident announcement new calls hear (see [`watch_announcements`]).
+    /// The incident announcement new calls hear (`crate::live::LiveSettings::announcement`).
     pub announcement: watch::Receiver<Option<AnnouncementPhase>>,
     /// Tracking-number lookups across calls (`[ivr] status_lookups_per_hour`).
     pub status_limits: Arc<StatusLimits>,
-}
-
-/// How often each node looks for a new or cleared announcement. A short poll of one indexed
-/// row: it works the same on SQLite and PostgreSQL, and every node sees a change within it.
-const ANNOUNCEMENT_POLL: Duration = Duration::from_secs(2);
-
-/// Keeps the media engine's `fr/announcement` and `en/announcement` prompts and the phase new
-/// calls see in step with the store. The first look happens before this returns, so the
-/// first call already hears a current announcement.
-pub async fn watch_announcements(
-    store: Store,
-    media: MediaEngine,
-) -> watch::Receiver<Option<AnnouncementPhase>> {
-    let (tx, rx) = watch::channel(None);
-    let mut shown: Option<i64> = None;
-    refresh_announcement(&store, &media, &tx, &mut shown).await;
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(ANNOUNCEMENT_POLL);
-        loop {
-            tick.tick().await;
-            if tx.is_closed() {
-                break;
-            }
-            refresh_announcement(&store, &media, &tx, &mut shown).await;
-        }
-    });
-    rx
-}
-
-async fn refresh_announcement(
-    store: &Store,
-    media: &MediaEngine,
-    tx: &watch::Sender<Option<AnnouncementPhase>>,
-    shown: &mut Option<i64>,
-) {
-    let current = match store.current_announcement().await {
-        Ok(a) => a,
-        // The store is down: keep announcing what we had.
-        Err(e) => {
-            debug!(error = %e, "announcement not refreshed");
-            return;
-        }
-    };
-    let id = current.as_ref().map(|a| a.id);
-    if id == *shown {
-        return;
-    }
-    let Some(a) = current else {
-        info!("incident announcement cleared");
-        *shown = None;
-        let _ = tx.send(None);
-        return;
-    };
-    let phase = AnnouncementPhase::from_name(&a.phase);
-    let decoded = [("fr", &a.audio_fr), ("en", &a.audio_en)].map(|(lang, bytes)| {
-        hound::WavReader::new(std::io::Cursor::new(bytes.as_slice()))
-            .ok()
-            .filter(|r| r.spec().sample_rate == 8000 && r.spec().channels == 1)
-            .map(|r| {
-                (
-                    lang,
-                    r.into_samples::<i16>()
-                        .map_while(Result::ok)
-                        .collect::<Vec<_>>(),
-                )
-            })
-    });
-    match (phase, decoded) {
-        (Some(phase), [Some((_, fr)), Some((_, en))]) => {
-            media.set_prompt("fr/announcement", &fr);
-            media.set_prompt("en/announcement", &en);
-            info!(
-                id = a.id,
-                phase = a.phase,
-                "incident announcement playing to new calls"
-            );
-            *shown = Some(a.id);
-            let _ = tx.send(Some(phase));
-        }
-        _ => {
-            warn!(
-                id = a.id,
-                "stored announcement unusable (phase or audio): not played"
-            );
-            *shown = Some(a.id);
-        }
-    }
 }
 
 /// The short code dialled from the provider's own phones: straight to support.

@@ -39,11 +39,12 @@ macro_rules! eprint {
 }
 
 mod oncall;
+mod tickets;
 mod users;
 
 use crate::config::Config;
 use crate::schedule::{sla, Schedule};
-use crate::store::{number, Action, ListFilter, Store, Ticket, VoicemailWav, WavSource};
+use crate::store::{number, Store};
 use crate::triage::Severity;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -352,89 +353,13 @@ fn parse_instant(s: &str, tz: Tz) -> anyhow::Result<DateTime<Utc>> {
 impl OpsCommand {
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
-            OpsCommand::Migrate { cfg } => {
-                let config = load(&cfg)?;
-                let store = Store::open(&config.store)
-                    .await
-                    .with_context(|| format!("cannot open the store at {}", config.store.url))?;
-                let n = store.migrate().await?;
-                println!("{}: {n} migration(s) applied", store.backend());
-                Ok(())
-            }
+            OpsCommand::Migrate { cfg } => migrate(&cfg).await,
             OpsCommand::Schedule {
                 cmd: ScheduleCmd::At { time, json, cfg },
-            } => {
-                let config = load(&cfg)?;
-                let s = schedule_of(&config)?;
-                let tz = s.timezone();
-                let t = if time == "now" {
-                    Utc::now()
-                } else {
-                    DateTime::parse_from_rfc3339(&time)
-                        .with_context(|| {
-                            format!("\"{time}\" is not an RFC 3339 time (e.g. 2025-12-24T17:30:00-05:00)")
-                        })?
-                        .with_timezone(&Utc)
-                };
-                let o = s.is_open(t);
-                if json {
-                    let v = json!({
-                        "time": t,
-                        "local": t.with_timezone(&tz).to_rfc3339(),
-                        "timezone": tz.name(),
-                        "open": o.open,
-                        "reason": o.reason.to_string(),
-                        "reason_detail": o.reason,
-                        "next_change": o.next_change,
-                        "next_change_local": o.next_change.map(|c| c.with_timezone(&tz).to_rfc3339()),
-                        "maintenance": o.maintenance,
-                    });
-                    println!("{}", serde_json::to_string_pretty(&v)?);
-                } else {
-                    println!(
-                        "{}: {} ({})",
-                        local(t, tz),
-                        if o.open { "OPEN" } else { "CLOSED" },
-                        o.reason
-                    );
-                    match o.next_change {
-                        Some(c) => println!(
-                            "{} at {}",
-                            if o.open { "closes" } else { "opens" },
-                            local(c, tz)
-                        ),
-                        None => println!("no change within two years"),
-                    }
-                    if let Some(m) = o.maintenance {
-                        println!("planned maintenance window in progress: {m}");
-                    }
-                }
-                Ok(())
-            }
+            } => open_at(&time, json, &cfg),
             OpsCommand::Schedule {
                 cmd: ScheduleCmd::Holidays { year, json, cfg },
-            } => {
-                let config = load(&cfg)?;
-                let s = schedule_of(&config)?;
-                let days = s.holidays_in(year);
-                if json {
-                    let v: Vec<_> = days
-                        .iter()
-                        .map(|(d, name, observed)| json!({ "date": d, "name": name, "observed": observed }))
-                        .collect();
-                    println!("{}", serde_json::to_string_pretty(&v)?);
-                } else {
-                    for (d, name, observed) in days {
-                        println!(
-                            "{} {}  {name}{}",
-                            d,
-                            d.format("%a"),
-                            if observed { " (observed)" } else { "" }
-                        );
-                    }
-                }
-                Ok(())
-            }
+            } => holidays(year, json, &cfg),
             OpsCommand::Triage {
                 cmd:
                     TriageCmd::Check {
@@ -444,28 +369,8 @@ impl OpsCommand {
                         no_speech,
                         json,
                     },
-            } => {
-                let t = crate::triage::Triage::from_config(
-                    &crate::triage::TriageConfig { rules },
-                    crate::config::read_rules_file,
-                )?;
-                let c = t.classify(&crate::triage::TriageInput {
-                    keypress: key,
-                    speech_detected: no_speech.then_some(false),
-                    transcript: transcript.as_deref(),
-                    ..Default::default()
-                });
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&c)?);
-                } else {
-                    println!("{}", c.severity);
-                    for r in &c.reasons {
-                        println!("  {r}");
-                    }
-                }
-                Ok(())
-            }
-            OpsCommand::Tickets { cmd } => run_tickets(cmd).await,
+            } => check_triage(rules, key, transcript.as_deref(), no_speech, json),
+            OpsCommand::Tickets { cmd } => tickets::run_tickets(cmd).await,
             OpsCommand::Announce { cmd } => run_announce(cmd).await,
             OpsCommand::Oncall { cmd } => oncall::run_oncall(cmd).await,
             OpsCommand::People { cmd } => oncall::run_people(cmd).await,
@@ -479,354 +384,233 @@ impl OpsCommand {
                         json,
                         cfg,
                     },
-            } => {
-                let config = load(&cfg)?;
-                let s = schedule_of(&config)?;
-                let tz = s.timezone();
-                let now = Utc::now();
-                let to = match to {
-                    Some(t) => parse_instant(&t, tz)?,
-                    None => now,
-                };
-                let from = match from {
-                    Some(f) => parse_instant(&f, tz)?,
-                    None => to - Duration::days(30),
-                };
-                if from >= to {
-                    bail!("--from must be before --to");
-                }
-                let store = store_of(&config).await?;
-                let rows = store.sla_tickets(from, to).await?;
-                let report = sla::report(&rows, now);
-                if json {
-                    let v = json!({ "from": from, "to": to, "generated_at": now, "severities": report });
-                    println!("{}", serde_json::to_string_pretty(&v)?);
-                } else {
-                    println!("SLA report {} → {}", local(from, tz), local(to, tz));
-                    for r in &report {
-                        let m = |v: Option<f64>| {
-                            v.map(|x| format!("{x:.1} min"))
-                                .unwrap_or_else(|| "-".into())
-                        };
-                        println!(
-                            "{}: {} ticket(s), {} called back, {} within target, median {}, p90 {}, {} miss(es)",
-                            r.severity,
-                            r.tickets,
-                            r.called_back,
-                            r.within_target,
-                            m(r.median_minutes_to_callback),
-                            m(r.p90_minutes_to_callback),
-                            r.misses.len()
-                        );
-                        for miss in &r.misses {
-                            println!(
-                                "  miss {} due {} {}",
-                                number::grouped(&miss.number),
-                                local(miss.callback_due_at, tz),
-                                match miss.called_back_at {
-                                    Some(c) => format!(
-                                        "called back {} ({} min late)",
-                                        local(c, tz),
-                                        miss.late_minutes
-                                    ),
-                                    None =>
-                                        format!("not called back ({} min late)", miss.late_minutes),
-                                }
-                            );
-                        }
-                    }
-                }
-                Ok(())
-            }
+            } => sla_report(from.as_deref(), to.as_deref(), json, &cfg).await,
             OpsCommand::Accounts { cmd } => match cmd {
-                AccountsCmd::Import { file, cfg } => {
-                    let config = load(&cfg)?;
-                    let f = std::fs::File::open(&file)
-                        .with_context(|| format!("cannot read {}", file.display()))?;
-                    let store = store_of(&config).await?;
-                    let n = store
-                        .import_accounts_csv(f, Utc::now())
-                        .await
-                        .with_context(|| format!("{}: nothing imported", file.display()))?;
-                    println!("{n} account(s) imported from {}", file.display());
-                    Ok(())
-                }
-                AccountsCmd::Show { code, json, cfg } => {
-                    let config = load(&cfg)?;
-                    let store = store_of(&config).await?;
-                    let Some(a) = store.account(&code).await? else {
-                        bail!("no account {code}");
-                    };
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&a)?);
-                    } else {
-                        println!(
-                            "{} — {}\n  address: {}\n  numbers: {}",
-                            a.code,
-                            a.company,
-                            a.address,
-                            a.numbers.join(", ")
-                        );
-                        for c in &a.contacts {
-                            println!("  {}: {} {} {}", c.role, c.name, c.phone, c.email);
-                        }
-                    }
-                    Ok(())
-                }
+                AccountsCmd::Import { file, cfg } => import_accounts(&file, &cfg).await,
+                AccountsCmd::Show { code, json, cfg } => show_account(&code, json, &cfg).await,
             },
         }
     }
 }
 
-fn print_list(tickets: &[Ticket], tz: Tz) {
+/// `migrate`: the pending migrations of the configured store.
+async fn migrate(cfg: &ConfigArg) -> anyhow::Result<()> {
+    let config = load(cfg)?;
+    let store = Store::open(&config.store)
+        .await
+        .with_context(|| format!("cannot open the store at {}", config.store.url))?;
+    let n = store.migrate().await?;
+    println!("{}: {n} migration(s) applied", store.backend());
+    Ok(())
+}
+
+/// `schedule at`: open or closed at `time`, why, and when that changes next.
+fn open_at(time: &str, json: bool, cfg: &ConfigArg) -> anyhow::Result<()> {
+    let config = load(cfg)?;
+    let s = schedule_of(&config)?;
+    let tz = s.timezone();
+    let t = if time == "now" {
+        Utc::now()
+    } else {
+        DateTime::parse_from_rfc3339(time)
+            .with_context(|| {
+                format!("\"{time}\" is not an RFC 3339 time (e.g. 2025-12-24T17:30:00-05:00)")
+            })?
+            .with_timezone(&Utc)
+    };
+    let o = s.is_open(t);
+    if json {
+        let v = json!({
+            "time": t,
+            "local": t.with_timezone(&tz).to_rfc3339(),
+            "timezone": tz.name(),
+            "open": o.open,
+            "reason": o.reason.to_string(),
+            "reason_detail": o.reason,
+            "next_change": o.next_change,
+            "next_change_local": o.next_change.map(|c| c.with_timezone(&tz).to_rfc3339()),
+            "maintenance": o.maintenance,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
     println!(
-        "{:<9}  {:<3}  {:<12}  {:<20}  {:<20}  {:<14}  ACCOUNT",
-        "NUMBER", "SEV", "STATUS", "CREATED", "CALLBACK DUE", "CALLER"
+        "{}: {} ({})",
+        local(t, tz),
+        if o.open { "OPEN" } else { "CLOSED" },
+        o.reason
     );
-    for t in tickets {
+    match o.next_change {
+        Some(c) => println!(
+            "{} at {}",
+            if o.open { "closes" } else { "opens" },
+            local(c, tz)
+        ),
+        None => println!("no change within two years"),
+    }
+    if let Some(m) = o.maintenance {
+        println!("planned maintenance window in progress: {m}");
+    }
+    Ok(())
+}
+
+/// `schedule holidays`: the closed days of `year`.
+fn holidays(year: i32, json: bool, cfg: &ConfigArg) -> anyhow::Result<()> {
+    let config = load(cfg)?;
+    let s = schedule_of(&config)?;
+    let days = s.holidays_in(year);
+    if json {
+        let v: Vec<_> = days
+            .iter()
+            .map(|(d, name, observed)| json!({ "date": d, "name": name, "observed": observed }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    for (d, name, observed) in days {
         println!(
-            "{:<9}  {:<3}  {:<12}  {:<20}  {:<20}  {:<14}  {}",
-            number::grouped(&t.number),
-            t.severity,
-            t.status,
-            local(t.created_at, tz),
-            local(t.callback_due_at, tz),
-            t.caller,
-            t.account_code.as_deref().unwrap_or("-")
+            "{} {}  {name}{}",
+            d,
+            d.format("%a"),
+            if observed { " (observed)" } else { "" }
+        );
+    }
+    Ok(())
+}
+
+/// `triage check`: the severity the rules give an example, and why.
+fn check_triage(
+    rules: Option<PathBuf>,
+    key: Option<char>,
+    transcript: Option<&str>,
+    no_speech: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let t = crate::triage::Triage::from_config(
+        &crate::triage::TriageConfig { rules },
+        crate::config::read_rules_file,
+    )?;
+    let c = t.classify(&crate::triage::TriageInput {
+        keypress: key,
+        speech_detected: no_speech.then_some(false),
+        transcript,
+        ..Default::default()
+    });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&c)?);
+        return Ok(());
+    }
+    println!("{}", c.severity);
+    for r in &c.reasons {
+        println!("  {r}");
+    }
+    Ok(())
+}
+
+/// `sla report`: callbacks within target per severity over a period (default: 30 days).
+async fn sla_report(
+    from: Option<&str>,
+    to: Option<&str>,
+    json: bool,
+    cfg: &ConfigArg,
+) -> anyhow::Result<()> {
+    let config = load(cfg)?;
+    let s = schedule_of(&config)?;
+    let tz = s.timezone();
+    let now = Utc::now();
+    let to = match to {
+        Some(t) => parse_instant(t, tz)?,
+        None => now,
+    };
+    let from = match from {
+        Some(f) => parse_instant(f, tz)?,
+        None => to - Duration::days(30),
+    };
+    if from >= to {
+        bail!("--from must be before --to");
+    }
+    let store = store_of(&config).await?;
+    let rows = store.sla_tickets(from, to).await?;
+    let report = sla::report(&rows, now);
+    if json {
+        let v = json!({ "from": from, "to": to, "generated_at": now, "severities": report });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("SLA report {} → {}", local(from, tz), local(to, tz));
+    for r in &report {
+        print_severity_line(r, tz);
+    }
+    Ok(())
+}
+
+/// One severity of the SLA report, and its misses.
+fn print_severity_line(r: &sla::SeverityReport, tz: Tz) {
+    let m = |v: Option<f64>| {
+        v.map(|x| format!("{x:.1} min"))
+            .unwrap_or_else(|| "-".into())
+    };
+    println!(
+        "{}: {} ticket(s), {} called back, {} within target, median {}, p90 {}, {} miss(es)",
+        r.severity,
+        r.tickets,
+        r.called_back,
+        r.within_target,
+        m(r.median_minutes_to_callback),
+        m(r.p90_minutes_to_callback),
+        r.misses.len()
+    );
+    for miss in &r.misses {
+        println!(
+            "  miss {} due {} {}",
+            number::grouped(&miss.number),
+            local(miss.callback_due_at, tz),
+            match miss.called_back_at {
+                Some(c) => format!(
+                    "called back {} ({} min late)",
+                    local(c, tz),
+                    miss.late_minutes
+                ),
+                None => format!("not called back ({} min late)", miss.late_minutes),
+            }
         );
     }
 }
 
-async fn run_tickets(cmd: TicketsCmd) -> anyhow::Result<()> {
-    match cmd {
-        TicketsCmd::List {
-            json,
-            open,
-            limit,
-            cfg,
-        } => {
-            let config = load(&cfg)?;
-            let tz = schedule_of(&config)?.timezone();
-            let store = store_of(&config).await?;
-            let tickets = store
-                .list_tickets(&ListFilter {
-                    open_only: open,
-                    limit: Some(limit),
-                })
-                .await?;
-            if json {
-                println!("{}", serde_json::to_string(&tickets)?);
-            } else {
-                print_list(&tickets, tz);
-            }
-            Ok(())
-        }
-        TicketsCmd::Show {
-            number: n,
-            json,
-            cfg,
-        } => {
-            let n = tracking_number(&n)?;
-            let config = load(&cfg)?;
-            let tz = schedule_of(&config)?.timezone();
-            let store = store_of(&config).await?;
-            let t = store.ticket(&n).await?;
-            let events = store.events(&n).await?;
-            let jobs = store.page_jobs(&n).await?;
-            let audio = store.voicemail_audio_info(t.id).await?;
-            if json {
-                let mut v = serde_json::to_value(&t)?;
-                v["voicemail_audio"] = serde_json::to_value(&audio)?;
-                v["events"] = serde_json::to_value(&events)?;
-                v["page_jobs"] = serde_json::to_value(&jobs)?;
-                v["callback_target_met"] = json!(t.called_back_at.map(|c| c <= t.callback_due_at));
-                println!("{}", serde_json::to_string_pretty(&v)?);
-                return Ok(());
-            }
-            println!(
-                "ticket {} — {} {}",
-                number::grouped(&t.number),
-                t.severity,
-                t.status
-            );
-            println!(
-                "  caller {} (call back {}), language {}",
-                t.caller, t.callback_number, t.language
-            );
-            if let Some(code) = &t.account_code {
-                println!("  account {code} — {}", t.company.as_deref().unwrap_or(""));
-            }
-            println!("  created {}", local(t.created_at, tz));
-            println!(
-                "  callback due {}, resolution due {}",
-                local(t.callback_due_at, tz),
-                local(t.resolution_due_at, tz)
-            );
-            if let Some(p) = &t.voicemail_path {
-                println!(
-                    "  voicemail {p} ({:.1} s, {})",
-                    t.voicemail_seconds.unwrap_or(0.0),
-                    if t.speech_detected == Some(true) {
-                        "speech"
-                    } else {
-                        "no speech detected"
-                    }
-                );
-                match &audio {
-                    Some(a) => println!(
-                        "  audio in the store: {} bytes, sha256 {} (astreinte tickets voicemail {} --out FILE)",
-                        a.bytes, a.sha256, t.number
-                    ),
-                    None => println!("  audio not in the store: only the file above has it"),
-                }
-            }
-            for (q, a) in &t.answers {
-                println!("  {q}: {a}");
-            }
-            println!(
-                "  why {}: {}",
-                t.severity,
-                t.classification_reasons.join("; ")
-            );
-            println!("history:");
-            for e in &events {
-                let change = match (
-                    &e.from_status,
-                    &e.to_status,
-                    &e.from_severity,
-                    &e.to_severity,
-                ) {
-                    (_, _, Some(a), Some(b)) => format!(" {a} → {b}"),
-                    (Some(a), Some(b), _, _) => format!(" {a} → {b}"),
-                    _ => String::new(),
-                };
-                println!(
-                    "  {}  {}{} by {}{}",
-                    local(e.at, tz),
-                    e.kind,
-                    change,
-                    e.actor,
-                    e.reason
-                        .as_deref()
-                        .map(|r| format!(": {r}"))
-                        .unwrap_or_default()
-                );
-            }
-            if !jobs.is_empty() {
-                println!("page jobs:");
-                for j in &jobs {
-                    println!(
-                        "  #{} {} → {} {:?} run at {} ({} attempt(s))",
-                        j.id,
-                        j.channel,
-                        j.target,
-                        j.state,
-                        local(j.run_at, tz),
-                        j.attempts
-                    );
-                }
-            }
-            Ok(())
-        }
-        TicketsCmd::Voicemail {
-            number: n,
-            out,
-            cfg,
-        } => {
-            let n = tracking_number(&n)?;
-            let config = load(&cfg)?;
-            let store = store_of(&config).await?;
-            let t = store.ticket(&n).await?;
-            let wav = store
-                .voicemail_wav(
-                    &n,
-                    t.id,
-                    t.voicemail_path.as_deref(),
-                    crate::store::MAX_VOICEMAIL_BYTES,
-                )
-                .await;
-            let (wav, from) = match wav {
-                VoicemailWav::Found { wav, source } => (
-                    wav,
-                    match source {
-                        WavSource::Store => "the store".to_string(),
-                        WavSource::LocalFile => {
-                            t.voicemail_path.clone().unwrap_or_default()
-                        }
-                    },
-                ),
-                VoicemailWav::NoVoicemail => bail!("ticket {n} has no voicemail"),
-                VoicemailWav::Gone => bail!(
-                    "the voicemail of ticket {n} is not in the store, and {} is not on this machine \
-                     (run this on the node that recorded it)",
-                    t.voicemail_path.as_deref().unwrap_or_default()
-                ),
-                VoicemailWav::TooLarge { bytes } => {
-                    bail!("the voicemail of ticket {n} is too large ({bytes} bytes)")
-                }
-                VoicemailWav::Unreadable { why } => {
-                    bail!("the voicemail of ticket {n} cannot be read now: {why}")
-                }
-            };
-            if out.as_os_str() == "-" {
-                use std::io::Write;
-                let mut stdout = std::io::stdout().lock();
-                stdout
-                    .write_all(&wav)
-                    .context("writing to standard output")?;
-                stdout.flush().context("writing to standard output")?;
-                eprintln!("{} bytes from {from}", wav.len());
-            } else {
-                std::fs::write(&out, &wav).with_context(|| format!("writing {}", out.display()))?;
-                println!(
-                    "ticket {}: voicemail written to {} ({} bytes, from {from})",
-                    number::grouped(&t.number),
-                    out.display(),
-                    wav.len()
-                );
-            }
-            Ok(())
-        }
-        TicketsCmd::Ack(u) => update(u, Action::Acknowledge).await,
-        TicketsCmd::Callback(u) => update(u, Action::CalledBack).await,
-        TicketsCmd::Resolve(u) => update(u, Action::Resolve).await,
-        TicketsCmd::Cancel(u) => update(u, Action::Cancel).await,
-        TicketsCmd::Reclassify {
-            update: u,
-            severity,
-        } => {
-            let n = tracking_number(&u.number)?;
-            let Some(reason) = u.reason.as_deref().filter(|r| !r.trim().is_empty()) else {
-                bail!("reclassify needs --reason TEXT: every reclassification keeps its reason");
-            };
-            let config = load(&u.cfg)?;
-            let s = schedule_of(&config)?;
-            let store = store_of(&config).await?;
-            let t = store.ticket(&n).await?;
-            // Deadlines follow the new severity, counted from when the customer called.
-            let due = s.due(severity, t.created_at);
-            let t = store
-                .reclassify(&n, severity, due, &u.by, reason, Utc::now())
-                .await?;
-            println!(
-                "ticket {} is now {} (callback due {})",
-                number::grouped(&t.number),
-                t.severity,
-                local(t.callback_due_at, s.timezone())
-            );
-            Ok(())
-        }
-    }
+/// `accounts import`: create or replace the accounts of a CSV file.
+async fn import_accounts(file: &std::path::Path, cfg: &ConfigArg) -> anyhow::Result<()> {
+    let config = load(cfg)?;
+    let f = std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let store = store_of(&config).await?;
+    let n = store
+        .import_accounts_csv(f, Utc::now())
+        .await
+        .with_context(|| format!("{}: nothing imported", file.display()))?;
+    println!("{n} account(s) imported from {}", file.display());
+    Ok(())
 }
 
-async fn update(u: Update, action: Action) -> anyhow::Result<()> {
-    let n = tracking_number(&u.number)?;
-    let config = load(&u.cfg)?;
+/// `accounts show`: one account with its numbers and contacts.
+async fn show_account(code: &str, json: bool, cfg: &ConfigArg) -> anyhow::Result<()> {
+    let config = load(cfg)?;
     let store = store_of(&config).await?;
-    let t = store
-        .transition(&n, action, &u.by, u.reason.as_deref(), Utc::now())
-        .await?;
-    println!("ticket {} is now {}", number::grouped(&t.number), t.status);
+    let Some(a) = store.account(code).await? else {
+        bail!("no account {code}");
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&a)?);
+        return Ok(());
+    }
+    println!(
+        "{} — {}\n  address: {}\n  numbers: {}",
+        a.code,
+        a.company,
+        a.address,
+        a.numbers.join(", ")
+    );
+    for c in &a.contacts {
+        println!("  {}: {} {} {}", c.role, c.name, c.phone, c.email);
+    }
     Ok(())
 }
 

@@ -40,7 +40,7 @@ impl Store {
     /// Makes `a` the current announcement (the previous one, if any, is cleared).
     pub async fn set_announcement(&self, a: &NewAnnouncement) -> Result<i64, StoreError> {
         let at = micros(a.at);
-        on_write!(&self.db, pool => {
+        let written: Result<_, StoreError> = on_write!(&self.db, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query("UPDATE announcements SET cleared_at = $1 WHERE cleared_at IS NULL")
                 .bind(at)
@@ -62,17 +62,37 @@ impl Store {
             .try_get("id")?;
             tx.commit().await?;
             Ok(id)
-        })
+        });
+        if written.is_ok() {
+            self.note_settings_written();
+        }
+        written
     }
 
     /// Clears the current announcement; false when there was none.
     pub async fn clear_announcement(&self, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        on_write!(&self.db, pool => {
+        let written: Result<_, StoreError> = on_write!(&self.db, pool => {
             let done = sqlx::query("UPDATE announcements SET cleared_at = $1 WHERE cleared_at IS NULL")
                 .bind(micros(at))
                 .execute(pool)
                 .await?;
             Ok(done.rows_affected() > 0)
+        });
+        if written.is_ok() {
+            self.note_settings_written();
+        }
+        written
+    }
+
+    /// The id of the announcement callers hear now, if any: what a poller compares before
+    /// reading the announcement and its audio.
+    pub async fn current_announcement_id(&self) -> Result<Option<i64>, StoreError> {
+        on_read!(&self.db, pool => {
+            Ok(sqlx::query_scalar(
+                "SELECT id FROM announcements WHERE cleared_at IS NULL ORDER BY id DESC LIMIT 1",
+            )
+            .fetch_optional(pool)
+            .await?)
         })
     }
 

@@ -61,7 +61,7 @@ impl Store {
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
-        on_write!(&self.db, pool => {
+        let written: Result<_, StoreError> = on_write!(&self.db, pool => {
             let mut tx = pool.begin_with(self.db.begin_write()).await?;
             if let Some(d) = day {
                 sqlx::query("DELETE FROM hours_changes WHERE kind = $1 AND day = $2")
@@ -75,7 +75,11 @@ impl Store {
             .fetch_one(&mut *tx).await?;
             tx.commit().await?;
             Ok(id)
-        })
+        });
+        if written.is_ok() {
+            self.note_settings_written();
+        }
+        written
     }
 
     /// Removes a change by id; false if there was none.
@@ -87,6 +91,7 @@ impl Store {
         on_write!(&self.db, pool => {
             sqlx::query("DELETE FROM hours_changes WHERE id = $1").bind(id).execute(pool).await?;
         });
+        self.note_settings_written();
         Ok(existing)
     }
 

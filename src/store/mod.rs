@@ -31,6 +31,7 @@ pub mod voicemail_audio;
 mod writer;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -199,6 +200,9 @@ pub(crate) use {on_read, on_write};
 pub struct Store {
     db: Db,
     writer: writer::Writer,
+    /// Counts this process's writes of live settings (hours, prompts, the announcement), for
+    /// the live-settings service to look at once (`crate::live`).
+    settings: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Store {
@@ -255,7 +259,22 @@ impl Store {
             Db::Postgres(pool)
         };
         let writer = writer::Writer::spawn(db.clone());
-        Ok(Store { db, writer })
+        Ok(Store {
+            db,
+            writer,
+            settings: Arc::new(tokio::sync::watch::Sender::new(0)),
+        })
+    }
+
+    /// Marks every change of a live setting written through this store (or a clone of it);
+    /// other processes' writes are not seen here (the service polls for those).
+    pub fn settings_written(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.settings.subscribe()
+    }
+
+    /// Tells the listeners of [`Store::settings_written`] that a live setting was written.
+    fn note_settings_written(&self) {
+        self.settings.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Applies the pending migrations of this backend; returns how many were applied.

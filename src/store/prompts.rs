@@ -73,7 +73,7 @@ impl Store {
         p: &NewPromptVersion<'_>,
     ) -> Result<PromptVersion, StoreError> {
         let at = micros(p.at);
-        on_write!(&self.db, pool => {
+        let written: Result<_, StoreError> = on_write!(&self.db, pool => {
             let mut tx = pool.begin_with(self.db.begin_write()).await?;
             // First, so that on PostgreSQL its row lock orders concurrent uploads.
             sqlx::query("UPDATE prompt_changes SET generation = generation + 1 WHERE id = 1")
@@ -109,7 +109,11 @@ impl Store {
             let v = version_of(&row)?;
             tx.commit().await?;
             Ok(v)
-        })
+        });
+        if written.is_ok() {
+            self.note_settings_written();
+        }
+        written
     }
 
     /// Every uploaded version of a prompt, newest first.
@@ -177,7 +181,7 @@ impl Store {
         name: &str,
         version: Option<i64>,
     ) -> Result<Option<i64>, StoreError> {
-        on_write!(&self.db, pool => {
+        let written: Result<_, StoreError> = on_write!(&self.db, pool => {
             let mut tx = pool.begin_with(self.db.begin_write()).await?;
             sqlx::query("UPDATE prompt_changes SET generation = generation + 1 WHERE id = 1")
                 .execute(&mut *tx)
@@ -222,7 +226,11 @@ impl Store {
             }
             tx.commit().await?;
             Ok(before)
-        })
+        });
+        if written.is_ok() {
+            self.note_settings_written();
+        }
+        written
     }
 
     /// The WAV of one version, None when there is no such version.

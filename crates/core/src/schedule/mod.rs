@@ -724,7 +724,7 @@ impl Iterator for Spans<'_> {
 }
 
 /// The schedule every call and page reads, replaced whole when an admin changes the hours (on
-/// any node: see `admin::hours::watch_hours`). Readers take the current one (`get`) and keep it
+/// any node: see the engine's `live::LiveSettings`). Readers take the current one (`get`) and keep it
 /// for what they are deciding; a change never alters a decision half made.
 #[derive(Debug, Clone)]
 pub struct LiveSchedule(std::sync::Arc<std::sync::RwLock<std::sync::Arc<Schedule>>>);
