@@ -100,7 +100,7 @@ fn an_admin_logs_in_acknowledges_a_ticket_and_the_next_call_hears_an_uploaded_pr
                 std::env::var_os("CI").is_none(),
                 "CI=true but the browser test cannot run: {why}"
             );
-            eprintln!("SKIP the browser test: {why}");
+            common::skip("the browser test", &why);
             return;
         }
     };

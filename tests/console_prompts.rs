@@ -16,6 +16,11 @@ use astreinte::store::{Store, StoreConfig};
 use chrono::Utc;
 use serde_json::{json, Value};
 
+#[path = "common/skip.rs"]
+mod skip;
+#[path = "common/wait.rs"]
+mod wait;
+
 const MP3: &[u8] = include_bytes!("fixtures/audio/tone-1k-44k1-stereo.mp3");
 const OGG: &[u8] = include_bytes!("fixtures/audio/tone-1k-48k-mono.ogg");
 
@@ -808,10 +813,9 @@ async fn prompt_versions_on_postgres() {
         if std::env::var_os("CI").is_some() {
             panic!("CI is set but ASTREINTE_TEST_PG_URL is not: the PostgreSQL store tests cannot be skipped in CI");
         }
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP prompt_versions_on_postgres: ASTREINTE_TEST_PG_URL is not set (scripts/test.sh sets it)"
+        skip::skip(
+            "prompt_versions_on_postgres",
+            "ASTREINTE_TEST_PG_URL is not set (scripts/test.sh sets it)",
         );
         return;
     };

@@ -160,7 +160,7 @@ fn can_play_pcaps(test: &str) -> bool {
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
     if !root && std::env::var_os("CI").is_none() {
-        eprintln!("SKIP {test}: SIPp needs root to play pcaps");
+        common::skip(test, "SIPp needs root to play pcaps");
         return false;
     }
     true

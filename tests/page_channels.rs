@@ -28,6 +28,11 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
+#[path = "common/skip.rs"]
+mod skip;
+#[path = "common/wait.rs"]
+mod wait;
+
 // ---------------------------------------------------------------------------------------------
 // Shared facts.
 
@@ -96,7 +101,7 @@ impl Drop for KillOnDrop {
 }
 
 /// Whether aiosmtpd can run here; under CI=true its absence fails the test.
-fn aiosmtpd_available() -> bool {
+fn aiosmtpd_available(test: &str) -> bool {
     let ok = Command::new("python3")
         .args(["-c", "import aiosmtpd"])
         .stdout(Stdio::null())
@@ -108,7 +113,10 @@ fn aiosmtpd_available() -> bool {
             std::env::var("CI").as_deref() != Ok("true"),
             "CI must run the SMTP tests: install aiosmtpd (pip install aiosmtpd)"
         );
-        eprintln!("skipped: python3 with aiosmtpd is not installed (pip install aiosmtpd)");
+        skip::skip(
+            test,
+            "python3 with aiosmtpd is not installed (pip install aiosmtpd)",
+        );
     }
     ok
 }
@@ -235,7 +243,7 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
 
 #[tokio::test]
 async fn smtp_page_arrives_once_with_subject_link_and_the_voicemail() {
-    if !aiosmtpd_available() {
+    if !aiosmtpd_available("smtp_page_arrives_once_with_subject_link_and_the_voicemail") {
         return;
     }
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -315,7 +323,7 @@ async fn smtp_page_arrives_once_with_subject_link_and_the_voicemail() {
 
 #[tokio::test]
 async fn smtp_recording_over_the_limit_or_missing_is_said_not_attached() {
-    if !aiosmtpd_available() {
+    if !aiosmtpd_available("smtp_recording_over_the_limit_or_missing_is_said_not_attached") {
         return;
     }
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -382,7 +390,7 @@ async fn smtp_server_down_is_transient() {
 
 #[tokio::test]
 async fn smtp_refused_recipient_is_permanent() {
-    if !aiosmtpd_available() {
+    if !aiosmtpd_available("smtp_refused_recipient_is_permanent") {
         return;
     }
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -402,7 +410,7 @@ async fn smtp_refused_recipient_is_permanent() {
 
 #[tokio::test]
 async fn smtp_deferred_recipient_is_transient() {
-    if !aiosmtpd_available() {
+    if !aiosmtpd_available("smtp_deferred_recipient_is_transient") {
         return;
     }
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

@@ -266,10 +266,9 @@ async fn pg_store(test: &str) -> Option<(Store, sqlx::PgPool, String)> {
             std::env::var_os("CI").is_none(),
             "CI is set but ASTREINTE_TEST_PG_URL is not: this test cannot be skipped in CI"
         );
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP {test} on PostgreSQL: ASTREINTE_TEST_PG_URL is not set"
+        common::skip(
+            &format!("{test} on PostgreSQL"),
+            "ASTREINTE_TEST_PG_URL is not set (scripts/test.sh sets it)",
         );
         return None;
     };
