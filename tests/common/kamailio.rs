@@ -9,6 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+// Its own copy of the helper: benches/cluster.rs loads this file without the rest of `common`.
+#[allow(clippy::duplicate_mod)]
+#[path = "wait.rs"]
+mod wait;
+
 /// The shipped config file.
 pub fn cfg_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kamailio/kamailio.cfg")
@@ -204,7 +209,7 @@ impl Kamailio {
     pub fn wait_node(&self, node: SocketAddr, active: bool, within: Duration) {
         let uri = format!("sip:{node}");
         let mut states = Vec::new();
-        let became = super::wait::poll_until(within, || {
+        let became = wait::poll_until(within, || {
             states = self.node_states();
             states
                 .iter()
@@ -242,7 +247,7 @@ impl Kamailio {
         unsafe {
             libc::kill(-pgid, libc::SIGTERM);
         }
-        let exited = super::wait::poll_until(Duration::from_secs(5), || {
+        let exited = wait::poll_until(Duration::from_secs(5), || {
             matches!(child.try_wait(), Ok(Some(_)))
         });
         if !exited {
@@ -253,7 +258,7 @@ impl Kamailio {
             let _ = child.wait();
         }
         // Workers that outlived the main process (it normally takes them down with it).
-        super::wait::poll_until(Duration::from_secs(1), || {
+        wait::poll_until(Duration::from_secs(1), || {
             // SAFETY: signal 0 only checks whether the group still has members.
             if unsafe { libc::kill(-pgid, 0) } != 0 {
                 return true;
