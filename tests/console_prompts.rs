@@ -534,14 +534,15 @@ fn samples(media: &MediaEngine, name: &str) -> usize {
 
 async fn wait_for(media: &MediaEngine, name: &str, want: usize, within: Duration) -> Duration {
     let start = Instant::now();
-    while samples(media, name) != want {
-        assert!(
-            start.elapsed() < within,
-            "{name} has {} samples, not {want}, after {within:?}",
-            samples(media, name)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let there = wait::poll_for_async(within, || {
+        std::future::ready((samples(media, name) == want).then_some(()))
+    })
+    .await;
+    assert!(
+        there.is_some(),
+        "{name} has {} samples, not {want}, after {within:?}",
+        samples(media, name)
+    );
     start.elapsed()
 }
 

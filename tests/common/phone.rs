@@ -619,9 +619,11 @@ impl Phone {
             k.queued += 1;
             k.queued
         };
-        wait::wait_until(&format!("key {key} to be sent"), Duration::from_secs(3), || {
-            self.keys.lock().unwrap().sent >= target
-        });
+        wait::wait_until(
+            &format!("key {key} to be sent"),
+            Duration::from_secs(3),
+            || self.keys.lock().unwrap().sent >= target,
+        );
     }
 
     pub fn press_all(&mut self, keys: &str) {
