@@ -16,6 +16,7 @@ use common::kamailio::Kamailio;
 use common::pg::PgSchema;
 use common::smtp::SmtpServer;
 use common::voicemail::{cli_json, leave_s1_voicemail};
+use common::wait::wait_until;
 use common::Engine;
 
 /// How often Kamailio probes the nodes with OPTIONS.
@@ -69,11 +70,9 @@ impl Callers {
 
     /// Waits for every call to end; what happened to them.
     fn finish(mut self) -> Outcome {
-        let deadline = Instant::now() + Duration::from_secs(150);
-        while self.child.try_wait().ok().flatten().is_none() {
-            assert!(Instant::now() < deadline, "sipp never finished");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until("sipp to finish", Duration::from_secs(150), || {
+            self.child.try_wait().ok().flatten().is_some()
+        });
         let mut outcome = Outcome {
             calls: self.calls,
             ..Outcome::default()
@@ -153,14 +152,6 @@ fn calls_in(log: &str) -> Vec<String> {
             Some(rest.split([' ', '}', ':']).next()?.to_string())
         })
         .collect()
-}
-
-fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -371,10 +362,12 @@ fn a_page_leased_by_a_dead_node_is_sent_once_by_the_other_with_the_voicemail() {
         "node B's copy differs"
     );
 
-    // Sent once, by B, after A's lease ran out: A's attempt and B's.
-    std::thread::sleep(Duration::from_secs(4));
+    // Sent once, by B, after A's lease ran out: A's attempt and B's. B marks the job done
+    // after the mail server took the message, so once the row is done every send is in.
+    let job = || pg.query("SELECT state, attempts FROM page_jobs WHERE channel = 'email'");
+    common::wait::poll_until(Duration::from_secs(4), || job().trim() == "done|2");
     assert_eq!(mail.messages().len(), 1, "the page was sent twice");
-    let row = pg.query("SELECT state, attempts FROM page_jobs WHERE channel = 'email'");
+    let row = job();
     assert_eq!(row.trim(), "done|2", "the e-mail page job");
     let b_log = b.log_text();
     assert!(

@@ -100,7 +100,7 @@ fn an_admin_logs_in_acknowledges_a_ticket_and_the_next_call_hears_an_uploaded_pr
                 std::env::var_os("CI").is_none(),
                 "CI=true but the browser test cannot run: {why}"
             );
-            eprintln!("SKIP the browser test: {why}");
+            common::skip("the browser test", &why);
             return;
         }
     };
@@ -183,7 +183,9 @@ fn an_admin_logs_in_acknowledges_a_ticket_and_the_next_call_hears_an_uploaded_pr
         .collect();
     let frame = loudest_frame_heard(&pcm);
     let mut c = Caller::call(engine.addr(), "5149073400", "5145550101");
-    std::thread::sleep(Duration::from_secs(3));
+    common::wait::poll_until(Duration::from_secs(3), || {
+        c.heard().windows(160).any(|w| w == frame.as_slice())
+    });
     let heard = c.heard();
     c.hang_up();
     assert!(

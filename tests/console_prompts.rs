@@ -16,6 +16,11 @@ use astreinte::store::{Store, StoreConfig};
 use chrono::Utc;
 use serde_json::{json, Value};
 
+#[path = "common/skip.rs"]
+mod skip;
+#[path = "common/wait.rs"]
+mod wait;
+
 const MP3: &[u8] = include_bytes!("fixtures/audio/tone-1k-44k1-stereo.mp3");
 const OGG: &[u8] = include_bytes!("fixtures/audio/tone-1k-48k-mono.ogg");
 
@@ -529,14 +534,15 @@ fn samples(media: &MediaEngine, name: &str) -> usize {
 
 async fn wait_for(media: &MediaEngine, name: &str, want: usize, within: Duration) -> Duration {
     let start = Instant::now();
-    while samples(media, name) != want {
-        assert!(
-            start.elapsed() < within,
-            "{name} has {} samples, not {want}, after {within:?}",
-            samples(media, name)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let there = wait::poll_for_async(within, || {
+        std::future::ready((samples(media, name) == want).then_some(()))
+    })
+    .await;
+    assert!(
+        there.is_some(),
+        "{name} has {} samples, not {want}, after {within:?}",
+        samples(media, name)
+    );
     start.elapsed()
 }
 
@@ -808,10 +814,9 @@ async fn prompt_versions_on_postgres() {
         if std::env::var_os("CI").is_some() {
             panic!("CI is set but ASTREINTE_TEST_PG_URL is not: the PostgreSQL store tests cannot be skipped in CI");
         }
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP prompt_versions_on_postgres: ASTREINTE_TEST_PG_URL is not set (scripts/test.sh sets it)"
+        skip::skip(
+            "prompt_versions_on_postgres",
+            "ASTREINTE_TEST_PG_URL is not set (scripts/test.sh sets it)",
         );
         return;
     };

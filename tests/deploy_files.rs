@@ -405,9 +405,16 @@ impl Node {
                 }
                 Err(e) => panic!("sipp: {e}"),
             };
-            // A port taken in between makes SIPp exit at once: try another.
-            std::thread::sleep(Duration::from_millis(300));
-            if let Ok(None) = child.try_wait() {
+            // A port taken in between makes SIPp exit at once: try another. It is up once
+            // it holds its port.
+            let up =
+                common::wait::wait_for("SIPp to bind or exit", Duration::from_secs(10), || {
+                    if !matches!(child.try_wait(), Ok(None)) {
+                        return Some(false);
+                    }
+                    holds_udp_port(child.id(), port).then_some(true)
+                });
+            if up {
                 return Node {
                     child: Some(child),
                     addr: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -575,4 +582,27 @@ fn kamailio_sends_no_call_to_a_draining_node() {
     );
     let out = call_through(&kam, "uac_503.xml", 1);
     assert_calls_ok(&kam, &out, "a call with no node left gets 503");
+}
+
+/// Whether process `pid` has a UDP socket bound to `port` (its open sockets, found in
+/// /proc/net/udp by inode).
+fn holds_udp_port(pid: u32, port: u16) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    let inodes: Vec<String> = fds
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    table.lines().skip(1).any(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        f.len() > 9
+            && f[1].rsplit(':').next() == Some(format!("{port:04X}").as_str())
+            && inodes.iter().any(|i| i == f[9])
+    })
 }

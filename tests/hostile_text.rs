@@ -32,7 +32,9 @@ fn a_caller_id_or_number_with_a_line_break_and_an_escape_forges_no_log_line() {
         .exchange_udp(invite.as_bytes(), Duration::from_secs(3))
         .expect("an answer");
     assert!(answer.starts_with(b"SIP/2.0 "), "{answer:?}");
-    std::thread::sleep(Duration::from_millis(300));
+    common::wait::poll_until(Duration::from_secs(3), || {
+        engine.log_text().contains("hostile-number")
+    });
     let log = engine.log_text();
     assert!(
         log.contains("hostile-number"),

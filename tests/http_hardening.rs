@@ -20,15 +20,12 @@ fn engine(http: &str) -> (Engine, SocketAddr) {
     );
     let http = SocketAddr::from(([127, 0, 0, 1], port));
     // SIP answers first; the web port follows.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(http).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "no web port:\n{}",
-            engine.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait::wait_until_or(
+        "the web port to accept connections",
+        Duration::from_secs(10),
+        || TcpStream::connect(http).is_ok(),
+        || engine.log_text(),
+    );
     (engine, http)
 }
 
@@ -62,6 +59,21 @@ fn read_until_closed(s: &mut TcpStream, within: Duration) -> (String, Duration) 
         assert!(start.elapsed() < within, "still open after {within:?}");
     }
     (String::from_utf8_lossy(&got).into_owned(), start.elapsed())
+}
+
+/// The first bytes the peer sends (up to the end of a head: an interim response).
+fn read_some(s: &mut TcpStream, within: Duration) -> String {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut got = Vec::new();
+    let mut b = [0u8; 1024];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&b[..n]),
+            Err(e) => panic!("nothing within {within:?} ({e}); got {got:?}"),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
 }
 
 fn get(from: &str, to: SocketAddr, path: &str) -> String {
@@ -117,8 +129,9 @@ fn slow_silent_and_idle_connections_are_closed_on_time() {
 fn one_address_holds_at_most_its_share_and_others_still_get_in() {
     let (engine, http) =
         engine("max_connections = 8\nmax_connections_per_source = 3\nheader_timeout_secs = 3\n");
+    // One accept loop takes connections in the order they were made: these three are
+    // admitted before any made after them.
     let held: Vec<TcpStream> = (0..3).map(|_| connect_from("127.0.0.2", http)).collect();
-    std::thread::sleep(Duration::from_millis(200));
     // The fourth from the same address is told so at once, without a word from it.
     let mut fourth = connect_from("127.0.0.2", http);
     let (answer, took) = read_until_closed(&mut fourth, Duration::from_secs(2));
@@ -139,14 +152,18 @@ fn one_address_holds_at_most_its_share_and_others_still_get_in() {
     .iter()
     .map(|a| connect_from(a, http))
     .collect();
-    std::thread::sleep(Duration::from_millis(200));
     let mut newcomer = connect_from("127.0.0.6", http);
     let (answer, _) = read_until_closed(&mut newcomer, Duration::from_secs(2));
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     drop(held);
     drop(more);
-    std::thread::sleep(Duration::from_millis(300));
-    let ready = get("127.0.0.1", http, "/readyz");
+    // The engine frees the slots as it sees the connections close: until then /readyz is
+    // refused like any newcomer.
+    let mut ready = String::new();
+    common::wait::poll_until(Duration::from_secs(3), || {
+        ready = get("127.0.0.1", http, "/readyz");
+        ready.starts_with("HTTP/1.1 200")
+    });
     assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
     assert!(
         ready.contains("warning: http: connection budget reached"),
@@ -356,16 +373,22 @@ fn uploads_beyond_the_conversion_slots_are_told_to_retry() {
              Content-Type: audio/wav\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
         )
     };
-    // Two uploads hold the two slots, their bodies still coming.
+    // Two uploads hold the two slots, their bodies still coming. Each asks for a 100 Continue,
+    // which the engine sends once the upload reads its body, so after it took its slot.
     let holders: Vec<TcpStream> = (0..2)
         .map(|_| {
             let mut s = connect_from("127.0.0.1", http);
-            s.write_all(put_head(100_000).as_bytes()).unwrap();
+            let head = put_head(100_000).replace(
+                "Connection: close\r\n",
+                "Connection: close\r\nExpect: 100-continue\r\n",
+            );
+            s.write_all(head.as_bytes()).unwrap();
+            let interim = read_some(&mut s, Duration::from_secs(10));
+            assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
             s.write_all(b"RIFF").unwrap();
             s
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
     // A third waits its turn, then is told to retry; its body is never read.
     let mut third = connect_from("127.0.0.1", http);
     third.write_all(put_head(100_000).as_bytes()).unwrap();
@@ -373,9 +396,12 @@ fn uploads_beyond_the_conversion_slots_are_told_to_retry() {
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("try again in a minute"), "{answer}");
     assert!(took >= Duration::from_secs(5), "{took:?}");
-    // Once they are gone, an upload goes through.
-    drop(holders);
-    std::thread::sleep(Duration::from_millis(500));
+    // Once they are gone, an upload goes through. They stop mid-body: the engine ends each
+    // upload, which frees its slot, before it closes the connection.
+    for mut holder in holders {
+        holder.shutdown(std::net::Shutdown::Write).unwrap();
+        read_until_closed(&mut holder, Duration::from_secs(10));
+    }
     let wav = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/prompts/fr/welcome.wav"

@@ -30,21 +30,41 @@ fn speech() -> Vec<i16> {
 /// The loudest 20 ms of a bundled prompt as a caller hears it (through G.711 µ-law): the
 /// engine sends prompt frames whole, so it appears exactly in what the caller decodes.
 fn loudest_frame_heard_as(prompt: &str) -> Vec<i16> {
-    use astreinte::media::{g711, Codec};
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("prompts")
-        .join(format!("{prompt}.wav"));
-    let samples: Vec<i16> = hound::WavReader::open(p)
-        .unwrap()
-        .samples::<i16>()
-        .map(|s| s.unwrap())
-        .collect();
+    let samples = prompt_samples(prompt);
     let loudest = samples
         .chunks_exact(160)
         .max_by_key(|f| f.iter().map(|s| i64::from(s.unsigned_abs())).sum::<i64>())
         .expect("a prompt of at least 20 ms");
+    heard_as(loudest)
+}
+
+/// The first loud 20 ms of a bundled prompt as a caller hears it (see
+/// [`loudest_frame_heard_as`]): a sign that the prompt has begun.
+fn first_loud_frame_heard_as(prompt: &str) -> Vec<i16> {
+    let samples = prompt_samples(prompt);
+    let first = samples
+        .chunks_exact(160)
+        .find(|f| f.iter().any(|s| s.unsigned_abs() > 1500))
+        .expect("a prompt with a loud frame");
+    heard_as(first)
+}
+
+fn prompt_samples(prompt: &str) -> Vec<i16> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("prompts")
+        .join(format!("{prompt}.wav"));
+    hound::WavReader::open(p)
+        .unwrap()
+        .samples::<i16>()
+        .map(|s| s.unwrap())
+        .collect()
+}
+
+/// A frame through G.711 µ-law and back.
+fn heard_as(frame: &[i16]) -> Vec<i16> {
+    use astreinte::media::{g711, Codec};
     let mut enc = [0u8; 160];
-    g711::encode(Codec::Pcmu, loudest, &mut enc);
+    g711::encode(Codec::Pcmu, frame, &mut enc);
     let mut dec = vec![0i16; 160];
     g711::decode(Codec::Pcmu, &enc, &mut dec);
     dec
@@ -71,14 +91,12 @@ fn tickets(engine: &Engine) -> Vec<serde_json::Value> {
 }
 
 fn wait_tickets(engine: &Engine, n: usize) -> Vec<serde_json::Value> {
-    for _ in 0..100 {
-        let t = tickets(engine);
-        if t.len() >= n {
-            return t;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("fewer than {n} tickets:\n{}", engine.log_text());
+    common::wait::wait_for_or(
+        &format!("{n} tickets"),
+        Duration::from_secs(20),
+        || Some(tickets(engine)).filter(|t| t.len() >= n),
+        || engine.log_text(),
+    )
 }
 
 #[test]
@@ -98,6 +116,8 @@ fn after_hours_an_s1_voicemail_becomes_a_ticket_and_its_number_is_read_back() {
     let said = speech();
     c.say(&said);
     c.wait_said(Duration::from_secs(20));
+    // Not an event: the caller pauses after speaking before pressing # (a human pace; the
+    // key goes by SIP INFO, quicker than the speech's last packets through the jitter buffer).
     std::thread::sleep(Duration::from_millis(300));
     let before_readback = c.heard().len();
     c.press('#');
@@ -155,8 +175,10 @@ fn after_hours_an_s1_voicemail_becomes_a_ticket_and_its_number_is_read_back() {
     c.wait_prompt_start(PROMPT_WITHIN); // enter your tracking number
     c.press_all(&format!("{number}#"));
     let mark = c.heard().len();
-    std::thread::sleep(Duration::from_secs(6));
     let status = loudest_frame_heard_as("fr/status-open");
+    common::wait::poll_until(Duration::from_secs(6), || {
+        find_frame(&c.heard()[mark..], &status).is_some()
+    });
     assert!(
         find_frame(&c.heard()[mark..], &status).is_some(),
         "the caller was not told the ticket is open:\n{}",
@@ -224,26 +246,30 @@ fn in_business_hours_support_reaches_a_technician_and_audio_crosses_both_ways() 
     c.press('2'); // support
     c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // connecting you with a technician
                                                     // Wait for the bridge, then talk: the technician's phone sends back what it hears.
-    let mut bridged = false;
-    for _ in 0..100 {
-        if engine
-            .log_text()
-            .contains("caller connected to a technician")
-        {
-            bridged = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(bridged, "never bridged:\n{}", engine.log_text());
+    common::wait::wait_until_or(
+        "the bridge to the technician",
+        Duration::from_secs(10),
+        || {
+            engine
+                .log_text()
+                .contains("caller connected to a technician")
+        },
+        || engine.log_text(),
+    );
     let mark = c.heard().len();
     c.say(&speech()[..24000]);
     c.wait_said(Duration::from_secs(10));
-    std::thread::sleep(Duration::from_millis(500));
-    let echoed = c.heard()[mark..]
-        .chunks(160)
-        .filter(|f| f.iter().any(|s| s.unsigned_abs() > 1500))
-        .count();
+    let echoed_frames = |heard: &[i16]| {
+        heard
+            .chunks(160)
+            .filter(|f| f.iter().any(|s| s.unsigned_abs() > 1500))
+            .count()
+    };
+    // The echo's tail comes back within half a second of the last word.
+    common::wait::poll_until(Duration::from_millis(500), || {
+        echoed_frames(&c.heard()[mark..]) > 50
+    });
+    let echoed = echoed_frames(&c.heard()[mark..]);
     assert!(
         echoed > 50,
         "heard {echoed} loud frames back through the bridge"
@@ -272,6 +298,7 @@ fn a_message_cut_by_kill_9_is_ticketed_at_the_next_start() {
     c.press('1');
     c.wait_prompt_end(PROMPT_QUIET, PROMPT_WITHIN); // the tone
     c.say(&speech());
+    // Not an event: the engine dies about 4 s into the caller's message (the test's scenario).
     std::thread::sleep(Duration::from_secs(4));
     engine.kill9();
     drop(c);
@@ -313,13 +340,12 @@ fn tone_frames(heard: &[i16]) -> usize {
 }
 
 fn wait_log(engine: &Engine, text: &str) {
-    for _ in 0..100 {
-        if engine.log_text().contains(text) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("never logged \"{text}\":\n{}", engine.log_text());
+    common::wait::wait_until_or(
+        &format!("the log line \"{text}\""),
+        Duration::from_secs(10),
+        || engine.log_text().contains(text),
+        || engine.log_text(),
+    );
 }
 
 #[test]
@@ -363,13 +389,17 @@ fn an_announcement_set_by_the_cli_is_heard_before_the_menu_until_it_is_cleared()
     assert!(cli(&engine, &["announce", "show", "--json"]).contains("\"identified\""));
     wait_log(&engine, "incident announcement playing to new calls");
 
+    let menu = first_loud_frame_heard_as("fr/main-menu");
     let heard_after_language = |engine: &Engine| {
         let mut c = Caller::call(engine.addr(), "5149073400", "5145550100");
         c.wait_prompt_start(PROMPT_WITHIN);
         c.press('1');
         let mark = c.heard().len();
-        // Welcome, "the cause of an incident has been identified", then the announcement.
-        std::thread::sleep(Duration::from_secs(16));
+        // Welcome, "the cause of an incident has been identified", then the announcement,
+        // all before the main menu: listen until the menu begins (at most 16 s).
+        common::wait::poll_until(Duration::from_secs(16), || {
+            find_frame(&c.heard()[mark..], &menu).is_some()
+        });
         let heard = c.heard()[mark..].to_vec();
         c.hang_up();
         heard

@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::caller::Caller;
 use common::smtp::SmtpServer;
@@ -106,19 +106,15 @@ listen = "127.0.0.1:{http_port}"
     c.say(&speech()[..16000]);
     c.wait_said(Duration::from_secs(20));
     c.press('#');
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let t = loop {
-        let list = cli_json(&engine, &["tickets", "list", "--json"]);
-        if let Some(t) = list.as_array().and_then(|a| a.first()) {
-            break t.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no ticket:\n{}",
-            engine.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let t = common::wait::wait_for_or(
+        "the voicemail's ticket",
+        Duration::from_secs(30),
+        || {
+            let list = cli_json(&engine, &["tickets", "list", "--json"]);
+            list.as_array().and_then(|a| a.first()).cloned()
+        },
+        || engine.log_text(),
+    );
     c.hang_up();
     assert_eq!(t["caller"], "+19005551234", "{t:#?}");
     assert!(

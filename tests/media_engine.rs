@@ -17,6 +17,9 @@ use astreinte::media::{
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
 
+#[path = "common/wait.rs"]
+mod wait;
+
 const WAIT: Duration = Duration::from_secs(10);
 
 fn prompts_dir() -> PathBuf {
@@ -120,6 +123,7 @@ impl Far {
             .write(&mut b);
             let p = self.packet(101, i == 0, ts, &b);
             self.sock.send_to(&p, to).await.unwrap();
+            // Pacing the event's packets (a burst is not what a phone sends), not an event.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         self.ts = self.ts.wrapping_add(800);
@@ -409,6 +413,7 @@ async fn recording_round_trip(eng: MediaEngine) {
             i += 1;
         }
         if i % 10 == 0 {
+            // Pacing the sender (ten packets per 20 ms) so no socket buffer overflows.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -460,10 +465,20 @@ async fn shutdown_leaves_finished_recordings_and_reports_them() {
     for (i, frame) in speech[..16000].chunks(160).enumerate() {
         far.audio(to, Codec::Pcmu, frame).await;
         if i % 10 == 9 {
+            // Pacing the sender (ten packets per 20 ms) so no socket buffer overflows.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The speech is in: the recorder has written 8000 samples of it to the `.part` file.
+    let mut part = path.clone().into_os_string();
+    part.push(".part");
+    let part = PathBuf::from(part);
+    wait::wait_until_async(
+        "8000 samples in the unfinished recording",
+        Duration::from_secs(5),
+        || std::future::ready(std::fs::metadata(&part).is_ok_and(|m| m.len() >= 44 + 2 * 8000)),
+    )
+    .await;
 
     tokio::task::spawn_blocking(move || eng.shutdown())
         .await
@@ -637,6 +652,7 @@ async fn hostile_input(eng: MediaEngine) {
         let dest = if i % 3 == 0 { rtcp_to } else { to };
         far.sock.send_to(&p, dest).await.unwrap();
         if i % 50 == 0 {
+            // Pacing the sender so no socket buffer overflows: not an event.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -797,7 +813,8 @@ async fn a_stranger_can_neither_latch_nor_inject_audio() {
         far.audio(to, Codec::Pcmu, f).await;
         if i % 10 == 0 {
             stranger.audio(to, Codec::Pcmu, &noise).await;
-            tokio::time::sleep(Duration::from_millis(20)).await; // pace the sender
+            // Pacing the sender so no socket buffer overflows: not an event.
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
     let sum = recording_end(&mut s).await;
@@ -821,6 +838,7 @@ async fn send_paced(far: &mut Far, to: SocketAddr, pcm: &[i16]) {
     for (i, f) in pcm.chunks(160).enumerate() {
         far.audio(to, Codec::Pcma, f).await;
         if i % 10 == 9 {
+            // Pacing the sender so no socket buffer overflows: not an event.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

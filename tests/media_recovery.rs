@@ -14,6 +14,9 @@ use astreinte::media::{
     RecordOptions,
 };
 
+#[path = "common/wait.rs"]
+mod wait;
+
 const CHILD_ENV: &str = "ASTREINTE_MEDIA_RECOVERY_CHILD";
 /// Recordings in progress when the engine is killed.
 const CALLS: usize = 100;
@@ -66,7 +69,10 @@ fn child_records_until_killed() {
         );
         calls.push((s, far));
     }
-    std::thread::sleep(Duration::from_millis(200));
+    // Every recorder has started (its `.part` file is there) before the first packet.
+    wait::wait_until("every recording to start", Duration::from_secs(10), || {
+        (0..CALLS).all(|n| dir.join(format!("vm-{n}.wav.part")).exists())
+    });
     let audio = speech();
     let start = Instant::now();
     for (i, frame) in audio.chunks_exact(160).cycle().enumerate() {
@@ -84,7 +90,7 @@ fn child_records_until_killed() {
             // 4 s sent to each: tell the parent how many samples are out.
             std::fs::write(dir.join("ready"), format!("{}", (i + 1) * 160)).unwrap();
         }
-        // Paced at 20 ms on a fixed schedule.
+        // Paced at 20 ms on a fixed schedule: real-time RTP is the behaviour, not an event.
         let next = start + Duration::from_millis(20 * (i as u64 + 1));
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
@@ -107,13 +113,16 @@ fn recording_survives_kill_9() {
         .spawn()
         .unwrap();
     let ready = dir.path().join("ready");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready.exists() {
-        assert!(Instant::now() < deadline, "child never got going");
-        assert!(child.try_wait().unwrap().is_none(), "child exited early");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let sent_at_ready: usize = std::fs::read_to_string(&ready).unwrap().parse().unwrap();
+    let sent_at_ready: usize = wait::wait_for(
+        "the child to send 4 s to each call",
+        Duration::from_secs(60),
+        || {
+            assert!(child.try_wait().unwrap().is_none(), "child exited early");
+            std::fs::read_to_string(&ready).ok()?.parse().ok()
+        },
+    );
+    // Not an event: the kill lands mid-call while the child goes on talking, half a second
+    // after the count it reported (the loss budget below is measured from that count).
     std::thread::sleep(Duration::from_millis(500));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();

@@ -125,17 +125,12 @@ fn goertzel_share(pcm: &[i16], freq: f64) -> f64 {
 /// The one recording the engine saved for the call that just ended, and the engine's log.
 fn saved_recording(engine: &Engine) -> (Vec<i16>, String) {
     let recordings = engine.dir.path().join("data/recordings");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut saved = files_ending(&recordings, ".wav");
-    while saved.is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        saved = files_ending(&recordings, ".wav");
-    }
-    let mut log = engine.log_text();
-    while !log.contains("recording saved") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        log = engine.log_text();
-    }
+    common::wait::poll_until(Duration::from_secs(10), || {
+        !files_ending(&recordings, ".wav").is_empty()
+            && engine.log_text().contains("recording saved")
+    });
+    let saved = files_ending(&recordings, ".wav");
+    let log = engine.log_text();
     assert_eq!(saved.len(), 1, "recordings {saved:?}\n{log}");
     // The caller hung up mid-recording: the flow still reports the saved message.
     assert!(
@@ -160,7 +155,7 @@ fn can_play_pcaps(test: &str) -> bool {
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
     if !root && std::env::var_os("CI").is_none() {
-        eprintln!("SKIP {test}: SIPp needs root to play pcaps");
+        common::skip(test, "SIPp needs root to play pcaps");
         return false;
     }
     true
@@ -363,19 +358,20 @@ fn recording_cut_by_kill_9_is_recovered_at_restart() {
 
     // The recording starts when the call is answered.
     let recordings = engine.dir.path().join("data/recordings");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut parts = files_ending(&recordings, ".wav.part");
-    while parts.is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "no recording started\n--- engine\n{}\n--- baresip\n{}",
-            engine.log_text(),
-            baresip_log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-        parts = files_ending(&recordings, ".wav.part");
-    }
+    let parts = common::wait::wait_for_or(
+        "a recording to start",
+        Duration::from_secs(20),
+        || Some(files_ending(&recordings, ".wav.part")).filter(|p| !p.is_empty()),
+        || {
+            format!(
+                "--- engine\n{}\n--- baresip\n{}",
+                engine.log_text(),
+                baresip_log()
+            )
+        },
+    );
     let started = Instant::now();
+    // Not an event: the caller talks for 3.5 s, and the kill cuts the call at that point.
     std::thread::sleep(Duration::from_millis(3500));
     let talked = started.elapsed();
     engine.kill9();

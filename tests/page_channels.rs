@@ -28,6 +28,11 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
+#[path = "common/skip.rs"]
+mod skip;
+#[path = "common/wait.rs"]
+mod wait;
+
 // ---------------------------------------------------------------------------------------------
 // Shared facts.
 
@@ -96,7 +101,7 @@ impl Drop for KillOnDrop {
 }
 
 /// Whether aiosmtpd can run here; under CI=true its absence fails the test.
-fn aiosmtpd_available() -> bool {
+fn aiosmtpd_available(test: &str) -> bool {
     let ok = Command::new("python3")
         .args(["-c", "import aiosmtpd"])
         .stdout(Stdio::null())
@@ -108,7 +113,10 @@ fn aiosmtpd_available() -> bool {
             std::env::var("CI").as_deref() != Ok("true"),
             "CI must run the SMTP tests: install aiosmtpd (pip install aiosmtpd)"
         );
-        eprintln!("skipped: python3 with aiosmtpd is not installed (pip install aiosmtpd)");
+        skip::skip(
+            test,
+            "python3 with aiosmtpd is not installed (pip install aiosmtpd)",
+        );
     }
     ok
 }
@@ -139,21 +147,18 @@ fn start_smtp(handler: &[&str], log: &Path) -> (KillOnDrop, u16) {
         .spawn()
         .unwrap_or_else(|e| panic!("python3 -m aiosmtpd: {e}"));
     let mut guard = KillOnDrop(child);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return (guard, port);
-        }
-        if let Ok(Some(status)) = guard.0.try_wait() {
-            let out = std::fs::read_to_string(log).unwrap_or_default();
-            panic!("aiosmtpd exited ({status}) before listening:\n{out}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "aiosmtpd did not listen within 15 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait::wait_until(
+        "aiosmtpd to accept connections",
+        Duration::from_secs(15),
+        || {
+            if let Ok(Some(status)) = guard.0.try_wait() {
+                let out = std::fs::read_to_string(log).unwrap_or_default();
+                panic!("aiosmtpd exited ({status}) before listening:\n{out}");
+            }
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        },
+    );
+    (guard, port)
 }
 
 fn smtp_config(port: u16) -> SmtpConfig {
@@ -235,7 +240,7 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
 
 #[tokio::test]
 async fn smtp_page_arrives_once_with_subject_link_and_the_voicemail() {
-    if !aiosmtpd_available() {
+    if !aiosmtpd_available("smtp_page_arrives_once_with_subject_link_and_the_voicemail") {
         return;
     }
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -315,7 +320,7 @@ async fn smtp_page_arrives_once_with_subject_link_and_the_voicemail() {
 
 #[tokio::test]
 async fn smtp_recording_over_the_limit_or_missing_is_said_not_attached() {
-    if !aiosmtpd_available() {
+    if !aiosmtpd_available("smtp_recording_over_the_limit_or_missing_is_said_not_attached") {
         return;
     }
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -382,7 +387,7 @@ async fn smtp_server_down_is_transient() {
 
 #[tokio::test]
 async fn smtp_refused_recipient_is_permanent() {
-    if !aiosmtpd_available() {
+    if !aiosmtpd_available("smtp_refused_recipient_is_permanent") {
         return;
     }
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -402,7 +407,7 @@ async fn smtp_refused_recipient_is_permanent() {
 
 #[tokio::test]
 async fn smtp_deferred_recipient_is_transient() {
-    if !aiosmtpd_available() {
+    if !aiosmtpd_available("smtp_deferred_recipient_is_transient") {
         return;
     }
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -488,6 +493,7 @@ async fn start_receiver() -> (SocketAddr, Log) {
         .route(
             "/hang",
             post(|| async {
+                // A server that never answers is the behaviour under test, not an event.
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 StatusCode::OK
             }),

@@ -153,11 +153,7 @@ fn mails(smtp: &SmtpServer) -> BTreeMap<(String, String), usize> {
 }
 
 async fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < deadline, "{what} within {within:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait::wait_until_async(what, within, || std::future::ready(done())).await;
 }
 
 async fn two_nodes_never_page_twice(store: &Store, other: &Store) {
@@ -181,7 +177,8 @@ async fn two_nodes_never_page_twice(store: &Store, other: &Store) {
         smtp.messages().len() >= want
     })
     .await;
-    // A few more planner passes on both nodes: nothing more is sent.
+    // A few more planner passes on both nodes: nothing more is sent. Not an event: the time
+    // in which nothing happens is what is tested.
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop(a, stop_a).await;
     stop(b, stop_b).await;
@@ -228,6 +225,7 @@ async fn a_restart_mid_climb_sends_the_next_level_once(store: &Store) {
     .await;
     // The node stops before level 2 is due; another starts a moment later.
     stop(a, stop_a).await;
+    // Not an event: a gap with no node at all is the scenario.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (b, stop_b) = start(&cfg, store, "node-b").await;
     wait_until("level 2", Duration::from_secs(15), || {
@@ -242,6 +240,7 @@ async fn a_restart_mid_climb_sends_the_next_level_once(store: &Store) {
         at >= Duration::from_secs(5),
         "level 2 came after {at:?}, before its offset"
     );
+    // Not an event: two more seconds in which nothing more may be sent is what is tested.
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop(b, stop_b).await;
     let hooks = hooks.lock().unwrap().clone();
@@ -266,10 +265,9 @@ async fn pg_store(test: &str) -> Option<(Store, sqlx::PgPool, String)> {
             std::env::var_os("CI").is_none(),
             "CI is set but ASTREINTE_TEST_PG_URL is not: this test cannot be skipped in CI"
         );
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP {test} on PostgreSQL: ASTREINTE_TEST_PG_URL is not set"
+        common::skip(
+            &format!("{test} on PostgreSQL"),
+            "ASTREINTE_TEST_PG_URL is not set (scripts/test.sh sets it)",
         );
         return None;
     };
@@ -434,6 +432,7 @@ plan_every_ms = 100
         .await
         .unwrap();
     wait_until("resolve", Duration::from_secs(10), has("resolve")).await;
+    // Not an event: half a second in which no further action may be sent is what is tested.
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop(paging, stop_tx).await;
     let actions = actions.lock().unwrap().clone();

@@ -99,6 +99,8 @@ fn a_strangers_flood_and_held_connections_do_not_stop_trusted_calls() {
                 let _ = sock.send_to(b"\xff\xfe garbage \x00", target);
                 sent += 2;
                 if sent % 100 == 0 {
+                    // The flood's rate (about 20 000 datagrams a second) is the behaviour
+                    // under test, not a wait for an event.
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
@@ -124,6 +126,8 @@ fn a_strangers_flood_and_held_connections_do_not_stop_trusted_calls() {
         if last.as_deref() == Some("SIP/2.0 200 OK") {
             break;
         }
+        // Not an event: probes are spaced so that they do not themselves keep the stranger
+        // over its budget (each one counts against it).
         std::thread::sleep(Duration::from_millis(300));
     }
     assert_eq!(

@@ -43,20 +43,19 @@ impl Far {
             .stderr(Stdio::null())
             .spawn()
             .expect("run sipp");
-        std::thread::sleep(Duration::from_millis(300));
+        // Ready once SIPp holds its SIP port.
+        common::wait::wait_until("SIPp to bind its port", Duration::from_secs(10), || {
+            std::net::UdpSocket::bind(("127.0.0.1", port)).is_err()
+        });
         Far { child, port }
     }
 
     /// Waits for SIPp (run with -bg it forks: wait for its port to be released).
     fn wait_success(&mut self) -> bool {
         let _ = self.child.wait();
-        for _ in 0..200 {
-            if std::net::UdpSocket::bind(("127.0.0.1", self.port)).is_ok() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
+        common::wait::poll_until(Duration::from_secs(10), || {
+            std::net::UdpSocket::bind(("127.0.0.1", self.port)).is_ok()
+        })
     }
 }
 

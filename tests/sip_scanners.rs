@@ -23,7 +23,7 @@ fn tool(name: &str) -> Option<&str> {
             std::env::var("CI").is_err(),
             "{name} is missing: scripts/test.sh installs SIPVicious with pip"
         );
-        eprintln!("SKIP: {name} not installed (pip install sipvicious)");
+        common::skip(name, "not installed (pip install sipvicious)");
         return None;
     }
     Some(name)

@@ -39,16 +39,14 @@ fn engine_hangs_up_over_udp_and_tcp() {
 fn sipp_then_stop(engine: &Engine, scenario_file: &str, reached: &str) -> std::process::Output {
     std::thread::scope(|scope| {
         let caller = scope.spawn(|| sipp(engine, scenario_file, "611", false, &[]));
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        while !engine.log_text().contains(reached) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the call never reached \"{reached}\":\n{}",
-                engine.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(300));
+        // `reached` is logged once the call is where the test wants it (the recording starts
+        // when the ACK confirms the call): stop at once.
+        common::wait::wait_until_or(
+            &format!("the call to reach \"{reached}\""),
+            Duration::from_secs(15),
+            || engine.log_text().contains(reached),
+            || engine.log_text(),
+        );
         engine.terminate();
         caller.join().expect("sipp thread")
     })

@@ -165,6 +165,7 @@ fn phone_answers_hears_says_presses_and_takes_a_bye() {
             g711::encode(Codec::Pcmu, frame, &mut enc);
             p.extend_from_slice(&enc);
             fake.rtp.send_to(&p, phone_rtp).unwrap();
+            // Real-time pacing (a packet every 20 ms) is the behaviour, not an event.
             std::thread::sleep(Duration::from_millis(20));
         }
         // What the phone sends until its key press has ended.

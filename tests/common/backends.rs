@@ -33,11 +33,9 @@ pub async fn pg(test: &str) -> Option<Pg> {
         if std::env::var_os("CI").is_some() {
             panic!("CI is set but ASTREINTE_TEST_PG_URL is not: the PostgreSQL tests cannot be skipped in CI");
         }
-        // Straight to stderr: libtest captures eprintln!, and a skip must be seen.
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP {test} on PostgreSQL: ASTREINTE_TEST_PG_URL is not set (scripts/test.sh sets it)"
+        super::skip(
+            &format!("{test} on PostgreSQL"),
+            "ASTREINTE_TEST_PG_URL is not set (scripts/test.sh sets it)",
         );
         return None;
     };

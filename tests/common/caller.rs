@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use astreinte::media::{g711, Codec};
 
+use super::wait;
+
 #[derive(Default)]
 struct Ears {
     heard: Vec<i16>,
@@ -123,6 +125,7 @@ impl Caller {
                 let _ = r.send_to(&p, remote_rtp);
                 seq = seq.wrapping_add(1);
                 let next = start + Duration::from_millis(20 * (i + 1));
+                // Real-time pacing is the behaviour (RTP every 20 ms), not a wait for an event.
                 std::thread::sleep(next.saturating_duration_since(Instant::now()));
             }
         }));
@@ -223,36 +226,24 @@ impl Caller {
     /// Waits until the engine has played something since the last key and then been quiet for
     /// `quiet` (a prompt ended and a menu waits for a key).
     pub fn wait_prompt_end(&mut self, quiet: Duration, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            {
-                let e = self.ears.lock().unwrap();
-                if e.loud_since_mark && e.last_loud.is_some_and(|t| t.elapsed() >= quiet) {
-                    break;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no prompt ended within {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait::wait_until("a prompt to end", within, || {
+            let e = self.ears.lock().unwrap();
+            e.loud_since_mark && e.last_loud.is_some_and(|t| t.elapsed() >= quiet)
+        });
         self.ears.lock().unwrap().loud_since_mark = false;
     }
 
     /// Waits until the engine starts playing something after the last key (to press a key
     /// during the prompt: barge-in).
     pub fn wait_prompt_start(&mut self, within: Duration) {
-        let deadline = Instant::now() + within;
-        while !self.ears.lock().unwrap().loud_since_mark {
-            assert!(
-                Instant::now() < deadline,
-                "no prompt began within {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // Well into the prompt.
-        std::thread::sleep(Duration::from_millis(300));
+        wait::wait_until("a prompt to begin", within, || {
+            self.ears.lock().unwrap().loud_since_mark
+        });
+        // Well into the prompt: 300 ms more of it heard.
+        let begun = self.ears.lock().unwrap().heard.len();
+        wait::wait_until("300 ms of the prompt", Duration::from_secs(5), || {
+            self.ears.lock().unwrap().heard.len() >= begun + 2400
+        });
     }
 
     /// Says `samples` (8 kHz) now, in real time.
@@ -262,11 +253,9 @@ impl Caller {
 
     /// Waits until what was given to `say` has been sent.
     pub fn wait_said(&self, within: Duration) {
-        let deadline = Instant::now() + within;
-        while !self.mouth.lock().unwrap().is_empty() {
-            assert!(Instant::now() < deadline, "could not finish speaking");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait::wait_until("what was said to be sent", within, || {
+            self.mouth.lock().unwrap().is_empty()
+        });
     }
 
     /// Samples heard so far.

@@ -9,6 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+// Its own copy of the helper: benches/cluster.rs loads this file without the rest of `common`.
+#[allow(clippy::duplicate_mod)]
+#[path = "wait.rs"]
+mod wait;
+
 /// The shipped config file.
 pub fn cfg_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kamailio/kamailio.cfg")
@@ -203,24 +208,20 @@ impl Kamailio {
     /// dispatcher; panics with the log after `within`.
     pub fn wait_node(&self, node: SocketAddr, active: bool, within: Duration) {
         let uri = format!("sip:{node}");
-        let deadline = Instant::now() + within;
-        loop {
-            let states = self.node_states();
-            let now = states
+        let mut states = Vec::new();
+        let became = wait::poll_until(within, || {
+            states = self.node_states();
+            states
                 .iter()
                 .find(|(u, _)| *u == uri)
-                .map(|(_, f)| f.starts_with('A'));
-            if now == Some(active) {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "node {node} not {} within {within:?}: {states:?}\n{}",
-                    if active { "active" } else { "inactive" },
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
+                .is_some_and(|(_, f)| f.starts_with('A') == active)
+        });
+        if !became {
+            panic!(
+                "node {node} not {} within {within:?}: {states:?}\n{}",
+                if active { "active" } else { "inactive" },
+                self.log()
+            );
         }
     }
 
@@ -246,15 +247,9 @@ impl Kamailio {
         unsafe {
             libc::kill(-pgid, libc::SIGTERM);
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut exited = false;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                exited = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let exited = wait::poll_until(Duration::from_secs(5), || {
+            matches!(child.try_wait(), Ok(Some(_)))
+        });
         if !exited {
             // SAFETY: as above; the leader is still unreaped, so the group id is ours.
             unsafe {
@@ -263,17 +258,17 @@ impl Kamailio {
             let _ = child.wait();
         }
         // Workers that outlived the main process (it normally takes them down with it).
-        for _ in 0..50 {
+        wait::poll_until(Duration::from_secs(1), || {
             // SAFETY: signal 0 only checks whether the group still has members.
             if unsafe { libc::kill(-pgid, 0) } != 0 {
-                break;
+                return true;
             }
             // SAFETY: the group still has members, so its id has not been reused.
             unsafe {
                 libc::kill(-pgid, libc::SIGKILL);
             }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            false
+        });
     }
 }
 

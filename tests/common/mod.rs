@@ -151,13 +151,9 @@ impl Engine {
     pub fn stop(&mut self) -> String {
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill").arg(child.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            wait::poll_until(Duration::from_secs(5), || {
+                matches!(child.try_wait(), Ok(Some(_)))
+            });
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -175,16 +171,10 @@ impl Engine {
 
     /// Waits up to `within` for the engine to exit by itself; its exit status if it did.
     pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + within;
         let child = self.child.as_mut()?;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                self.child = None;
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
+        let status = wait::poll_for(within, || child.try_wait().ok().flatten())?;
+        self.child = None;
+        Some(status)
     }
 
     /// Kills the engine with SIGKILL (no clean-up at all) and waits for it.
@@ -332,5 +322,9 @@ pub mod caller;
 pub mod kamailio;
 pub mod pg;
 pub mod phone;
+pub mod skip;
 pub mod smtp;
 pub mod voicemail;
+pub mod wait;
+
+pub use skip::skip;

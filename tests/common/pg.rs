@@ -19,7 +19,10 @@ impl PgSchema {
                 std::env::var_os("CI").is_none(),
                 "CI is set but ASTREINTE_TEST_PG_URL is not: {test} cannot be skipped in CI"
             );
-            eprintln!("SKIP {test}: ASTREINTE_TEST_PG_URL is not set (scripts/test.sh sets it)");
+            super::skip(
+                test,
+                "ASTREINTE_TEST_PG_URL is not set (scripts/test.sh sets it)",
+            );
             return None;
         };
         let schema = format!("{test}_{}", std::process::id());

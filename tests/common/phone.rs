@@ -19,6 +19,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use astreinte::media::rfc4733::digit_to_event;
 use astreinte::media::{g711, Codec};
 
+use super::wait;
+
 /// Update packets of one key press (durations 160, 320, ... samples), then the end packet three
 /// times: a press lasts (UPDATES + 3) × 20 ms.
 const UPDATES: u32 = 6;
@@ -340,17 +342,11 @@ impl Phone {
     /// within `within`. Each call takes the next call offered, so a phone can be paged again.
     pub fn wait_invite(&mut self, within: Duration) -> bool {
         let next = self.current.map_or(0, |c| c + 1);
-        let deadline = Instant::now() + within;
-        loop {
-            if self.state.lock().unwrap().calls.len() > next {
-                self.current = Some(next);
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        let offered = wait::poll_until(within, || self.state.lock().unwrap().calls.len() > next);
+        if offered {
+            self.current = Some(next);
         }
+        offered
     }
 
     fn offer(&self) -> Option<Offer> {
@@ -389,16 +385,7 @@ impl Phone {
 
     /// The engine sent CANCEL (it was answered 200, and the INVITE 487).
     pub fn wait_cancel(&mut self, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        loop {
-            if self.with_call(|c| c.cancelled) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait::poll_until(within, || self.with_call(|c| c.cancelled))
     }
 
     /// 180 Ringing (without answering: a phone nobody picks up).
@@ -427,15 +414,11 @@ impl Phone {
             c.final_sent = true;
             c.offer.source
         });
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
+        // Ten sends, 500 ms apart: 5 s in all.
+        for _ in 0..10 {
             let _ = self.sip.send_to(msg.as_bytes(), dest);
-            let resend = Instant::now() + Duration::from_millis(500);
-            while Instant::now() < resend {
-                if self.with_call(|c| c.acked) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(5));
+            if wait::poll_until(Duration::from_millis(500), || self.with_call(|c| c.acked)) {
+                return;
             }
         }
         panic!("no ACK to the {what} within 5 s");
@@ -567,6 +550,7 @@ impl Phone {
                 }
                 seq = seq.wrapping_add(1);
                 let next = start + Duration::from_millis(20 * (i + 1));
+                // Real-time pacing is the behaviour (RTP every 20 ms), not a wait for an event.
                 std::thread::sleep(next.saturating_duration_since(Instant::now()));
             }
         }));
@@ -635,11 +619,11 @@ impl Phone {
             k.queued += 1;
             k.queued
         };
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while self.keys.lock().unwrap().sent < target {
-            assert!(Instant::now() < deadline, "could not press {key}");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait::wait_until(
+            &format!("key {key} to be sent"),
+            Duration::from_secs(3),
+            || self.keys.lock().unwrap().sent >= target,
+        );
     }
 
     pub fn press_all(&mut self, keys: &str) {
@@ -655,11 +639,9 @@ impl Phone {
 
     /// Waits until what was given to `say` has been sent.
     pub fn wait_said(&self, within: Duration) {
-        let deadline = Instant::now() + within;
-        while !self.mouth.lock().unwrap().is_empty() {
-            assert!(Instant::now() < deadline, "could not finish speaking");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait::wait_until("what was said to be sent", within, || {
+            self.mouth.lock().unwrap().is_empty()
+        });
     }
 
     /// Samples heard so far.
@@ -670,50 +652,29 @@ impl Phone {
     /// Waits until the engine has played something since the answer or the last key and then
     /// been quiet for `quiet` (a prompt ended and a menu waits for a key).
     pub fn wait_prompt_end(&mut self, quiet: Duration, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            {
-                let e = self.ears.lock().unwrap();
-                if e.loud_since_mark && e.last_loud.is_some_and(|t| t.elapsed() >= quiet) {
-                    break;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no prompt ended within {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait::wait_until("a prompt to end", within, || {
+            let e = self.ears.lock().unwrap();
+            e.loud_since_mark && e.last_loud.is_some_and(|t| t.elapsed() >= quiet)
+        });
         self.ears.lock().unwrap().loud_since_mark = false;
     }
 
     /// Waits until the engine starts playing something after the answer or the last key (to
     /// press a key during the prompt: barge-in).
     pub fn wait_prompt_start(&mut self, within: Duration) {
-        let deadline = Instant::now() + within;
-        while !self.ears.lock().unwrap().loud_since_mark {
-            assert!(
-                Instant::now() < deadline,
-                "no prompt began within {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // Well into the prompt.
-        std::thread::sleep(Duration::from_millis(300));
+        wait::wait_until("a prompt to begin", within, || {
+            self.ears.lock().unwrap().loud_since_mark
+        });
+        // Well into the prompt: 300 ms more of it heard.
+        let begun = self.ears.lock().unwrap().heard.len();
+        wait::wait_until("300 ms of the prompt", Duration::from_secs(5), || {
+            self.ears.lock().unwrap().heard.len() >= begun + 2400
+        });
     }
 
     /// Waits for the engine's BYE (answered 200 as it came); false if none came.
     pub fn wait_bye(&mut self, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        loop {
-            if self.with_call(|c| c.bye) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait::poll_until(within, || self.with_call(|c| c.bye))
     }
 
     /// Sends BYE in the dialog (the engine's From/To with our tag, its Contact as the
@@ -739,24 +700,20 @@ impl Phone {
             offer.call_id,
             self.contact()
         );
-        let deadline = Instant::now() + Duration::from_secs(4);
-        while Instant::now() < deadline {
+        // Eight sends, 500 ms apart: 4 s in all.
+        for _ in 0..8 {
             let _ = self.sip.send_to(bye.as_bytes(), offer.source);
-            let resend = Instant::now() + Duration::from_millis(500);
-            while Instant::now() < resend {
-                {
-                    let mut st = self.state.lock().unwrap();
-                    let found = st.responses.iter().position(|r| {
-                        header(r, "Call-ID") == Some(offer.call_id.as_str())
-                            && cseq_method(r).eq_ignore_ascii_case("BYE")
-                            && status_of(r).is_some_and(|s| s >= 200)
-                    });
-                    if let Some(i) = found {
-                        let r = st.responses.remove(i).unwrap_or_default();
-                        return status_of(&r).is_some_and(|s| (200..300).contains(&s));
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(5));
+            let answer = wait::poll_for(Duration::from_millis(500), || {
+                let mut st = self.state.lock().unwrap();
+                let i = st.responses.iter().position(|r| {
+                    header(r, "Call-ID") == Some(offer.call_id.as_str())
+                        && cseq_method(r).eq_ignore_ascii_case("BYE")
+                        && status_of(r).is_some_and(|s| s >= 200)
+                })?;
+                st.responses.remove(i)
+            });
+            if let Some(r) = answer {
+                return status_of(&r).is_some_and(|s| (200..300).contains(&s));
             }
         }
         false

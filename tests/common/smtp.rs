@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct SmtpServer {
     child: Child,
@@ -30,17 +30,19 @@ impl SmtpServer {
             port,
             maildir,
         };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return s;
-            }
-            if let Ok(Some(status)) = s.child.try_wait() {
-                panic!("aiosmtpd did not start ({status}): install it with `pip install aiosmtpd`");
-            }
-            assert!(Instant::now() < deadline, "aiosmtpd did not listen");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        super::wait::wait_until(
+            "aiosmtpd to accept connections",
+            Duration::from_secs(15),
+            || {
+                if let Ok(Some(status)) = s.child.try_wait() {
+                    panic!(
+                        "aiosmtpd did not start ({status}): install it with `pip install aiosmtpd`"
+                    );
+                }
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            },
+        );
+        s
     }
 
     /// The raw messages received so far.
@@ -57,14 +59,8 @@ impl SmtpServer {
 
     /// Waits until `n` messages arrived.
     pub fn wait_messages(&self, n: usize, within: Duration) -> Vec<PathBuf> {
-        let deadline = Instant::now() + within;
-        loop {
-            let m = self.messages();
-            if m.len() >= n || Instant::now() >= deadline {
-                return m;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        super::wait::poll_until(within, || self.messages().len() >= n);
+        self.messages()
     }
 
     /// Parses a stored message with Python's `email` package: subject, recipients and the

@@ -2,9 +2,10 @@
 //! test caller, and read the engine's store with its CLI.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::caller::Caller;
+use super::wait;
 use super::Engine;
 
 const PROMPT_QUIET: Duration = Duration::from_millis(700);
@@ -58,18 +59,16 @@ pub fn leave_s1_voicemail(engine: &Engine) -> String {
     c.say(&speech()[..16000]);
     c.wait_said(Duration::from_secs(20));
     c.press('#');
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let list = cli_json(engine, &["tickets", "list", "--json"]);
-        if let Some(t) = list.as_array().and_then(|a| a.first()) {
-            c.hang_up();
-            return t["number"].as_str().expect("number").to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no ticket:\n{}",
-            engine.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let number = wait::wait_for_or(
+        "the voicemail's ticket",
+        Duration::from_secs(30),
+        || {
+            let list = cli_json(engine, &["tickets", "list", "--json"]);
+            let t = list.as_array().and_then(|a| a.first())?;
+            Some(t["number"].as_str().expect("number").to_string())
+        },
+        || engine.log_text(),
+    );
+    c.hang_up();
+    number
 }
