@@ -383,6 +383,7 @@ impl MediaLeg {
     }
 
     /// The peer whose RTP latched this leg: the shell connects the RTP socket to it.
+    #[inline]
     pub fn latched_peer(&self) -> Option<SocketAddr> {
         if self.latched {
             self.remote
@@ -391,12 +392,14 @@ impl MediaLeg {
         }
     }
 
+    #[inline]
     pub fn poll_event(&mut self) -> Option<MediaEvent> {
         self.events.pop_front()
     }
 
     /// The next packet due, written into `buf` (at least 64 bytes; the shell's receive buffer
     /// does). The count of packets sent assumes it leaves: call `unsent` if it did not.
+    #[inline]
     pub fn poll_transmit<'b>(&mut self, buf: &'b mut [u8]) -> Option<Transmit<'b>> {
         while self.due_next < self.due_end {
             let tick = self.due_next;
@@ -419,6 +422,7 @@ impl MediaLeg {
     }
 
     /// The shell could not send `t`: it is not counted as sent.
+    #[inline]
     pub fn unsent(&mut self, t: &Transmit<'_>) {
         if t.kind == TransmitKind::Rtp {
             self.sent_packets = self.sent_packets.saturating_sub(1);
@@ -661,6 +665,7 @@ impl MediaLeg {
     /// The shell's timer: `now` on the monotonic clock, `wall_ns` the same instant on the
     /// wall clock (Unix ns, for the sender report's NTP stamp). Queues the packets due (catching
     /// up at most three missed ticks), a report every 5 s, and the inactivity timeout.
+    #[inline]
     pub fn handle_tick(&mut self, now: u64, wall_ns: u64) {
         if let Some(p) = self.pacer.as_mut() {
             let due = p.poll(now);
