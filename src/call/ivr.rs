@@ -24,16 +24,14 @@ use super::flow::{
 };
 use super::status_limit::StatusLimits;
 use super::voicemail::{Finished, Intake, VoicemailDesk};
-use super::{
-    await_bye_answered, file_safe, open_call_media, ring_before_answer, stop_requested, CallConfig,
-};
+use super::{file_safe, open_call_media, ring_before_answer, stop_requested, CallConfig};
 use crate::config_issue::{ConfigIssue, KeySeg};
 use crate::media::{
-    MediaEngine, MediaEvent, MediaSession, PlayOptions, PlaybackId, PromptRef, RecordOptions,
-    RecordingSummary,
+    MediaEngine, MediaEvent, PlayOptions, PlaybackId, PromptRef, RecordOptions, RecordingSummary,
 };
 use crate::schedule::LiveSchedule;
-use crate::sip::{CallRequest, InboundCall, LegEvent, LegHandle, SipHandle};
+use crate::shell::{CallLeg, LegInput};
+use crate::sip::{CallRequest, InboundCall, SipHandle};
 use crate::store::Store;
 use crate::triage::Severity;
 
@@ -236,15 +234,8 @@ enum Reply {
     Status(Option<TicketStatusView>),
     /// Over the lookup limit: nothing was looked up.
     StatusRefused,
-    Bridged(Box<TechLeg>),
+    Bridged(Box<CallLeg>),
     BridgeFailed,
-}
-
-/// The technician's leg once they answered.
-struct TechLeg {
-    leg: LegHandle,
-    events: mpsc::UnboundedReceiver<LegEvent>,
-    session: MediaSession,
 }
 
 /// Runs one inbound call through the IVR to its end.
@@ -256,7 +247,8 @@ pub async fn run_ivr(call: InboundCall, deps: Arc<IvrDeps>, stopping: watch::Rec
 struct Shell {
     deps: Arc<IvrDeps>,
     flow: IvrFlow,
-    session: MediaSession,
+    /// The caller's leg and media.
+    call: CallLeg,
     call_id: String,
     leg_id: u64,
     playing: Option<PlaybackId>,
@@ -266,7 +258,7 @@ struct Shell {
     pending: Option<(PathBuf, Intake)>,
     replies_tx: mpsc::UnboundedSender<Reply>,
     ringing: Option<tokio::task::JoinHandle<()>>,
-    tech: Option<TechLeg>,
+    tech: Option<CallLeg>,
     /// Where the INVITE came from (the tracking-number lookup limit's key when it is not a
     /// trusted trunk).
     source: IpAddr,
@@ -292,15 +284,17 @@ impl Shell {
             deps.advertised,
             session.local_rtp_addr().port(),
         ));
+        let leg_id = leg.id().0;
+        let call = CallLeg::inbound(leg, events, session, sip_peer);
         let caller = info.caller.user.clone();
         let ctx = call_context(&deps, &info.number, caller).await;
         let (replies_tx, mut replies) = mpsc::unbounded_channel();
         let mut shell = Shell {
             flow: IvrFlow::new(ctx, deps.flow.clone()),
             deps,
-            session,
+            call,
             call_id: info.call_id.clone(),
-            leg_id: leg.id().0,
+            leg_id,
             playing: None,
             recording: None,
             stop_asked: false,
@@ -316,7 +310,6 @@ impl Shell {
         let mut hung_up = false;
         loop {
             if shell.drain_actions() {
-                leg.hangup();
                 hung_up = true;
                 break;
             }
@@ -330,87 +323,70 @@ impl Shell {
             let tech_ended = async {
                 match shell.tech.as_mut() {
                     Some(t) => loop {
-                        match t.events.recv().await {
-                            Some(LegEvent::Ended { .. }) | None => break,
-                            Some(_) => {}
+                        if let LegInput::Ended(_) = t.next().await {
+                            break;
                         }
                     },
                     None => std::future::pending().await,
                 }
             };
             tokio::select! {
-                ev = events.recv() => match ev {
-                    Some(LegEvent::Confirmed { media }) => {
-                        if let Some(m) = media {
-                            shell.session.apply(m.with_signalling_peer(sip_peer));
-                        }
+                input = shell.call.next() => match input {
+                    LegInput::Answered => {
                         if !started {
                             started = true;
                             shell.flow.start(Instant::now());
                         }
                     }
-                    Some(LegEvent::MediaUpdated { media }) => {
-                        shell.session.apply(media.with_signalling_peer(sip_peer))
-                    }
-                    Some(LegEvent::Dtmf { digit, .. }) => shell.session.inject_digit(digit),
-                    Some(LegEvent::Ended { .. }) | None => break,
-                    Some(_) => {}
-                },
-                ev = shell.session.next_event() => match ev {
-                    Some(MediaEvent::Digit { digit, source }) => {
+                    LegInput::Key { digit, source } => {
                         debug!(%digit, ?source, "key");
                         shell.flow.handle_key(Instant::now(), digit);
                     }
-                    Some(MediaEvent::PlaybackFinished(id)) => {
+                    LegInput::PlaybackFinished(id) => {
                         if shell.playing == Some(id) {
                             shell.playing = None;
                             shell.flow.handle_prompt_finished(Instant::now());
                         }
                     }
-                    Some(MediaEvent::RecordingFinished(r)) => shell.recording_finished(&r, false),
-                    Some(MediaEvent::MediaTimeout) if shell.tech.is_none() => {
+                    LegInput::RecordingFinished(r) => shell.recording_finished(&r, false),
+                    // Bridged, the caller's RTP goes to the technician: their leg decides.
+                    LegInput::MediaTimeout if shell.tech.is_some() => {}
+                    LegInput::MediaTimeout => {
                         info!("no RTP from the caller: hanging up");
-                        leg.hangup();
                         hung_up = true;
                         break;
                     }
-                    Some(MediaEvent::Failed) => {
+                    LegInput::MediaFailed => {
                         warn!("media failed for this call: hanging up");
-                        leg.hangup();
                         hung_up = true;
                         break;
                     }
-                    Some(_) => {}
-                    None => break,
+                    LegInput::Ended(_) => break,
                 },
                 Some(reply) = replies.recv() => shell.reply(reply),
                 _ = timer => shell.flow.handle_timeout(Instant::now()),
                 _ = tech_ended => {
                     info!("the technician hung up: ending the call");
                     shell.tech = None;
-                    leg.hangup();
                     hung_up = true;
                     break;
                 }
                 _ = &mut limit => {
                     info!(max_call_secs = shell.deps.call.max_call_secs, "call too long: hanging up");
-                    leg.hangup();
                     hung_up = true;
                     break;
                 }
                 _ = stop_requested(&mut stopping) => {
                     info!("engine stopping: hanging up");
-                    leg.hangup();
                     hung_up = true;
                     break;
                 }
             }
         }
-        shell.finish(hung_up).await;
         if hung_up {
-            await_bye_answered(&mut events).await;
+            shell.call.hangup();
         }
-        drop(leg);
+        shell.finish(hung_up).await;
     }
 
     /// Carries out what the flow asked; true when it asked to hang up.
@@ -427,7 +403,7 @@ impl Shell {
                         .into_iter()
                         .map(PromptRef::from)
                         .collect();
-                    match self.session.play(
+                    match self.call.session.play(
                         &prompts,
                         PlayOptions {
                             barge_in,
@@ -444,7 +420,7 @@ impl Shell {
                     }
                 }
                 FlowAction::StopPlayback => {
-                    self.session.stop_playback();
+                    self.call.session.stop_playback();
                     self.playing = None;
                 }
                 FlowAction::PersistPendingVoicemail(p) => self.persist(p),
@@ -453,7 +429,7 @@ impl Shell {
                         Some((path, _)) => path.clone(),
                         None => self.recording_path(),
                     };
-                    self.session.record(
+                    self.call.session.record(
                         path.clone(),
                         RecordOptions {
                             max_seconds: max_secs,
@@ -465,7 +441,7 @@ impl Shell {
                 }
                 FlowAction::StopRecording => {
                     self.stop_asked = true;
-                    self.session.stop_recording();
+                    self.call.session.stop_recording();
                 }
                 FlowAction::CreateTicket(req) => self.create_ticket(req, true),
                 FlowAction::LookupTicket { tracking, caller } => self.lookup(tracking, caller),
@@ -641,7 +617,7 @@ impl Shell {
             match self
                 .deps
                 .media
-                .open_session_near(&format!("{}-support", self.call_id), &self.session)
+                .open_session_near(&format!("{}-support", self.call_id), &self.call.session)
             {
                 Ok(s) => legs.push((target, s)),
                 Err(e) => warn!(error = %e, "no media for a support leg"),
@@ -661,7 +637,7 @@ impl Shell {
                     };
                     let sip = sip.clone();
                     ringing.spawn(async move {
-                        let (leg, mut events) = match sip.place_call(req).await {
+                        let (leg, events) = match sip.place_call(req).await {
                             Ok(x) => x,
                             Err(e) => {
                                 warn!(%target, error = %e, "cannot ring");
@@ -669,27 +645,18 @@ impl Shell {
                                 return None;
                             }
                         };
-                        while let Some(ev) = events.recv().await {
-                            match ev {
-                                LegEvent::Answered { media } => {
-                                    if let Some(m) = media {
-                                        let peer = m.remote_rtp.ip();
-                                        session.apply(m.with_signalling_peer(peer));
-                                    }
-                                    return Some(TechLeg {
-                                        leg,
-                                        events,
-                                        session,
-                                    });
-                                }
-                                LegEvent::Ended { reason } => {
+                        let mut tech = CallLeg::outbound(leg, events, session);
+                        loop {
+                            match tech.next().await {
+                                LegInput::Answered => return Some(tech),
+                                LegInput::Ended(reason) => {
                                     debug!(%target, %reason, "support phone did not answer");
                                     break;
                                 }
                                 _ => {}
                             }
                         }
-                        session.close().await;
+                        tech.close().await;
                         None
                     });
                 }
@@ -727,7 +694,7 @@ impl Shell {
             Reply::StatusRefused => self.flow.handle_ticket_status_refused(now),
             Reply::Bridged(tech) => {
                 self.ringing = None;
-                if let Err(e) = self.session.bridge(&tech.session) {
+                if let Err(e) = self.call.session.bridge(&tech.session) {
                     warn!(error = %e, "cannot bridge the technician");
                     self.flow.handle_bridge_failed(now);
                     return;
@@ -754,12 +721,12 @@ impl Shell {
         }
         let _ = self.drain_actions();
         if self.recording.is_some() {
-            self.session.stop_recording();
+            self.call.session.stop_recording();
             let drain = tokio::time::sleep(Duration::from_secs(2));
             tokio::pin!(drain);
             while self.recording.is_some() {
                 tokio::select! {
-                    ev = self.session.next_event() => match ev {
+                    ev = self.call.session.next_event() => match ev {
                         Some(MediaEvent::RecordingFinished(r)) => self.recording_finished(&r, true),
                         Some(_) => {}
                         None => self.recording = None,
@@ -781,12 +748,12 @@ impl Shell {
             drop(self.deps.desk.submit(path, intake));
         }
         if let Some(tech) = self.tech.take() {
-            tech.leg.hangup();
-            self.session.unbridge();
-            tech.session.close().await;
+            self.call.session.unbridge();
+            tech.hang_up_and_close().await;
         }
+        self.call.await_hangup().await;
         // The media thread logs the call's statistics as it closes it ("media closed").
-        self.session.close().await;
+        self.call.close().await;
     }
 }
 

@@ -8,8 +8,8 @@
 
 /// Which numbers may be called back: a leaf below the call room, since tickets hold them too.
 pub use crate::callback;
-pub(crate) use crate::shell::await_bye_answered;
 pub use crate::shell::stop_requested;
+use crate::shell::{CallLeg, LegInput};
 /// The caller's IVR, sans-I/O: it lives in the core crate.
 pub use astreinte_core::call::flow;
 pub mod ivr;
@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::sync::watch;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{info, info_span, warn, Instrument};
 
 use crate::config_issue::{ConfigIssue, KeySeg};
 use crate::media::{
@@ -101,7 +101,7 @@ pub async fn run_inbound(
     async move {
         let InboundCall { call: info, leg, mut events } = call;
         let sip_peer = info.source.addr.ip();
-        let Some(mut session) = open_call_media(&media, &info.call_id, info.media, sip_peer, &leg)
+        let Some(session) = open_call_media(&media, &info.call_id, info.media, sip_peer, &leg)
         else {
             return;
         };
@@ -110,20 +110,17 @@ pub async fn run_inbound(
             return;
         }
         leg.answer(SocketAddr::new(advertised, session.local_rtp_addr().port()));
+        let leg_id = leg.id().0;
+        let mut call = CallLeg::inbound(leg, events, session, sip_peer);
         let limit = tokio::time::sleep(Duration::from_secs(config.max_call_secs));
         tokio::pin!(limit);
         let mut recording = false;
-        // Whether we hung up (BYE sent): the flow then waits for the dialog to end.
-        let mut hung_up = false;
         loop {
             tokio::select! {
-                ev = events.recv() => match ev {
-                    Some(LegEvent::Confirmed { media }) => {
-                        if let Some(m) = media {
-                            session.apply(m.with_signalling_peer(sip_peer));
-                        }
+                input = call.next() => match input {
+                    LegInput::Answered => {
                         let greeting = [PromptRef::named("fr/greeting"), PromptRef::named("en/greeting")];
-                        if let Err(e) = session.play(&greeting, PlayOptions { barge_in: false, repeat: true }) {
+                        if let Err(e) = call.session.play(&greeting, PlayOptions { barge_in: false, repeat: true }) {
                             warn!(error = %e, "cannot play the greeting");
                         }
                         // Time and leg first: two Call-IDs that read alike as file names, or one
@@ -131,53 +128,41 @@ pub async fn run_inbound(
                         let name = format!(
                             "{}-{}-{}.wav",
                             chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
-                            leg.id().0,
+                            leg_id,
                             file_safe(&info.call_id)
                         );
                         let path = recordings.join(name);
-                        session.record(path, RecordOptions { max_seconds: 300, end_after_silence_ms: None });
+                        call.session.record(path, RecordOptions { max_seconds: 300, end_after_silence_ms: None });
                         recording = true;
                     }
-                    Some(LegEvent::MediaUpdated { media }) => {
-                        session.apply(media.with_signalling_peer(sip_peer))
-                    }
-                    Some(LegEvent::Dtmf { digit, .. }) => session.inject_digit(digit),
-                    Some(LegEvent::Ended { .. }) | None => break,
-                    Some(_) => {}
-                },
-                ev = session.next_event() => match ev {
-                    Some(MediaEvent::Digit { digit, source }) => info!(%digit, ?source, "key pressed"),
-                    Some(MediaEvent::MediaTimeout) => {
+                    LegInput::Key { digit, source } => info!(%digit, ?source, "key pressed"),
+                    LegInput::MediaTimeout => {
                         info!("no RTP from the caller: hanging up");
-                        leg.hangup();
-                        hung_up = true;
+                        call.hangup();
                         break;
                     }
-                    Some(MediaEvent::RecordingFinished(r)) => {
+                    LegInput::RecordingFinished(r) => {
                         log_saved(&r);
                         recording = false;
                     }
-                    Some(MediaEvent::Failed) => {
+                    LegInput::MediaFailed => {
                         // A media bug, contained to this call (logged there): what was recorded
                         // is still saved (its RecordingFinished may follow).
                         warn!("media failed for this call: hanging up");
-                        leg.hangup();
-                        hung_up = true;
+                        call.hangup();
                         break;
                     }
-                    Some(other) => debug!(?other, "media event"),
-                    None => break,
+                    LegInput::PlaybackFinished(_) => {}
+                    LegInput::Ended(_) => break,
                 },
                 _ = &mut limit => {
                     info!(max_call_secs = config.max_call_secs, "call too long: hanging up");
-                    leg.hangup();
-                    hung_up = true;
+                    call.hangup();
                     break;
                 }
                 _ = stop_requested(&mut stopping) => {
                     info!("engine stopping: hanging up");
-                    leg.hangup();
-                    hung_up = true;
+                    call.hangup();
                     break;
                 }
             }
@@ -187,11 +172,11 @@ pub async fn run_inbound(
         let drain = tokio::time::sleep(Duration::from_secs(2));
         tokio::pin!(drain);
         if recording {
-            session.stop_recording();
+            call.session.stop_recording();
         }
         while recording {
             tokio::select! {
-                ev = session.next_event() => match ev {
+                ev = call.session.next_event() => match ev {
                     Some(MediaEvent::RecordingFinished(r)) => {
                         log_saved(&r);
                         recording = false;
@@ -202,10 +187,8 @@ pub async fn run_inbound(
                 _ = &mut drain => recording = false,
             }
         }
-        if hung_up {
-            await_bye_answered(&mut events).await;
-        }
-        let stats = session.close().await;
+        call.await_hangup().await;
+        let stats = call.close().await;
         info!(sent = stats.packets_sent, received = stats.packets_received, lost = stats.packets_lost, jitter_ms = stats.jitter_ms, mos = stats.mos, "media statistics");
     }
     .instrument(span)

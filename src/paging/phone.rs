@@ -16,8 +16,8 @@ use super::config::PhoneConfig;
 use super::facts::PageFacts;
 use super::wording;
 use crate::media::prompts::Clip;
-use crate::media::{MediaEngine, MediaEvent, MediaSession, PlayOptions, PlaybackId, PromptRef};
-use crate::shell::await_bye_answered;
+use crate::media::{MediaEngine, MediaSession, PlayOptions, PlaybackId, PromptRef};
+use crate::shell::{CallLeg, LegInput};
 use crate::sip::digest::Credentials;
 use crate::sip::{CallRequest, LegEvent, LegHandle, SipHandle};
 use crate::store::{Action, Store, VoicemailWav, MAX_VOICEMAIL_BYTES};
@@ -147,11 +147,11 @@ impl PhonePager {
             Err(e) => return PhoneOutcome::CannotCall(e),
         };
         let call_id = format!("page-{}-{}", facts.ticket, Utc::now().timestamp_millis());
-        let mut session = match self.media.open_session(&call_id) {
+        let session = match self.media.open_session(&call_id) {
             Ok(s) => s,
             Err(e) => return PhoneOutcome::CannotCall(format!("no media port: {e}")),
         };
-        let (leg, mut events) = match self.place(&dial, &session).await {
+        let (leg, events) = match self.place(&dial, &session).await {
             Ok(x) => x,
             Err(e) => {
                 session.close().await;
@@ -172,10 +172,8 @@ impl PhonePager {
         );
         let mut call = PageCall {
             facts,
-            session: &mut session,
+            leg: CallLeg::outbound(leg, events, session),
             answered: Some(answered),
-            leg_open: true,
-            media_open: true,
             playing: None,
             voicemail: None,
             customer: None,
@@ -187,23 +185,16 @@ impl PhonePager {
             if flow.is_done() {
                 break;
             }
-            call.next_input(&mut flow, &mut events).await;
+            call.next_input(&mut flow).await;
         }
         // What the flow asked last (hanging the customer up) before the page leg goes.
         while let Some(action) = flow.poll_action() {
             self.carry_out(action, &mut flow, &mut call).await;
         }
         if let Some(customer) = call.customer.take() {
-            customer.hang_up().await;
+            customer.leg.hang_up_and_close().await;
         }
-        let was_answered = call.answered.is_none();
-        if call.leg_open {
-            leg.hangup();
-            if was_answered {
-                await_bye_answered(&mut events).await;
-            }
-        }
-        session.close().await;
+        call.leg.hang_up_and_close().await;
         flow.outcome()
             .cloned()
             .unwrap_or(PhoneOutcome::AnsweredWithoutKey)
@@ -226,7 +217,7 @@ impl PhonePager {
                         PageSay::Voicemail => call.voicemail.clone().map(PromptRef::clip),
                     })
                     .collect();
-                call.playing = match call.session.play(
+                call.playing = match call.leg.session.play(
                     &list,
                     PlayOptions {
                         barge_in,
@@ -242,7 +233,7 @@ impl PhonePager {
                 };
             }
             PageAction::StopPlayback => {
-                call.session.stop_playback();
+                call.leg.session.stop_playback();
                 call.playing = None;
             }
             PageAction::LoadVoicemail => {
@@ -251,7 +242,7 @@ impl PhonePager {
             }
             PageAction::Acknowledge { key } => self.acknowledge(facts, key).await,
             PageAction::DialCustomer => {
-                let leg = self.dial_customer(facts, call.session).await;
+                let leg = self.dial_customer(facts, &call.leg.session).await;
                 let report = match leg {
                     Ok(customer) => {
                         call.customer = Some(customer);
@@ -268,15 +259,15 @@ impl PhonePager {
             }
             PageAction::Bridge => {
                 if let Some(customer) = &call.customer {
-                    if let Err(e) = call.session.bridge(&customer.session) {
+                    if let Err(e) = call.leg.session.bridge(&customer.leg.session) {
                         warn!(ticket = %facts.ticket, error = %e, "cannot bridge the customer");
                     }
                 }
             }
-            PageAction::Unbridge => call.session.unbridge(),
+            PageAction::Unbridge => call.leg.session.unbridge(),
             PageAction::HangUpCustomer => {
                 if let Some(customer) = call.customer.take() {
-                    customer.hang_up().await;
+                    customer.leg.hang_up_and_close().await;
                 }
             }
         }
@@ -306,9 +297,7 @@ impl PhonePager {
         match self.place(&dial, &customer_session).await {
             Ok((leg, events)) => Ok(CustomerCall {
                 number,
-                leg,
-                events,
-                session: customer_session,
+                leg: CallLeg::outbound(leg, events, customer_session),
             }),
             Err(e) => {
                 warn!(ticket = %facts.ticket, error = %e, "cannot place the callback");
@@ -421,16 +410,13 @@ impl PhonePager {
     }
 }
 
-/// One page call's media and legs, as the shell holds them.
+/// One page call's legs, as the shell holds them.
 struct PageCall<'a> {
     facts: &'a PageFacts,
-    session: &'a mut MediaSession,
+    /// The person's leg and media.
+    leg: CallLeg,
     /// Fired when the person picks up; `None` once answered.
     answered: Option<oneshot::Sender<()>>,
-    /// The page leg still has events to give (not ended).
-    leg_open: bool,
-    /// The media session still has events to give.
-    media_open: bool,
     /// The playback whose end the flow waits for.
     playing: Option<PlaybackId>,
     /// The ticket's voicemail once loaded: this call's own, freed when the call ends.
@@ -442,26 +428,12 @@ struct PageCall<'a> {
 /// The customer's leg on option 3.
 struct CustomerCall {
     number: String,
-    leg: LegHandle,
-    events: mpsc::UnboundedReceiver<LegEvent>,
-    session: MediaSession,
-}
-
-impl CustomerCall {
-    async fn hang_up(mut self) {
-        self.leg.hangup();
-        await_bye_answered(&mut self.events).await;
-        self.session.close().await;
-    }
+    leg: CallLeg,
 }
 
 impl PageCall<'_> {
     /// Waits for the next thing that happens to the call and tells the flow.
-    async fn next_input(
-        &mut self,
-        flow: &mut PageCallFlow,
-        events: &mut mpsc::UnboundedReceiver<LegEvent>,
-    ) {
+    async fn next_input(&mut self, flow: &mut PageCallFlow) {
         let deadline = flow.poll_timeout();
         let timer = async {
             match deadline {
@@ -469,78 +441,43 @@ impl PageCall<'_> {
                 None => std::future::pending::<()>().await,
             }
         };
-        let leg_open = self.leg_open;
-        let media_open = self.media_open;
         let customer = self.customer.as_mut();
-        let customer_event = async {
+        let customer_input = async {
             match customer {
-                Some(c) => c.events.recv().await,
+                Some(c) => c.leg.next().await,
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
-            ev = events.recv(), if leg_open => {
+            input = self.leg.next() => {
                 let now = Instant::now();
-                match ev {
-                    Some(LegEvent::Answered { media }) => {
-                        if let Some(m) = media {
-                            let peer = m.remote_rtp.ip();
-                            self.session.apply(m.with_signalling_peer(peer));
-                        }
+                match input {
+                    LegInput::Answered => {
                         if let Some(tx) = self.answered.take() {
                             let _ = tx.send(());
                         }
                         info!(ticket = %self.facts.ticket, "page answered");
                         flow.on_answered(now);
                     }
-                    Some(LegEvent::Dtmf { digit, .. }) => flow.on_key(now, digit),
-                    Some(LegEvent::MediaUpdated { media }) => {
-                        let peer = media.remote_rtp.ip();
-                        self.session.apply(media.with_signalling_peer(peer));
-                    }
-                    Some(LegEvent::Ended { reason }) => {
-                        self.leg_open = false;
-                        flow.on_ended(now, &reason.to_string());
-                    }
-                    Some(_) => {}
-                    None => {
-                        self.leg_open = false;
-                        flow.on_ended(now, "the call ended");
-                    }
-                }
-            }
-            ev = self.session.next_event(), if media_open => {
-                let now = Instant::now();
-                match ev {
-                    Some(MediaEvent::Digit { digit, .. }) => flow.on_key(now, digit),
-                    Some(MediaEvent::PlaybackFinished(id)) if Some(id) == self.playing => {
+                    LegInput::Key { digit, .. } => flow.on_key(now, digit),
+                    LegInput::PlaybackFinished(id) if Some(id) == self.playing => {
                         self.playing = None;
                         flow.on_playback_finished(now);
                     }
-                    Some(MediaEvent::MediaTimeout) | Some(MediaEvent::Failed) => flow.on_media_lost(now),
-                    Some(_) => {}
-                    None => {
-                        self.media_open = false;
-                        flow.on_media_lost(now);
-                    }
+                    LegInput::PlaybackFinished(_) | LegInput::RecordingFinished(_) => {}
+                    LegInput::MediaTimeout | LegInput::MediaFailed => flow.on_media_lost(now),
+                    LegInput::Ended(reason) => flow.on_ended(now, &reason),
                 }
             }
-            ev = customer_event => {
+            input = customer_input => {
                 let now = Instant::now();
-                match ev {
-                    Some(LegEvent::Answered { media }) => {
-                        if let (Some(m), Some(c)) = (media, self.customer.as_ref()) {
-                            let peer = m.remote_rtp.ip();
-                            c.session.apply(m.with_signalling_peer(peer));
-                        }
-                        flow.on_customer(now, CustomerLeg::Answered);
-                    }
-                    Some(LegEvent::Ended { reason }) => {
+                match input {
+                    LegInput::Answered => flow.on_customer(now, CustomerLeg::Answered),
+                    LegInput::Ended(reason) => {
                         info!(ticket = %self.facts.ticket, %reason, "the customer's leg ended");
                         flow.on_customer(now, CustomerLeg::Ended);
                     }
-                    Some(_) => {}
-                    None => flow.on_customer(now, CustomerLeg::Ended),
+                    _ => {}
                 }
             }
             _ = timer => flow.handle_timeout(Instant::now()),
