@@ -394,6 +394,7 @@ plan_every_ms = 1000
                 answers,
                 classification_reasons: vec![],
                 suspected_incident: false,
+                time_scale: astreinte::schedule::TimeScale::REAL,
                 created_at: at,
                 due: schedule.due(Severity::S1, at),
                 pages: vec![],

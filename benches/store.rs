@@ -70,6 +70,7 @@ fn ticket_with_audio(i: usize, audio: bool) -> NewTicket {
         answers,
         classification_reasons: vec!["caller chose 1: service not working".into()],
         suspected_incident: false,
+        time_scale: astreinte::schedule::TimeScale::REAL,
         created_at: at,
         due: sched.due(Severity::S1, at),
         pages: vec![

@@ -41,6 +41,50 @@ pub struct Config {
     pub paging: crate::paging::PagingConfig,
     #[serde(default)]
     pub http: crate::http::HttpConfig,
+    #[serde(default)]
+    pub drill: DrillConfig,
+}
+
+/// `[drill]`: a drill deployment's time compression (see `TimeScale`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrillConfig {
+    /// 1 (real time) unless this deployment is drilled.
+    #[serde(default = "real_time")]
+    pub time_scale: u32,
+}
+
+fn real_time() -> u32 {
+    1
+}
+
+impl Default for DrillConfig {
+    fn default() -> Self {
+        DrillConfig {
+            time_scale: real_time(),
+        }
+    }
+}
+
+impl DrillConfig {
+    /// The scale, or an issue naming the key.
+    pub fn scale(&self, issues: &mut Vec<ConfigIssue>) -> crate::schedule::TimeScale {
+        match crate::schedule::TimeScale::new(self.time_scale) {
+            Some(s) => s,
+            None => {
+                issues.push(ConfigIssue::new(
+                    vec![KeySeg::Key("drill"), KeySeg::Key("time_scale")],
+                    format!(
+                        "{} is not a time scale (1 is real time, at most {})",
+                        self.time_scale,
+                        crate::schedule::TimeScale::MAX
+                    ),
+                    "remove [drill] on the production line; a drill deployment uses e.g. 60 (30 minutes in 30 s)",
+                ));
+                crate::schedule::TimeScale::REAL
+            }
+        }
+    }
 }
 
 pub use crate::config_issue::{ConfigIssue, KeySeg};
@@ -136,6 +180,8 @@ impl Config {
         // Media trusts what SIP trusts (media does not import sip: the list is handed down).
         config.media.trusted = config.sip.trusted_nets();
         let mut issues = Vec::new();
+        // The SLA clocks and the ladder read the drill's scale where they read their targets.
+        config.schedule.sla.time_scale = config.drill.scale(&mut issues);
         config.sip.validate(&mut issues);
         config.media.validate(&mut issues);
         config.store.validate(&mut issues);
@@ -262,6 +308,21 @@ mod tests {
                 c.schedule.sla.s2_callback_minutes
             )
         );
+    }
+
+    /// `[drill] time_scale` reaches the SLA clocks (and so the ladder); 0 is refused with the
+    /// line and a fix.
+    #[test]
+    fn drill_time_scale_reaches_the_sla_and_is_checked() {
+        let c = Config::parse(Path::new("d.toml"), "[drill]\ntime_scale = 60\n").unwrap();
+        assert_eq!(c.schedule.sla.time_scale.factor(), 60);
+        let real = Config::parse(Path::new("d.toml"), "").unwrap();
+        assert!(!real.schedule.sla.time_scale.is_drill());
+        let err = Config::parse(Path::new("d.toml"), "[drill]\ntime_scale = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("d.toml:2: drill.time_scale"), "{err}");
+        assert!(err.contains("fix:"), "{err}");
     }
 
     #[test]

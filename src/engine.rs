@@ -45,6 +45,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .context("starting SIP")?;
     info!(sip = %sip.local_addr(), rtp = %config.media.rtp_ports, "astreinte running");
+    let scale = config.schedule.sla.time_scale;
+    if scale.is_drill() {
+        warn!(time_scale = scale.factor(), "DRILL deployment: SLA targets and the ladder run {scale} faster; every ticket is marked as a drill. Never on the production line.");
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let node = Node {
         advertised: sip.advertised_addr().ip(),

@@ -147,6 +147,7 @@ fn new_ticket(sev: Severity, caller: &str, at: DateTime<Utc>) -> NewTicket {
         answers,
         classification_reasons: vec!["caller chose 1".into(), "<b>panne</b> & co".into()],
         suspected_incident: false,
+        time_scale: astreinte::schedule::TimeScale::REAL,
         created_at: at,
         due: s.due(sev, at),
         pages: vec![NewPage::simple("email", "on-call:primary", at)],

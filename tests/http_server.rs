@@ -121,6 +121,7 @@ async fn start_counting_every(ttl: std::time::Duration) -> Server {
             answers: Default::default(),
             classification_reasons: vec!["caller chose 1".into()],
             suspected_incident: false,
+            time_scale: astreinte::schedule::TimeScale::REAL,
             created_at: now,
             due: sched.due(Severity::S1, now),
             pages: vec![],

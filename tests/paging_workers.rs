@@ -127,6 +127,7 @@ async fn open_s1(store: &Store) -> String {
         answers,
         classification_reasons: vec![],
         suspected_incident: false,
+        time_scale: astreinte::schedule::TimeScale::REAL,
         created_at: now,
         due: schedule.due(Severity::S1, now),
         pages: vec![],

@@ -367,3 +367,31 @@ fn empty_open_table_means_always_closed_and_bad_ranges_are_located() {
         .to_string();
     assert!(err.contains("x.toml:4: schedule.open.tue[0]"), "{err}");
 }
+
+/// A drill deployment (`[drill] time_scale = 60`): S1/S2 targets last 30 s and 60 s of real
+/// time, resolution 2 min and 6 min; S3's business-time targets are not compressed.
+#[test]
+fn a_drill_compresses_the_s1_and_s2_targets_only() {
+    let mut cfg = ScheduleConfig::default();
+    cfg.sla.time_scale = astreinte::schedule::sla::TimeScale::new(60).unwrap();
+    let drill = Schedule::from_config(&cfg).unwrap();
+    let night = local(2025, 3, 12, 23, 0);
+    assert_eq!(
+        drill.due(Severity::S1, night).callback_due_at,
+        night + Duration::seconds(30)
+    );
+    assert_eq!(
+        drill.due(Severity::S2, night).callback_due_at,
+        night + Duration::seconds(60)
+    );
+    assert_eq!(
+        drill.due(Severity::S1, night).resolution_due_at,
+        night + Duration::minutes(2)
+    );
+    let t = local(2025, 3, 10, 10, 0);
+    assert_eq!(
+        drill.due(Severity::S3, t),
+        sched().due(Severity::S3, t),
+        "S3 keeps business time"
+    );
+}

@@ -61,6 +61,7 @@ fn new_ticket(sev: Severity, caller: &str, at: DateTime<Utc>) -> NewTicket {
             "transcript mentions \"panne\"".into(),
         ],
         suspected_incident: false,
+        time_scale: astreinte::schedule::TimeScale::REAL,
         created_at: at,
         due: s.due(sev, at),
         pages: vec![
@@ -513,6 +514,29 @@ async fn sla_report_counts_misses(s: &Store) {
     assert_eq!(s2.misses[0].late_minutes, 120);
 }
 both!(sla_report_counts_misses);
+
+/// A drill ticket (`[drill] time_scale`) keeps its scale on both backends and never counts in
+/// the provider's SLA report.
+async fn a_drill_ticket_keeps_its_scale_and_stays_out_of_the_sla(s: &Store) {
+    let scale = astreinte::schedule::TimeScale::new(60).unwrap();
+    let mut drill = new_ticket(Severity::S1, "15145550110", t0());
+    drill.time_scale = scale;
+    let d = s.create_ticket(&drill).await.unwrap();
+    assert_eq!(d.time_scale, scale);
+    assert_eq!(s.ticket(&d.number).await.unwrap().time_scale, scale);
+    let real = s
+        .create_ticket(&new_ticket(Severity::S1, "15145550111", t0()))
+        .await
+        .unwrap();
+    assert_eq!(real.time_scale, astreinte::schedule::TimeScale::REAL);
+    let rows = s
+        .sla_tickets(t0() - Duration::days(1), t0() + Duration::days(1))
+        .await
+        .unwrap();
+    let numbers: Vec<&str> = rows.iter().map(|r| r.number.as_str()).collect();
+    assert_eq!(numbers, [real.number.as_str()]);
+}
+both!(a_drill_ticket_keeps_its_scale_and_stays_out_of_the_sla);
 
 async fn migrations_are_idempotent(s: &Store) {
     assert_eq!(s.migrate().await.unwrap(), 0);

@@ -371,6 +371,7 @@ async fn test_page(
         answers,
         classification_reasons: vec!["a test page from the console".into()],
         suspected_incident: false,
+        time_scale: schedule.sla().time_scale,
         created_at: now,
         due: schedule.due(crate::triage::Severity::S3, now),
         pages,

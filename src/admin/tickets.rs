@@ -537,6 +537,7 @@ const LIST_BODY: &str = r##"<style>
 #tickets td.num a { font-variant-numeric: tabular-nums; text-decoration: none; }
 #tickets tr.closed { color: var(--muted); }
 #tickets .incident { color: var(--red); font-size: .85em; }
+.drill { background: #ffd54f; color: #000; font-weight: bold; padding: 0 .3em; border-radius: 3px; font-size: .85em; }
 #list-state { margin: .5rem 0; }
 </style>
 <p class="muted">Open tickets first (most urgent callback first), then the most recent closed ones.
@@ -554,7 +555,8 @@ function row(t, fetched) {
   return '<tr data-ticket="' + esc(t.number) + '"' + (closed ? ' class="closed"' : "") + ">" +
     '<td class="num"><a href="/tickets/' + encodeURIComponent(t.number) + '">' + esc(groupNumber(t.number)) + "</a></td>" +
     '<td class="sev-' + esc(t.severity) + '">' + esc(t.severity) +
-      (t.suspected_incident ? ' <span class="incident" title="suspected incident">incident?</span>' : "") + "</td>" +
+      (t.suspected_incident ? ' <span class="incident" title="suspected incident">incident?</span>' : "") +
+      (t.time_scale > 1 ? ' <span class="drill" title="a drill ticket (time ×' + esc(String(t.time_scale)) + '): not a customer">DRILL ×' + esc(String(t.time_scale)) + "</span>" : "") + "</td>" +
     '<td class="status">' + esc(t.status.replace("_", " ")) + "</td>" +
     "<td>" + who + "</td>" +
     "<td>" + esc(t.callback_number) + "</td>" +
@@ -593,6 +595,7 @@ async fn list_page(State(state): State<AdminState>, _user: CurrentUser) -> Html<
 }
 
 const SHOW_BODY: &str = r##"<style>
+.drill { background: #ffd54f; color: #000; font-weight: bold; padding: 0 .3em; border-radius: 3px; }
 .facts { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; background: #fff; padding: .8rem; }
 .facts dt { font-weight: 600; }
 .facts dd { margin: 0; }
@@ -646,6 +649,8 @@ function render(t) {
   document.querySelector("#reclassify button").disabled = readOnly || closed;
   document.getElementById("severity").value = t.severity;
   document.getElementById("facts").innerHTML =
+    (t.time_scale > 1 ? fact("Drill", '<span class="drill">DRILL ×' + esc(String(t.time_scale)) +
+      "</span> a drill ticket: its targets and its ladder ran " + esc(String(t.time_scale)) + " times faster. Not a customer.") : "") +
     fact("Number", esc(t.number)) +
     fact("Severity", '<span class="sev-' + esc(t.severity) + '">' + esc(t.severity) + "</span>" +
       (t.suspected_incident ? " (suspected incident)" : "")) +

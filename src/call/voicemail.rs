@@ -386,6 +386,7 @@ async fn open_ticket(
         answers,
         classification_reasons: class.reasons,
         suspected_incident: class.suspected_incident,
+        time_scale: schedule.sla().time_scale,
         created_at: intake.started_at,
         due: sla::due(schedule, class.severity, intake.started_at),
         pages: Vec::new(),

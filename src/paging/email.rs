@@ -632,6 +632,7 @@ mod tests {
             voicemail_path: None,
             voicemail_seconds: Some(41.6),
             ack_url: Some("https://astreinte.example.net/ack/4821337?sig=ab12".into()),
+            time_scale: crate::schedule::TimeScale::REAL,
         }
     }
 
@@ -1057,6 +1058,7 @@ mod tests {
             answers: BTreeMap::new(),
             classification_reasons: vec!["menu: 1".into()],
             suspected_incident: false,
+            time_scale: crate::schedule::TimeScale::REAL,
             created_at: at,
             due: crate::schedule::Due {
                 callback_due_at: at,

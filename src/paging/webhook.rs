@@ -210,6 +210,9 @@ fn ticket_json(facts: &PageFacts) -> Value {
         "answers": facts.answers,
         "classification_reasons": facts.classification_reasons,
         "voicemail_seconds": facts.voicemail_seconds,
+        // 1 for a real ticket; a receiver must not wake anyone for a drill's unless it means to.
+        "time_scale": facts.time_scale.factor(),
+        "drill": facts.time_scale.is_drill(),
     })
 }
 
@@ -493,6 +496,7 @@ mod tests {
             voicemail_path: None,
             voicemail_seconds: Some(12.5),
             ack_url: Some("https://a.example.net/ack/x".into()),
+            time_scale: crate::schedule::TimeScale::REAL,
         }
     }
 

@@ -405,6 +405,7 @@ impl Worker {
             voicemail_path: t.voicemail_path.as_ref().map(std::path::PathBuf::from),
             voicemail_seconds: t.voicemail_seconds,
             ack_url,
+            time_scale: t.time_scale,
         }
     }
 }

@@ -11,7 +11,7 @@ use tracing::{info, info_span, Instrument};
 use super::{micros, on_read, on_write, NewPage, Store, StoreError};
 use crate::callback::CallbackNumber;
 use crate::schedule::sla::SlaTicket;
-use crate::schedule::Due;
+use crate::schedule::{Due, TimeScale};
 use crate::triage::Severity;
 
 pub use crate::ticket::{Status, UnknownStatus};
@@ -110,6 +110,8 @@ pub struct NewTicket {
     pub answers: BTreeMap<String, String>,
     pub classification_reasons: Vec<String>,
     pub suspected_incident: bool,
+    /// The drill compression it is opened under (`[drill] time_scale`; REAL in production).
+    pub time_scale: TimeScale,
     pub created_at: DateTime<Utc>,
     pub due: Due,
     /// Page jobs enqueued in the same transaction.
@@ -155,6 +157,8 @@ pub struct Ticket {
     pub answers: BTreeMap<String, String>,
     pub classification_reasons: Vec<String>,
     pub suspected_incident: bool,
+    /// 1 for a real ticket; a drill's compression otherwise (see `TimeScale`).
+    pub time_scale: TimeScale,
 }
 
 /// One line of a ticket's history.
@@ -182,7 +186,7 @@ pub(crate) const TICKET_COLUMNS: &str =
     t.account_id, a.code AS account_code, a.company, t.language, t.created_at, t.paged_at, \
     t.acknowledged_at, t.called_back_at, t.resolved_at, t.cancelled_at, t.callback_due_at, \
     t.resolution_due_at, t.voicemail_path, t.voicemail_seconds, t.speech_detected, t.answers, \
-    t.classification_reasons, t.suspected_incident";
+    t.classification_reasons, t.suspected_incident, t.time_scale";
 
 const OPEN_STATUSES: &str = "('open', 'paged', 'acknowledged', 'called_back')";
 
@@ -223,6 +227,7 @@ macro_rules! ticket_from_row {
             classification_reasons: serde_json::from_str(&reasons)
                 .map_err(|e| StoreError::Corrupt(format!("classification_reasons: {e}")))?,
             suspected_incident: r.try_get("suspected_incident")?,
+            time_scale: crate::schedule::TimeScale::from_stored(r.try_get("time_scale")?),
         }
     }};
 }
@@ -256,6 +261,7 @@ fn created_ticket(id: i64, number: String, t: &NewTicket) -> Ticket {
         answers: t.answers.clone(),
         classification_reasons: t.classification_reasons.clone(),
         suspected_incident: t.suspected_incident,
+        time_scale: t.time_scale,
     }
 }
 
@@ -592,14 +598,16 @@ impl Store {
         })
     }
 
-    /// Tickets created in `[from, to)`, as the SLA report needs them.
+    /// Real tickets created in `[from, to)`, as the SLA report needs them: a drill's tickets
+    /// (`time_scale` above 1) never count in the provider's SLA (the drill reports them).
     pub async fn sla_tickets(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<SlaTicket>, StoreError> {
         let sql = "SELECT number, severity, created_at, callback_due_at, called_back_at FROM tickets \
-                   WHERE created_at >= $1 AND created_at < $2 AND status <> 'cancelled' ORDER BY created_at";
+                   WHERE created_at >= $1 AND created_at < $2 AND status <> 'cancelled' AND time_scale = 1 \
+                   ORDER BY created_at";
         on_read!(&self.db, pool => {
             let rows = sqlx::query(sql).bind(micros(from)).bind(micros(to)).fetch_all(pool).await?;
             let mut out = Vec::with_capacity(rows.len());

@@ -221,9 +221,10 @@ async fn insert(db: &Db, items: &[(&NewTicket, &Audio)]) -> Result<Vec<(i64, Str
             let sql = format!(
                 "INSERT INTO tickets (number, severity, caller, callback_number, account_id, \
                  language, created_at, callback_due_at, resolution_due_at, voicemail_path, \
-                 voicemail_seconds, speech_detected, answers, classification_reasons, suspected_incident, status) \
+                 voicemail_seconds, speech_detected, answers, classification_reasons, suspected_incident, \
+                 time_scale, status) \
                  VALUES {} ON CONFLICT (number) DO NOTHING RETURNING id, number",
-                placeholders(todo.len(), 15, ", 'open'")
+                placeholders(todo.len(), 16, ", 'open'")
             );
             let mut q = sqlx::query_as::<_, (i64, String)>(&sql);
             for &i in &todo {
@@ -244,7 +245,8 @@ async fn insert(db: &Db, items: &[(&NewTicket, &Audio)]) -> Result<Vec<(i64, Str
                     .bind(vm.map(|v| v.speech_detected))
                     .bind(&prepared[i].0)
                     .bind(&prepared[i].1)
-                    .bind(t.suspected_incident);
+                    .bind(t.suspected_incident)
+                    .bind(i64::from(t.time_scale.factor()));
             }
             for (id, n) in q.fetch_all(&mut *tx).await? {
                 if let Some(i) = todo.iter().copied().find(|&i| numbers[i].as_deref() == Some(n.as_str())) {

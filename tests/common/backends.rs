@@ -42,7 +42,10 @@ pub async fn pg(test: &str) -> Option<Pg> {
     let admin = sqlx::PgPool::connect(&url)
         .await
         .expect("connect to ASTREINTE_TEST_PG_URL");
-    let schema = format!("t_{}_{}", test, rand_suffix());
+    // PostgreSQL cuts names at 63 bytes: the test's part is shortened so the random suffix
+    // survives (else a long test name reuses the schema a failed run left behind).
+    let short: String = test.chars().take(40).collect();
+    let schema = format!("t_{}_{}", short, rand_suffix());
     sqlx::query(&format!("CREATE SCHEMA {schema}"))
         .execute(&admin)
         .await

@@ -72,6 +72,8 @@ pub struct PageFacts {
     pub voicemail_seconds: Option<f64>,
     /// Signed acknowledgement link, when `[http] public_url` is set.
     pub ack_url: Option<String>,
+    /// The ticket's drill compression (1: a real ticket); every page of a drill says so.
+    pub time_scale: crate::schedule::TimeScale,
 }
 
 fn ser_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {

@@ -619,20 +619,29 @@ impl LadderPolicy {
         if let Some(first) = issues.first() {
             return Err(format!("{}: {}", first.key_path(), first.message));
         }
+        // A drill deployment climbs the same ladder, faster: every offset, repeat and margin
+        // is compressed as the SLA targets are (see `TimeScale`).
+        let scale = sla.time_scale;
         let before = parse_duration(&ladder.reescalate_before)?;
-        let offsets = |list: &Option<Vec<String>>, target: u32| match list {
-            Some(list) => list.iter().map(|s| parse_duration(s)).collect(),
-            None => default_offsets(minutes(target), before, ladder.levels.len()),
+        let offsets = |list: &Option<Vec<String>>, target: u32| -> Result<Vec<Duration>, String> {
+            let night: Vec<Duration> = match list {
+                Some(list) => list
+                    .iter()
+                    .map(|s| parse_duration(s))
+                    .collect::<Result<_, _>>()?,
+                None => default_offsets(minutes(target), before, ladder.levels.len())?,
+            };
+            Ok(night.into_iter().map(|d| scale.compress(d)).collect())
         };
-        let repeat_every = parse_duration(&ladder.repeat_every)?;
+        let repeat_every = scale.compress(parse_duration(&ladder.repeat_every)?);
         Ok(LadderPolicy {
             levels: ladder.levels.clone(),
             s1: offsets(&ladder.s1, sla.s1_callback_minutes)?,
             s2: offsets(&ladder.s2, sla.s2_callback_minutes)?,
             repeat_every: (repeat_every > Duration::zero()).then_some(repeat_every),
             repeat_channels: ladder.repeat_channels.clone(),
-            reescalate_before: before,
-            repeat_for: parse_duration(&ladder.repeat_for)?,
+            reescalate_before: scale.compress(before),
+            repeat_for: scale.compress(parse_duration(&ladder.repeat_for)?),
             notify: notice.notify.clone(),
             notice_channels: notice.channels.clone(),
         })
@@ -1226,6 +1235,35 @@ mod tests {
         );
         // S2 derived for three levels over 60 minutes.
         assert_eq!(p.offsets(Severity::S2), &[m(0), m(30), m(55)]);
+    }
+
+    /// A drill at ×60 climbs the guide's ladder in seconds: level 4 of an S1 at 25 s instead
+    /// of 25 min, re-pages every 5 s for 2 min, and nothing else changes.
+    #[test]
+    fn a_drill_compresses_offsets_repeats_and_margins() {
+        let sla = SlaConfig {
+            time_scale: crate::schedule::sla::TimeScale::new(60).unwrap(),
+            ..SlaConfig::default()
+        };
+        let cfg = LadderConfig {
+            levels: vec![
+                vec!["a".into()],
+                vec!["b".into()],
+                vec!["c".into()],
+                vec!["d".into()],
+            ],
+            ..LadderConfig::default()
+        };
+        let drill = LadderPolicy::from_config(&cfg, &NoticeConfig::default(), &sla).unwrap();
+        let s = Duration::seconds;
+        assert_eq!(drill.offsets(Severity::S1), &[s(0), s(10), s(20), s(25)]);
+        assert_eq!(drill.offsets(Severity::S2), &[s(0), s(20), s(40), s(55)]);
+        assert_eq!(drill.repeat_every, Some(s(5)));
+        assert_eq!(drill.repeat_for, s(120));
+        assert_eq!(drill.reescalate_before, s(5));
+        let real = LadderPolicy::from_config(&cfg, &NoticeConfig::default(), &SlaConfig::default())
+            .unwrap();
+        assert_eq!(real.offsets(Severity::S1), &[m(0), m(10), m(20), m(25)]);
     }
 
     #[test]

@@ -125,9 +125,21 @@ pub fn headline(facts: &PageFacts, lang: Lang) -> String {
     let due = local_time(facts.callback_due_at, facts.timezone, lang);
     let ticket = safe_ticket(&facts.ticket);
     let sev = facts.severity;
+    let drill = drill_mark(facts, lang);
     match lang {
-        Lang::Fr => format!("[{sev}] Billet {ticket} — rappeler avant {due}"),
-        Lang::En => format!("[{sev}] Ticket {ticket} — call back before {due}"),
+        Lang::Fr => format!("{drill}[{sev}] Billet {ticket} — rappeler avant {due}"),
+        Lang::En => format!("{drill}[{sev}] Ticket {ticket} — call back before {due}"),
+    }
+}
+
+/// "[EXERCICE ×60] " / "[DRILL ×60] " before every written page of a drill ticket, so that a
+/// drill is never taken for a customer's emergency; empty for a real ticket.
+pub fn drill_mark(facts: &PageFacts, lang: Lang) -> String {
+    let scale = facts.time_scale;
+    match (scale.is_drill(), lang) {
+        (false, _) => String::new(),
+        (true, Lang::Fr) => format!("[EXERCICE {scale}] "),
+        (true, Lang::En) => format!("[DRILL {scale}] "),
     }
 }
 
@@ -187,9 +199,10 @@ pub fn short_page(facts: &PageFacts) -> String {
         Lang::Fr => ("Billet", " :"),
         Lang::En => ("Ticket", ":"),
     };
+    let drill = drill_mark(facts, lang);
     let head = match company {
-        Some(c) => format!("[{sev}] {word} {ticket}, {c}{sep}"),
-        None => format!("[{sev}] {word} {ticket}{sep}"),
+        Some(c) => format!("{drill}[{sev}] {word} {ticket}, {c}{sep}"),
+        None => format!("{drill}[{sev}] {word} {ticket}{sep}"),
     };
     match (lang, number) {
         (Lang::Fr, Some(n)) => format!("{head} rappeler le {n} avant {due}"),
@@ -209,16 +222,18 @@ pub fn short_page(facts: &PageFacts) -> String {
 pub fn short_acknowledged(facts: &PageFacts, by: &str) -> String {
     let sev = facts.severity;
     let ticket = safe_ticket(&facts.ticket);
-    match lang_of(facts) {
+    let lang = lang_of(facts);
+    let drill = drill_mark(facts, lang);
+    match lang {
         Lang::Fr => {
             format!(
-                "[{sev}] Billet {ticket} pris en charge par {}",
+                "{drill}[{sev}] Billet {ticket} pris en charge par {}",
                 one_line(by, 60)
             )
         }
         Lang::En => {
             format!(
-                "[{sev}] Ticket {ticket} acknowledged by {}",
+                "{drill}[{sev}] Ticket {ticket} acknowledged by {}",
                 one_line(by, 60)
             )
         }
@@ -229,9 +244,11 @@ pub fn short_acknowledged(facts: &PageFacts, by: &str) -> String {
 pub fn short_resolved(facts: &PageFacts) -> String {
     let sev = facts.severity;
     let ticket = safe_ticket(&facts.ticket);
-    match lang_of(facts) {
-        Lang::Fr => format!("[{sev}] Billet {ticket} résolu"),
-        Lang::En => format!("[{sev}] Ticket {ticket} resolved"),
+    let lang = lang_of(facts);
+    let drill = drill_mark(facts, lang);
+    match lang {
+        Lang::Fr => format!("{drill}[{sev}] Billet {ticket} résolu"),
+        Lang::En => format!("{drill}[{sev}] Ticket {ticket} resolved"),
     }
 }
 
@@ -252,7 +269,11 @@ pub fn spoken_lang(facts: &PageFacts) -> &'static str {
 /// What a page call says, in prompts of `lang`: severity, tracking number, customer, callback
 /// number, then the menu.
 pub fn spoken_page(facts: &PageFacts, lang: &str) -> Vec<PromptCue> {
-    let mut list = vec![PromptCue::named(format!("{lang}/page-intro"))];
+    let mut list = Vec::new();
+    if facts.time_scale.is_drill() {
+        list.push(PromptCue::named(format!("{lang}/page-drill")));
+    }
+    list.push(PromptCue::named(format!("{lang}/page-intro")));
     let sev = match facts.severity {
         Severity::S1 => "1",
         Severity::S2 => "2",
@@ -319,7 +340,26 @@ mod tests {
             voicemail_path: None,
             voicemail_seconds: None,
             ack_url: None,
+            time_scale: crate::schedule::TimeScale::REAL,
         }
+    }
+
+    /// A drill ticket's written pages say so first, in the person's language; a real one's
+    /// never do.
+    #[test]
+    fn a_drill_is_marked_on_every_written_page() {
+        let mut f = facts("fr");
+        assert!(!headline(&f, Lang::Fr).contains("EXERCICE"));
+        f.time_scale = crate::schedule::TimeScale::new(60).unwrap();
+        assert!(headline(&f, Lang::Fr).starts_with("[EXERCICE ×60] [S1] Billet 4821337"));
+        assert!(headline(&f, Lang::En).starts_with("[DRILL ×60] [S1] Ticket 4821337"));
+        assert!(short_page(&f).starts_with("[EXERCICE ×60] "));
+        assert!(short_acknowledged(&f, "tech1").starts_with("[EXERCICE ×60] "));
+        assert!(short_resolved(&f).starts_with("[EXERCICE ×60] "));
+        let said = spoken_page(&f, "fr");
+        assert_eq!(said[0], PromptCue::named("fr/page-drill"));
+        f.time_scale = crate::schedule::TimeScale::REAL;
+        assert_eq!(spoken_page(&f, "fr")[0], PromptCue::named("fr/page-intro"));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config_issue::{ConfigIssue, KeySeg};
 pub use holidays::{Calendar, ObservedRule};
-pub use sla::{Due, SlaConfig};
+pub use sla::{Due, SlaConfig, TimeScale};
 
 /// How far ahead `next_change` and the business-time arithmetic look before giving up.
 const HORIZON_DAYS: i64 = 800;

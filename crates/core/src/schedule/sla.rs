@@ -29,6 +29,72 @@ pub struct SlaConfig {
     pub s1_resolution_hours: u32,
     pub s2_resolution_hours: u32,
     pub s3_resolution_business_days: u32,
+    /// A drill deployment's compression of real time (`[drill] time_scale`, set by the engine
+    /// from its configuration): the callback and resolution targets of S1/S2 last this many
+    /// times less. S3's business-time targets are not compressed (no ladder climbs for S3).
+    #[serde(skip)]
+    pub time_scale: TimeScale,
+}
+
+/// How much a drill deployment compresses time (`[drill] time_scale`): at 60, the guide's 30
+/// minutes last 30 s of real time, so a six-hour night runs in six minutes. 1 in production.
+/// The clock itself is never faked: targets, ladder offsets and repeats are divided instead,
+/// and every ticket records its scale so a drill ticket is never taken for a real one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct TimeScale(u32);
+
+impl TimeScale {
+    /// Production: no compression.
+    pub const REAL: TimeScale = TimeScale(1);
+    /// The largest compression allowed: an hour in a second.
+    pub const MAX: u32 = 3600;
+
+    /// `None` for 0 or above [`TimeScale::MAX`].
+    pub fn new(factor: u32) -> Option<TimeScale> {
+        (1..=Self::MAX)
+            .contains(&factor)
+            .then_some(TimeScale(factor))
+    }
+
+    /// A stored scale (a ticket's column): anything out of range reads as a drill at the
+    /// nearest bound, never as real time unless it is 1 (or less).
+    pub fn from_stored(factor: i64) -> TimeScale {
+        TimeScale(factor.clamp(1, i64::from(Self::MAX)) as u32)
+    }
+
+    pub fn factor(self) -> u32 {
+        self.0
+    }
+
+    /// Whether this is a drill (anything but real time).
+    pub fn is_drill(self) -> bool {
+        self.0 > 1
+    }
+
+    /// The real duration that `night` (a duration of the drilled night) lasts.
+    pub fn compress(self, night: Duration) -> Duration {
+        if self.0 <= 1 {
+            return night;
+        }
+        Duration::milliseconds(night.num_milliseconds() / i64::from(self.0))
+    }
+
+    /// The night's duration that `real` stands for.
+    pub fn expand(self, real: Duration) -> Duration {
+        Duration::milliseconds(real.num_milliseconds().saturating_mul(i64::from(self.0)))
+    }
+}
+
+impl Default for TimeScale {
+    fn default() -> Self {
+        TimeScale::REAL
+    }
+}
+
+impl std::fmt::Display for TimeScale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "×{}", self.0)
+    }
 }
 
 /// The reference configuration the engine embeds; its `[schedule.sla]` holds the product's
@@ -73,6 +139,7 @@ impl Default for SlaConfig {
                         s1_resolution_hours: s.s1_resolution_hours,
                         s2_resolution_hours: s.s2_resolution_hours,
                         s3_resolution_business_days: s.s3_resolution_business_days,
+                        time_scale: TimeScale::REAL,
                     }
                 }
                 // Compiled in and tested (`the_defaults_are_the_guides_targets`): a build whose
@@ -118,7 +185,8 @@ pub struct Due {
 pub fn due(s: &Schedule, severity: Severity, created: DateTime<Utc>) -> Due {
     let c = &s.sla;
     let open = s.is_open(created).open;
-    let real = |minutes: u32| Schedule::after_elapsed(created, minutes as i64);
+    // Real time, compressed in a drill: S1/S2 targets run around the clock.
+    let real = |minutes: u32| created + c.time_scale.compress(Duration::minutes(minutes as i64));
     match severity {
         Severity::S1 | Severity::S2 => {
             let callback = if open {
