@@ -6,11 +6,13 @@
 //! - `report`: per ticket a verdict (called back on time, or the top of the ladder paged by the
 //!   target minus the margin, or missed and why), totals, duplicate pages, lost calls; a
 //!   terminal table and JSON.
+//! - `svg`: the night drawn, one line per ticket.
 //!
 //! The runner (sockets, processes, the clock) lives in the engine; it hands plain data here.
 
 pub mod report;
 pub mod scenario;
+mod svg;
 
 pub use report::{
     Ack, CallTrace, MetBy, Night, NightReport, PageResult, PageTrace, TicketTrace, TicketVerdict,

@@ -1,5 +1,5 @@
 //! The drill's report: from what the runner observed (plain data, in wall time), a verdict per
-//! ticket, totals, and the table and JSON that say whether the promise held.
+//! ticket, totals, and the table, JSON and SVG that say whether the promise held.
 //!
 //! The promise (issue 20): every S1/S2 ticket after hours is called back by its callback due
 //! time, or else the top of the ladder was paged by that due time minus the margin. S3 tickets
@@ -400,6 +400,11 @@ impl NightReport {
             }
         );
         out
+    }
+
+    /// The night drawn: see [`super::svg`].
+    pub fn svg(&self) -> String {
+        super::svg::render(self)
     }
 }
 
