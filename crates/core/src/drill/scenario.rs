@@ -1229,6 +1229,13 @@ mod tests {
         assert!(e.starts_with("line 7: unknown field `ring`"), "{e}");
         let e = err("[night]\nname = \"n\"\nlength = 6h\n");
         assert!(e.starts_with("line 3: "), "{e}");
+        let e = err(&format!(
+            "{MINIMAL}\n[[calls]]\nat = \"1m\"\nseverity = \"S1\"\n"
+        ));
+        assert!(e.contains("missing field `caller`"), "{e}");
+        assert!(e.starts_with("line 5: "), "{e}");
+        let e = err("[[calls]]\nat = \"1m\"\nseverity = \"S1\"\ncaller = \"anonymous\"\n");
+        assert!(e.contains("missing field `night`"), "{e}");
         let e = err(&format!("{MINIMAL}length2 = \"1h\"\n"));
         assert!(e.contains("unknown field `length2`"), "{e}");
     }
