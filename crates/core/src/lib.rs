@@ -10,12 +10,14 @@
 //! - `paging::{ladder, roster, facts, wording}`: who is paged when, and what a page says.
 //! - `schedule`: business hours, holidays, SLA deadlines; `triage`: S1/S2/S3.
 //! - `ticket`, `lang`, `callback`: the ticket's domain types.
+//! - `drill`: the night drill's scenario file and its report (table, JSON, SVG).
 //! - `media`: what SIP negotiates and what a flow asks to play (the media engine moves it).
 //! - leaves: `config_issue` (configuration errors naming key and fix), `printable`.
 
 pub mod call;
 pub mod callback;
 pub mod config_issue;
+pub mod drill;
 pub mod lang;
 pub mod media;
 pub mod paging;
