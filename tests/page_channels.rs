@@ -70,6 +70,7 @@ fn facts(lang: &str, voicemail: Option<PathBuf>) -> PageFacts {
         voicemail_seconds: Some(0.5),
         ack_url: Some("https://astreinte.example.net/ack/4821337?sig=ab12".into()),
         time_scale: astreinte::schedule::TimeScale::REAL,
+        page_key: None,
     }
 }
 
@@ -197,6 +198,7 @@ for _, stored in mailbox.Maildir(sys.argv[1], create=False).items():
         "to": str(m["to"]),
         "from": str(m["from"]),
         "rcpt": str(m["X-RcptTo"]),
+        "page_key": str(m["X-Astreinte-Page"]),
         "header_names": [k.lower() for k in m.keys()],
         "parts": parts,
     })
@@ -258,6 +260,8 @@ async fn smtp_page_arrives_once_with_subject_link_and_the_voicemail() {
     let mut f = facts("fr", Some(wav_path));
     // A hostile company name (it comes from the caller's account or answers).
     f.company = Some("Evil\r\nBcc: victim@example.org\r\n\r\n".into());
+    // A person id with a space and a line break: the key header stays one printable token.
+    f.page_key = Some("4821337:climb:1:0:tech 1\r\nBcc: x@example.org:email".into());
     mailer
         .send_page("Martin Roy <tech1@example.net>", &f, &store().await)
         .await
@@ -273,6 +277,10 @@ async fn smtp_page_arrives_once_with_subject_link_and_the_voicemail() {
     assert_eq!(str_of(m, "to"), "Martin Roy <tech1@example.net>");
     assert_eq!(str_of(m, "rcpt"), "tech1@example.net");
     assert_eq!(str_of(m, "from"), "Astreinte <astreinte@example.net>");
+    assert_eq!(
+        str_of(m, "page_key"),
+        "4821337:climb:1:0:tech1Bcc:x@example.org:email"
+    );
     // lettre's own headers; nothing from the caller became a header.
     let names: Vec<&str> = m["header_names"]
         .as_array()

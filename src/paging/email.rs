@@ -535,6 +535,10 @@ impl Mailer {
             .subject(mail.subject)
             // lettre adds Date but not Message-ID, whose absence spam filters punish.
             .message_id(None);
+        let builder = match facts.page_key.as_deref() {
+            Some(key) => builder.header(PageKeyHeader(header_safe(key))),
+            None => builder,
+        };
         let built = match (bytes, &recording) {
             (Some(wav), Recording::Attached { filename }) => {
                 let wav_type = ContentType::parse("audio/wav")
@@ -591,6 +595,34 @@ fn classify(e: &lettre::transport::smtp::Error, server: &str) -> ChannelError {
     }
 }
 
+/// `X-Astreinte-Page`: the page's key (see `PageFacts::page_key`), so a mailbox rule or the
+/// night drill can tell one page sent twice from two pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageKeyHeader(pub String);
+
+impl lettre::message::header::Header for PageKeyHeader {
+    fn name() -> lettre::message::header::HeaderName {
+        lettre::message::header::HeaderName::new_from_ascii_str("X-Astreinte-Page")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(PageKeyHeader(s.trim().to_string()))
+    }
+
+    fn display(&self) -> lettre::message::header::HeaderValue {
+        lettre::message::header::HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+/// A header value from our own key, kept to printable ASCII without spaces (a person id comes
+/// from the roster, which an admin writes).
+fn header_safe(key: &str) -> String {
+    key.chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(200)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -633,6 +665,7 @@ mod tests {
             voicemail_seconds: Some(41.6),
             ack_url: Some("https://astreinte.example.net/ack/4821337?sig=ab12".into()),
             time_scale: crate::schedule::TimeScale::REAL,
+            page_key: None,
         }
     }
 

@@ -250,6 +250,7 @@ pub fn body(cfg: &WebhookConfig, event: &WebhookEvent, now: DateTime<Utc>) -> Va
                     "level": facts.level,
                     "reason": facts.reason,
                     "person": person_json(facts),
+                    "key": facts.page_key,
                 },
                 "ack_url": facts.ack_url,
                 "text": text(event),
@@ -497,6 +498,7 @@ mod tests {
             voicemail_seconds: Some(12.5),
             ack_url: Some("https://a.example.net/ack/x".into()),
             time_scale: crate::schedule::TimeScale::REAL,
+            page_key: None,
         }
     }
 
@@ -558,6 +560,11 @@ mod tests {
         assert_eq!(t["answers"]["service"], "fax");
         assert_eq!(t["classification_reasons"][0], "menu: 2");
         assert_eq!(t["voicemail_seconds"], 12.5);
+        assert_eq!(
+            (t["time_scale"].clone(), t["drill"].clone()),
+            (json!(1), json!(false))
+        );
+        assert_eq!(v["page"]["key"], Value::Null);
         assert_eq!(v["page"]["level"], 2);
         assert_eq!(v["page"]["reason"], "repeat");
         assert_eq!(v["page"]["person"]["id"], "dir");

@@ -406,6 +406,7 @@ impl Worker {
             voicemail_seconds: t.voicemail_seconds,
             ack_url,
             time_scale: t.time_scale,
+            page_key: job.dedup_key.clone(),
         }
     }
 }

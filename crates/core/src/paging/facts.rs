@@ -74,6 +74,11 @@ pub struct PageFacts {
     pub ack_url: Option<String>,
     /// The ticket's drill compression (1: a real ticket); every page of a drill says so.
     pub time_scale: crate::schedule::TimeScale,
+    /// This page's key, the same on every node and every retry
+    /// (`ticket:phase:level:round:person:channel`): written in the e-mail's `X-Astreinte-Page`
+    /// header and the webhook's `page.key`, so a receiver (and the night drill) can tell a
+    /// page sent twice from two pages.
+    pub page_key: Option<String>,
 }
 
 fn ser_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {

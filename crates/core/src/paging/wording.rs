@@ -341,6 +341,7 @@ mod tests {
             voicemail_seconds: None,
             ack_url: None,
             time_scale: crate::schedule::TimeScale::REAL,
+            page_key: None,
         }
     }
 
