@@ -1,0 +1,7 @@
+//! The night drill (issue 20): `astreinte drill` plays every role outside the engine over real
+//! sockets and reports whether the 30/60-minute promise held. The scenario and the report are
+//! the core crate's (`astreinte_core::drill`); this room holds what touches sockets.
+//!
+//! - `sinks`: the mail and webhook receivers of written pages, switchable down or failing.
+
+pub mod sinks;
