@@ -3,5 +3,7 @@
 //! the core crate's (`astreinte_core::drill`); this room holds what touches sockets.
 //!
 //! - `sinks`: the mail and webhook receivers of written pages, switchable down or failing.
+//! - `observe`: each ticket's history from the console's API, joined with the sinks' receipts.
 
+pub mod observe;
 pub mod sinks;
