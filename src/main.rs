@@ -30,6 +30,9 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// The night drill: check a scenario (drills/*.toml), or report on a drilled night
+    /// (targets met, pages, duplicates, lost calls) as a table, JSON and SVG.
+    Drill(astreinte::drill::command::DrillCommand),
     #[command(flatten)]
     Ops(astreinte::ops::OpsCommand),
 }
@@ -99,6 +102,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(2))
             }
         },
+        Command::Drill(drill) => drill.run().await,
         Command::Ops(ops) => {
             ops.run().await?;
             Ok(ExitCode::SUCCESS)

@@ -2,8 +2,10 @@
 //! sockets and reports whether the 30/60-minute promise held. The scenario and the report are
 //! the core crate's (`astreinte_core::drill`); this room holds what touches sockets.
 //!
+//! - `command`: `astreinte drill` (check a scenario; report on a night from the console).
 //! - `sinks`: the mail and webhook receivers of written pages, switchable down or failing.
 //! - `observe`: each ticket's history from the console's API, joined with the sinks' receipts.
 
+pub mod command;
 pub mod observe;
 pub mod sinks;

@@ -92,8 +92,10 @@ pub enum PageResult {
 }
 
 impl PageResult {
+    /// Whether the page reached someone: a phone that rang unanswered or was busy told
+    /// nobody, so it does not count as the level knowing (nor as the top paged).
     fn reached(&self) -> bool {
-        !matches!(self, PageResult::Failed(_))
+        matches!(self, PageResult::Delivered | PageResult::Answered)
     }
 
     fn word(&self) -> &str {
@@ -565,11 +567,11 @@ fn explain(night: &Night, t: &TicketTrace) -> String {
             if let Some(f) = failed.first() {
                 let reason = match &f.result {
                     PageResult::Failed(r) => r.as_str(),
-                    _ => "",
+                    other => other.word(),
                 };
                 let _ = write!(
                     s,
-                    " ({} page{} failed, first: {} {})",
+                    " ({} page{} reached nobody, first: {} {})",
                     failed.len(),
                     if failed.len() == 1 { "" } else { "s" },
                     f.channel,
@@ -629,7 +631,7 @@ fn explain(night: &Night, t: &TicketTrace) -> String {
                 relative(night, at, due)
             ),
             None if !top_pages.is_empty() => {
-                format!("every page to the top (level {top}) failed")
+                format!("no page to the top (level {top}) reached anyone")
             }
             None => format!("the top (level {top}) was never paged"),
         });
@@ -728,7 +730,7 @@ mod tests {
             "T1",
             vec![
                 page(60, 10.0, 1, "tech-a", PageResult::NotAnswered),
-                page(60, 35.0, 4, "tech-d", PageResult::NotAnswered),
+                page(60, 35.0, 4, "tech-d", PageResult::Answered),
             ],
         );
         t.callback_connected = Some(at(60, 50.0));
@@ -760,8 +762,8 @@ mod tests {
         assert!(!v.met);
         assert_eq!(
             explanation(&v),
-            "nobody was paged before the target (1 page failed, first: email smtp down); \
-             nobody acknowledged; every page to the top (level 4) failed"
+            "nobody was paged before the target (1 page reached nobody, first: email smtp down); \
+             nobody acknowledged; no page to the top (level 4) reached anyone"
         );
     }
 
@@ -843,27 +845,54 @@ mod tests {
         );
     }
 
+    /// The issue's own counter-example: one level, and its technician never answers. A phone
+    /// that rang unanswered told nobody, so the top did not know: missed, and said why.
+    #[test]
+    fn a_top_that_never_answers_did_not_know() {
+        let night = Night {
+            top_level: 1,
+            ..night(60)
+        };
+        let t = s1(
+            60,
+            "T1",
+            vec![
+                page(60, 10.0, 1, "tech-a", PageResult::NotAnswered),
+                page(60, 15.0, 1, "tech-a", PageResult::Busy),
+            ],
+        );
+        let r = NightReport::build(night, &[t], &[]);
+        let v = &r.tickets[0];
+        assert!(!v.met);
+        assert!(!r.promise_held);
+        assert_eq!(
+            explanation(v),
+            "nobody was paged before the target (2 pages reached nobody, first: phone not answered); \
+             nobody acknowledged; no page to the top (level 1) reached anyone"
+        );
+    }
+
     #[test]
     fn missed_when_the_top_was_paged_too_late() {
         let t = s1(
             60,
             "T1",
             vec![
-                page(60, 20.0, 3, "tech-c", PageResult::Busy),
-                page(60, 38.0, 4, "tech-d", PageResult::NotAnswered),
+                page(60, 20.0, 3, "tech-c", PageResult::Answered),
+                page(60, 38.0, 4, "tech-d", PageResult::Answered),
             ],
         );
         let v = one(60, t);
         assert_eq!(
             explanation(&v),
-            "the top (level 4: tech-d) was paged 2 min before the target (phone not answered), later \
+            "the top (level 4: tech-d) was paged 2 min before the target (phone answered), later \
              than the 5 min margin; nobody acknowledged"
         );
         let t = s1(
             60,
             "T2",
             vec![
-                page(60, 20.0, 3, "tech-c", PageResult::Busy),
+                page(60, 20.0, 3, "tech-c", PageResult::Answered),
                 page(60, 43.0, 4, "tech-d", PageResult::Answered),
             ],
         );
@@ -872,7 +901,7 @@ mod tests {
         let v = one(60, t);
         assert_eq!(
             explanation(&v),
-            "level 3 (tech-c) was paged 20 min before the target (phone busy); nobody acknowledged; \
+            "level 3 (tech-c) was paged 20 min before the target (phone answered); nobody acknowledged; \
              called back 15 min after the target; the top (level 4) was paged 3 min after the target"
         );
     }
@@ -883,7 +912,7 @@ mod tests {
             let t = s1(
                 scale,
                 "T1",
-                vec![page(scale, 22.0, 2, "tech-b", PageResult::NotAnswered)],
+                vec![page(scale, 22.0, 2, "tech-b", PageResult::Answered)],
             );
             let v = one(scale, t);
             assert!(
