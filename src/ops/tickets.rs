@@ -76,8 +76,17 @@ fn print_list(tickets: &[Ticket], tz: Tz) {
             local(t.created_at, tz),
             local(t.callback_due_at, tz),
             t.caller,
-            t.account_code.as_deref().unwrap_or("-")
+            drill_or(t, t.account_code.as_deref().unwrap_or("-"))
         );
+    }
+}
+
+/// `text`, after "DRILL ×60" for a drill ticket.
+fn drill_or(t: &Ticket, text: &str) -> String {
+    if t.time_scale.is_drill() {
+        format!("DRILL {} {text}", t.time_scale)
+    } else {
+        text.to_string()
     }
 }
 
@@ -132,6 +141,13 @@ impl TicketFile {
             t.severity,
             t.status
         );
+        if t.time_scale.is_drill() {
+            println!(
+                "  DRILL {}: a drill ticket, its targets and ladder ran {} times faster; not a customer",
+                t.time_scale,
+                t.time_scale.factor()
+            );
+        }
         println!(
             "  caller {} (call back {}), language {}",
             t.caller, t.callback_number, t.language
