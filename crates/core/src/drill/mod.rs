@@ -7,12 +7,14 @@
 //!   target minus the margin, or missed and why), totals, duplicate pages, lost calls; a
 //!   terminal table and JSON.
 //! - `svg`: the night drawn, one line per ticket.
+//! - `timeline`: the scenario's cues (calls, sink outages, faults) at their wall offsets.
 //!
 //! The runner (sockets, processes, the clock) lives in the engine; it hands plain data here.
 
 pub mod report;
 pub mod scenario;
 mod svg;
+pub mod timeline;
 
 pub use report::{
     Ack, CallTrace, MetBy, Night, NightReport, PageResult, PageTrace, TicketTrace, TicketVerdict,
