@@ -3,9 +3,11 @@
 //! the core crate's (`astreinte_core::drill`); this room holds what touches sockets.
 //!
 //! - `command`: `astreinte drill` (check a scenario; report on a night from the console).
+//! - `faults`: the timeline's faults, run by the operator's commands (`--fault kill-a=…`).
 //! - `sinks`: the mail and webhook receivers of written pages, switchable down or failing.
 //! - `observe`: each ticket's history from the console's API, joined with the sinks' receipts.
 
 pub mod command;
+pub mod faults;
 pub mod observe;
 pub mod sinks;
