@@ -18,6 +18,9 @@
 //!
 //! [[technicians]]           # one per phone the drill plays
 //! id = "tech-a"             # person id in the engine's roster, unique
+//! number = "15145550901"    # the user the drill's phone answers (3-15 digits); the roster's
+//!                           # phone for tech-a is "sip:15145550901@<--phones address>";
+//!                           # default "19990000NN" (NN: 01 for the first technician)
 //! level = 1                 # 1..=ladder_levels
 //! phone = "answer"          # "answer" (default), "never" (rings out) or "busy"
 //! answer_after = "8s"       # with "answer" only; default 5s
@@ -111,6 +114,10 @@ pub struct NightPlan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Technician {
     pub id: String,
+    /// The number the drill's phone answers for this person (digits): the engine's roster
+    /// gives the person `phone = "sip:NUMBER@<the drill's phone address>"`. Default
+    /// `19990000NN`, NN the technician's rank from 01.
+    pub number: String,
     pub level: u32,
     pub phone: Phone,
 }
@@ -409,6 +416,7 @@ struct RawNight {
 #[serde(deny_unknown_fields)]
 struct RawTechnician {
     id: S<String>,
+    number: Option<S<String>>,
     level: S<i64>,
     phone: Option<S<String>>,
     answer_after: Option<S<String>>,
@@ -699,6 +707,7 @@ impl Check<'_> {
 
         let mut technicians = Vec::new();
         let mut ids = BTreeSet::new();
+        let mut numbers = BTreeSet::new();
         for (i, t) in raw.technicians.iter().enumerate() {
             let key = format!("technicians[{i}]");
             let id = t.id.get_ref().trim();
@@ -723,7 +732,31 @@ impl Check<'_> {
                 1..top + 1,
                 &format!("expected a ladder level from 1 to {top} (night.ladder_levels)"),
             );
-            if let Some(t) = self.technician(t, &key, id, level) {
+            let number = match &t.number {
+                None => format!("19990000{:02}", i + 1),
+                Some(n) => {
+                    let digits = n.get_ref().trim();
+                    if !(3..=15).contains(&digits.len())
+                        || !digits.bytes().all(|b| b.is_ascii_digit())
+                    {
+                        self.fail(
+                            n.span(),
+                            format!(
+                                "{key}.number = \"{}\": expected 3 to 15 digits (the user the drill's phone answers)",
+                                digits.escape_debug()
+                            ),
+                        );
+                    } else if !numbers.insert(digits.to_string()) {
+                        self.fail(
+                            n.span(),
+                            format!("{key}.number = \"{digits}\": already another technician's"),
+                        );
+                    }
+                    digits.to_string()
+                }
+            };
+            if let Some(mut t) = self.technician(t, &key, id, level) {
+                t.number = number;
                 technicians.push(t);
             }
         }
@@ -963,6 +996,7 @@ impl Check<'_> {
         };
         Some(Technician {
             id: id.to_string(),
+            number: String::new(),
             level: level?,
             phone,
         })
@@ -1074,6 +1108,26 @@ mod tests {
     }
 
     const MIN: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn technicians_have_numbers_for_the_drills_phones() {
+        let ok = Scenario::parse(
+            "[night]\nname = \"n\"\nlength = \"1h\"\n\n[[technicians]]\nid = \"a\"\nlevel = 1\n\n[[technicians]]\nid = \"b\"\nlevel = 2\nnumber = \"15145550902\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let numbers: Vec<&str> = ok.technicians.iter().map(|t| t.number.as_str()).collect();
+        assert_eq!(numbers, ["1999000001", "15145550902"]);
+        let err = Scenario::parse(
+            "[night]\nname = \"n\"\nlength = \"1h\"\n\n[[technicians]]\nid = \"a\"\nlevel = 1\nnumber = \"sip:x\"\n",
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(
+            err.contains("line 8: technicians[0].number = \"sip:x\": expected 3 to 15 digits"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn the_quiet_night_has_a_few_calls_and_technicians_who_answer() {
