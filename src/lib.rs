@@ -21,6 +21,7 @@
 pub mod admin;
 pub mod call;
 pub mod config;
+pub mod drill;
 pub mod durable;
 pub mod engine;
 /// Entry points for the fuzz targets (`fuzz/`) and their regression test; not an API.

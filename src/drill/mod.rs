@@ -1,0 +1,3 @@
+//! The night drill (issue 20).
+
+pub mod roles;
