@@ -227,7 +227,11 @@ impl RtpPeer {
 
     /// Waits until the peer has played something since the last mark or key and then been
     /// quiet for `quiet` (a prompt ended; a menu waits for a key). Marks.
-    pub async fn wait_prompt_end(&self, quiet: Duration, within: Duration) -> Result<(), RoleError> {
+    pub async fn wait_prompt_end(
+        &self,
+        quiet: Duration,
+        within: Duration,
+    ) -> Result<(), RoleError> {
         self.wait("a prompt to end", within, |s| {
             s.loud_since_mark && s.last_loud.is_some_and(|t| t.elapsed() >= quiet)
         })
@@ -493,5 +497,64 @@ mod tests {
         let mut p = vec![0x80, 8];
         p.resize(12 + 160, 0xd5);
         assert_eq!(rtp_payload(&p).map(|(pt, b)| (pt, b.len())), Some((8, 160)));
+    }
+
+    fn media_to(peer: &RtpPeer, event_pt: Option<u8>) -> NegotiatedMedia {
+        NegotiatedMedia {
+            remote_rtp: peer.local_addr(),
+            codec: Codec::Pcma,
+            payload_type: 8,
+            telephone_event_pt: event_pt,
+            direction: crate::media::MediaDirection::SendRecv,
+            ptime_ms: 20,
+            signalling_peer: None,
+        }
+    }
+
+    fn tone(ms: usize) -> Vec<i16> {
+        (0..ms * 8)
+            .map(|i| (8000.0 * (i as f32 * 0.3).sin()) as i16)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn two_peers_hear_a_prompt_begin_and_end_and_keys_go_out() {
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let (a, b) = (
+            RtpPeer::bind(ip, None).await.expect("bind a"),
+            RtpPeer::bind(ip, None).await.expect("bind b"),
+        );
+        a.connect(&media_to(&b, Some(101)));
+        b.connect(&media_to(&a, None));
+        a.say(&tone(600));
+        b.wait_prompt_start(Duration::from_secs(5))
+            .await
+            .expect("prompt begins");
+        b.wait_prompt_end(Duration::from_millis(200), Duration::from_secs(5))
+            .await
+            .expect("prompt ends");
+        // Keys: telephone-events from a (b ignores that payload type), in-band tones from b
+        // (a hears them as loud audio).
+        a.press_all("1#").await.expect("events sent");
+        b.press('5').await.expect("tone sent");
+        a.wait_prompt_start(Duration::from_secs(5))
+            .await
+            .expect("in-band key heard");
+        assert_eq!(a.stats().keys_sent, 2);
+        assert!(b.stats().ignored >= 2 * (UPDATES as u64 + 3));
+        assert!(matches!(a.press('x').await, Err(RoleError::BadKey('x'))));
+        // A stranger's garbage is counted, not decoded.
+        let stranger = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        stranger.send_to(&[0xff; 7], b.local_addr()).expect("send");
+        b.wait("the garbage", Duration::from_secs(5), |s| {
+            s.stats.malformed == 1
+        })
+        .await
+        .expect("malformed counted");
+        a.close();
+        assert!(matches!(
+            a.wait_said(Duration::from_secs(1)).await,
+            Ok(()) | Err(RoleError::RtpStopped)
+        ));
     }
 }
