@@ -511,7 +511,13 @@ async fn walk(
 
     if plan.behaviour == CallerBehaviour::HangUpEarly {
         // The instructions have begun: hang up before the tone.
-        during("instructions", events, rtp, rtp.wait_prompt_start(t.prompt_within)).await?;
+        during(
+            "instructions",
+            events,
+            rtp,
+            rtp.wait_prompt_start(t.prompt_within),
+        )
+        .await?;
         out.steps.push(("hung up early".into(), Utc::now()));
         return Ok(CallerEnd::HungUpEarly);
     }

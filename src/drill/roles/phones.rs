@@ -99,13 +99,23 @@ pub enum PhoneOutcome {
     /// Refused 486, as planned.
     Busy,
     /// Never answered: the engine cancelled, or we gave up ringing.
-    Unanswered { reason: String },
+    Unanswered {
+        reason: String,
+    },
     /// Answered and the plan was carried out; who hung up last.
-    Completed { engine_hung_up: bool },
+    Completed {
+        engine_hung_up: bool,
+    },
     /// The engine hung up before the plan was done, during `step`.
-    EngineHungUp { step: String, reason: String },
+    EngineHungUp {
+        step: String,
+        reason: String,
+    },
     /// `step` timed out (we hung up).
-    TimedOut { step: String, what: String },
+    TimedOut {
+        step: String,
+        what: String,
+    },
     Failed(String),
 }
 
@@ -437,9 +447,8 @@ async fn act(
         let got = tokio::time::timeout(plan.prompt_within, async {
             while let Some(ev) = events.recv().await {
                 match ev {
-                    LegEvent::Confirmed { media: Some(m) } | LegEvent::MediaUpdated { media: m } => {
-                        return Ok(m)
-                    }
+                    LegEvent::Confirmed { media: Some(m) }
+                    | LegEvent::MediaUpdated { media: m } => return Ok(m),
                     LegEvent::Ended { reason } => return Err(Stop::Ended(reason)),
                     _ => {}
                 }
