@@ -1,6 +1,7 @@
 //! The drill's roles (issue 20) against the built engine, over real sockets: a `DrillCaller`
 //! leaves an after-hours S1 voicemail and the engine opens its ticket; a `PhoneBank` phone is
-//! paged for it, answers after 1 s, presses 1, and the ticket is acknowledged.
+//! paged for it, answers after 1 s, presses 1, and the ticket is acknowledged; and a phone
+//! that presses 3 gets the customer, whom the same bank answers as the trunk.
 //!
 //! Each test owns its tokio runtime (the roles run on its threads while the test thread polls
 //! the engine's CLI); the runtime, the bank and the engine stop on drop, even on failure.
@@ -13,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use astreinte::drill::roles::{
-    default_speech, CallerEnd, CallerOutcome, CallerPlan, DrillCaller, KeyPlan, PhoneBank,
-    PhoneBankConfig, PhoneBehaviour, PhoneOutcome, PhonePlan,
+    default_speech, CallerBehaviour, CallerEnd, CallerOutcome, CallerPlan, DrillCaller, KeyPlan,
+    PhoneBank, PhoneBankConfig, PhoneBehaviour, PhoneOutcome, PhonePlan,
 };
 use common::voicemail::cli_json;
 use common::Engine;
@@ -44,13 +45,21 @@ fn speech() -> Arc<[i16]> {
     clip[..clip.len().min(16000)].into()
 }
 
-/// A drill caller's S1 voicemail from `CALLER_ID`, bounded as a whole.
-fn leave_voicemail(rt: &tokio::runtime::Runtime, engine: &Engine) -> CallerOutcome {
+/// A drill caller's S1 voicemail from `CALLER_ID`, bounded as a whole; `behaviour` says
+/// whether it stays for the tracking number (about 17 s) or hangs up after '#'.
+fn leave_voicemail(
+    rt: &tokio::runtime::Runtime,
+    engine: &Engine,
+    behaviour: CallerBehaviour,
+) -> CallerOutcome {
     rt.block_on(async {
         let caller = DrillCaller::start(any_port(), &engine.addr().to_string())
             .await
             .expect("the drill caller's SIP");
-        let plan = CallerPlan::s1("5149073400", CALLER_ID, speech());
+        let plan = CallerPlan {
+            behaviour,
+            ..CallerPlan::s1("5149073400", CALLER_ID, speech())
+        };
         let outcome = tokio::time::timeout(Duration::from_secs(45), caller.call(&plan))
             .await
             .expect("the call's steps are bounded");
@@ -95,8 +104,9 @@ fn assert_left_voicemail(outcome: &CallerOutcome, engine: &Engine) {
 fn a_drill_caller_leaves_an_after_hours_s1_voicemail_and_its_ticket_opens() {
     let engine = Engine::start("", AFTER_HOURS);
     let rt = runtime();
-    let outcome = leave_voicemail(&rt, &engine);
+    let outcome = leave_voicemail(&rt, &engine, CallerBehaviour::Normal);
     assert_left_voicemail(&outcome, &engine);
+    assert!(outcome.heard_readback, "{outcome:#?}");
 
     let list = cli_json(&engine, &["tickets", "list", "--json"]);
     let t = only_ticket(&engine);
@@ -119,6 +129,11 @@ fn a_drill_caller_leaves_an_after_hours_s1_voicemail_and_its_ticket_opens() {
 }
 
 fn paging_config(tech: &str, director: &str, http_port: u16) -> String {
+    paging_config_with(tech, director, http_port, "")
+}
+
+/// `extra` is appended (e.g. `[sip.outbound]`, the trunk).
+fn paging_config_with(tech: &str, director: &str, http_port: u16, extra: &str) -> String {
     format!(
         r#"{AFTER_HOURS}
 [[paging.people]]
@@ -145,7 +160,8 @@ repeat_every = "0s"
 
 [http]
 listen = "127.0.0.1:{http_port}"
-"#
+
+{extra}"#
     )
 }
 
@@ -182,7 +198,8 @@ fn a_phone_bank_phone_is_paged_answers_after_1_s_and_presses_1_to_acknowledge() 
         .expect("the phone bank");
     let cfg = paging_config(&bank.uri(TECH), &bank.uri(DIRECTOR), common::free_port());
     let engine = Engine::start("", &cfg);
-    let outcome = leave_voicemail(&rt, &engine);
+    // The tracking number was heard in the first test: hang up after '#'.
+    let outcome = leave_voicemail(&rt, &engine, CallerBehaviour::HangUpAfterHash);
     assert_left_voicemail(&outcome, &engine);
     let number = only_ticket(&engine)["number"]
         .as_str()
@@ -234,6 +251,105 @@ fn a_phone_bank_phone_is_paged_answers_after_1_s_and_presses_1_to_acknowledge() 
         "{r:#?}"
     );
     assert!(r.rtp.packets_received > 0 && r.rtp.malformed == 0, "{r:#?}");
+    drop(engine);
+    rt.block_on(bank.shutdown());
+}
+
+#[test]
+fn a_phone_bank_phone_presses_3_and_the_bank_answers_the_callback_as_the_customer() {
+    let rt = runtime();
+    let customer = format!("+1{CALLER_ID}");
+    let bank = rt
+        .block_on(PhoneBank::start(PhoneBankConfig {
+            listen: any_port(),
+            trusted: vec!["127.0.0.0/8".into()],
+            rtp_ports: None,
+            users: vec![
+                (
+                    TECH.into(),
+                    PhonePlan::answer_after(
+                        Duration::from_millis(500),
+                        KeyPlan::Press3 {
+                            stay: Duration::from_secs(20),
+                        },
+                    ),
+                ),
+                (
+                    customer.clone(),
+                    PhonePlan::answer_after(
+                        Duration::from_secs(1),
+                        KeyPlan::Customer {
+                            stay: Duration::from_secs(2),
+                            speech: Some(speech()),
+                        },
+                    ),
+                ),
+            ],
+        }))
+        .expect("the phone bank");
+    // The bank is also the trunk: callbacks to +1 514 555 0100 go to it.
+    let trunk = format!(
+        "[sip.outbound]\nproxy = \"sip:{}\"\nfrom = \"sip:astreinte@127.0.0.1\"\n",
+        bank.local_addr()
+    );
+    let cfg = paging_config_with(
+        &bank.uri(TECH),
+        &bank.uri(DIRECTOR),
+        common::free_port(),
+        &trunk,
+    );
+    let engine = Engine::start("", &cfg);
+    // The tracking number was heard in the first test: hang up after '#'.
+    let outcome = leave_voicemail(&rt, &engine, CallerBehaviour::HangUpAfterHash);
+    assert_left_voicemail(&outcome, &engine);
+
+    // Both calls over: the customer hung up after 2 s, the engine then ended the bridge.
+    let done = common::wait::poll_until(Duration::from_secs(40), || {
+        let r = bank.records();
+        r.len() == 2 && r.iter().all(|r| r.outcome.is_some())
+    });
+    let records = bank.records();
+    assert!(done, "{records:#?}\n{}", engine.log_text());
+    let tech = records
+        .iter()
+        .find(|r| r.user.ends_with(TECH))
+        .expect("tech");
+    let cust = records
+        .iter()
+        .find(|r| r.user.ends_with(CALLER_ID))
+        .expect("customer");
+    assert_eq!(
+        tech.keys.iter().map(|(k, _)| *k).collect::<String>(),
+        "3",
+        "{tech:#?}"
+    );
+    assert!(cust.at >= tech.keys[0].1, "{records:#?}");
+    assert_eq!(
+        cust.outcome,
+        Some(PhoneOutcome::Completed {
+            engine_hung_up: false
+        }),
+        "{cust:#?}"
+    );
+    assert_eq!(
+        tech.outcome,
+        Some(PhoneOutcome::Completed {
+            engine_hung_up: true
+        }),
+        "{tech:#?}"
+    );
+    // The customer heard the technician's side of the bridge (RTP flowed to it).
+    assert!(cust.rtp.packets_received > 0, "{cust:#?}");
+    let number = only_ticket(&engine)["number"]
+        .as_str()
+        .expect("tracking number")
+        .to_string();
+    let t = cli_json(&engine, &["tickets", "show", &number, "--json"]);
+    assert!(
+        event_kinds(&t).iter().any(|k| k == "callback_connected"),
+        "{:#?}",
+        t["events"]
+    );
     drop(engine);
     rt.block_on(bank.shutdown());
 }

@@ -71,6 +71,8 @@ pub enum CallerBehaviour {
     HangUpEarly,
     /// Says nothing after the tone for [`CallerTiming::silence`], then presses '#'.
     Silent,
+    /// Speaks, presses '#' and hangs up at once, without waiting for the tracking number.
+    HangUpAfterHash,
 }
 
 /// The bounds and pace of one caller.
@@ -162,7 +164,8 @@ pub struct VoicemailEnd {
 /// How the call ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallerEnd {
-    /// Walked to the end and hung up (after the tracking number, or after the engine's goodbye).
+    /// Walked to the end and hung up: after the tracking number, or after '#' for
+    /// [`CallerBehaviour::HangUpAfterHash`].
     Completed,
     /// The engine hung up after the voicemail (its goodbye): also a complete walk.
     CompletedByEngine,
@@ -557,6 +560,9 @@ async fn walk(
         kind: VoicemailEndKind::Hash,
     });
     out.steps.push(("#".into(), Utc::now()));
+    if plan.behaviour == CallerBehaviour::HangUpAfterHash {
+        return Ok(CallerEnd::Completed);
+    }
     // The tracking number, read back once the ticket exists.
     during("readback", events, rtp, async {
         rtp.wait_prompt_start(t.readback_within).await?;

@@ -130,7 +130,7 @@ pub struct RingRecord {
     /// When the INVITE arrived.
     pub at: DateTime<Utc>,
     pub answered_at: Option<DateTime<Utc>>,
-    /// Keys pressed and when.
+    /// Keys pressed and when each press began.
     pub keys: Vec<(char, DateTime<Utc>)>,
     pub ended_at: Option<DateTime<Utc>>,
     /// `None` while the call goes on.
@@ -471,8 +471,10 @@ async fn act(
         }
     }
     let press = |key: char| async move {
+        // When the press began: the peer acts on its first packet.
+        let at = Utc::now();
         rtp.press(key).await?;
-        lock(keys).push((key, Utc::now()));
+        lock(keys).push((key, at));
         Ok::<(), RoleError>(())
     };
     let hear_page = || async {
