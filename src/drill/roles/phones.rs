@@ -525,3 +525,123 @@ async fn act(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! The roles against each other, no engine: a drill caller dials the bank's phones, which
+    //! play no IVR, so the caller's bounds and the bank's refusals are what is tested.
+
+    use super::*;
+    use crate::drill::roles::{CallerEnd, CallerPlan, DrillCaller};
+
+    const BUSY: &str = "5145550301";
+    const NEVER: &str = "5145550302";
+    const HANGS_UP: &str = "5145550303";
+
+    async fn bank() -> PhoneBank {
+        let plan = |b, k| PhonePlan::with(b, k);
+        PhoneBank::start(PhoneBankConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            trusted: vec!["127.0.0.0/8".into()],
+            rtp_ports: None,
+            users: vec![
+                (BUSY.into(), plan(PhoneBehaviour::Busy, KeyPlan::Nothing)),
+                (
+                    NEVER.into(),
+                    plan(PhoneBehaviour::NeverAnswer, KeyPlan::Nothing),
+                ),
+                (
+                    HANGS_UP.into(),
+                    PhonePlan::answer_after(
+                        Duration::from_millis(200),
+                        KeyPlan::Customer {
+                            stay: Duration::from_millis(1500),
+                            speech: None,
+                        },
+                    ),
+                ),
+            ],
+        })
+        .await
+        .expect("bank")
+    }
+
+    fn plan_for(number: &str) -> CallerPlan {
+        let mut plan = CallerPlan::s1(number, "5145550100", Arc::from(vec![0i16; 800]));
+        plan.timing.answer_within = Duration::from_secs(2);
+        plan.timing.prompt_within = Duration::from_secs(5);
+        plan
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn busy_unanswered_and_hung_up_calls_end_with_clear_outcomes() {
+        let bank = bank().await;
+        let caller = DrillCaller::start(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            &bank.local_addr().to_string(),
+        )
+        .await
+        .expect("caller");
+        let plans = [plan_for(BUSY), plan_for(NEVER), plan_for(HANGS_UP)];
+        let (busy, never, hangs_up) = tokio::join!(
+            caller.call(&plans[0]),
+            caller.call(&plans[1]),
+            caller.call(&plans[2]),
+        );
+        assert_eq!(busy.end, CallerEnd::Refused, "{busy:#?}");
+        assert!(
+            busy.refused.as_deref().is_some_and(|r| r.contains("486")),
+            "{busy:#?}"
+        );
+        assert_eq!(never.end, CallerEnd::NotAnswered, "{never:#?}");
+        // Answered, but no menu ever plays: the phone hangs up while the caller waits.
+        assert!(
+            matches!(&hangs_up.end, CallerEnd::EngineHungUp { step, .. } if step == "language"),
+            "{hangs_up:#?}"
+        );
+        assert!(hangs_up.answered_at.is_some() && hangs_up.voicemail_end.is_none());
+
+        let done = tokio::time::timeout(Duration::from_secs(10), async {
+            while !bank.records().iter().all(|r| r.outcome.is_some()) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        let records = bank.records();
+        assert!(done.is_ok() && records.len() == 3, "{records:#?}");
+        let of = |user: &str| {
+            records
+                .iter()
+                .find(|r| r.user.ends_with(user))
+                .and_then(|r| r.outcome.clone())
+        };
+        assert_eq!(of(BUSY), Some(PhoneOutcome::Busy));
+        assert!(
+            matches!(of(NEVER), Some(PhoneOutcome::Unanswered { .. })),
+            "{records:#?}"
+        );
+        assert_eq!(
+            of(HANGS_UP),
+            Some(PhoneOutcome::Completed {
+                engine_hung_up: false
+            })
+        );
+        caller.shutdown().await;
+        bank.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_user_that_is_not_a_number_is_refused_at_start() {
+        let err = PhoneBank::start(PhoneBankConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            trusted: Vec::new(),
+            rtp_ports: None,
+            users: vec![(
+                "tech1".into(),
+                PhonePlan::with(PhoneBehaviour::Busy, KeyPlan::Nothing),
+            )],
+        })
+        .await;
+        assert!(matches!(err, Err(RoleError::BadUser(u)) if u == "tech1"));
+    }
+}
