@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use astreinte::drill::roles::{
     default_speech, CallerBehaviour, CallerEnd, CallerOutcome, CallerPlan, DrillCaller, KeyPlan,
-    PhoneBank, PhoneBankConfig, PhoneBehaviour, PhoneOutcome, PhonePlan,
+    PhoneBank, PhoneBankConfig, PhoneBehaviour, PhoneOutcome, PhonePlan, RingRecord,
 };
 use common::voicemail::cli_json;
 use common::Engine;
@@ -178,6 +178,25 @@ fn event_kinds(t: &serde_json::Value) -> Vec<String> {
 
 #[test]
 fn a_phone_bank_phone_is_paged_answers_after_1_s_and_presses_1_to_acknowledge() {
+    paged_phone_acknowledges(KeyPlan::Press1, "1");
+}
+
+#[test]
+fn a_paged_phone_presses_2_hears_the_voicemail_then_presses_1() {
+    let r = paged_phone_acknowledges(
+        KeyPlan::Press2Then1 {
+            listen: Duration::from_secs(3),
+        },
+        "21",
+    );
+    // Between the keys, the voicemail (2 s of the caller's voice) played.
+    let gap = (r.keys[1].1 - r.keys[0].1).num_milliseconds();
+    assert!(gap >= 2000, "1 pressed {gap} ms after 2: {r:#?}");
+}
+
+/// A bank phone paged for a drill caller's S1 voicemail answers after 1 s, presses `keys`
+/// (`pressed` expected), and the ticket is acknowledged; its record.
+fn paged_phone_acknowledges(keys: KeyPlan, pressed: &str) -> RingRecord {
     let rt = runtime();
     let bank = rt
         .block_on(PhoneBank::start(PhoneBankConfig {
@@ -187,7 +206,7 @@ fn a_phone_bank_phone_is_paged_answers_after_1_s_and_presses_1_to_acknowledge() 
             users: vec![
                 (
                     TECH.into(),
-                    PhonePlan::answer_after(Duration::from_secs(1), KeyPlan::Press1),
+                    PhonePlan::answer_after(Duration::from_secs(1), keys),
                 ),
                 (
                     DIRECTOR.into(),
@@ -240,7 +259,7 @@ fn a_phone_bank_phone_is_paged_answers_after_1_s_and_presses_1_to_acknowledge() 
     );
     assert_eq!(
         r.keys.iter().map(|(k, _)| *k).collect::<String>(),
-        "1",
+        pressed,
         "{r:#?}"
     );
     assert_eq!(
@@ -251,8 +270,10 @@ fn a_phone_bank_phone_is_paged_answers_after_1_s_and_presses_1_to_acknowledge() 
         "{r:#?}"
     );
     assert!(r.rtp.packets_received > 0 && r.rtp.malformed == 0, "{r:#?}");
+    let r = r.clone();
     drop(engine);
     rt.block_on(bank.shutdown());
+    r
 }
 
 #[test]

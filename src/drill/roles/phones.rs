@@ -37,8 +37,11 @@ pub enum PhoneBehaviour {
 pub enum KeyPlan {
     /// Hears the page begin, presses 1 (acknowledge), waits for the engine's goodbye.
     Press1,
-    /// Presses 2 (hear the voicemail), waits for it to play to its end, then 1.
-    Press2Then1,
+    /// Presses 2 (hear the voicemail), listens to it, then presses 1: at the first quiet gap
+    /// of [`PhonePlan::voicemail_quiet`], or after `listen` (the engine follows the voicemail
+    /// with its menu at once, so its end may never be heard as silence; a scenario knows how
+    /// long its callers spoke).
+    Press2Then1 { listen: Duration },
     /// Presses 3 (acknowledge and call the customer back), stays on the bridge until the
     /// engine ends it or `stay` has passed.
     Press3 { stay: Duration },
@@ -367,9 +370,9 @@ async fn answer(call: InboundCall, ctx: Arc<Ctx>) {
     update(&|r| r.answered_at = Some(Utc::now()));
     info!("answered");
 
-    let keys = Arc::new(Mutex::new(Vec::new()));
-    let result = act(&plan, &rtp, &mut events, &keys).await;
-    let pressed = lock(&keys).clone();
+    // Keys go into the record as they are pressed: a report read mid-call sees them.
+    let pressed = |key: char, at: DateTime<Utc>| update(&|r| r.keys.push((key, at)));
+    let result = act(&plan, &rtp, &mut events, &pressed).await;
     let outcome = match result {
         Ok(()) => {
             // Our part is done: stay until the engine hangs up, within `stay_max`, unless the
@@ -428,7 +431,6 @@ async fn answer(call: InboundCall, ctx: Arc<Ctx>) {
         info!(?outcome, "phone call over");
     }
     update(&|r| {
-        r.keys = pressed.clone();
         r.outcome = Some(outcome.clone());
         r.ended_at = Some(Utc::now());
         r.rtp = stats;
@@ -440,7 +442,7 @@ async fn act(
     plan: &PhonePlan,
     rtp: &RtpPeer,
     events: &mut mpsc::UnboundedReceiver<LegEvent>,
-    keys: &Mutex<Vec<(char, DateTime<Utc>)>>,
+    pressed: &(dyn Fn(char, DateTime<Utc>) + Sync),
 ) -> Result<(), (&'static str, Stop)> {
     // The INVITE had no SDP: our offer went in the 200, the engine's answer comes in the ACK.
     if !rtp.is_connected() {
@@ -474,7 +476,7 @@ async fn act(
         // When the press began: the peer acts on its first packet.
         let at = Utc::now();
         rtp.press(key).await?;
-        lock(keys).push((key, at));
+        pressed(key, at);
         Ok::<(), RoleError>(())
     };
     let hear_page = || async {
@@ -488,13 +490,17 @@ async fn act(
             during("page", events, rtp, hear_page()).await?;
             during("key 1", events, rtp, press('1')).await?;
         }
-        KeyPlan::Press2Then1 => {
+        KeyPlan::Press2Then1 { listen } => {
             during("page", events, rtp, hear_page()).await?;
             during("key 2", events, rtp, press('2')).await?;
+            let listen = *listen;
             during("voicemail", events, rtp, async {
                 rtp.wait_prompt_start(plan.prompt_within).await?;
-                rtp.wait_prompt_end(plan.voicemail_quiet, plan.stay_max)
-                    .await
+                match rtp.wait_prompt_end(plan.voicemail_quiet, listen).await {
+                    // Heard long enough without a gap: the menu follows; press now.
+                    Err(RoleError::Timeout { .. }) => Ok(()),
+                    r => r,
+                }
             })
             .await?;
             during("key 1", events, rtp, press('1')).await?;
