@@ -56,8 +56,9 @@ pub enum CallbackChoice {
     /// 1: the caller ID is the number.
     #[default]
     Confirm,
-    /// 2, then this number and '#'. With no caller ID the engine asks for a number at once:
-    /// the caller keys it without the 2.
+    /// 2, then this number and '#' (its digits are keyed; "+", spaces and dashes are not
+    /// keys and are skipped). With no caller ID the engine asks for a number at once: the
+    /// caller keys it without the 2.
     Enter(String),
 }
 
@@ -350,6 +351,7 @@ impl DrillCaller {
         match answered {
             Ok(Ok(Some(media))) => rtp.connect(&media),
             Ok(Ok(None)) => {
+                out.answered_at = Some(Utc::now());
                 out.end = CallerEnd::Failed("answered without media".into());
                 return finish(out, &rtp, leg, &mut events, plan).await;
             }
@@ -491,6 +493,13 @@ async fn walk(
         out.steps.push(("other".into(), Utc::now()));
     }
     let anonymous = plan.caller_id.is_none();
+    let key_number = |number: &str| {
+        let keys: String = number.chars().filter(char::is_ascii_digit).collect();
+        async move {
+            rtp.press_all(&keys).await?;
+            rtp.press('#').await
+        }
+    };
     let callback = async {
         match (&plan.callback, anonymous) {
             (CallbackChoice::Confirm, false) => menu('1').await,
@@ -499,13 +508,11 @@ async fn walk(
             (CallbackChoice::Enter(number), false) => {
                 menu('2').await?;
                 hear_menu(rtp, t).await?;
-                rtp.press_all(number).await?;
-                rtp.press('#').await
+                key_number(number).await
             }
             (CallbackChoice::Enter(number), true) => {
                 hear_menu(rtp, t).await?;
-                rtp.press_all(number).await?;
-                rtp.press('#').await
+                key_number(number).await
             }
         }
     };
