@@ -5,16 +5,14 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::phone::Phone;
-use common::voicemail::{cli, cli_json, leave_s1_voicemail};
+use common::voicemail::{api_token, cli_json, leave_s1_voicemail};
 use common::{wait, Engine};
 
 const AFTER_HOURS: &str = "[schedule.open]\n\n[schedule.maintenance]\n";
-const PASSWORD: &str = "a drill password 1";
 
 fn drill_config(phone: &str, http_port: u16) -> String {
     format!(
@@ -45,30 +43,6 @@ ring_secs = 5
 listen = "127.0.0.1:{http_port}"
 "#
     )
-}
-
-/// An API token for the drill, made with the CLI as an operator would.
-fn api_token(engine: &Engine) -> String {
-    let config = engine.dir.path().join("astreinte.toml");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_astreinte"))
-        .args(["users", "add", "drill", "--role", "viewer", "--config"])
-        .arg(&config)
-        .env("ASTREINTE_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("astreinte users add");
-    if let Some(mut input) = child.stdin.take() {
-        let _ = writeln!(input, "{PASSWORD}");
-    }
-    let out = child.wait_with_output().expect("users add");
-    assert!(
-        out.status.success(),
-        "users add: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    cli(engine, &["users", "token", "drill"]).trim().to_string()
 }
 
 #[test]

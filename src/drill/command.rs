@@ -1,6 +1,10 @@
 //! `astreinte drill`: the command line of the night drill.
 //!
 //! - `astreinte drill SCENARIO.toml --check`: reads the scenario, says what night it plays.
+//! - `astreinte drill SCENARIO.toml --target HOST:PORT --console URL --token TOKEN`: plays the
+//!   night against the engine at HOST:PORT (a node, or Kamailio): callers, the technicians'
+//!   phones and the trunk's customers on `--phones`, the mail and webhook sinks on `--mail`
+//!   and `--webhook`, the faults through `--fault KEY=COMMAND`; then reports.
 //! - `astreinte drill SCENARIO.toml --since TIME --console URL --token TOKEN`: the report of a
 //!   night that started at TIME (wall clock, RFC 3339), read from the console's API: the table
 //!   on the terminal, `--json` and `--svg` to files. Exit status 0 when the promise held, 1
@@ -12,7 +16,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
+use super::faults::FaultCommands;
 use super::observe::{trace_of, Console};
+use super::play::{play, Stage};
+use super::roles::{default_speech, load_clip};
 use super::sinks::Receipt;
 use astreinte_core::drill::report::{CallTrace, Night, NightReport};
 use astreinte_core::drill::Scenario;
@@ -41,8 +48,38 @@ pub struct DrillCommand {
     #[arg(long)]
     pub check: bool,
     /// Report on the night that started at this time (RFC 3339) instead of playing one.
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", conflicts_with = "target")]
     pub since: Option<DateTime<Utc>>,
+    /// Play the night against this engine (SIP, host:port: a node or Kamailio).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub target: Option<String>,
+    /// The number the callers dial.
+    #[arg(long, default_value = "611")]
+    pub number: String,
+    /// The drill's own address: its phones, sinks and callers listen here, and it is written
+    /// in SDP (a concrete address the engine reaches, not 0.0.0.0).
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    pub listen: std::net::IpAddr,
+    /// SIP port of the technicians' phones and the trunk's customers: the roster's phones are
+    /// sip:NUMBER@IP:PORT and `[sip.outbound] proxy` is sip:IP:PORT.
+    #[arg(long, value_name = "PORT", default_value_t = 5070)]
+    pub phones: u16,
+    /// SMTP port of the mail sink (`[paging.smtp] url = "smtp://IP:PORT"`).
+    #[arg(long, value_name = "PORT", default_value_t = 2525)]
+    pub mail: u16,
+    /// HTTP port of the webhook sink (`[[paging.webhooks]] url = "http://IP:PORT/…"`).
+    #[arg(long, value_name = "PORT", default_value_t = 8025)]
+    pub webhook: u16,
+    /// How to cause a fault of the scenario: kill-a, kill-b, stop-a, stop-b,
+    /// restart-postgres, each `KEY=COMMAND` (run with sh -c).
+    #[arg(long = "fault", value_name = "KEY=COMMAND")]
+    pub faults: Vec<String>,
+    /// Networks the engine's nodes call from (allowed to ring the drill's phones).
+    #[arg(long = "engine-net", value_name = "CIDR", default_values_t = ["127.0.0.0/8".to_string()])]
+    pub engine_nets: Vec<String>,
+    /// What the callers say after the tone (WAV, 8 kHz mono 16-bit); default: a bundled prompt.
+    #[arg(long, value_name = "WAV")]
+    pub speech: Option<PathBuf>,
     #[command(flatten)]
     pub console: ConsoleArgs,
     /// Write the report as JSON here.
@@ -58,17 +95,99 @@ impl DrillCommand {
         let scenario = read_scenario(&self.scenario)?;
         if self.check {
             println!("{}", summary(&scenario));
+            for t in &scenario.technicians {
+                println!(
+                    "  technician {} (level {}): the roster's phone is sip:{}@{}:{}",
+                    t.id, t.level, t.number, self.listen, self.phones
+                );
+            }
             return Ok(ExitCode::SUCCESS);
         }
-        let Some(since) = self.since else {
+        let console = console(&self.console)?;
+        if let Some(since) = self.since {
+            let report = observe_report(&scenario, &console, since, &[], &[]).await?;
+            return self.write(&report);
+        }
+        let Some(target) = self.target.clone() else {
             anyhow::bail!(
-                "playing a night needs --since for now: run the night, then \
-                 `astreinte drill {} --since <when it started> --console URL --token TOKEN`",
-                self.scenario.display()
+                "say what to do: --target HOST:PORT plays the night against an engine, \
+                 --since TIME reports on one already played, --check reads the scenario"
             );
         };
-        let console = console(&self.console)?;
-        let report = observe_report(&scenario, &console, since, &[], &[]).await?;
+        let faults = FaultCommands::parse(&self.faults).map_err(anyhow::Error::msg)?;
+        faults.check(&scenario).map_err(anyhow::Error::msg)?;
+        let speech = match &self.speech {
+            Some(p) => load_clip(p)?,
+            None => default_speech(std::path::Path::new("prompts")).context(
+                "the callers' default speech is prompts/en/greeting.wav: run from the \
+                 repository or give --speech WAV",
+            )?,
+        };
+        let stage = Stage {
+            target,
+            number: self.number.clone(),
+            ip: self.listen,
+            phones_port: self.phones,
+            mail_port: self.mail,
+            webhook_port: self.webhook,
+            speech: speech.into(),
+            engine_nets: self.engine_nets.clone(),
+        };
+        eprintln!("{}", summary(&scenario));
+        let night = play(&scenario, &stage, &faults).await?;
+        for f in &night.faults {
+            eprintln!(
+                "fault {} at {}: {} ({:?})",
+                f.fault,
+                f.at.format("%H:%M:%S"),
+                f.command,
+                f.outcome
+            );
+        }
+        // Every target must have passed before a ticket is judged: wait for the latest one
+        // (bounded: the longest target after the night, plus a little).
+        let bound = Utc::now()
+            + chrono::Duration::from_std(scenario.wall(scenario.night.s2_target))
+                .unwrap_or_default()
+            + chrono::Duration::seconds(10);
+        loop {
+            let tickets = console.tickets_since(night.start).await?;
+            let latest = tickets.iter().map(|t| t.callback_due_at).max();
+            let now = Utc::now();
+            match latest {
+                Some(due) if due + chrono::Duration::seconds(2) > now && now < bound => {
+                    let wait = (due + chrono::Duration::seconds(2) - now)
+                        .min(bound - now)
+                        .to_std()
+                        .unwrap_or_default();
+                    tokio::time::sleep(wait).await;
+                }
+                _ => break,
+            }
+        }
+        let tickets = console.tickets_since(night.start).await?;
+        let by_caller: Vec<(String, String, DateTime<Utc>)> = tickets
+            .iter()
+            .map(|t| (t.number.clone(), t.caller.clone(), t.created_at))
+            .collect();
+        let calls = night.call_traces(&by_caller);
+        let traces: Vec<_> = tickets
+            .iter()
+            .filter_map(|t| trace_of(t, &night.receipts))
+            .map(|mut t| {
+                // The engine dates a ticket from the call's start; the caller knows when its
+                // message ended.
+                if let Some(end) = night.voicemail_end_of(&calls, &t.number) {
+                    t.voicemail_end = end;
+                }
+                t
+            })
+            .collect();
+        let report = NightReport::build(
+            Night::from_scenario(&scenario, night.start),
+            &traces,
+            &calls,
+        );
         self.write(&report)
     }
 

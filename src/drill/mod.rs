@@ -4,6 +4,7 @@
 //! sockets, processes and the clock.
 //!
 //! - `command`: `astreinte drill` (check a scenario; report on a night from the console).
+//! - `play`: the night played: the timeline's cues carried out on a stage of roles and sinks.
 //! - `roles`: the callers (`DrillCaller`) and the phones (`PhoneBank`: technicians and the
 //!   trunk's customers) on the engine's own SIP stack, with their own RTP (`RtpPeer`).
 //! - `faults`: the timeline's faults, run by the operator's commands (`--fault kill-a=…`).
@@ -13,5 +14,6 @@
 pub mod command;
 pub mod faults;
 pub mod observe;
+pub mod play;
 pub mod roles;
 pub mod sinks;

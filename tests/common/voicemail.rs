@@ -1,7 +1,8 @@
 //! What several end-to-end tests do the same way: leave an after-hours S1 voicemail with the
 //! test caller, and read the engine's store with its CLI.
 
-use std::process::Command;
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::caller::Caller;
@@ -71,4 +72,31 @@ pub fn leave_s1_voicemail(engine: &Engine) -> String {
     );
     c.hang_up();
     number
+}
+
+/// The password the drill's API user is made with.
+const DRILL_PASSWORD: &str = "a drill password 1";
+
+/// An API token for the drill, made with the CLI as an operator would.
+pub fn api_token(engine: &Engine) -> String {
+    let config = engine.dir.path().join("astreinte.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_astreinte"))
+        .args(["users", "add", "drill", "--role", "viewer", "--config"])
+        .arg(&config)
+        .env("ASTREINTE_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("astreinte users add");
+    if let Some(mut input) = child.stdin.take() {
+        let _ = writeln!(input, "{DRILL_PASSWORD}");
+    }
+    let out = child.wait_with_output().expect("users add");
+    assert!(
+        out.status.success(),
+        "users add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cli(engine, &["users", "token", "drill"]).trim().to_string()
 }
