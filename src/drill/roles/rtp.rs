@@ -421,28 +421,11 @@ fn advance(sending: &mut Option<Sending>, s: &mut State, k: Sending, packets: u3
     }
 }
 
-/// The payload of an RTP packet and its payload type; `None` when it is not one (RFC 3550
-/// §5.1: version 2, CSRCs, extension and padding within the datagram).
+/// The payload of an RTP packet and its payload type; `None` when it is not one (rtp-rs
+/// checks the version, CSRCs, extension and padding against the datagram's length).
 fn rtp_payload(d: &[u8]) -> Option<(u8, &[u8])> {
-    let first = *d.first()?;
-    if d.len() < 12 || first >> 6 != 2 {
-        return None;
-    }
-    let pt = d.get(1)? & 0x7f;
-    let mut at = 12 + 4 * usize::from(first & 0x0f);
-    if first & 0x10 != 0 {
-        let words = d.get(at + 2..at + 4)?;
-        at += 4 + 4 * usize::from(u16::from_be_bytes([words[0], words[1]]));
-    }
-    let mut end = d.len();
-    if first & 0x20 != 0 {
-        let pad = usize::from(*d.last()?);
-        end = end.checked_sub(pad)?;
-    }
-    if at > end {
-        return None;
-    }
-    Some((pt, d.get(at..end)?))
+    let r = rtp_rs::RtpReader::new(d).ok()?;
+    Some((r.payload_type(), r.payload()))
 }
 
 fn hear(state: &Mutex<State>, datagram: &[u8], from: SocketAddr) {
