@@ -74,6 +74,7 @@ from = "astreinte@example.net"
 [[paging.webhooks]]
 id = "ops"
 url = "http://127.0.0.1:{webhook}/hook"
+secret = "a drill storm secret, long enough to sign"
 format = "json"
 
 [http]

@@ -85,7 +85,7 @@ listen = "127.0.0.1:{http}"
 "#
     );
     let engine = Engine::start("", &config);
-    let token = api_token(&engine);
+    let token = api_token(&engine, "admin");
     let scenario = engine.dir.path().join("night.toml");
     std::fs::write(&scenario, SCENARIO).expect("write scenario");
     let json = engine.dir.path().join("night.json");
@@ -124,6 +124,34 @@ listen = "127.0.0.1:{http}"
     assert_eq!(report["duplicate_pages"], 0);
     let tickets = report["tickets"].as_array().expect("tickets");
     assert_eq!(tickets.len(), 2, "{report:#}");
+
+    // The console shows it: the report, its picture drawn by the console, the page.
+    let get = |path: &str| http_get(http, path, &token);
+    let shown = get("/api/drill/report");
+    assert!(
+        shown.starts_with("HTTP/1.1 200") && shown.contains("content-type: application/json"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("\"promise_held\":true") && shown.contains("\"posted_by\":\"drill-admin\""),
+        "{shown}"
+    );
+    let svg = get("/api/drill/report.svg");
+    assert!(
+        svg.starts_with("HTTP/1.1 200")
+            && svg.contains("content-type: image/svg+xml")
+            && svg.contains("content-security-policy: default-src 'none'")
+            && svg.contains("\r\n\r\n<svg"),
+        "{svg}"
+    );
+    for t in tickets {
+        assert!(svg.contains(t["number"].as_str().unwrap_or("?")), "{svg}");
+    }
+    let page = get("/drill");
+    assert!(
+        page.starts_with("HTTP/1.1 200") && page.contains("/api/drill/report"),
+        "{page}"
+    );
     for t in tickets {
         assert_eq!(t["met"], true, "{t:#}");
         assert_eq!(t["verdict"]["by"], "callback_on_time", "{t:#}");
@@ -140,5 +168,27 @@ listen = "127.0.0.1:{http}"
                 .any(|p| p["channel"] == "phone" && p["result"] == "answered"),
             "{t:#}"
         );
+    }
+}
+
+/// GET `path` from the console with the API token; the whole answer, head and body.
+fn http_get(port: u16, path: &str, token: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    // Header names are compared in lower case; the body is kept as it came.
+    let text = String::from_utf8_lossy(&out).into_owned();
+    match text.split_once("\r\n\r\n") {
+        Some((head, body)) => format!("{}\r\n\r\n{body}", head.to_ascii_lowercase())
+            .replacen("http/1.1", "HTTP/1.1", 1),
+        None => text,
     }
 }

@@ -6,6 +6,7 @@
 pub mod announcements;
 pub mod audit;
 pub mod auth;
+pub mod drill;
 pub mod error;
 pub mod headers;
 pub mod hours;
@@ -63,6 +64,10 @@ pub fn router(state: AdminState) -> Router {
     );
     Router::new()
         .merge(small)
+        .merge(crate::http::conn::limit_bodies(
+            drill::routes(),
+            drill::MAX_REPORT_BYTES,
+        ))
         .merge(prompts::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

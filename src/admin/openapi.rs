@@ -119,6 +119,14 @@ pub fn document() -> Value {
             "/api/sla/report": {"get": op("Callbacks within target per week and severity",
                 json!([query_param("from", json!({"type": "string", "format": "date"})), query_param("to", json!({"type": "string", "format": "date"}))]),
                 None, ("200", json_ok("the report", json!({"type": "object"}))), &[("400", "bad dates")])},
+            "/api/drill/report": {
+                "get": op("The last night drill's report (astreinte drill)", json!([]), None, ("200", json_ok("the report", json!({"type": "object"}))), &[("404", "no drill report yet")]),
+                "post": op("Keep a night drill's report, as `astreinte drill --json` writes it (admin)", json!([]),
+                    Some(json_body(json!({"type": "object", "required": ["name", "tickets", "met", "missed", "promise_held"]}))),
+                    ("201", json_ok("what was kept", json!({"type": "object"}))), &[("400", "not a drill report"), ("413", "too large")])
+            },
+            "/api/drill/report.svg": {"get": op("The last drill report's picture, drawn by the console", json!([]), None,
+                ("200", json!({"description": "SVG", "content": {"image/svg+xml": {"schema": {"type": "string"}}}})), &[("404", "no drill report yet")])},
             "/api/prompts": {"get": op("Every prompt of the manifest in both languages",
                 json!([]), None, ("200", json_ok("prompts", json!({"type": "array", "items": {"$ref": "#/components/schemas/Prompt"}}))), &[])},
             "/api/prompts/{lang}/{name}": {"put": {

@@ -17,6 +17,7 @@ const SCRIPT: &str = include_str!("assets/console.js");
 pub const NAV: &[(&str, &str)] = &[
     ("/tickets", "Tickets"),
     ("/sla", "SLA"),
+    ("/drill", "Drill"),
     ("/oncall", "On call"),
     ("/hours", "Hours"),
     ("/prompts", "Prompts"),

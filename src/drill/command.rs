@@ -106,6 +106,7 @@ impl DrillCommand {
         let console = console(&self.console)?;
         if let Some(since) = self.since {
             let report = observe_report(&scenario, &console, since, &[], &[]).await?;
+            publish(&console, &report).await;
             return self.write(&report);
         }
         let Some(target) = self.target.clone() else {
@@ -188,6 +189,7 @@ impl DrillCommand {
             &traces,
             &calls,
         );
+        publish(&console, &report).await;
         self.write(&report)
     }
 
@@ -231,6 +233,17 @@ pub fn read_scenario(path: &std::path::Path) -> anyhow::Result<Scenario> {
         );
     }
     Scenario::parse(&text).map_err(|e| anyhow::anyhow!("{}:\n{e}", path.display()))
+}
+
+/// Posts the report for the console's Drill page; a refusal (a viewer's token) is said, not
+/// fatal: the report is still printed and written.
+async fn publish(console: &Console, report: &NightReport) {
+    match console.post_report(report).await {
+        Ok(()) => eprintln!("astreinte drill: the report is on the console's Drill page"),
+        Err(e) => eprintln!(
+            "astreinte drill: the report is not on the console (an admin's token posts it): {e}"
+        ),
+    }
 }
 
 fn console(args: &ConsoleArgs) -> anyhow::Result<Console> {

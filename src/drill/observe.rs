@@ -126,6 +126,35 @@ impl Console {
         })
     }
 
+    /// Posts `report` for the console's Drill page (the token's user must be an admin).
+    pub async fn post_report(
+        &self,
+        report: &astreinte_core::drill::NightReport,
+    ) -> Result<(), ObserveError> {
+        let url = format!("{}/api/drill/report", self.base);
+        let r = self
+            .client
+            .post(&url)
+            .bearer_auth(&self.token)
+            .json(report)
+            .send()
+            .await
+            .map_err(|e| ObserveError::Unreachable {
+                url: url.clone(),
+                why: e.to_string(),
+            })?;
+        let status = r.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = r.text().await.unwrap_or_default();
+        Err(ObserveError::Refused {
+            url,
+            status: status.as_u16(),
+            body: body.chars().take(300).collect(),
+        })
+    }
+
     /// Every ticket opened at or after `since` (up to the API's 1,000), with its history.
     pub async fn tickets_since(
         &self,

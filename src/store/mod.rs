@@ -18,6 +18,7 @@
 pub mod accounts;
 pub mod announcements;
 pub mod audit;
+pub mod drill_reports;
 pub mod durable;
 pub mod hours;
 pub mod number;

@@ -77,11 +77,12 @@ pub fn leave_s1_voicemail(engine: &Engine) -> String {
 /// The password the drill's API user is made with.
 const DRILL_PASSWORD: &str = "a drill password 1";
 
-/// An API token for the drill, made with the CLI as an operator would.
-pub fn api_token(engine: &Engine) -> String {
+/// An API token for the drill, for a user of `role` made with the CLI as an operator would.
+pub fn api_token(engine: &Engine, role: &str) -> String {
+    let name = format!("drill-{role}");
     let config = engine.dir.path().join("astreinte.toml");
     let mut child = Command::new(env!("CARGO_BIN_EXE_astreinte"))
-        .args(["users", "add", "drill", "--role", "viewer", "--config"])
+        .args(["users", "add", &name, "--role", role, "--config"])
         .arg(&config)
         .env("ASTREINTE_LOG", "warn")
         .stdin(Stdio::piped())
@@ -98,5 +99,5 @@ pub fn api_token(engine: &Engine) -> String {
         "users add: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    cli(engine, &["users", "token", "drill"]).trim().to_string()
+    cli(engine, &["users", "token", &name]).trim().to_string()
 }

@@ -161,7 +161,7 @@ pub struct CallTrace {
     pub expects_ticket: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MetBy {
     /// The customer was connected by the due time.
@@ -170,7 +170,7 @@ pub enum MetBy {
     TopPagedInTime,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Verdict {
     Met {
@@ -184,7 +184,7 @@ pub enum Verdict {
 }
 
 /// One ticket's line of the report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TicketVerdict {
     pub number: String,
     pub severity: Severity,
@@ -203,7 +203,7 @@ pub struct TicketVerdict {
 }
 
 /// The drill's outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NightReport {
     #[serde(flatten)]
     pub night: Night,
@@ -1039,6 +1039,21 @@ mod tests {
         assert_eq!(t["verdict"]["kind"], "missed");
         assert_eq!(json["tickets"][0]["verdict"]["by"], "callback_on_time");
         assert_eq!(json["promise_held"], false);
+    }
+
+    /// The console keeps a report as JSON and draws it again: what it reads back is the same.
+    #[test]
+    fn a_report_round_trips_through_json() {
+        let mut t = s1(
+            60,
+            "T1",
+            vec![page(60, 10.0, 1, "tech-a", PageResult::Answered)],
+        );
+        t.callback_connected = Some(at(60, 20.0));
+        let r = NightReport::build(night(60), &[t], &[]);
+        let json = serde_json::to_string(&r).unwrap_or_default();
+        let back: NightReport = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, r);
     }
 
     #[test]
