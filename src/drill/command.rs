@@ -172,9 +172,10 @@ impl DrillCommand {
             .map(|t| (t.number.clone(), t.caller.clone(), t.created_at))
             .collect();
         let calls = night.call_traces(&by_caller);
+        let receipts = night.receipts();
         let traces: Vec<_> = tickets
             .iter()
-            .filter_map(|t| trace_of(t, &night.receipts))
+            .filter_map(|t| trace_of(t, &receipts))
             .map(|mut t| {
                 // The engine dates a ticket from the call's start; the caller knows when its
                 // message ended.
@@ -189,6 +190,7 @@ impl DrillCommand {
             &traces,
             &calls,
         );
+        night.shutdown().await;
         publish(&console, &report).await;
         self.write(&report)
     }

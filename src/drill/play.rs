@@ -49,14 +49,17 @@ pub struct Stage {
     pub engine_nets: Vec<String>,
 }
 
-/// What the drill did and saw during the night.
+/// What the drill did during the night, with its phones and sinks still up: the engine may
+/// page (escalations, re-pages) until the last target, and they must answer until the report
+/// is made. [`PlayedNight::shutdown`] stops them.
 #[derive(Debug)]
 pub struct PlayedNight {
     pub start: DateTime<Utc>,
     pub calls: Vec<(Call, CallerOutcome)>,
-    pub receipts: Vec<Receipt>,
-    pub rings: Vec<RingRecord>,
     pub faults: Vec<FaultRun>,
+    mail: Sink,
+    webhook: Sink,
+    bank: PhoneBank,
 }
 
 /// The digits of an E.164 caller ID, as a trunk would present them.
@@ -217,16 +220,35 @@ pub async fn play(
     tokio::time::sleep_until(origin + scenario.wall(scenario.night.length)).await;
     mail.set(SinkMode::Up);
     hook.set(SinkMode::Up);
+    if let Ok(caller) = Arc::try_unwrap(caller) {
+        caller.shutdown().await;
+    }
     Ok(PlayedNight {
         start,
         calls: played,
-        receipts: [mail_sink.receipts(), hook_sink.receipts()].concat(),
-        rings: bank.records(),
         faults: fault_runs,
+        mail: mail_sink,
+        webhook: hook_sink,
+        bank,
     })
 }
 
 impl PlayedNight {
+    /// Every written page the sinks received so far.
+    pub fn receipts(&self) -> Vec<Receipt> {
+        [self.mail.receipts(), self.webhook.receipts()].concat()
+    }
+
+    /// Every call the phones received so far.
+    pub fn rings(&self) -> Vec<RingRecord> {
+        self.bank.records()
+    }
+
+    /// Stops the phones (calls in progress hung up) and the sinks.
+    pub async fn shutdown(self) {
+        self.bank.shutdown().await;
+    }
+
     /// When the caller of `ticket` (matched in `calls`) ended its message.
     pub fn voicemail_end_of(&self, calls: &[CallTrace], ticket: &str) -> Option<DateTime<Utc>> {
         let call = calls.iter().find(|c| c.ticket.as_deref() == Some(ticket))?;
