@@ -147,6 +147,21 @@ listen = "127.0.0.1:{http}"
     for t in tickets {
         assert!(svg.contains(t["number"].as_str().unwrap_or("?")), "{svg}");
     }
+    // A report whose night is absurd is refused with why, and the last good one stays.
+    let mut hostile = report.clone();
+    hostile["time_scale"] = serde_json::json!(0);
+    let refused = request(
+        http,
+        "POST",
+        "/api/drill/report",
+        &token,
+        &hostile.to_string(),
+    );
+    assert!(
+        refused.starts_with("HTTP/1.1 400") && refused.contains("time_scale 0"),
+        "{refused}"
+    );
+    assert!(get("/api/drill/report").contains("\"promise_held\":true"));
     let page = get("/drill");
     assert!(
         page.starts_with("HTTP/1.1 200") && page.contains("/api/drill/report"),
@@ -173,13 +188,19 @@ listen = "127.0.0.1:{http}"
 
 /// GET `path` from the console with the API token; the whole answer, head and body.
 fn http_get(port: u16, path: &str, token: &str) -> String {
+    request(port, "GET", path, token, "")
+}
+
+/// One request to the console with the API token (a JSON body when not empty).
+fn request(port: u16, method: &str, path: &str, token: &str, body: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .expect("timeout");
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
     .expect("send");
     let mut out = Vec::new();

@@ -43,6 +43,9 @@ async fn post_report(
             "not a drill report (the JSON `astreinte drill --json` writes): {e}"
         ))
     })?;
+    report
+        .check()
+        .map_err(|why| ApiError::bad_request(format!("not a drill report: {why}")))?;
     let text = serde_json::to_string(&report)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let now = Utc::now();

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::scenario::Scenario;
+use super::scenario::{Scenario, MAX_CALLS, MAX_LADDER_LEVELS, MAX_NIGHT, MAX_TIME_SCALE};
 use crate::printable::escaped;
 use crate::triage::Severity;
 
@@ -60,9 +60,11 @@ impl Night {
         i64::from(self.time_scale.max(1))
     }
 
-    /// The night time a wall-time span stands for.
+    /// The night time a wall-time span stands for (clamped to ±100 years: never a panic).
     pub fn night_span(&self, wall: Duration) -> Duration {
-        Duration::milliseconds(wall.num_milliseconds().saturating_mul(self.scale()))
+        const BOUND: i128 = 100 * 366 * 86_400_000;
+        let ms = i128::from(wall.num_milliseconds()) * i128::from(self.scale());
+        Duration::milliseconds(i64::try_from(ms.clamp(-BOUND, BOUND)).unwrap_or(0))
     }
 
     /// Night time since the start of `t` (negative before it).
@@ -224,6 +226,63 @@ pub struct NightReport {
 }
 
 impl NightReport {
+    /// Whether a report read from outside (the console takes them over HTTP) is one a drill
+    /// could have made: every figure in range and every time within the night or the week
+    /// after it, so that drawing it is bounded and no time arithmetic can overflow.
+    pub fn check(&self) -> Result<(), String> {
+        let n = &self.night;
+        let max_night = MAX_NIGHT.as_secs();
+        if !(1..=MAX_TIME_SCALE).contains(&n.time_scale) {
+            return Err(format!(
+                "time_scale {} is not 1 to {MAX_TIME_SCALE}",
+                n.time_scale
+            ));
+        }
+        if n.top_level == 0 || n.top_level > MAX_LADDER_LEVELS {
+            return Err(format!(
+                "top_level {} is not 1 to {MAX_LADDER_LEVELS}",
+                n.top_level
+            ));
+        }
+        for (what, v) in [
+            ("margin_secs", n.margin_secs),
+            ("s1_target_secs", n.s1_target_secs),
+            ("s2_target_secs", n.s2_target_secs),
+        ] {
+            if v > max_night {
+                return Err(format!("{what} {v} is longer than a night ({max_night} s)"));
+            }
+        }
+        if n.end < n.start || n.night_span(n.end - n.start) > secs(max_night) {
+            return Err("the night ends before it starts, or lasts more than 24 hours".into());
+        }
+        if self.tickets.len() > MAX_CALLS || self.lost_calls.len() > MAX_CALLS {
+            return Err(format!("more than {MAX_CALLS} tickets or calls"));
+        }
+        let pages: usize = self.tickets.iter().map(|t| t.pages.len()).sum();
+        if pages > MAX_PAGES {
+            return Err(format!("{pages} pages: at most {MAX_PAGES}"));
+        }
+        let (from, to) = (n.start - Duration::days(1), n.end + Duration::days(7));
+        let inside = |t: DateTime<Utc>| (from..=to).contains(&t);
+        for t in &self.tickets {
+            let times = [
+                Some(t.voicemail_end),
+                Some(t.callback_due),
+                t.first_page,
+                t.callback_connected,
+            ]
+            .into_iter()
+            .flatten()
+            .chain(t.acknowledged.iter().map(|a| a.at))
+            .chain(t.pages.iter().map(|p| p.at));
+            if let Some(bad) = times.into_iter().find(|&x| !inside(x)) {
+                return Err(format!("ticket {}: {bad} is outside the night", t.number));
+            }
+        }
+        Ok(())
+    }
+
     pub fn build(night: Night, tickets: &[TicketTrace], calls: &[CallTrace]) -> NightReport {
         let mut verdicts: Vec<TicketVerdict> = tickets.iter().map(|t| judge(&night, t)).collect();
         verdicts.sort_by(|a, b| (a.voicemail_end, &a.number).cmp(&(b.voicemail_end, &b.number)));
@@ -538,6 +597,9 @@ fn how_it_went<'p>(pages: impl Iterator<Item = &'p PageTrace>) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// The most pages a report may hold (the storm on one node made about 19,000).
+pub const MAX_PAGES: usize = 1_000_000;
 
 /// Why a ticket missed: who knew, how long before the target, and what the top heard.
 fn explain(night: &Night, t: &TicketTrace) -> String {
@@ -1039,6 +1101,43 @@ mod tests {
         assert_eq!(t["verdict"]["kind"], "missed");
         assert_eq!(json["tickets"][0]["verdict"]["by"], "callback_on_time");
         assert_eq!(json["promise_held"], false);
+    }
+
+    /// A report from outside (the console takes them over HTTP) is checked before it is kept
+    /// or drawn: absurd scales, nights and times are refused, and nothing on the way panics.
+    #[test]
+    fn a_hostile_report_is_refused_and_never_panics() {
+        let mut t = s1(
+            60,
+            "T1",
+            vec![page(60, 10.0, 1, "tech-a", PageResult::Answered)],
+        );
+        t.callback_connected = Some(at(60, 20.0));
+        let good = NightReport::build(night(60), &[t], &[]);
+        assert_eq!(good.check(), Ok(()));
+        let far = DateTime::<Utc>::MIN_UTC;
+        let mut cases: Vec<NightReport> = Vec::new();
+        let mut r = good.clone();
+        r.night.time_scale = 0;
+        cases.push(r);
+        let mut r = good.clone();
+        r.night.margin_secs = u64::MAX;
+        cases.push(r);
+        let mut r = good.clone();
+        r.night.start = far;
+        cases.push(r);
+        let mut r = good.clone();
+        r.night.end = DateTime::<Utc>::MAX_UTC;
+        r.night.time_scale = 3600;
+        cases.push(r);
+        let mut r = good.clone();
+        r.tickets[0].pages[0].at = far;
+        cases.push(r);
+        for (i, r) in cases.iter().enumerate() {
+            assert!(r.check().is_err(), "case {i} accepted");
+            // Drawn anyway (as the CLI would, from the engine's own data): no panic.
+            let _ = (r.table(), r.svg());
+        }
     }
 
     /// The console keeps a report as JSON and draws it again: what it reads back is the same.
