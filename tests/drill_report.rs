@@ -112,7 +112,7 @@ fn a_technician_who_never_answers_on_a_ladder_of_one_level_is_a_reported_miss() 
     assert!(table.contains("DRILL (time ×60)"), "{table}");
     // A viewer's token reads the tickets but may not post the report to the console.
     let said = String::from_utf8_lossy(&out.stderr);
-    assert!(said.contains("not on the console"), "{said}");
+    assert!(said.contains("not posted to the console"), "{said}");
     assert!(table.contains(&number), "{table}");
 
     let report: serde_json::Value =

@@ -104,9 +104,21 @@ impl DrillCommand {
             return Ok(ExitCode::SUCCESS);
         }
         let console = console(&self.console)?;
+        // Before a night is played, not after: an unreachable console or a bad token would
+        // otherwise be found only when the report is made.
+        let role = console.preflight().await?;
+        let may_post = role == "admin";
+        if !may_post {
+            eprintln!(
+                "astreinte drill: the token's user is a {role}: the report will be printed and \
+                 written, not posted to the console (an admin's token posts it)"
+            );
+        }
         if let Some(since) = self.since {
             let report = observe_report(&scenario, &console, since, &[], &[]).await?;
-            publish(&console, &report).await;
+            if may_post {
+                publish(&console, &report).await;
+            }
             return self.write(&report);
         }
         let Some(target) = self.target.clone() else {
@@ -191,7 +203,9 @@ impl DrillCommand {
             &calls,
         );
         night.shutdown().await;
-        publish(&console, &report).await;
+        if may_post {
+            publish(&console, &report).await;
+        }
         self.write(&report)
     }
 
@@ -237,8 +251,8 @@ pub fn read_scenario(path: &std::path::Path) -> anyhow::Result<Scenario> {
     Scenario::parse(&text).map_err(|e| anyhow::anyhow!("{}:\n{e}", path.display()))
 }
 
-/// Posts the report for the console's Drill page; a refusal (a viewer's token) is said, not
-/// fatal: the report is still printed and written.
+/// Posts the report for the console's Drill page; a refusal is said, not fatal: the report is
+/// still printed and written.
 async fn publish(console: &Console, report: &NightReport) {
     match console.post_report(report).await {
         Ok(()) => eprintln!("astreinte drill: the report is on the console's Drill page"),

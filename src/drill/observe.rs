@@ -126,6 +126,17 @@ impl Console {
         })
     }
 
+    /// Checks, before a night is played, that the console answers and takes the token;
+    /// returns the token's role ("admin" may post the report).
+    pub async fn preflight(&self) -> Result<String, ObserveError> {
+        let me = self.get("/api/me").await?;
+        Ok(me
+            .get("role")
+            .and_then(|r| r.as_str())
+            .unwrap_or("")
+            .to_string())
+    }
+
     /// Posts `report` for the console's Drill page (the token's user must be an admin).
     pub async fn post_report(
         &self,
