@@ -32,7 +32,8 @@ pub struct LadderConfig {
     pub repeat_every: String,
     /// Re-pages go on these channels only (the first page of a level goes on all).
     pub repeat_channels: Vec<String>,
-    /// Acknowledged but not called back this long before the due time: climb again.
+    /// The top of the ladder has heard this long before the due time (paged a
+    /// [`DELIVERY_LEAD`] earlier); acknowledged but not called back by then: climb again.
     pub reescalate_before: String,
     /// Stop repeating this long after the ticket's creation.
     pub repeat_for: String,
@@ -95,9 +96,15 @@ fn minutes(m: u32) -> Duration {
     Duration::minutes(m as i64)
 }
 
+/// How much earlier than `reescalate_before` the top of the ladder is paged: a page takes
+/// seconds to arrive (a retry, a phone that rings), and the promise is that the top *has heard*
+/// by the target minus that margin, not that a page leaves at that instant.
+pub const DELIVERY_LEAD: Duration = Duration::minutes(1);
+
 /// The offsets used when `s1`/`s2` is absent: level 1 at 0, the last level `reescalate_before`
-/// before the target (so the top of the ladder hears of a coming miss in time), and the levels
-/// between spread evenly over the target, rounded down to the minute.
+/// plus [`DELIVERY_LEAD`] before the target (so the top of the ladder has heard of a coming miss
+/// by the margin), and the levels between spread evenly over the target, rounded down to the
+/// minute.
 pub fn default_offsets(
     target: Duration,
     reescalate_before: Duration,
@@ -106,7 +113,7 @@ pub fn default_offsets(
     if n <= 1 {
         return Ok(vec![Duration::zero(); n]);
     }
-    let last = target - reescalate_before;
+    let last = target - reescalate_before - DELIVERY_LEAD;
     let minute = Duration::minutes(1);
     let mut out = vec![Duration::zero()];
     let steps = n as i64 - 1;
@@ -122,7 +129,7 @@ pub fn default_offsets(
     let increasing = out.windows(2).all(|w| w[0] < w[1]);
     if !increasing {
         return Err(format!(
-            "{n} levels cannot be spaced a minute apart between 0 and {} ({} target minus {} reescalate_before)",
+            "{n} levels cannot be spaced a minute apart between 0 and {} ({} target minus {} reescalate_before minus a minute to deliver)",
             show(last),
             show(target),
             show(reescalate_before)
@@ -504,6 +511,8 @@ pub struct LadderPolicy {
     repeat_every: Option<Duration>,
     repeat_channels: Vec<String>,
     reescalate_before: Duration,
+    /// [`DELIVERY_LEAD`], compressed on a drill.
+    delivery_lead: Duration,
     repeat_for: Duration,
     notify: Vec<String>,
     notice_channels: Vec<String>,
@@ -641,6 +650,7 @@ impl LadderPolicy {
             repeat_every: (repeat_every > Duration::zero()).then_some(repeat_every),
             repeat_channels: ladder.repeat_channels.clone(),
             reescalate_before: scale.compress(before),
+            delivery_lead: scale.compress(DELIVERY_LEAD),
             repeat_for: scale.compress(parse_duration(&ladder.repeat_for)?),
             notify: notice.notify.clone(),
             notice_channels: notice.channels.clone(),
@@ -719,8 +729,9 @@ impl LadderPolicy {
             .collect();
         if let Some(ack) = t.acknowledged_at {
             // Acknowledged, yet nobody has called back by a few minutes before the due time:
-            // the levels already reached hear of it together, the others at their offsets.
-            let lapse = (t.callback_due_at - self.reescalate_before).max(ack);
+            // the levels already reached hear of it together, the others at their offsets
+            // (a delivery lead early, so that they have heard by the margin).
+            let lapse = (t.callback_due_at - self.reescalate_before - self.delivery_lead).max(ack);
             tracks.extend(levels.map(|((slots, offset), level)| Track {
                 phase: Phase::Lapsed,
                 level,
@@ -855,7 +866,7 @@ mod tests {
             .filter(|s| s.2 == 0)
             .map(|s| (s.0, s.1))
             .collect();
-        assert_eq!(first, vec![(1, 0.0), (2, 10.0), (3, 20.0), (4, 25.0)]);
+        assert_eq!(first, vec![(1, 0.0), (2, 10.0), (3, 20.0), (4, 24.0)]);
         for (_, _, i) in &sent {
             assert_eq!(i.phase, Phase::Climb);
             assert_eq!(i.reason == PageReason::Escalation, i.round == 0);
@@ -869,12 +880,12 @@ mod tests {
             .collect();
         let expected: Vec<f64> = (0..24).map(|r| r as f64 * 5.0).collect();
         assert_eq!(l1, expected);
-        // Level 4: 25, 30, ... 115.
+        // Level 4: 24, 29, ... 119.
         let l4 = summary(&sent, Phase::Climb)
             .into_iter()
             .filter(|s| s.0 == 4)
             .count();
-        assert_eq!(l4, 19);
+        assert_eq!(l4, 20);
         let last = sent.iter().map(|s| s.1).max().unwrap();
         assert!(last < t0() + Duration::hours(2), "{last}");
         // Re-pages only on the repeat channels.
@@ -885,7 +896,7 @@ mod tests {
     }
 
     #[test]
-    fn acknowledged_at_minute_3_is_quiet_until_25_then_lapses_to_every_level() {
+    fn acknowledged_at_minute_3_is_quiet_until_24_then_lapses_to_every_level() {
         let p = policy();
         let story = Story {
             base: ticket(Severity::S1, t0(), 30),
@@ -896,23 +907,24 @@ mod tests {
         let climb = summary(&sent, Phase::Climb);
         assert_eq!(climb, vec![(1, 0.0, 0, PageReason::Escalation)]);
         let lapsed = summary(&sent, Phase::Lapsed);
-        let at25: Vec<(u32, u32, PageReason)> = lapsed
+        // The target (30) minus the margin (5) minus a minute to deliver.
+        let at24: Vec<(u32, u32, PageReason)> = lapsed
             .iter()
-            .filter(|s| s.1 == 25.0)
+            .filter(|s| s.1 == 24.0)
             .map(|s| (s.0, s.2, s.3))
             .collect();
         assert_eq!(
-            at25,
+            at24,
             (1..=4)
                 .map(|l| (l, 0, PageReason::CallbackOverdue))
                 .collect::<Vec<_>>()
         );
-        assert!(lapsed.iter().all(|s| s.1 >= 25.0));
-        // Then every level repeated every 5 minutes until 2 h: 30, 35 ... 115 → 18 rounds each.
-        assert_eq!(lapsed.len(), 4 * 19);
+        assert!(lapsed.iter().all(|s| s.1 >= 24.0));
+        // Then every level repeated every 5 minutes until 2 h: 29, 34 ... 119 → 19 rounds each.
+        assert_eq!(lapsed.len(), 4 * 20);
         assert!(lapsed
             .iter()
-            .all(|s| s.1 < 120.0 && (s.1 - 25.0) % 5.0 == 0.0));
+            .all(|s| s.1 < 120.0 && (s.1 - 24.0) % 5.0 == 0.0));
     }
 
     #[test]
@@ -936,8 +948,9 @@ mod tests {
             .filter(|s| s.2 == 0)
             .map(|s| (s.0, s.1))
             .collect();
-        // Due 27 − 5 = 22 = the ack: levels 1-3 at 22, level 4 at its offset, 25.
-        assert_eq!(first, vec![(1, 22.0), (2, 22.0), (3, 22.0), (4, 25.0)]);
+        // Due 27 − 5 − 1 = 21, before the ack: levels 1-3 at the ack (22), level 4 at its
+        // offset, 24.
+        assert_eq!(first, vec![(1, 22.0), (2, 22.0), (3, 22.0), (4, 24.0)]);
     }
 
     #[test]
@@ -956,7 +969,7 @@ mod tests {
     }
 
     #[test]
-    fn s2_default_offsets_are_0_20_40_55() {
+    fn s2_default_offsets_are_0_20_40_54() {
         let p = policy();
         let story = Story {
             base: ticket(Severity::S2, t0(), 60),
@@ -969,7 +982,7 @@ mod tests {
             .filter(|s| s.2 == 0)
             .map(|s| (s.0, s.1))
             .collect();
-        assert_eq!(first, vec![(1, 0.0), (2, 20.0), (3, 40.0), (4, 55.0)]);
+        assert_eq!(first, vec![(1, 0.0), (2, 20.0), (3, 40.0), (4, 54.0)]);
     }
 
     #[test]
@@ -1000,10 +1013,10 @@ mod tests {
         };
         assert_eq!(of(&both, "a"), of(&alone_a, "a"));
         assert_eq!(of(&both, "b"), of(&alone_b, "b"));
-        // b was not acknowledged: it climbed to level 4 at 1 + 25 minutes.
+        // b was not acknowledged: it climbed to level 4 at 1 + 24 minutes.
         assert!(both
             .iter()
-            .any(|s| s.0 == "b:climb:4:0" && s.1 == t0() + m(26)));
+            .any(|s| s.0 == "b:climb:4:0" && s.1 == t0() + m(25)));
         assert!(!both.iter().any(|s| s.0 == "a:climb:2:0"));
     }
 
@@ -1024,11 +1037,11 @@ mod tests {
             .filter(|s| s.1 == t0() + m(31))
             .map(|s| (s.2.level, s.2.round, minute_of(s.2.at)))
             .collect();
-        // Each level once, at its latest round: level 1 round 6 (30 min), level 2 round 4
-        // (30), level 3 round 2 (30), level 4 round 1 (30).
+        // Each level once, at its latest round, ordered by time: level 4 round 1 (29 min),
+        // level 1 round 6 (30), level 2 round 4 (30), level 3 round 2 (30).
         assert_eq!(
             at31,
-            vec![(1, 6, 30.0), (2, 4, 30.0), (3, 2, 30.0), (4, 1, 30.0)]
+            vec![(4, 1, 29.0), (1, 6, 30.0), (2, 4, 30.0), (3, 2, 30.0)]
         );
         assert_eq!(
             sent.iter()
@@ -1194,25 +1207,26 @@ mod tests {
                 .collect()
         };
         assert_eq!(mins(30, 1), vec![0]);
-        assert_eq!(mins(30, 2), vec![0, 25]);
-        assert_eq!(mins(30, 3), vec![0, 15, 25]);
-        assert_eq!(mins(30, 4), vec![0, 10, 20, 25]);
-        assert_eq!(mins(30, 5), vec![0, 7, 15, 22, 25]);
+        // The last level a margin (5) and a minute to deliver before the target.
+        assert_eq!(mins(30, 2), vec![0, 24]);
+        assert_eq!(mins(30, 3), vec![0, 15, 24]);
+        assert_eq!(mins(30, 4), vec![0, 10, 20, 24]);
+        assert_eq!(mins(30, 5), vec![0, 7, 15, 22, 24]);
         assert_eq!(mins(60, 1), vec![0]);
-        assert_eq!(mins(60, 2), vec![0, 55]);
-        assert_eq!(mins(60, 3), vec![0, 30, 55]);
-        assert_eq!(mins(60, 4), vec![0, 20, 40, 55]);
-        assert_eq!(mins(60, 5), vec![0, 15, 30, 45, 55]);
+        assert_eq!(mins(60, 2), vec![0, 54]);
+        assert_eq!(mins(60, 3), vec![0, 30, 54]);
+        assert_eq!(mins(60, 4), vec![0, 20, 40, 54]);
+        assert_eq!(mins(60, 5), vec![0, 15, 30, 45, 54]);
         // Squeezed below a near last level, still increasing.
         let squeezed: Vec<i64> = default_offsets(m(30), m(15), 4)
             .unwrap()
             .iter()
             .map(|d| d.num_minutes())
             .collect();
-        assert_eq!(squeezed, vec![0, 10, 14, 15]);
+        assert_eq!(squeezed, vec![0, 10, 13, 14]);
         assert!(default_offsets(m(5), m(3), 4).is_err());
         let p = policy();
-        assert_eq!(p.offsets(Severity::S1), &[m(0), m(10), m(20), m(25)]);
+        assert_eq!(p.offsets(Severity::S1), &[m(0), m(10), m(20), m(24)]);
         assert!(p.offsets(Severity::S3).is_empty());
         assert_eq!(p.levels().len(), 4);
     }
@@ -1234,11 +1248,11 @@ mod tests {
             &[m(0), Duration::seconds(90), m(90)]
         );
         // S2 derived for three levels over 60 minutes.
-        assert_eq!(p.offsets(Severity::S2), &[m(0), m(30), m(55)]);
+        assert_eq!(p.offsets(Severity::S2), &[m(0), m(30), m(54)]);
     }
 
-    /// A drill at ×60 climbs the guide's ladder in seconds: level 4 of an S1 at 25 s instead
-    /// of 25 min, re-pages every 5 s for 2 min, and nothing else changes.
+    /// A drill at ×60 climbs the guide's ladder in seconds: level 4 of an S1 at 24 s instead
+    /// of 24 min, re-pages every 5 s for 2 min, and nothing else changes.
     #[test]
     fn a_drill_compresses_offsets_repeats_and_margins() {
         let sla = SlaConfig {
@@ -1256,14 +1270,15 @@ mod tests {
         };
         let drill = LadderPolicy::from_config(&cfg, &NoticeConfig::default(), &sla).unwrap();
         let s = Duration::seconds;
-        assert_eq!(drill.offsets(Severity::S1), &[s(0), s(10), s(20), s(25)]);
-        assert_eq!(drill.offsets(Severity::S2), &[s(0), s(20), s(40), s(55)]);
+        assert_eq!(drill.offsets(Severity::S1), &[s(0), s(10), s(20), s(24)]);
+        assert_eq!(drill.offsets(Severity::S2), &[s(0), s(20), s(40), s(54)]);
         assert_eq!(drill.repeat_every, Some(s(5)));
         assert_eq!(drill.repeat_for, s(120));
         assert_eq!(drill.reescalate_before, s(5));
+        assert_eq!(drill.delivery_lead, s(1));
         let real = LadderPolicy::from_config(&cfg, &NoticeConfig::default(), &SlaConfig::default())
             .unwrap();
-        assert_eq!(real.offsets(Severity::S1), &[m(0), m(10), m(20), m(25)]);
+        assert_eq!(real.offsets(Severity::S1), &[m(0), m(10), m(20), m(24)]);
     }
 
     #[test]
