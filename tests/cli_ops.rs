@@ -517,8 +517,8 @@ fn oncall_now_says_who_is_on_call_and_next_and_an_override_changes_it() {
     // The ladder: level 1 pages who is on call, level 2 the director; offsets from the SLA.
     assert_eq!(v["ladder"][0]["people"][0]["id"], "tech1", "{v:#}");
     assert_eq!(v["ladder"][1]["people"][0]["id"], "director", "{v:#}");
-    assert_eq!(v["ladder"][1]["s1_offset_minutes"], 25, "{v:#}");
-    assert_eq!(v["ladder"][1]["s2_offset_minutes"], 55, "{v:#}");
+    assert_eq!(v["ladder"][1]["s1_offset_minutes"], 24, "{v:#}");
+    assert_eq!(v["ladder"][1]["s2_offset_minutes"], 54, "{v:#}");
     // tech2 covers Wednesday afternoon to Thursday morning.
     let out = ok(
         &e,

@@ -115,6 +115,7 @@ impl Planner {
             severity: t.severity,
             after_hours,
             created_at: t.created_at,
+            opened_at: t.opened_at.unwrap_or(t.created_at),
             callback_due_at: t.callback_due_at,
             acknowledged_at: t.acknowledged_at,
             called_back_at: t.called_back_at,

@@ -143,7 +143,11 @@ pub struct Ticket {
     pub account_code: Option<String>,
     pub company: Option<String>,
     pub language: String,
+    /// When the call began: the SLA counts from here.
     pub created_at: DateTime<Utc>,
+    /// When the ticket was written (None: by a node of before; `created_at` stands in). The
+    /// ladder pages nobody before it.
+    pub opened_at: Option<DateTime<Utc>>,
     pub paged_at: Option<DateTime<Utc>>,
     pub acknowledged_at: Option<DateTime<Utc>>,
     pub called_back_at: Option<DateTime<Utc>>,
@@ -186,7 +190,7 @@ pub(crate) const TICKET_COLUMNS: &str =
     t.account_id, a.code AS account_code, a.company, t.language, t.created_at, t.paged_at, \
     t.acknowledged_at, t.called_back_at, t.resolved_at, t.cancelled_at, t.callback_due_at, \
     t.resolution_due_at, t.voicemail_path, t.voicemail_seconds, t.speech_detected, t.answers, \
-    t.classification_reasons, t.suspected_incident, t.time_scale";
+    t.classification_reasons, t.suspected_incident, t.time_scale, t.opened_at";
 
 const OPEN_STATUSES: &str = "('open', 'paged', 'acknowledged', 'called_back')";
 
@@ -212,6 +216,7 @@ macro_rules! ticket_from_row {
             company: r.try_get("company")?,
             language: r.try_get("language")?,
             created_at: r.try_get("created_at")?,
+            opened_at: r.try_get("opened_at")?,
             paged_at: r.try_get("paged_at")?,
             acknowledged_at: r.try_get("acknowledged_at")?,
             called_back_at: r.try_get("called_back_at")?,
@@ -248,6 +253,8 @@ fn created_ticket(id: i64, number: String, t: &NewTicket) -> Ticket {
         company: None,
         language: t.language.clone(),
         created_at: micros(t.created_at),
+        // The writer's own clock, a moment before; close enough for a ticket not read back.
+        opened_at: Some(micros(chrono::Utc::now())),
         paged_at: None,
         acknowledged_at: None,
         called_back_at: None,

@@ -222,9 +222,9 @@ async fn insert(db: &Db, items: &[(&NewTicket, &Audio)]) -> Result<Vec<(i64, Str
                 "INSERT INTO tickets (number, severity, caller, callback_number, account_id, \
                  language, created_at, callback_due_at, resolution_due_at, voicemail_path, \
                  voicemail_seconds, speech_detected, answers, classification_reasons, suspected_incident, \
-                 time_scale, status) \
+                 time_scale, opened_at, status) \
                  VALUES {} ON CONFLICT (number) DO NOTHING RETURNING id, number",
-                placeholders(todo.len(), 16, ", 'open'")
+                placeholders(todo.len(), 17, ", 'open'")
             );
             let mut q = sqlx::query_as::<_, (i64, String)>(&sql);
             for &i in &todo {
@@ -246,7 +246,8 @@ async fn insert(db: &Db, items: &[(&NewTicket, &Audio)]) -> Result<Vec<(i64, Str
                     .bind(&prepared[i].0)
                     .bind(&prepared[i].1)
                     .bind(t.suspected_incident)
-                    .bind(i64::from(t.time_scale.factor()));
+                    .bind(i64::from(t.time_scale.factor()))
+                    .bind(stored_at);
             }
             for (id, n) in q.fetch_all(&mut *tx).await? {
                 if let Some(i) = todo.iter().copied().find(|&i| numbers[i].as_deref() == Some(n.as_str())) {

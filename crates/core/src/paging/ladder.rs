@@ -399,7 +399,11 @@ impl NoticeConfig {
 pub struct TicketClock {
     pub severity: Severity,
     pub after_hours: bool,
+    /// When its call began: offsets and targets count from here.
     pub created_at: DateTime<Utc>,
+    /// When the ticket was written: no page is due before (a level whose offset passed during
+    /// the call is first paged now, on every channel, and repeated from here).
+    pub opened_at: DateTime<Utc>,
     pub callback_due_at: DateTime<Utc>,
     pub acknowledged_at: Option<DateTime<Utc>>,
     pub called_back_at: Option<DateTime<Utc>>,
@@ -705,7 +709,7 @@ impl LadderPolicy {
                 phase: Phase::Notice,
                 level: 0,
                 slots: &self.notify,
-                base: t.created_at,
+                base: t.created_at.max(t.opened_at),
                 first_reason: PageReason::Notice,
                 cap: None,
                 repeat: None,
@@ -721,7 +725,7 @@ impl LadderPolicy {
                 phase: Phase::Climb,
                 level,
                 slots,
-                base: t.created_at + *offset,
+                base: (t.created_at + *offset).max(t.opened_at),
                 first_reason: PageReason::Escalation,
                 cap: t.acknowledged_at,
                 repeat,
@@ -736,7 +740,7 @@ impl LadderPolicy {
                 phase: Phase::Lapsed,
                 level,
                 slots,
-                base: (t.created_at + *offset).max(lapse),
+                base: (t.created_at + *offset).max(lapse).max(t.opened_at),
                 first_reason: PageReason::CallbackOverdue,
                 cap: None,
                 repeat,
@@ -775,6 +779,7 @@ mod tests {
             severity,
             after_hours: true,
             created_at: created,
+            opened_at: created,
             callback_due_at: created + m(target),
             acknowledged_at: None,
             called_back_at: None,
@@ -893,6 +898,44 @@ mod tests {
         assert!(repeat.2.channels.allows("phone") && !repeat.2.channels.allows("email"));
         assert_eq!(repeat.2.slots, vec!["oncall".to_string()]);
         assert_eq!(sent[0].0, "1001:climb:1:0");
+    }
+
+    /// A call that lasted 12 minutes: its ticket is dated from the call's start (the SLA is),
+    /// but nobody is paged before it exists; then every level already due hears of it on
+    /// every channel, and repeats count from there.
+    #[test]
+    fn a_ticket_opened_after_its_offsets_gets_first_pages_on_every_channel() {
+        let p = policy();
+        let mut base = ticket(Severity::S1, t0(), 30);
+        base.opened_at = t0() + m(12);
+        let story = Story {
+            base,
+            ack: None,
+            callback: None,
+        };
+        let sent = walk(&p, &[("12", story)], every(Duration::seconds(1), 3));
+        assert!(sent.iter().all(|s| s.1 >= t0() + m(12)), "{sent:?}");
+        let first: Vec<(u32, f64, bool)> = sent
+            .iter()
+            .filter(|s| s.2.round == 0)
+            .map(|s| (s.2.level, minute_of(s.1), s.2.channels == Channels::All))
+            .collect();
+        assert_eq!(
+            first,
+            vec![
+                (1, 12.0, true),
+                (2, 12.0, true),
+                (3, 20.0, true),
+                (4, 24.0, true)
+            ]
+        );
+        let l1: Vec<f64> = summary(&sent, Phase::Climb)
+            .into_iter()
+            .filter(|s| s.0 == 1)
+            .map(|s| s.1)
+            .take(3)
+            .collect();
+        assert_eq!(l1, vec![12.0, 17.0, 22.0]);
     }
 
     #[test]
