@@ -21,9 +21,9 @@ use tracing::{info, warn};
 
 use super::faults::{FaultCommands, FaultRun};
 use super::roles::{
-    CallbackChoice, CallerBehaviour, CallerOutcome, CallerPlan, CallerTiming, DrillCaller,
-    Emergency, KeyPlan, Language, PhoneBank, PhoneBankConfig, PhoneBehaviour, PhonePlan,
-    RingRecord,
+    CallbackChoice, CallerBehaviour, CallerEnd, CallerOutcome, CallerPlan, CallerTiming,
+    DrillCaller, Emergency, KeyPlan, Language, PhoneBank, PhoneBankConfig, PhoneBehaviour,
+    PhonePlan, RingRecord,
 };
 use super::sinks::{Receipt, Sink, SinkMode, SinkSwitch};
 
@@ -49,13 +49,34 @@ pub struct Stage {
     pub engine_nets: Vec<String>,
 }
 
+/// Calls a caller places for one scenario call, the first included.
+const MAX_ATTEMPTS: u32 = 3;
+/// How long a caller whose line dropped waits before calling again (wall time: a person's
+/// pause does not shrink with the night).
+const REDIAL_PAUSE: Duration = Duration::from_secs(3);
+
+/// The line dropped before the caller heard their tracking number: refused, unanswered, hung
+/// up on or gone silent (what a node's death looks like from outside). A person calls again;
+/// an engine that already opened the ticket opens another, which the report shows.
+fn dropped(outcome: &CallerOutcome) -> bool {
+    !outcome.heard_readback
+        && matches!(
+            outcome.end,
+            CallerEnd::Refused
+                | CallerEnd::NotAnswered
+                | CallerEnd::EngineHungUp { .. }
+                | CallerEnd::TimedOut { .. }
+        )
+}
+
 /// What the drill did during the night, with its phones and sinks still up: the engine may
 /// page (escalations, re-pages) until the last target, and they must answer until the report
 /// is made. [`PlayedNight::shutdown`] stops them.
 #[derive(Debug)]
 pub struct PlayedNight {
     pub start: DateTime<Utc>,
-    pub calls: Vec<(Call, CallerOutcome)>,
+    /// Each call, its last attempt's outcome, and how many attempts it took.
+    pub calls: Vec<(Call, CallerOutcome, u32)>,
     pub faults: Vec<FaultRun>,
     mail: Sink,
     webhook: Sink,
@@ -184,8 +205,17 @@ pub async fn play(
                 let plan = caller_plan(&call, stage);
                 let caller = caller.clone();
                 calls.spawn(async move {
-                    let outcome = caller.call(&plan).await;
-                    (call, outcome)
+                    let mut attempts = 1;
+                    let mut outcome = caller.call(&plan).await;
+                    // A person whose line drops before the message is left (a node died
+                    // under the call) calls again, twice at most, a few seconds later.
+                    while attempts < MAX_ATTEMPTS && call.expects_ticket() && dropped(&outcome) {
+                        info!(caller = %call.caller, end = ?outcome.end, "drill: the line dropped; the caller calls again");
+                        tokio::time::sleep(REDIAL_PAUSE).await;
+                        attempts += 1;
+                        outcome = caller.call(&plan).await;
+                    }
+                    (call, outcome, attempts)
                 });
             }
             Cue::Sink { sink, state } => {
@@ -254,19 +284,19 @@ impl PlayedNight {
         let call = calls.iter().find(|c| c.ticket.as_deref() == Some(ticket))?;
         self.calls
             .iter()
-            .find(|(_, o)| o.placed_at == call.placed_at)
-            .and_then(|(_, o)| o.voicemail_end.map(|v| v.at))
+            .find(|(_, o, _)| o.placed_at == call.placed_at)
+            .and_then(|(_, o, _)| o.voicemail_end.map(|v| v.at))
     }
 
     /// The calls as the report counts them, each matched to the ticket the engine opened for
     /// its caller ID (the first one opened after the call began).
     pub fn call_traces(&self, tickets: &[(String, String, DateTime<Utc>)]) -> Vec<CallTrace> {
         let mut taken = std::collections::BTreeSet::new();
-        let mut calls: Vec<&(Call, CallerOutcome)> = self.calls.iter().collect();
-        calls.sort_by_key(|(_, o)| o.placed_at);
+        let mut calls: Vec<&(Call, CallerOutcome, u32)> = self.calls.iter().collect();
+        calls.sort_by_key(|(_, o, _)| o.placed_at);
         calls
             .into_iter()
-            .map(|(call, outcome)| {
+            .map(|(call, outcome, attempts)| {
                 let me = outcome.caller_id.as_deref().map(digits);
                 let ticket = tickets
                     .iter()
@@ -288,6 +318,7 @@ impl PlayedNight {
                     severity: call.severity,
                     ticket,
                     expects_ticket: call.expects_ticket(),
+                    attempts: *attempts,
                 }
             })
             .collect()

@@ -178,6 +178,11 @@ impl Engine {
     }
 
     /// Kills the engine with SIGKILL (no clean-up at all) and waits for it.
+    /// The engine's process id, while it runs (for a fault a drill plays on it).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill")

@@ -66,6 +66,9 @@ struct State {
     keys: VecDeque<char>,
     keys_queued: u64,
     last_loud: Option<Instant>,
+    /// Samples heard since the last loud one: silence in the media's own time, which a stall
+    /// (a busy machine, a node that dies) does not fake.
+    quiet_samples: u64,
     /// Something loud was heard since the last mark (a key pressed, a prompt ended).
     loud_since_mark: bool,
     stats: RtpStats,
@@ -232,8 +235,13 @@ impl RtpPeer {
         quiet: Duration,
         within: Duration,
     ) -> Result<(), RoleError> {
+        // Silence heard (packets of it), not a pause in the packets: a peer that sends
+        // nothing between prompts is covered by a far longer wait on the wall clock.
+        let quiet_samples = quiet.as_millis() as u64 * 8;
         self.wait("a prompt to end", within, |s| {
-            s.loud_since_mark && s.last_loud.is_some_and(|t| t.elapsed() >= quiet)
+            s.loud_since_mark
+                && (s.quiet_samples >= quiet_samples
+                    || s.last_loud.is_some_and(|t| t.elapsed() >= quiet * 4))
         })
         .await?;
         self.mark();
@@ -447,9 +455,13 @@ fn hear(state: &Mutex<State>, datagram: &[u8], from: SocketAddr) {
     let mut pcm = [0i16; 2048];
     let n = g711::decode(media.codec, payload, &mut pcm);
     s.stats.heard_samples += n as u64;
-    if pcm.iter().take(n).any(|v| v.unsigned_abs() > LOUD) {
-        s.last_loud = Some(Instant::now());
-        s.loud_since_mark = true;
+    match pcm.iter().take(n).rposition(|v| v.unsigned_abs() > LOUD) {
+        Some(last) => {
+            s.last_loud = Some(Instant::now());
+            s.loud_since_mark = true;
+            s.quiet_samples = (n - 1 - last) as u64;
+        }
+        None => s.quiet_samples += n as u64,
     }
 }
 

@@ -161,6 +161,14 @@ pub struct CallTrace {
     /// An after-hours S1/S2 caller who left a message expects one (see
     /// [`super::scenario::Call::expects_ticket`]).
     pub expects_ticket: bool,
+    /// Calls placed: more than one when the line dropped before the message was left (a node
+    /// died under it) and the caller, as a person would, called again.
+    #[serde(default = "one")]
+    pub attempts: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,6 +231,9 @@ pub struct NightReport {
     /// Calls that expected a ticket and got none.
     pub calls_without_ticket: usize,
     pub lost_calls: Vec<CallTrace>,
+    /// Callers whose line dropped before their message was left and who called again.
+    #[serde(default)]
+    pub callers_who_called_again: usize,
 }
 
 impl NightReport {
@@ -313,6 +324,7 @@ impl NightReport {
             duplicate_pages,
             calls_without_ticket: lost_calls.len(),
             lost_calls,
+            callers_who_called_again: calls.iter().filter(|c| c.attempts > 1).count(),
         }
     }
 
@@ -428,6 +440,13 @@ impl NightReport {
             self.ticket_counts.get(&Severity::S3).unwrap_or(&0)
         );
         let _ = writeln!(out, "duplicate pages: {}", self.duplicate_pages);
+        if self.callers_who_called_again > 0 {
+            let _ = writeln!(
+                out,
+                "callers who called again after their line dropped: {}",
+                self.callers_who_called_again
+            );
+        }
         let _ = write!(out, "calls without ticket: {}", self.calls_without_ticket);
         let lost: Vec<String> = self
             .lost_calls
@@ -1041,6 +1060,7 @@ mod tests {
             severity: Severity::S1,
             ticket: ticket.map(String::from),
             expects_ticket: expects,
+            attempts: 1,
         };
         let calls = [
             call("+331", Some("T1"), true),

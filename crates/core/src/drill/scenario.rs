@@ -33,8 +33,10 @@
 //! at = "12m"
 //! severity = "S1"           # what the caller picks in the menu: "S1", "S2" or "S3"
 //! lang = "fr"               # "fr" (default) or "en"
-//! caller = "+33612345678"   # E.164, or "anonymous"
-//! callable = true           # may the callback number be called back; default true
+//! caller = "+15145550101"   # E.164, or "anonymous"
+//! callable = true           # the engine may call the caller ID back ([ivr] callback_allow
+//!                           # admits it: the caller confirms it with 1); false: the caller
+//!                           # keys a number the trunk does not answer; default true
 //! behaviour = "normal"      # "normal" (default), "hangs-up-before-tone",
 //!                           # "hangs-up-during-message" or "silent"
 //!
@@ -44,7 +46,7 @@
 //! count = 200               # every call of the drill together: at most 10,000
 //! severity = "S1"
 //! lang = "fr"
-//! caller_from = "+33610000000"  # the first caller; the next ones count up (or "anonymous")
+//! caller_from = "+15146000000"  # the first caller; the next ones count up (or "anonymous")
 //! callable = true
 //! behaviour = "normal"
 //!
