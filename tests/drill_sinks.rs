@@ -48,6 +48,7 @@ fn facts(key: &str) -> PageFacts {
         ack_url: None,
         time_scale: astreinte::schedule::TimeScale::new(60).unwrap_or_default(),
         page_key: Some(key.into()),
+        also: Vec::new(),
     }
 }
 

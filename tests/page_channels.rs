@@ -71,6 +71,7 @@ fn facts(lang: &str, voicemail: Option<PathBuf>) -> PageFacts {
         ack_url: Some("https://astreinte.example.net/ack/4821337?sig=ab12".into()),
         time_scale: astreinte::schedule::TimeScale::REAL,
         page_key: None,
+        also: Vec::new(),
     }
 }
 

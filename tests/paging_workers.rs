@@ -73,6 +73,9 @@ secret = "a-long-enough-test-secret"
 plan_every_ms = 200
 "#
     );
+    // These tests count one page per ticket and person: pages go alone (grouping has its own
+    // test below).
+    let text = format!("group_window = \"0s\"\n{text}");
     let c: PagingConfig = toml::from_str(&text).unwrap();
     let mut issues = Vec::new();
     c.validate(&ScheduleConfig::default().sla, &mut issues);
@@ -336,6 +339,150 @@ async fn a_restart_mid_climb_on_sqlite_sends_the_next_level_once() {
     let url = format!("sqlite://{}/astreinte.db", dir.path().display());
     let store = Store::connect(&StoreConfig::with_url(url)).await.unwrap();
     a_restart_mid_climb_sends_the_next_level_once(&store).await;
+}
+
+/// Pages to one person are grouped: five tickets opened together reach the on-call
+/// technician in one e-mail and one webhook call that name all five; a sixth, opened just
+/// after, waits for the window to pass and then goes alone.
+async fn pages_to_one_person_are_grouped(store: &Store) {
+    let smtp = SmtpServer::start();
+    let hooks: Hooks = Arc::default();
+    let bodies: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let hook = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (hooks, bodies) = (hooks.clone(), bodies.clone());
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: String| {
+                let (hooks, bodies) = (hooks.clone(), bodies.clone());
+                async move {
+                    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    let ticket = v["ticket"]["number"].as_str().unwrap().to_string();
+                    *hooks
+                        .lock()
+                        .unwrap()
+                        .entry((ticket, "".into()))
+                        .or_default() += 1;
+                    bodies.lock().unwrap().push(v);
+                    "ok"
+                }
+            }),
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        port
+    };
+    let mut cfg = config(smtp.port, hook, "10m");
+    cfg.group_window = "3s".into();
+    let mut tickets = Vec::new();
+    for _ in 0..5 {
+        tickets.push(open_s1(store).await);
+    }
+    let (a, stop_a) = start(&cfg, store, "node-a").await;
+    wait_until("the grouped e-mail", Duration::from_secs(15), || {
+        !smtp.messages().is_empty()
+    })
+    .await;
+    wait_until("the grouped webhook", Duration::from_secs(15), || {
+        !bodies.lock().unwrap().is_empty()
+    })
+    .await;
+    let sixth = open_s1(store).await;
+    wait_until("the sixth ticket's e-mail", Duration::from_secs(20), || {
+        smtp.messages().len() >= 2
+    })
+    .await;
+    wait_until(
+        "the sixth ticket's webhook",
+        Duration::from_secs(20),
+        || bodies.lock().unwrap().len() >= 2,
+    )
+    .await;
+    stop(a, stop_a).await;
+
+    // One e-mail for the five: the subject names the most urgent and counts the rest, the
+    // body lists every one.
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 2, "{:?}", mails(&smtp));
+    let first = smtp.parse(&messages[0]);
+    let body = first["body"].as_str().unwrap_or_default();
+    assert!(
+        first["subject"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("(+4 "),
+        "{first:#}"
+    );
+    for t in &tickets {
+        assert!(
+            body.contains(t.as_str()),
+            "{t} is not in the e-mail: {body}"
+        );
+    }
+    // One webhook call for the five, carrying the other four with their keys.
+    let bodies = bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 2, "{bodies:#?}");
+    let carried = bodies[0]["page"]["carried"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(carried.len(), 4, "{:#}", bodies[0]);
+    assert!(carried.iter().all(|c| c["key"].is_string()));
+    // In the store: for each channel one job carried the four others, every one delivered.
+    for channel in ["email", "webhook:ops"] {
+        let mut leads = Vec::new();
+        let mut members = Vec::new();
+        for t in &tickets {
+            for j in store.page_jobs(t).await.unwrap() {
+                if j.channel == channel {
+                    assert_eq!(j.state, astreinte::store::PageState::Done, "{j:#?}");
+                    match j.group_of {
+                        None => leads.push(j.id),
+                        Some(lead) => members.push(lead),
+                    }
+                }
+            }
+        }
+        assert_eq!(leads.len(), 1, "{channel}: {leads:?} {members:?}");
+        assert_eq!(members, vec![leads[0]; 4], "{channel}");
+    }
+    // The sixth waited for the window after the first page, then went alone.
+    let first_sent = store.page_jobs(&tickets[0]).await.unwrap();
+    let first_sent = first_sent
+        .iter()
+        .find(|j| j.channel == "email")
+        .and_then(|j| j.sent_at)
+        .unwrap();
+    let jobs = store.page_jobs(&sixth).await.unwrap();
+    let email = jobs.iter().find(|j| j.channel == "email").unwrap();
+    assert!(email.group_of.is_none(), "{email:#?}");
+    assert!(
+        email.sent_at.unwrap() >= first_sent + chrono::Duration::seconds(3),
+        "the sixth went {:?} after the group, inside the window",
+        email.sent_at.unwrap() - first_sent
+    );
+    assert_eq!(
+        email.attempts, 1,
+        "a held page is not an attempt: {email:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_to_one_person_are_grouped_on_postgresql() {
+    if let Some((store, admin, schema)) = pg_store("grouped").await {
+        pages_to_one_person_are_grouped(&store).await;
+        drop_pg(store, admin, schema).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_to_one_person_are_grouped_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/astreinte.db", dir.path().display());
+    let store = Store::connect(&StoreConfig::with_url(url)).await.unwrap();
+    pages_to_one_person_are_grouped(&store).await;
 }
 
 /// PagerDuty Events v2: one incident per ticket (dedup key = tracking number), triggered by the

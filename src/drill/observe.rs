@@ -77,6 +77,9 @@ pub struct ApiPageJob {
     pub run_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// The job whose page carried this one (pages to one person grouped).
+    #[serde(default)]
+    pub group_of: Option<i64>,
 }
 
 impl Console {
@@ -216,6 +219,7 @@ pub fn trace_of(t: &ApiTicket, receipts: &[Receipt]) -> Option<TicketTrace> {
                 person: key.person.to_string(),
                 result: PageResult::Delivered,
                 phase: key.phase.to_string(),
+                carried: r.carried,
             })
         })
         .collect();
@@ -240,6 +244,7 @@ pub fn trace_of(t: &ApiTicket, receipts: &[Receipt]) -> Option<TicketTrace> {
             person: job.person.clone().unwrap_or_else(|| job.target.clone()),
             result,
             phase: key.map_or_else(|| "climb".to_string(), |k| k.phase.to_string()),
+            carried: job.group_of.is_some(),
         });
     }
     pages.sort_by_key(|p| p.at);
@@ -352,6 +357,7 @@ mod tests {
             ticket: parts.next().map(str::to_string),
             person: parts.nth(3).map(str::to_string),
             headline: String::new(),
+            carried: false,
         }
     }
 

@@ -80,6 +80,9 @@ pub struct Receipt {
     pub person: Option<String>,
     /// The e-mail's subject, or the webhook's `text`.
     pub headline: String,
+    /// Carried by another ticket's page (pages to one person grouped): the same e-mail or
+    /// webhook call told of this ticket too.
+    pub carried: bool,
 }
 
 impl Receipt {
@@ -94,9 +97,27 @@ impl Receipt {
             ticket,
             person,
             headline,
+            carried: false,
         }
     }
+
+    /// The receipts of the other tickets' pages that this one carried (`keys`).
+    fn carried<'a>(
+        &'a self,
+        keys: impl Iterator<Item = &'a str> + 'a,
+    ) -> impl Iterator<Item = Receipt> + 'a {
+        keys.filter(|k| !k.is_empty())
+            .take(MAX_CARRIED)
+            .map(move |k| Receipt {
+                at: self.at,
+                carried: true,
+                ..Receipt::new(self.channel, Some(k.to_string()), self.headline.clone())
+            })
+    }
 }
+
+/// Pages one page may carry (the engine lists at most 50).
+const MAX_CARRIED: usize = 200;
 
 /// What a sink shares with its tasks.
 #[derive(Debug, Default)]
@@ -267,7 +288,12 @@ async fn smtp_session(
                 let subject = header_of(&message, "Subject")
                     .map(|s| decode_words(&s))
                     .unwrap_or_default();
-                ledger.keep(Receipt::new("email", key, subject));
+                let receipt = Receipt::new("email", key, subject);
+                let carried = header_of(&message, "X-Astreinte-Carried").unwrap_or_default();
+                for r in receipt.carried(carried.split_whitespace()) {
+                    ledger.keep(r);
+                }
+                ledger.keep(receipt);
                 b"250 kept\r\n"
             }
             _ => b"502 not implemented\r\n",
@@ -428,6 +454,18 @@ async fn webhook(
     );
     receipt.ticket = receipt.ticket.or_else(|| text(&["ticket", "number"]));
     receipt.person = receipt.person.or_else(|| text(&["page", "person", "id"]));
+    let carried = v
+        .pointer("/page/carried")
+        .and_then(|c| c.as_array())
+        .map(|list| {
+            list.iter()
+                .filter_map(|c| c.get("key")?.as_str())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    for r in receipt.carried(carried.into_iter()) {
+        ledger.keep(r);
+    }
     ledger.keep(receipt);
     reply(StatusCode::OK, "kept\n")
 }

@@ -41,6 +41,31 @@ pub struct PagingConfig {
     /// `[paging.worker]`: leases and retries of page jobs.
     #[serde(default)]
     pub worker: WorkerConfig,
+    /// Pages to one person on one channel are grouped: while one is under way (a call
+    /// ringing) or went out less than this ago, the next ones wait, then go as one page that
+    /// names every ticket. "0s": every page goes alone. Compressed on a drill.
+    #[serde(default = "default_group_window")]
+    pub group_window: String,
+}
+
+fn default_group_window() -> String {
+    "1m".into()
+}
+
+/// Longest `group_window`: a person must hear of a new emergency within minutes.
+const MAX_GROUP_WINDOW: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+impl PagingConfig {
+    /// `group_window` on the wall clock (`scale`: a drill's compression); zero when unreadable
+    /// (`validate` says so before anything runs).
+    pub fn group_window(&self, scale: crate::schedule::TimeScale) -> chrono::Duration {
+        humantime::parse_duration(self.group_window.trim())
+            .ok()
+            .filter(|d| *d <= MAX_GROUP_WINDOW)
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .map(|d| scale.compress(d))
+            .unwrap_or_else(chrono::Duration::zero)
+    }
 }
 
 fn default_max_cover_days() -> u32 {
@@ -61,6 +86,7 @@ impl Default for PagingConfig {
             webhooks: Vec::new(),
             phone: PhoneConfig::default(),
             worker: WorkerConfig::default(),
+            group_window: default_group_window(),
         }
     }
 }
@@ -168,6 +194,25 @@ impl PagingConfig {
                     "give each [[paging.webhooks]] its own id",
                 ));
             }
+        }
+        match humantime::parse_duration(self.group_window.trim()) {
+            Ok(d) if d <= MAX_GROUP_WINDOW => {}
+            Ok(_) => issues.push(ConfigIssue::new(
+                vec![KeySeg::Key("paging"), KeySeg::Key("group_window")],
+                format!(
+                    "pages held {} would tell a person of an emergency too late",
+                    self.group_window.escape_debug()
+                ),
+                "write at most \"10m\" (\"1m\" is usual; \"0s\" sends every page alone)",
+            )),
+            Err(e) => issues.push(ConfigIssue::new(
+                vec![KeySeg::Key("paging"), KeySeg::Key("group_window")],
+                format!(
+                    "\"{}\" is not a duration ({e})",
+                    self.group_window.escape_debug()
+                ),
+                "write a duration such as \"1m\" or \"0s\"",
+            )),
         }
         if !(1..=MAX_COVER_DAYS).contains(&self.max_cover_days) {
             issues.push(ConfigIssue::new(

@@ -404,8 +404,54 @@ pub fn render(facts: &PageFacts, recording: &Recording) -> RenderedMail {
             safe_ticket(&facts.ticket)
         )),
     }
+    if !facts.also.is_empty() {
+        line(String::new());
+        line(format!(
+            "{} : {}",
+            t(
+                "Autres billets qui vous attendent",
+                "Other tickets waiting for you"
+            ),
+            facts.also.len()
+        ));
+        for w in facts.also.iter().take(MAX_LISTED) {
+            line(format!(
+                "- {} {} {} — {} {}",
+                severity_words(w.severity, lang),
+                t("billet", "ticket"),
+                safe_ticket(&w.ticket),
+                t("rappeler avant", "call back before"),
+                local_date_time(w.callback_due_at, tz, lang)
+            ));
+            if let Some(url) = &w.ack_url {
+                line(format!("  {}", one_line(url, 2000)));
+            }
+        }
+        if facts.also.len() > MAX_LISTED {
+            line(format!(
+                "… {} {}",
+                facts.also.len() - MAX_LISTED,
+                t("de plus, dans la console", "more, in the console")
+            ));
+        }
+    }
+    let subject = if facts.also.is_empty() {
+        subject
+    } else {
+        one_line(
+            &format!(
+                "{subject} (+{} {})",
+                facts.also.len(),
+                if fr { "autres" } else { "more" }
+            ),
+            200,
+        )
+    };
     RenderedMail { subject, body: b }
 }
+
+/// Tickets a grouped page lists one by one (the rest are counted).
+const MAX_LISTED: usize = 50;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -539,6 +585,17 @@ impl Mailer {
             Some(key) => builder.header(PageKeyHeader(header_safe(key))),
             None => builder,
         };
+        let carried: Vec<String> = facts
+            .also
+            .iter()
+            .take(MAX_LISTED)
+            .filter_map(|w| w.page_key.as_deref().map(header_safe))
+            .collect();
+        let builder = if carried.is_empty() {
+            builder
+        } else {
+            builder.header(CarriedKeysHeader(carried.join(" ")))
+        };
         let built = match (bytes, &recording) {
             (Some(wav), Recording::Attached { filename }) => {
                 let wav_type = ContentType::parse("audio/wav")
@@ -614,6 +671,25 @@ impl lettre::message::header::Header for PageKeyHeader {
     }
 }
 
+/// `X-Astreinte-Carried`: the keys of the other tickets' pages this e-mail carries (pages to one
+/// person grouped), space-separated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarriedKeysHeader(pub String);
+
+impl lettre::message::header::Header for CarriedKeysHeader {
+    fn name() -> lettre::message::header::HeaderName {
+        lettre::message::header::HeaderName::new_from_ascii_str("X-Astreinte-Carried")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(CarriedKeysHeader(s.trim().to_string()))
+    }
+
+    fn display(&self) -> lettre::message::header::HeaderValue {
+        lettre::message::header::HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
 /// A header value from our own key, kept to printable ASCII without spaces (a person id comes
 /// from the roster, which an admin writes).
 fn header_safe(key: &str) -> String {
@@ -666,6 +742,7 @@ mod tests {
             ack_url: Some("https://astreinte.example.net/ack/4821337?sig=ab12".into()),
             time_scale: crate::schedule::TimeScale::REAL,
             page_key: None,
+            also: Vec::new(),
         }
     }
 

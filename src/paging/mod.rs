@@ -38,3 +38,14 @@ pub enum ChannelError {
     #[error("{0}")]
     Unavailable(String),
 }
+
+impl ChannelError {
+    /// The same failure, for another job the same page carried.
+    pub fn same(&self) -> ChannelError {
+        match self {
+            ChannelError::Transient(e) => ChannelError::Transient(e.clone()),
+            ChannelError::Permanent(e) => ChannelError::Permanent(e.clone()),
+            ChannelError::Unavailable(e) => ChannelError::Unavailable(e.clone()),
+        }
+    }
+}

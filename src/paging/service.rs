@@ -119,6 +119,7 @@ pub async fn start(
         ack_links,
         counters: counters.clone(),
         wake: work.clone(),
+        group_window: config.group_window(now_schedule.sla().time_scale),
     });
     let every = StdDuration::from_millis(config.worker.plan_every_ms);
     let plan_wake = wake.clone();

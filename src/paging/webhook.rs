@@ -251,6 +251,14 @@ pub fn body(cfg: &WebhookConfig, event: &WebhookEvent, now: DateTime<Utc>) -> Va
                     "reason": facts.reason,
                     "person": person_json(facts),
                     "key": facts.page_key,
+                    // Other tickets waiting for the same person that this page carries.
+                    "carried": facts.also.iter().map(|w| json!({
+                        "number": w.ticket,
+                        "severity": w.severity.as_str(),
+                        "callback_due_at": rfc3339(w.callback_due_at),
+                        "ack_url": w.ack_url,
+                        "key": w.page_key,
+                    })).collect::<Vec<_>>(),
                 },
                 "ack_url": facts.ack_url,
                 "text": text(event),
@@ -499,6 +507,7 @@ mod tests {
             ack_url: Some("https://a.example.net/ack/x".into()),
             time_scale: crate::schedule::TimeScale::REAL,
             page_key: None,
+            also: Vec::new(),
         }
     }
 

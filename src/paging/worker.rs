@@ -14,13 +14,13 @@ use tracing::{error, info, info_span, warn, Instrument};
 use super::channel::{self, Channel, Outbound, Sent};
 use super::config::{PagingConfig, WorkerConfig};
 use super::email::Mailer;
-use super::facts::{PageFacts, PagedPerson};
+use super::facts::{PageFacts, PagedPerson, WaitingTicket};
 use super::phone::PhonePager;
 use super::planner::reason_from_str;
 use super::webhook::WebhookSender;
 use super::ChannelError;
 use crate::store::{
-    LeaseFilter, NewEvent, PageJob, PageOutcome, Status, Store, StoreError, Ticket,
+    GroupTurn, LeaseFilter, NewEvent, PageJob, PageOutcome, Status, Store, StoreError, Ticket,
 };
 
 /// Jobs leased per pass.
@@ -102,6 +102,8 @@ pub struct Worker {
     pub counters: Arc<PageCounters>,
     /// Woken when the planner enqueued something.
     pub wake: Arc<Notify>,
+    /// `[paging] group_window` on the wall clock (a drill's compressed); zero: no grouping.
+    pub group_window: Duration,
 }
 
 impl Worker {
@@ -140,7 +142,7 @@ impl Worker {
                 None => Vec::new(),
             };
             let full = jobs.len() as i64 == max && max > 0;
-            for job in jobs {
+            for (job, companions) in self.batch_groups(jobs) {
                 let budget = if is_call(&job.channel) {
                     &calls
                 } else {
@@ -153,7 +155,7 @@ impl Worker {
                 let span = info_span!("page", ticket = %job.ticket_number, job = job.id, channel = %job.channel, person = job.person.as_deref().unwrap_or(""));
                 tokio::spawn(
                     async move {
-                        me.handle(job).await;
+                        me.handle(job, companions).await;
                         drop(permit);
                     }
                     .instrument(span),
@@ -170,29 +172,70 @@ impl Worker {
         }
     }
 
-    async fn handle(&self, job: PageJob) {
-        if let Err(e) = self.try_handle(&job).await {
+    /// A leased batch as groups: jobs of one person on one channel ride with the first of
+    /// them (when pages are grouped).
+    fn batch_groups(&self, jobs: Vec<PageJob>) -> Vec<(PageJob, Vec<PageJob>)> {
+        let mut groups: Vec<(PageJob, Vec<PageJob>)> = Vec::new();
+        for job in jobs {
+            let grouped = self.group_window > Duration::zero() && job.person.is_some();
+            if let Some((_, companions)) = groups.iter_mut().find(|(lead, _)| {
+                grouped && lead.person == job.person && lead.channel == job.channel
+            }) {
+                companions.push(job);
+            } else {
+                groups.push((job, Vec::new()));
+            }
+        }
+        groups
+    }
+
+    async fn handle(&self, job: PageJob, companions: Vec<PageJob>) {
+        if let Err(e) = self.try_handle(job, companions).await {
             // The lease expires and the job is tried again (here or on another node).
             warn!(error = %e, "page job not recorded: the store failed; it will be retried");
         }
     }
 
-    async fn try_handle(&self, job: &PageJob) -> Result<(), StoreError> {
+    async fn try_handle(&self, job: PageJob, companions: Vec<PageJob>) -> Result<(), StoreError> {
         let now = Utc::now();
-        let ticket = self.store.ticket(&job.ticket_number).await?;
-        if let Some(why) = no_longer_needed(job, &ticket) {
-            info!(%why, "page not sent");
-            self.store
-                .finish_page_job(
-                    job.id,
-                    &self.owner,
-                    &PageOutcome::Cancelled { why: why.into() },
-                    now,
-                )
-                .await?;
-            return Ok(());
+        let ours: Vec<i64> = companions.iter().map(|j| j.id).collect();
+        let members = match self
+            .store
+            .take_group_turn(&job, &self.owner, now, self.group_window, &ours)
+            .await?
+        {
+            GroupTurn::Held { until } => {
+                info!(%until, jobs = 1 + ours.len(), "page held: grouped with the next page to this person on this channel");
+                return Ok(());
+            }
+            GroupTurn::Send { members } => members,
+        };
+        // Every job of the group whose ticket still needs it, most urgent first.
+        let mut live: Vec<(PageJob, Ticket)> = Vec::new();
+        for j in std::iter::once(job).chain(members) {
+            let t = self.store.ticket(&j.ticket_number).await?;
+            match no_longer_needed(&j, &t) {
+                Some(why) => {
+                    info!(ticket = %j.ticket_number, job = j.id, %why, "page not sent");
+                    self.store
+                        .finish_page_job(
+                            j.id,
+                            &self.owner,
+                            &PageOutcome::Cancelled { why: why.into() },
+                            now,
+                        )
+                        .await?;
+                }
+                None => live.push((j, t)),
+            }
         }
-        let person = match &job.person {
+        live.sort_by_key(|(j, t)| (t.callback_due_at, j.id));
+        let mut live = live.into_iter();
+        let Some((lead, ticket)) = live.next() else {
+            return Ok(());
+        };
+        let carried: Vec<(PageJob, Ticket)> = live.collect();
+        let person = match &lead.person {
             Some(id) => self
                 .store
                 .people()
@@ -202,23 +245,78 @@ impl Worker {
                 .map(PagedPerson::from),
             None => None,
         };
-        let facts = self.facts(job, &ticket, person.clone(), now);
+        let mut facts = self.facts(&lead, &ticket, person.clone(), now);
+        facts.also = carried
+            .iter()
+            .map(|(j, t)| WaitingTicket {
+                ticket: t.number.clone(),
+                severity: t.severity,
+                callback_due_at: t.callback_due_at,
+                ack_url: match (&self.ack_links, &person) {
+                    (Some(make), Some(p)) => Some(make(&t.number, &p.id, now)),
+                    _ => None,
+                },
+                page_key: j.dedup_key.clone(),
+            })
+            .collect();
+        if !carried.is_empty() {
+            let ids: Vec<i64> = carried.iter().map(|(j, _)| j.id).collect();
+            self.store.mark_carried(lead.id, &ids).await?;
+            info!(ticket = %lead.ticket_number, carried = ids.len(), "one page for several tickets waiting for this person");
+        }
         let who = person
             .as_ref()
-            .map_or_else(|| job.target.clone(), |p| format!("{} ({})", p.name, p.id));
-        let result = match job.channel.parse::<Channel>() {
-            Ok(channel) => self.send(&channel, job, &facts, &who, now).await?,
+            .map_or_else(|| lead.target.clone(), |p| format!("{} ({})", p.name, p.id));
+        let result = match lead.channel.parse::<Channel>() {
+            Ok(channel) => self.send(&channel, &lead, &facts, &who, now).await?,
             Err(unknown) => Sending {
                 delivered: false,
                 result: Err(ChannelError::Permanent(unknown.to_string())),
             },
         };
         let now = Utc::now();
+        // The carried tickets' jobs end as the page that carried them did (a call answered
+        // mid-way counts as delivered for them too); follow-ups are the lead ticket's own.
+        for (j, _) in &carried {
+            let theirs = Sending {
+                delivered: false,
+                result: match &result.result {
+                    _ if result.delivered => Ok(Sent::default()),
+                    Ok(_) => Ok(Sent::default()),
+                    Err(e) => Err(e.same()),
+                },
+            };
+            let note = format!("with ticket {}'s page", lead.ticket_number);
+            self.record(j, theirs, &who, Some(&note), false, now)
+                .await?;
+        }
+        self.record(&lead, result, &who, None, true, now).await
+    }
+
+    /// Records how a page went for `job` (`counted`: in the channel's metrics; a carried job
+    /// is not a page of its own). `carried`: "with ticket N's page".
+    async fn record(
+        &self,
+        job: &PageJob,
+        result: Sending,
+        who: &str,
+        carried: Option<&str>,
+        counted: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let level = level_words(job);
+        let with = carried.map(|c| format!(" ({c})")).unwrap_or_default();
         match result.result {
             Ok(sent) => {
                 if !result.delivered {
-                    self.delivered(job, &who, sent.note, now).await?;
+                    self.delivered(
+                        job,
+                        who,
+                        sent.note.or(carried.map(String::from)),
+                        counted,
+                        now,
+                    )
+                    .await?;
                 }
                 if let Some((kind, what)) = sent.followup {
                     self.store
@@ -238,8 +336,10 @@ impl Worker {
                 if job.attempts < self.config.max_attempts as i32 && !is_call(&job.channel) =>
             {
                 let wait = retry_delay(self.config.retry_secs, job.attempts);
-                self.counters.update(&job.channel, |c| c.retried += 1);
-                warn!(error = %e, attempt = job.attempts, retry_in_secs = wait.num_seconds(), "page not sent; retrying");
+                if counted {
+                    self.counters.update(&job.channel, |c| c.retried += 1);
+                    warn!(error = %e, attempt = job.attempts, retry_in_secs = wait.num_seconds(), "page not sent; retrying");
+                }
                 self.store
                     .finish_page_job(
                         job.id,
@@ -253,8 +353,8 @@ impl Worker {
                     .await?;
             }
             Err(e) => {
-                let reason = format!("{} to {who}{level}: {e}", job.channel);
-                if matches!(e, ChannelError::Unavailable(_)) {
+                let reason = format!("{} to {who}{level}: {e}{with}", job.channel);
+                if !counted || matches!(e, ChannelError::Unavailable(_)) {
                     warn!(%reason, "page failed");
                 } else {
                     let c = self.counters.update(&job.channel, |c| {
@@ -312,7 +412,7 @@ impl Worker {
                     waiting = false;
                     if let Ok(note) = r {
                         delivered = true;
-                        self.delivered(job, who, Some(note.to_string()), Utc::now()).await?;
+                        self.delivered(job, who, Some(note.to_string()), true, Utc::now()).await?;
                     }
                 }
                 result = &mut send => break result,
@@ -321,7 +421,7 @@ impl Worker {
         if waiting {
             if let Ok(note) = answered_rx.try_recv() {
                 delivered = true;
-                self.delivered(job, who, Some(note.to_string()), Utc::now())
+                self.delivered(job, who, Some(note.to_string()), true, Utc::now())
                     .await?;
             }
         }
@@ -334,12 +434,15 @@ impl Worker {
         job: &PageJob,
         who: &str,
         note: Option<String>,
+        counted: bool,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.counters.update(&job.channel, |c| {
-            c.sent += 1;
-            c.failures_in_a_row = 0;
-        });
+        if counted {
+            self.counters.update(&job.channel, |c| {
+                c.sent += 1;
+                c.failures_in_a_row = 0;
+            });
+        }
         let reason = format!(
             "{} to {who}{} ({}){}",
             job.channel,
@@ -407,6 +510,7 @@ impl Worker {
             ack_url,
             time_scale: t.time_scale,
             page_key: job.dedup_key.clone(),
+            also: Vec::new(),
         }
     }
 }

@@ -46,7 +46,7 @@ use crate::config_issue::{ConfigIssue, KeySeg};
 
 pub use accounts::{Account, AccountRef, Contact, ContactRole};
 pub use announcements::{Announcement, NewAnnouncement};
-pub use pages::{LeaseFilter, NewEvent, NewPage, PageJob, PageOutcome, PageState};
+pub use pages::{GroupTurn, LeaseFilter, NewEvent, NewPage, PageJob, PageOutcome, PageState};
 pub use people::{OverrideRow, PersonRow};
 pub use tickets::{Action, Event, ListFilter, NewTicket, Status, Ticket, Voicemail};
 pub use voicemail_audio::{

@@ -91,6 +91,8 @@ pub struct PageJob {
     pub reason: String,
     pub dedup_key: Option<String>,
     pub sent_at: Option<DateTime<Utc>>,
+    /// The job whose page carried this one (pages to one person grouped), if any.
+    pub group_of: Option<i64>,
 }
 
 /// Which jobs a lease may take.
@@ -99,6 +101,17 @@ pub enum LeaseFilter<'a> {
     Any,
     Only(&'a str),
     Except(&'a str),
+}
+
+/// A leased job's turn, when pages to one person on one channel are grouped
+/// ([`Store::take_group_turn`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum GroupTurn {
+    /// Send it now, carrying these jobs too (same person and channel, now leased to us).
+    Send { members: Vec<PageJob> },
+    /// A page to the same person on the same channel is under way, or went out less than the
+    /// window ago: the job waits until then (released, its attempt not counted).
+    Held { until: DateTime<Utc> },
 }
 
 /// How a leased job ended.
@@ -120,7 +133,7 @@ pub enum PageOutcome {
 
 const JOB_COLUMNS: &str = "j.id, j.ticket_id, t.number AS ticket_number, j.channel, j.target, \
     j.state, j.run_at, j.attempts, j.lease_owner, j.lease_until, j.last_error, j.person, j.level, \
-    j.reason, j.dedup_key, j.sent_at";
+    j.reason, j.dedup_key, j.sent_at, j.group_of";
 
 macro_rules! job_from_row {
     ($r:expr) => {{
@@ -143,6 +156,7 @@ macro_rules! job_from_row {
             reason: r.try_get("reason")?,
             dedup_key: r.try_get("dedup_key")?,
             sent_at: r.try_get("sent_at")?,
+            group_of: r.try_get("group_of")?,
         }
     }};
 }
@@ -222,6 +236,99 @@ impl Store {
             q.fetch_all(pool).await?
         });
         self.page_jobs_by_id(&ids).await
+    }
+
+    /// Whether leased job `job` goes now, and with which other pages to its person on its
+    /// channel. `ours`: jobs of the same person and channel this worker leased in the same
+    /// batch (they ride with `job`, and are not "under way"). Held while another such page is
+    /// under way (a call ringing; of two racing nodes the lower job id goes first) or one went
+    /// out (sent or failed) less than `window` ago; otherwise every pending job of the person
+    /// on the channel is leased to `owner` and returned to be carried. A job without a person
+    /// (PagerDuty), or a zero window, is never grouped.
+    pub async fn take_group_turn(
+        &self,
+        job: &PageJob,
+        owner: &str,
+        now: DateTime<Utc>,
+        window: Duration,
+        ours: &[i64],
+    ) -> Result<GroupTurn, StoreError> {
+        let Some(person) = job.person.as_deref() else {
+            return Ok(GroupTurn::Send {
+                members: Vec::new(),
+            });
+        };
+        if window <= Duration::zero() {
+            return Ok(GroupTurn::Send {
+                members: Vec::new(),
+            });
+        }
+        let now = micros(now);
+        // A call under way is looked at again this often (it may last minutes).
+        let recheck = window.min(Duration::seconds(5));
+        let lease_until = job.lease_until.unwrap_or(now);
+        let carried: Vec<i64> = on_write!(&self.db, pool => {
+            let mut tx = pool.begin_with(self.db.begin_write()).await?;
+            let busy: Vec<i64> = sqlx::query_scalar(
+                "SELECT id FROM page_jobs WHERE person = $1 AND channel = $2 AND state = 'leased' \
+                 AND lease_until >= $3 AND id <> $4",
+            )
+            .bind(person).bind(&job.channel).bind(now).bind(job.id)
+            .fetch_all(&mut *tx).await?;
+            let under_way = busy.iter().any(|id| !ours.contains(id) && *id < job.id);
+            let last: Option<DateTime<Utc>> = if under_way {
+                None
+            } else {
+                sqlx::query_scalar(
+                    "SELECT MAX(updated_at) FROM page_jobs WHERE person = $1 AND channel = $2 \
+                     AND state IN ('done', 'failed') AND group_of IS NULL AND updated_at > $3",
+                )
+                .bind(person).bind(&job.channel).bind(now - window)
+                .fetch_one(&mut *tx).await?
+            };
+            let until = match (under_way, last) {
+                (true, _) => Some(now + recheck),
+                (false, Some(last)) => Some(micros(last + window)),
+                (false, None) => None,
+            };
+            if let Some(until) = until {
+                for id in std::iter::once(&job.id).chain(ours) {
+                    sqlx::query(
+                        "UPDATE page_jobs SET state = 'pending', run_at = $1, lease_owner = NULL, \
+                         lease_until = NULL, attempts = attempts - 1, updated_at = $2 \
+                         WHERE id = $3 AND state = 'leased' AND lease_owner = $4",
+                    )
+                    .bind(until).bind(now).bind(id).bind(owner)
+                    .execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                return Ok(GroupTurn::Held { until });
+            }
+            let gathered: Vec<i64> = sqlx::query_scalar(
+                "UPDATE page_jobs SET state = 'leased', lease_owner = $1, lease_until = $2, \
+                 attempts = attempts + 1, updated_at = $3 \
+                 WHERE person = $4 AND channel = $5 AND state = 'pending' AND id <> $6 RETURNING id",
+            )
+            .bind(owner).bind(lease_until).bind(now).bind(person).bind(&job.channel).bind(job.id)
+            .fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            ours.iter().copied().chain(gathered).collect::<Vec<i64>>()
+        });
+        let mut members = self.page_jobs_by_id(&carried).await?;
+        members.retain(|m| m.lease_owner.as_deref() == Some(owner));
+        Ok(GroupTurn::Send { members })
+    }
+
+    /// Marks `members` as carried by `lead`'s page (before it is sent: a reader sees the group).
+    pub async fn mark_carried(&self, lead: i64, members: &[i64]) -> Result<(), StoreError> {
+        on_write!(&self.db, pool => {
+            for id in members {
+                sqlx::query("UPDATE page_jobs SET group_of = $1 WHERE id = $2")
+                    .bind(lead).bind(id)
+                    .execute(pool).await?;
+            }
+        });
+        Ok(())
     }
 
     async fn page_jobs_by_id(&self, ids: &[i64]) -> Result<Vec<PageJob>, StoreError> {

@@ -129,6 +129,9 @@ pub struct PageTrace {
     /// lapsed re-climb is not a duplicate of the first climb. Absent: "climb".
     #[serde(default = "climb")]
     pub phase: String,
+    /// Told by another ticket's page (pages to one person grouped): not a page of its own.
+    #[serde(default)]
+    pub carried: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,6 +237,16 @@ pub struct NightReport {
     /// Callers whose line dropped before their message was left and who called again.
     #[serde(default)]
     pub callers_who_called_again: usize,
+    /// The person who received the most pages (calls, e-mails, webhooks; a page that carried
+    /// several tickets counts once), and how many.
+    #[serde(default)]
+    pub most_paged: Option<PersonPages>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonPages {
+    pub person: String,
+    pub pages: usize,
 }
 
 impl NightReport {
@@ -325,6 +338,7 @@ impl NightReport {
             calls_without_ticket: lost_calls.len(),
             lost_calls,
             callers_who_called_again: calls.iter().filter(|c| c.attempts > 1).count(),
+            most_paged: most_paged(tickets),
         }
     }
 
@@ -440,6 +454,9 @@ impl NightReport {
             self.ticket_counts.get(&Severity::S3).unwrap_or(&0)
         );
         let _ = writeln!(out, "duplicate pages: {}", self.duplicate_pages);
+        if let Some(m) = &self.most_paged {
+            let _ = writeln!(out, "most pages to one person: {} ({})", m.pages, m.person);
+        }
         if self.callers_who_called_again > 0 {
             let _ = writeln!(
                 out,
@@ -567,6 +584,20 @@ fn judge(night: &Night, t: &TicketTrace) -> TicketVerdict {
         duplicate_pages: seen.values().map(|n| n - 1).sum(),
         pages: t.pages.clone(),
     }
+}
+
+/// Pages each person received (carried ones are part of another page), the most first.
+fn most_paged(tickets: &[TicketTrace]) -> Option<PersonPages> {
+    let mut per: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in tickets.iter().flat_map(|t| &t.pages).filter(|p| !p.carried) {
+        *per.entry(p.person.as_str()).or_insert(0) += 1;
+    }
+    per.into_iter()
+        .max_by_key(|(person, n)| (*n, std::cmp::Reverse(*person)))
+        .map(|(person, pages)| PersonPages {
+            person: person.to_string(),
+            pages,
+        })
 }
 
 fn verdict(night: &Night, t: &TicketTrace) -> Verdict {
@@ -757,7 +788,34 @@ mod tests {
             person: person.into(),
             result,
             phase: "climb".into(),
+            carried: false,
         }
+    }
+
+    /// One e-mail that carried three tickets is one page to its person.
+    #[test]
+    fn a_page_carrying_others_counts_once_for_its_person() {
+        let lead = PageTrace {
+            channel: "email".into(),
+            ..page(60, 12.0, 1, "tech-a", PageResult::Delivered)
+        };
+        let carried = PageTrace {
+            carried: true,
+            ..lead.clone()
+        };
+        let call = page(60, 13.0, 1, "tech-b", PageResult::Answered);
+        let tickets = vec![
+            s1(60, "T1", vec![lead, call.clone()]),
+            s1(60, "T2", vec![carried.clone(), call]),
+            s1(60, "T3", vec![carried]),
+        ];
+        assert_eq!(
+            most_paged(&tickets),
+            Some(PersonPages {
+                person: "tech-b".into(),
+                pages: 2
+            })
+        );
     }
 
     /// An S1 whose voicemail ended at night minute 10: due at 40.

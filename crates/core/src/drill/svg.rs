@@ -283,6 +283,7 @@ pub(crate) fn render(report: &NightReport) -> String {
         person: String::new(),
         result,
         phase: String::new(),
+        carried: false,
     };
     for (channel, text) in [
         ("phone", "phone page"),
@@ -374,6 +375,7 @@ mod tests {
             person: person.into(),
             result,
             phase: "climb".into(),
+            carried: false,
         };
         TicketTrace {
             number: format!("2026011{i:04}"),

@@ -79,6 +79,23 @@ pub struct PageFacts {
     /// header and the webhook's `page.key`, so a receiver (and the night drill) can tell a
     /// page sent twice from two pages.
     pub page_key: Option<String>,
+    /// Other tickets waiting for the same person, carried by this page: pages to one person on
+    /// one channel are grouped while one is under way or recent (`[paging] group_window`).
+    /// Most urgent first; empty for a page of its own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<WaitingTicket>,
+}
+
+/// A ticket carried by another ticket's page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WaitingTicket {
+    pub ticket: String,
+    pub severity: Severity,
+    pub callback_due_at: DateTime<Utc>,
+    /// Its own acknowledgement link for the person, when links are made.
+    pub ack_url: Option<String>,
+    /// Its own page's key (see [`PageFacts::page_key`]).
+    pub page_key: Option<String>,
 }
 
 fn ser_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {

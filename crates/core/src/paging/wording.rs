@@ -204,7 +204,7 @@ pub fn short_page(facts: &PageFacts) -> String {
         Some(c) => format!("{drill}[{sev}] {word} {ticket}, {c}{sep}"),
         None => format!("{drill}[{sev}] {word} {ticket}{sep}"),
     };
-    match (lang, number) {
+    let text = match (lang, number) {
         (Lang::Fr, Some(n)) => format!("{head} rappeler le {n} avant {due}"),
         (Lang::Fr, None) => format!(
             "{head} aucun numéro de rappel ({}), avant {due}",
@@ -215,6 +215,11 @@ pub fn short_page(facts: &PageFacts) -> String {
             "{head} no callback number ({}), before {due}",
             one_line(&no_callback_en(facts), 100)
         ),
+    };
+    match (facts.also.len(), lang) {
+        (0, _) => text,
+        (n, Lang::Fr) => format!("{text} (+{n} autres billets vous attendent)"),
+        (n, Lang::En) => format!("{text} (+{n} more tickets waiting for you)"),
     }
 }
 
@@ -299,6 +304,10 @@ pub fn spoken_page(facts: &PageFacts, lang: &str) -> Vec<PromptCue> {
         list.push(PromptCue::named(format!("{lang}/page-callback-number")));
         list.push(PromptCue::digits(lang, facts.callback_number.clone()));
     }
+    // A page that carries others (grouped) says so; they are listed in the e-mail.
+    if !facts.also.is_empty() {
+        list.push(PromptCue::named(format!("{lang}/page-more")));
+    }
     list.push(PromptCue::named(format!("{lang}/page-menu")));
     list
 }
@@ -342,6 +351,7 @@ mod tests {
             ack_url: None,
             time_scale: crate::schedule::TimeScale::REAL,
             page_key: None,
+            also: Vec::new(),
         }
     }
 
