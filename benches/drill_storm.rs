@@ -1,29 +1,90 @@
 //! The storm drill (`drills/storm.toml`: an outage, 200 callers in 15 night minutes, drilled
-//! at ×60) against one engine on this machine, with every role played by `astreinte drill`
-//! over real sockets. Prints what the issue asks: tickets, pages, the time from each voicemail's
-//! end to its first page (p50/p99, wall seconds), met and missed per severity, duplicate pages,
-//! calls without a ticket, and the most pages one person received.
+//! at ×60) with every role played by `astreinte drill` over real sockets. On two nodes behind
+//! Kamailio on one PostgreSQL when `ASTREINTE_BENCH_PG_URL` (or `ASTREINTE_TEST_PG_URL`) names
+//! one (needs kamailio and psql), else on one node with SQLite (and says so). Prints what the
+//! issue asks: tickets, pages, the time from each voicemail's end to its first page (p50/p99,
+//! wall seconds), met and missed per severity, duplicate pages, calls without a ticket, and
+//! the most pages one person received (a page carrying several tickets counts once).
 //!
-//! `cargo bench --bench drill_storm` (run from the repository: the callers' speech is a bundled
-//! prompt). The engine and the drill share this machine's cores: read the figures as this
-//! machine's, noted with it.
+//!     ASTREINTE_BENCH_PG_URL=postgres://... cargo bench --bench drill_storm
+//!
+//! Run from the repository (the callers' speech is a bundled prompt). The engines, Kamailio and
+//! the drill share this machine's cores: read the figures as this machine's, noted with it.
 
 mod common;
 
 use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::{free_port, Engine};
 
-fn main() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (sip, http, phones, mail, webhook) = (
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-    );
+#[allow(dead_code)]
+#[path = "../tests/common/kamailio.rs"]
+mod kamailio;
+
+/// A schema of its own on the benchmark's PostgreSQL, dropped at the end.
+struct Schema {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl Schema {
+    fn create(admin: &str) -> Schema {
+        let name = format!("bench_storm_{}", std::process::id());
+        psql(admin, &format!("CREATE SCHEMA {name}"));
+        let sep = if admin.contains('?') { '&' } else { '?' };
+        Schema {
+            admin: admin.to_string(),
+            url: format!("{admin}{sep}options=-c%20search_path%3D{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        psql(
+            &self.admin,
+            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
+        );
+    }
+}
+
+fn psql(url: &str, sql: &str) {
+    let ok = Command::new("psql")
+        .args([url, "-X", "-q", "-c", sql])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "psql: {sql}");
+}
+
+/// The ports the drill listens on, which every node's config names.
+struct DrillPorts {
+    phones: u16,
+    mail: u16,
+    webhook: u16,
+}
+
+/// One node's config: `store` its database, `rtp` its own port range.
+fn node_config(
+    dir: &Path,
+    name: &str,
+    sip: u16,
+    http: u16,
+    store: &str,
+    rtp: &str,
+    d: &DrillPorts,
+) -> String {
+    let DrillPorts {
+        phones,
+        mail,
+        webhook,
+    } = d;
     let people = [
         ("tech-a", "1999000001"),
         ("tech-e", "1999000002"),
@@ -38,7 +99,7 @@ fn main() {
         )
     })
     .collect::<String>();
-    let config = format!(
+    format!(
         r#"[sip]
 listen = "127.0.0.1:{sip}"
 drain_secs = 0
@@ -48,11 +109,11 @@ proxy = "sip:127.0.0.1:{phones}"
 from = "sip:astreinte@127.0.0.1"
 
 [media]
-rtp_ports = "30000-39999"
-recordings_dir = "{dir}/recordings"
+rtp_ports = "{rtp}"
+recordings_dir = "{dir}/{name}-recordings"
 
 [store]
-url = "sqlite://{dir}/astreinte.db"
+url = "{store}"
 
 [schedule.open]
 
@@ -80,11 +141,94 @@ format = "json"
 [http]
 listen = "127.0.0.1:{http}"
 "#,
-        dir = dir.path().display()
-    );
-    let _engine = Engine::spawn(dir.path(), "astreinte.toml", &config, "warn");
-    let cfg = dir.path().join("astreinte.toml");
-    std::thread::sleep(std::time::Duration::from_secs(3));
+        dir = dir.display()
+    )
+}
+
+fn main() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let drill = DrillPorts {
+        phones: free_port(),
+        mail: free_port(),
+        webhook: free_port(),
+    };
+    let pg = std::env::var("ASTREINTE_BENCH_PG_URL")
+        .or_else(|_| std::env::var("ASTREINTE_TEST_PG_URL"))
+        .ok();
+    let schema = pg.as_deref().map(Schema::create);
+    let (sip_a, http_a) = (free_port(), free_port());
+    let mut nodes = Vec::new();
+    let target: SocketAddr;
+    let _proxy;
+    let setup;
+    match &schema {
+        Some(schema) => {
+            let (sip_b, http_b) = (free_port(), free_port());
+            nodes.push(Engine::spawn(
+                dir.path(),
+                "a.toml",
+                &node_config(
+                    dir.path(),
+                    "a",
+                    sip_a,
+                    http_a,
+                    &schema.url,
+                    "30000-34999",
+                    &drill,
+                ),
+                "warn",
+            ));
+            nodes.push(Engine::spawn(
+                dir.path(),
+                "b.toml",
+                &node_config(
+                    dir.path(),
+                    "b",
+                    sip_b,
+                    http_b,
+                    &schema.url,
+                    "35000-39999",
+                    &drill,
+                ),
+                "warn",
+            ));
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            let proxy = kamailio::Kamailio::start(
+                &[
+                    SocketAddr::from(([127, 0, 0, 1], sip_a)),
+                    SocketAddr::from(([127, 0, 0, 1], sip_b)),
+                ],
+                1,
+            );
+            target = proxy.addr;
+            _proxy = Some(proxy);
+            setup = "two nodes behind Kamailio on one PostgreSQL";
+        }
+        None => {
+            let store = format!("sqlite://{}/astreinte.db", dir.path().display());
+            nodes.push(Engine::spawn(
+                dir.path(),
+                "a.toml",
+                &node_config(
+                    dir.path(),
+                    "a",
+                    sip_a,
+                    http_a,
+                    &store,
+                    "30000-39999",
+                    &drill,
+                ),
+                "warn",
+            ));
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            target = SocketAddr::from(([127, 0, 0, 1], sip_a));
+            _proxy = None;
+            setup = "ONE node on SQLite (set ASTREINTE_BENCH_PG_URL for two nodes)";
+        }
+    }
+    let (phones, mail, webhook) = (drill.phones, drill.mail, drill.webhook);
+    let http = http_a;
+    let cfg = dir.path().join("a.toml");
     let mut add = Command::new(env!("CARGO_BIN_EXE_astreinte"))
         .args(["users", "add", "drill", "--role", "viewer", "--config"])
         .arg(&cfg)
@@ -107,7 +251,7 @@ listen = "127.0.0.1:{http}"
     let started = std::time::Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_astreinte"))
         .args(["drill", "drills/storm.toml", "--number", "611"])
-        .args(["--target", &format!("127.0.0.1:{sip}")])
+        .args(["--target", &target.to_string()])
         .args(["--console", &format!("http://127.0.0.1:{http}")])
         .args(["--phones", &phones.to_string()])
         .args(["--mail", &mail.to_string()])
@@ -137,10 +281,13 @@ listen = "127.0.0.1:{http}"
             v.as_str()
                 .and_then(|s| s.parse::<chrono::DateTime<chrono::Utc>>().ok())
         };
+        // A page that carried several tickets is one page to its person.
         for p in t["pages"].as_array().into_iter().flatten() {
-            *per_person
-                .entry(p["person"].as_str().unwrap_or("?").to_string())
-                .or_default() += 1;
+            if p["carried"] != true {
+                *per_person
+                    .entry(p["person"].as_str().unwrap_or("?").to_string())
+                    .or_default() += 1;
+            }
         }
         if let (Some(end), Some(first)) = (at(&t["voicemail_end"]), at(&t["first_page"])) {
             to_first_page.push((first - end).num_milliseconds() as f64 / 1000.0);
@@ -153,11 +300,9 @@ listen = "127.0.0.1:{http}"
             .copied()
             .unwrap_or(f64::NAN)
     };
+    println!("--- storm drill, {setup}, this machine (2 cores shared by every process)");
     println!(
-        "--- storm drill, one node, this machine (2 cores shared by the engine and the drill)"
-    );
-    println!(
-        "wall time {:.0} s; tickets {}; pages {} (per person: {per_person:?})",
+        "wall time {:.0} s; tickets {}; page records {} (pages each person received: {per_person:?})",
         took.as_secs_f64(),
         tickets.len(),
         pages
