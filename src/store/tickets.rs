@@ -238,40 +238,6 @@ macro_rules! ticket_from_row {
 }
 pub(crate) use ticket_from_row;
 
-/// The ticket as committed, without reading it back.
-fn created_ticket(id: i64, number: String, t: &NewTicket) -> Ticket {
-    let vm = t.voicemail.as_ref();
-    Ticket {
-        id,
-        number,
-        severity: t.severity,
-        status: Status::Open,
-        caller: t.caller.clone(),
-        callback_number: t.stored_callback_number(),
-        account_id: t.account_id,
-        account_code: None,
-        company: None,
-        language: t.language.clone(),
-        created_at: micros(t.created_at),
-        // The writer's own clock, a moment before; close enough for a ticket not read back.
-        opened_at: Some(micros(chrono::Utc::now())),
-        paged_at: None,
-        acknowledged_at: None,
-        called_back_at: None,
-        resolved_at: None,
-        cancelled_at: None,
-        callback_due_at: micros(t.due.callback_due_at),
-        resolution_due_at: micros(t.due.resolution_due_at),
-        voicemail_path: vm.map(|v| v.path.clone()),
-        voicemail_seconds: vm.map(|v| v.seconds),
-        speech_detected: vm.map(|v| v.speech_detected),
-        answers: t.answers.clone(),
-        classification_reasons: t.classification_reasons.clone(),
-        suspected_incident: t.suspected_incident,
-        time_scale: t.time_scale,
-    }
-}
-
 impl Store {
     /// Creates a ticket with a fresh tracking number, its `created` and `classified` events and
     /// its page jobs, all in one transaction: no page job can exist without its ticket.
@@ -282,18 +248,16 @@ impl Store {
     pub async fn create_ticket(&self, t: &NewTicket) -> Result<Ticket, StoreError> {
         let span =
             info_span!("create_ticket", ticket = tracing::field::Empty, severity = %t.severity);
-        let (id, number) = self
+        let (_, number) = self
             .writer
             .create(t.clone())
             .instrument(span.clone())
             .await?;
         span.record("ticket", number.as_str());
         info!(parent: &span, ticket = %number, severity = %t.severity, "ticket created");
-        if t.account_id.is_some() {
-            // The account's code and company come from the accounts table.
-            return self.ticket(&number).await;
-        }
-        Ok(created_ticket(id, number, t))
+        // Read back: the account's code and company come from the accounts table, and the
+        // moment it was written (opened_at) from the writer's clock.
+        self.ticket(&number).await
     }
 
     /// The ticket opened for the voicemail recorded at `path`, if there is one (the intake
