@@ -385,6 +385,13 @@ pub fn render(facts: &PageFacts, recording: &Recording) -> RenderedMail {
         t("Message vocal :", "Voicemail:")
     ));
 
+    if let Some(url) = &facts.console_url {
+        line(format!(
+            "{}\n{}",
+            t("Le billet dans la console :", "The ticket in the console:"),
+            one_line(url, 2000)
+        ));
+    }
     line(String::new());
     match &facts.ack_url {
         Some(url) => line(format!(
@@ -664,6 +671,7 @@ mod tests {
             voicemail_path: None,
             voicemail_seconds: Some(41.6),
             ack_url: Some("https://astreinte.example.net/ack/4821337?sig=ab12".into()),
+            console_url: Some("https://astreinte.example.net/tickets/4821337".into()),
             time_scale: crate::schedule::TimeScale::REAL,
             page_key: None,
         }

@@ -253,6 +253,7 @@ pub fn body(cfg: &WebhookConfig, event: &WebhookEvent, now: DateTime<Utc>) -> Va
                     "key": facts.page_key,
                 },
                 "ack_url": facts.ack_url,
+                "console_url": facts.console_url,
                 "text": text(event),
             });
             if let (WebhookEvent::Acknowledged { by, .. }, Some(obj)) = (event, v.as_object_mut()) {
@@ -304,11 +305,15 @@ pub fn body(cfg: &WebhookConfig, event: &WebhookEvent, now: DateTime<Utc>) -> Va
                 }
                 obj.insert("payload".into(), payload);
                 obj.insert("client".into(), json!("astreinte"));
+                let mut links = Vec::new();
                 if let Some(url) = &facts.ack_url {
-                    obj.insert(
-                        "links".into(),
-                        json!([{ "href": url, "text": "Acknowledge" }]),
-                    );
+                    links.push(json!({ "href": url, "text": "Acknowledge" }));
+                }
+                if let Some(url) = &facts.console_url {
+                    links.push(json!({ "href": url, "text": "Open in the console" }));
+                }
+                if !links.is_empty() {
+                    obj.insert("links".into(), json!(links));
                 }
             }
             v
@@ -497,6 +502,7 @@ mod tests {
             voicemail_path: None,
             voicemail_seconds: Some(12.5),
             ack_url: Some("https://a.example.net/ack/x".into()),
+            console_url: Some("https://a.example.net/tickets/x".into()),
             time_scale: crate::schedule::TimeScale::REAL,
             page_key: None,
         }
