@@ -305,6 +305,7 @@ pub const FR: &[(&str, &str)] = &[
     (">Reason<", ">Raison<"),
     (">Channel<", ">Canal<"),
     (">To<", ">À<"),
+    (">Address<", ">Adresse<"),
     (">Level<", ">Niveau<"),
     (">State<", ">État<"),
     (">Run at<", ">Prévu à<"),

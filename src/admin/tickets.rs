@@ -875,8 +875,8 @@ section { margin-top: 1.4rem; }
 <section><h2>Account</h2><div id="account"></div></section>
 <section><h2>IVR answers</h2><table id="answers"><tbody></tbody></table></section>
 <section><h2>Why this severity</h2><ul id="reasons"></ul></section>
-<section><h2>History</h2><table id="events"><thead><tr><th>When</th><th>What</th><th>Change</th><th>By</th><th>Reason</th></tr></thead><tbody></tbody></table></section>
-<section><h2>Pages</h2><table id="page-jobs"><thead><tr><th>Channel</th><th>To</th><th>Level</th><th>State</th><th>Run at</th><th>Attempts</th><th>Last error</th></tr></thead><tbody></tbody></table></section>"##;
+<section><h2>History</h2><table id="events" class="cards"><thead><tr><th>When</th><th>What</th><th>Change</th><th>By</th><th>Reason</th></tr></thead><tbody></tbody></table></section>
+<section><h2>Pages</h2><table id="page-jobs" class="cards"><thead><tr><th>Channel</th><th>Address</th><th>Level</th><th>State</th><th>Run at</th><th>Attempts</th><th>Last error</th></tr></thead><tbody></tbody></table></section>"##;
 
 const SHOW_JS: &str = r##"
 function fact(label, value) { return "<dt>" + esc(label) + "</dt><dd>" + value + "</dd>"; }
@@ -886,8 +886,12 @@ const ANSWER_LABELS = {
   emergency_key: ["Emergency key pressed", "Touche d'urgence"], business_hours: ["Called during business hours", "Appel pendant les heures d'ouverture"],
   callback: ["Callback number given", "Numéro de rappel donné"], callback_refused: ["Callback number refused", "Numéro de rappel refusé"],
   recovered: ["Recovered after a restart", "Récupéré après un redémarrage"], test_page: ["Test page", "Avis d'essai"],
+  entry: ["Called in through", "Entré par"],
 };
-const ANSWER_VALUES = { yes: ["yes", "oui"], no: ["no", "non"], fr: ["French", "français"], en: ["English", "anglais"] };
+const ANSWER_VALUES = { yes: ["yes", "oui"], no: ["no", "non"], fr: ["French", "français"], en: ["English", "anglais"],
+  main: ["the main menu", "le menu principal"], "caller id confirmed": ["the caller's number, confirmed", "le numéro de l'appelant, confirmé"] };
+// What the console shows never names a file on a server (a recording's path, say).
+function scrub(text) { return String(text === null || text === undefined ? "" : text).replace(/(^|[\s(])\/[^\s)]+/g, "$1…").trim(); }
 function answerLabel(k) { const w = ANSWER_LABELS[k]; return w ? L(w[0], w[1]) : k.replace(/_/g, " "); }
 function answerValue(v) { const w = ANSWER_VALUES[v]; return w ? L(w[0], w[1]) : v; }
 const EVENT_WORDS = { created: ["created", "créé"], paged: ["paged", "avisé"], acknowledged: ["acknowledged", "pris en charge"],
@@ -967,13 +971,14 @@ function render(t) {
     const change = e.from_severity || e.to_severity
       ? esc(e.from_severity) + " → " + esc(e.to_severity)
       : e.from_status || e.to_status ? esc(e.from_status ? statusWord(e.from_status) : "") + " → " + esc(e.to_status ? statusWord(e.to_status) : "") : "";
-    return "<tr><td>" + esc(fmtWhen(e.at)) + "</td><td>" + esc(eventWord(e.kind)) + "</td><td>" + change + "</td><td>" +
-      esc(e.actor) + "</td><td>" + esc(e.reason) + "</td></tr>";
+    return "<tr><td><strong>" + esc(fmtWhen(e.at)) + "</strong></td><td>" + esc(eventWord(e.kind)) + "</td><td>" + change +
+      '</td><td data-label="' + esc(L("By", "Par")) + '">' + esc(e.actor) + "</td><td>" + esc(scrub(e.reason)) + "</td></tr>";
   }).join("");
   document.querySelector("#page-jobs tbody").innerHTML = (t.page_jobs || []).map(j =>
-    "<tr><td>" + esc(j.channel) + "</td><td>" + esc(j.person || j.target) +
-    "</td><td>" + esc(j.level) + "</td><td>" + esc(jobState(j.state)) + "</td><td>" + esc(fmtWhen(j.run_at)) + "</td><td>" +
-    esc(j.attempts) + "</td><td>" + esc(j.last_error) + "</td></tr>").join("") ||
+    "<tr><td><strong>" + esc(j.channel) + " → " + esc(j.person || j.target) + "</strong></td><td data-label=\"" + esc(L("To", "À")) + "\">" + esc(j.target) +
+    "</td><td data-label=\"" + esc(L("Level", "Niveau")) + "\">" + esc(j.level) + "</td><td data-label=\"" + esc(L("State", "État")) + "\">" + esc(jobState(j.state)) +
+    "</td><td data-label=\"" + esc(L("Run at", "Prévu à")) + "\">" + esc(fmtWhen(j.run_at)) + "</td><td data-label=\"" + esc(L("Attempts", "Essais")) + "\">" +
+    esc(j.attempts) + "</td><td data-label=\"" + esc(L("Last error", "Dernière erreur")) + "\">" + esc(j.last_error || "—") + "</td></tr>").join("") ||
     '<tr><td colspan="7" class="muted">' + esc(L("No pages.", "Aucun avis.")) + "</td></tr>";
   tickAll();
 }
