@@ -873,7 +873,7 @@ mod tests {
             "{}",
             mail.body
         );
-        // The only link line is ours.
+        // The only link lines are ours: the ticket in the console, and the acknowledgement.
         let links: Vec<_> = mail
             .body
             .lines()
@@ -881,7 +881,10 @@ mod tests {
             .collect();
         assert_eq!(
             links,
-            ["https://astreinte.example.net/ack/4821337?sig=ab12"]
+            [
+                "https://astreinte.example.net/tickets/4821337",
+                "https://astreinte.example.net/ack/4821337?sig=ab12"
+            ]
         );
     }
 

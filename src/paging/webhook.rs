@@ -661,7 +661,10 @@ mod tests {
         assert_eq!(p["custom_details"]["level"], 2);
         assert_eq!(
             v["links"],
-            json!([{"href": "https://a.example.net/ack/x", "text": "Acknowledge"}])
+            json!([
+                {"href": "https://a.example.net/ack/x", "text": "Acknowledge"},
+                {"href": "https://a.example.net/tickets/x", "text": "Open in the console"}
+            ])
         );
     }
 
@@ -707,6 +710,7 @@ mod tests {
     fn pagerduty_trigger_without_link_or_company_omits_them() {
         let mut f = facts("en");
         f.ack_url = None;
+        f.console_url = None;
         f.company = None;
         let v = body(
             &hook(WebhookFormat::Pagerduty),
