@@ -249,7 +249,7 @@ const BODY: &str = r##"
 <p><audio id="hear-fr" controls aria-label="French"></audio> French &nbsp; <audio id="hear-en" controls aria-label="English"></audio> English</p>
 <button id="end" type="button" class="need-admin">End the announcement</button></section>
 <section class="need-admin"><h2>Announce an incident</h2>
-<form id="set"><label>Phase <select id="phase"><option>investigating</option><option>identified</option><option>monitoring</option></select></label><br>
+<form id="set"><label>Phase <select id="phase"><option value="investigating">investigating</option><option value="identified">identified</option><option value="monitoring">monitoring</option></select></label><br>
 <label>French<br><textarea id="fr" rows="3" cols="80" style="width:100%" required></textarea></label><br>
 <label>English<br><textarea id="en" rows="3" cols="80" style="width:100%" required></textarea></label><br>
 <button>Announce</button></form></section>

@@ -394,7 +394,7 @@ const days = ["mon","tue","wed","thu","fri","sat","sun"];
 const DAY_NAMES = { mon: ["Mon", "lun"], tue: ["Tue", "mar"], wed: ["Wed", "mer"], thu: ["Thu", "jeu"], fri: ["Fri", "ven"], sat: ["Sat", "sam"], sun: ["Sun", "dim"] };
 function week(el, w) {
   el.innerHTML = "<tr>" + days.map(d => "<th>" + L(DAY_NAMES[d][0], DAY_NAMES[d][1]) + "</th>").join("") + "</tr><tr>" +
-    days.map(d => "<td>" + esc((w[d] || []).join(", ") || "closed") + "</td>").join("") + "</tr>";
+    days.map(d => "<td>" + esc((w[d] || []).join(", ") || L("closed", "fermé")) + "</td>").join("") + "</tr>";
 }
 async function load() {
   const y = document.getElementById("year").value;
@@ -405,7 +405,7 @@ async function load() {
   week(document.getElementById("maintenance"), h.maintenance);
   document.querySelector("#holidays tbody").innerHTML = h.holidays.map(d =>
     "<tr data-date='" + esc(d.date) + "'><td>" + esc(d.date) + "</td><td>" + esc(d.name) + (d.observed ? " (observed)" : "") +
-    "</td><td>" + esc(d.source) + "</td><td>" + (d.closed ? "closed" : "worked") + "</td><td>" +
+    "</td><td>" + esc(d.source) + "</td><td>" + (d.closed ? L("closed", "fermé") : L("worked", "travaillé")) + "</td><td>" +
     (d.change_id ? "<button class='need-admin' data-undo='" + d.change_id + "'>Undo</button>" :
       (d.closed ? "<button class='need-admin' data-work='" + esc(d.date) + "'>Work this day</button>" : "")) + "</td></tr>").join("");
   document.querySelector("#closures tbody").innerHTML = h.closures.map(c =>

@@ -229,7 +229,9 @@ pub fn french(page: &str) -> String {
 }
 
 /// The console's phrases in French. An English phrase is replaced wherever it appears in a page
-/// (its HTML and its scripts' string literals), so each is written as it stands there.
+/// (its HTML and its scripts' string literals), so each is written as it stands there, with
+/// its delimiters: never a bare word a script compares or uses as a class (`"closed"`,
+/// `"default"`): such text is written with `L(english, french)` in the script instead.
 pub const FR: &[(&str, &str)] = &[
     // The layout.
     (">Skip to content<", ">Aller au contenu<"),
@@ -384,7 +386,6 @@ pub const FR: &[(&str, &str)] = &[
     (">Add a closed day<", ">Ajouter un jour de fermeture<"),
     ("<h2>Closures</h2>", "<h2>Fermetures</h2>"),
     (">Add a closure<", ">Ajouter une fermeture<"),
-    ("\"closed\"", "\"fermé\""),
     ("\"worked\"", "\"travaillé\""),
     ("\" (observed)\"", "\" (observé)\""),
     (">Undo<", ">Annuler<"),
@@ -402,6 +403,9 @@ pub const FR: &[(&str, &str)] = &[
     ("<label>French<br>", "<label>Français<br>"),
     ("<label>English<br>", "<label>Anglais<br>"),
     (">Announce<", ">Annoncer<"),
+    (">investigating<", ">enquête en cours<"),
+    (">identified<", ">cause identifiée<"),
+    (">monitoring<", ">sous surveillance<"),
     ("\"No announcement: callers go straight to the menu.\"",
      "\"Aucune annonce : les appelants vont directement au menu.\""),
     ("\" since \"", "\" depuis \""),
@@ -447,8 +451,6 @@ pub const FR: &[(&str, &str)] = &[
     (">History<", ">Historique<"),
     (">versions<", ">versions<"),
     ("\"Upload a new recording of \"", "\"Téléverser un nouvel enregistrement de \""),
-    ("\"default\"", "\"par défaut\""),
-    ("\"uploaded\"", "\"téléversé\""),
     ("\"<strong>(playing)</strong>\"", "\"<strong>(en service)</strong>\""),
     (">roll back<", ">rétablir<"),
     ("\"uploading…\"", "\"téléversement…\""),
@@ -504,6 +506,14 @@ mod tests {
         assert!(out.contains("<body data-role=\"viewer\">"), "{out}");
         assert!(out.contains("UI_ZONE = \"America/Toronto\""), "{out}");
         assert!(out.contains("/lang?to=en&amp;next=/tickets"), "{out}");
+        // What the scripts compare stays as it is.
+        let js =
+            "<script>if (Notification.permission === \"default\") x(' class=\"closed\"');</script>";
+        let out = render(js, Lang::Fr, "UTC", "", "/");
+        assert!(
+            out.contains("=== \"default\"") && out.contains("class=\"closed\""),
+            "{out}"
+        );
         let en = render(&page, Lang::En, "America/Toronto", "admin", "/tickets");
         assert!(
             en.contains(">Tickets<") && en.contains("/lang?to=fr"),

@@ -474,12 +474,13 @@ function promptPath(lang, name) {
 function rowHtml(p) {
   const key = p.lang + "/" + p.name;
   const kind = p.is_default ? "default" : "uploaded";
+  const kindText = p.is_default ? L("default", "par défaut") : L("uploaded", "téléversé");
   return '<tr data-prompt="' + esc(key) + '" data-version="' + esc(p.version) + '">' +
     '<td class="name"><code>' + esc(p.name) + '</code></td>' +
     '<td class="text">' + esc(p.text) + '</td>' +
     '<td><audio controls preload="none" aria-label="' + esc(L("Listen to ", "Écouter ") + key) + '" src="' + esc(promptPath(p.lang, p.name) + "/audio?version=" + p.version) + '"></audio></td>' +
     '<td><span class="version">' + (p.is_default ? "0" : esc(p.version)) + '</span> ' +
-    '<span class="kind ' + kind + '">' + kind + '</span></td>' +
+    '<span class="kind ' + kind + '">' + esc(kindText) + '</span></td>' +
     '<td class="need-admin"><input type="file" class="upload" accept="audio/*,.wav,.mp3,.ogg" aria-label="Upload a new recording of ' + esc(key) + '">' +
     ' <span class="status" role="status"></span></td>' +
     '<td><details class="versions"><summary>versions</summary><ul></ul></details></td>' +
@@ -499,7 +500,7 @@ async function loadVersions(row) {
     const versions = await api("GET", promptPath(lang, name) + "/versions");
     ul.innerHTML = versions.map(v =>
       '<li data-version="' + esc(v.version) + '"' + (v.active ? ' class="active"' : '') + '>' +
-      (v.version === 0 ? "default" : "v" + esc(v.version) + " · " + esc(v.uploaded_by) + " · " +
+      (v.version === 0 ? L("default", "par défaut") : "v" + esc(v.version) + " · " + esc(v.uploaded_by) + " · " +
         esc(fmtWhen(v.uploaded_at))) +
       " · " + esc(v.seconds.toFixed(1)) + " s " +
       (v.active ? "<strong>(playing)</strong>"

@@ -99,6 +99,11 @@ try {
     const htmlLang = await page.evaluate(() => document.documentElement.lang);
     if (htmlLang !== lang) fail("the console is in " + htmlLang + ", not " + lang);
     await checkLayout(page, lang + " tickets (technician)", true);
+    // From another tab, the title says an S1 waits for someone (2, then 1 once acknowledged).
+    const waiting = lang === "fr" ? "(2) S1" : "(1) S1";
+    for (let i = 0; i < 400 && !(await page.title()).startsWith(waiting); i++) await new Promise(r => setTimeout(r, 50));
+    seen["title_" + lang] = await page.title();
+    if (!seen["title_" + lang].startsWith(waiting)) fail("the title does not show the waiting S1: " + seen["title_" + lang]);
     // The nav folds into one button; opened, every link fits the screen.
     if (await page.locator("#nav").isVisible()) fail("the nav is open on a phone before the menu is tapped");
     await page.click("#menu-toggle");
