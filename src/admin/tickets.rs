@@ -895,7 +895,8 @@ function scrub(text) { return String(text === null || text === undefined ? "" : 
 function answerLabel(k) { const w = ANSWER_LABELS[k]; return w ? L(w[0], w[1]) : k.replace(/_/g, " "); }
 function answerValue(v) { const w = ANSWER_VALUES[v]; return w ? L(w[0], w[1]) : v; }
 const EVENT_WORDS = { created: ["created", "créé"], paged: ["paged", "avisé"], acknowledged: ["acknowledged", "pris en charge"],
-  called_back: ["called back", "rappelé"], resolved: ["resolved", "résolu"], cancelled: ["cancelled", "annulé"], reclassified: ["reclassified", "reclassé"] };
+  called_back: ["called back", "rappelé"], resolved: ["resolved", "résolu"], cancelled: ["cancelled", "annulé"], reclassified: ["reclassified", "reclassé"],
+  classified: ["classified", "classé"] };
 function eventWord(k) { const w = EVENT_WORDS[k]; return w ? L(w[0], w[1]) : String(k).replace(/_/g, " "); }
 const JOB_STATES = { pending: ["waiting", "en attente"], leased: ["sending", "envoi en cours"], done: ["delivered", "livré"], failed: ["FAILED", "ÉCHEC"], cancelled: ["stopped", "arrêté"] };
 function jobState(s) { const w = JOB_STATES[s]; return w ? L(w[0], w[1]) : s; }
