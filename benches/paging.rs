@@ -282,6 +282,7 @@ async fn start_node(
             schedule: schedule.clone().into(),
             phone: Some(phone_pager),
             ack_links: None,
+            console_base: None,
             node: name.clone(),
             wake: wake.clone(),
         },

@@ -277,6 +277,7 @@ impl Node {
                 schedule: self.schedule.clone(),
                 phone: Some(self.phone_pager()),
                 ack_links,
+                console_base: self.config.http.public_url(),
                 node: node_name(),
                 wake: self.paging_wake.clone(),
             },
@@ -321,6 +322,17 @@ impl Node {
             .await
             .with_context(|| format!("[http] listen: cannot listen on {listen}"))?;
         info!(http = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "HTTP server running");
+        // A first start: say how to get into the console, as a self-hosted tool should.
+        match self.store.users().await {
+            Ok(users) if users.is_empty() => info!(
+                console = %format!("http://{listen}/"),
+                "the console has no user yet: create the first admin with \
+                 `echo 'a long passphrase' | astreinte users add NAME --role admin` \
+                 (the password is read from standard input), then log in"
+            ),
+            Ok(_) => info!(console = %format!("http://{listen}/"), "the console is served"),
+            Err(e) => tracing::warn!(error = %e, "cannot count the console's users"),
+        }
         let probe = Arc::new(EngineState {
             sip: self.sip.clone(),
             media: self.media.clone(),

@@ -46,6 +46,7 @@ fn facts(key: &str) -> PageFacts {
         voicemail_path: None,
         voicemail_seconds: None,
         ack_url: None,
+        console_url: None,
         time_scale: astreinte::schedule::TimeScale::new(60).unwrap_or_default(),
         page_key: Some(key.into()),
         also: Vec::new(),

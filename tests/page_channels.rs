@@ -69,6 +69,7 @@ fn facts(lang: &str, voicemail: Option<PathBuf>) -> PageFacts {
         voicemail_path: voicemail,
         voicemail_seconds: Some(0.5),
         ack_url: Some("https://astreinte.example.net/ack/4821337?sig=ab12".into()),
+        console_url: Some("https://astreinte.example.net/tickets/4821337".into()),
         time_scale: astreinte::schedule::TimeScale::REAL,
         page_key: None,
         also: Vec::new(),

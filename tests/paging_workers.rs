@@ -98,6 +98,7 @@ async fn start(
                 .into(),
             phone: None,
             ack_links: None,
+            console_base: None,
             node: node.to_string(),
             wake: Arc::new(tokio::sync::Notify::new()),
         },

@@ -246,14 +246,14 @@ async fn announcements_page(_user: CurrentUser) -> axum::response::Html<String> 
 
 const BODY: &str = r##"
 <section><h2>Now</h2><p id="current" class="status">…</p>
-<p><audio id="hear-fr" controls></audio> French &nbsp; <audio id="hear-en" controls></audio> English</p>
-<button id="end" type="button">End the announcement</button></section>
-<section><h2>Announce an incident</h2>
-<form id="set"><label>Phase <select id="phase"><option>investigating</option><option>identified</option><option>monitoring</option></select></label><br>
-<label>French<br><textarea id="fr" rows="3" cols="80" required></textarea></label><br>
-<label>English<br><textarea id="en" rows="3" cols="80" required></textarea></label><br>
+<p><audio id="hear-fr" controls aria-label="French"></audio> French &nbsp; <audio id="hear-en" controls aria-label="English"></audio> English</p>
+<button id="end" type="button" class="need-admin">End the announcement</button></section>
+<section class="need-admin"><h2>Announce an incident</h2>
+<form id="set"><label>Phase <select id="phase"><option value="investigating">investigating</option><option value="identified">identified</option><option value="monitoring">monitoring</option></select></label><br>
+<label>French<br><textarea id="fr" rows="3" cols="80" style="width:100%" required></textarea></label><br>
+<label>English<br><textarea id="en" rows="3" cols="80" style="width:100%" required></textarea></label><br>
 <button>Announce</button></form></section>
-<p id="message" class="error"></p>
+<p id="message" class="error" role="status"></p>
 "##;
 
 const SCRIPT: &str = r##"
@@ -261,7 +261,7 @@ async function load() {
   const a = await api("GET", "/api/announcement");
   const cur = document.getElementById("current");
   if (!a) { cur.textContent = "No announcement: callers go straight to the menu."; }
-  else { cur.textContent = a.phase + " since " + new Date(a.set_at).toLocaleString() + " (by " + a.set_by + "): " + a.text_fr + " / " + a.text_en; }
+  else { cur.textContent = a.phase + " since " + fmtWhen(a.set_at) + " (by " + a.set_by + "): " + a.text_fr + " / " + a.text_en; }
   for (const l of ["fr", "en"]) {
     const el = document.getElementById("hear-" + l);
     if (a) el.src = "/api/announcement/preview/" + l + "?t=" + Date.now(); else el.removeAttribute("src");

@@ -62,8 +62,20 @@ const BODY: &str = r#"<p id="status"></p>
 const SCRIPT: &str = r##"
 "use strict";
 let oldest = null;
-function cell(v) {
-  return v === null || v === undefined ? "" : JSON.stringify(v);
+// A change as words, "status: open → acknowledged", not raw JSON.
+function val(v) {
+  if (v === null || v === undefined) return "—";
+  if (Array.isArray(v)) return v.map(val).join(", ");
+  if (typeof v === "object") return Object.entries(v).map(([k, x]) => k.replace(/_/g, " ") + " " + val(x)).join(", ");
+  return String(v);
+}
+function change(before, after) {
+  const b = before && typeof before === "object" && !Array.isArray(before) ? before : {};
+  const a = after && typeof after === "object" && !Array.isArray(after) ? after : {};
+  const keys = [...new Set([...Object.keys(b), ...Object.keys(a)])];
+  if (!keys.length) return esc(val(before)) + " → " + esc(val(after));
+  return keys.map(k => "<div><strong>" + esc(k.replace(/_/g, " ")) + "</strong>: " +
+    (k in b ? esc(val(b[k])) + " → " : "") + esc(val(a[k])) + "</div>").join("");
 }
 async function load() {
   const status = document.getElementById("status");
@@ -73,9 +85,9 @@ async function load() {
     const body = document.querySelector("#audit tbody");
     for (const e of events) {
       const tr = document.createElement("tr");
-      tr.innerHTML = "<td>" + esc(new Date(e.at).toLocaleString()) + "</td><td>" + esc(e.actor) +
-        "</td><td>" + esc(e.action) + "</td><td>" + esc(e.target) + "</td><td><code>" +
-        esc(cell(e.before)) + "</code> → <code>" + esc(cell(e.after)) + "</code></td>";
+      tr.innerHTML = "<td>" + esc(fmtWhen(e.at)) + "</td><td>" + esc(e.actor) +
+        "</td><td>" + esc(e.action.replace(/[._]/g, " ")) + "</td><td>" + esc(e.target) + "</td><td>" +
+        change(e.before, e.after) + "</td>";
       body.appendChild(tr);
       oldest = e.id;
     }

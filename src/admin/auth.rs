@@ -495,7 +495,7 @@ impl LoginLimiter {
 /// Paths that never need a user: they ignore credentials (a stale cookie must not keep anyone
 /// from the login page).
 fn is_public(path: &str) -> bool {
-    matches!(path, "/" | "/login" | "/api/login") || path.starts_with("/assets/")
+    matches!(path, "/" | "/login" | "/api/login" | "/lang") || path.starts_with("/assets/")
 }
 
 fn session_cookie(headers: &HeaderMap) -> Option<String> {
@@ -892,10 +892,11 @@ async fn root() -> Redirect {
 }
 
 const LOGIN_PAGE: &str = r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
+<html lang="en"><head><meta charset="utf-8"><!--i18n-->
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Log in · astreinte</title><link rel="stylesheet" href="/assets/console.css"></head>
-<body><main class="login"><h1>astreinte</h1>
+<body><main class="login" id="main"><h1>astreinte</h1>
+<p><!--lang-switch--></p>
 <form id="login" autocomplete="on">
 <label>Name <input name="name" id="name" autocomplete="username" required autofocus></label>
 <label>Password <input name="password" id="password" type="password" autocomplete="current-password" required></label>

@@ -375,25 +375,26 @@ async fn hours_page(_user: CurrentUser) -> axum::response::Html<String> {
 
 const HOURS_BODY: &str = r##"
 <section><h2>Are we open at…</h2>
-<form id="at-form"><input id="at" type="datetime-local"> <button>Check</button></form>
-<p id="at-result" class="status"></p></section>
+<form id="at-form" class="tools"><label>Date and time <input id="at" type="datetime-local"></label> <button>Check</button></form>
+<p id="at-result" class="status" role="status"></p></section>
 <section><h2>Opening hours <span class="muted" id="tz"></span></h2><table id="open"></table>
 <h3>Planned maintenance</h3><table id="maintenance"></table></section>
-<section><h2>Holidays of <input id="year" type="number" min="2000" max="2100" style="width:6em"></h2>
-<table id="holidays"><thead><tr><th>Date</th><th>Name</th><th>Source</th><th>Closed</th><th></th></tr></thead><tbody></tbody></table>
-<form id="add-holiday"><input id="h-date" type="date" required> <input id="h-name" placeholder="Name" required>
+<section><h2><label>Holidays of <input id="year" type="number" min="2000" max="2100" style="width:6em"></label></h2>
+<table id="holidays"><thead><tr><th>Date</th><th>Name</th><th>Source</th><th>Closed</th><th><span class="sr-only">Change</span></th></tr></thead><tbody></tbody></table>
+<form id="add-holiday" class="tools need-admin"><label>Date <input id="h-date" type="date" required></label> <label>Name <input id="h-name" required></label>
 <button>Add a closed day</button></form></section>
-<section><h2>Closures</h2><table id="closures"><thead><tr><th>From</th><th>To</th><th>Name</th><th>Source</th><th></th></tr></thead><tbody></tbody></table>
-<form id="add-closure"><input id="c-from" type="datetime-local" required> <input id="c-to" type="datetime-local" required>
-<input id="c-name" placeholder="Name" required> <button>Add a closure</button></form></section>
-<p id="message" class="error"></p>
+<section><h2>Closures</h2><table id="closures"><thead><tr><th>From</th><th>To</th><th>Name</th><th>Source</th><th><span class="sr-only">Change</span></th></tr></thead><tbody></tbody></table>
+<form id="add-closure" class="tools need-admin"><label>From <input id="c-from" type="datetime-local" required></label> <label>To <input id="c-to" type="datetime-local" required></label>
+<label>Name <input id="c-name" required></label> <button>Add a closure</button></form></section>
+<p id="message" class="error" role="status"></p>
 "##;
 
 const HOURS_SCRIPT: &str = r##"
 const days = ["mon","tue","wed","thu","fri","sat","sun"];
+const DAY_NAMES = { mon: ["Mon", "lun"], tue: ["Tue", "mar"], wed: ["Wed", "mer"], thu: ["Thu", "jeu"], fri: ["Fri", "ven"], sat: ["Sat", "sam"], sun: ["Sun", "dim"] };
 function week(el, w) {
-  el.innerHTML = "<tr>" + days.map(d => "<th>" + d + "</th>").join("") + "</tr><tr>" +
-    days.map(d => "<td>" + esc((w[d] || []).join(", ") || "closed") + "</td>").join("") + "</tr>";
+  el.innerHTML = "<tr>" + days.map(d => "<th>" + L(DAY_NAMES[d][0], DAY_NAMES[d][1]) + "</th>").join("") + "</tr><tr>" +
+    days.map(d => "<td>" + esc((w[d] || []).join(", ") || L("closed", "fermé")) + "</td>").join("") + "</tr>";
 }
 async function load() {
   const y = document.getElementById("year").value;
@@ -404,12 +405,12 @@ async function load() {
   week(document.getElementById("maintenance"), h.maintenance);
   document.querySelector("#holidays tbody").innerHTML = h.holidays.map(d =>
     "<tr data-date='" + esc(d.date) + "'><td>" + esc(d.date) + "</td><td>" + esc(d.name) + (d.observed ? " (observed)" : "") +
-    "</td><td>" + esc(d.source) + "</td><td>" + (d.closed ? "closed" : "worked") + "</td><td>" +
-    (d.change_id ? "<button data-undo='" + d.change_id + "'>Undo</button>" :
-      (d.closed ? "<button data-work='" + esc(d.date) + "'>Work this day</button>" : "")) + "</td></tr>").join("");
+    "</td><td>" + esc(d.source) + "</td><td>" + (d.closed ? L("closed", "fermé") : L("worked", "travaillé")) + "</td><td>" +
+    (d.change_id ? "<button class='need-admin' data-undo='" + d.change_id + "'>Undo</button>" :
+      (d.closed ? "<button class='need-admin' data-work='" + esc(d.date) + "'>Work this day</button>" : "")) + "</td></tr>").join("");
   document.querySelector("#closures tbody").innerHTML = h.closures.map(c =>
     "<tr><td>" + esc(c.from) + "</td><td>" + esc(c.to) + "</td><td>" + esc(c.name) + "</td><td>" + esc(c.source) +
-    "</td><td>" + (c.change_id ? "<button data-undo='" + c.change_id + "'>Remove</button>" : "") + "</td></tr>").join("");
+    "</td><td>" + (c.change_id ? "<button class='need-admin' data-undo='" + c.change_id + "'>Remove</button>" : "") + "</td></tr>").join("");
 }
 async function act(f) {
   const m = document.getElementById("message");

@@ -10,6 +10,7 @@ pub mod drill;
 pub mod error;
 pub mod headers;
 pub mod hours;
+pub mod i18n;
 pub mod oncall;
 pub mod openapi;
 pub mod pages;
@@ -59,7 +60,8 @@ pub fn router(state: AdminState) -> Router {
             .merge(oncall::routes())
             .merge(announcements::routes())
             .merge(openapi::routes())
-            .merge(pages::routes()),
+            .merge(pages::routes())
+            .merge(i18n::routes()),
         MAX_FORM_BYTES,
     );
     Router::new()
@@ -69,6 +71,11 @@ pub fn router(state: AdminState) -> Router {
             drill::MAX_REPORT_BYTES,
         ))
         .merge(prompts::routes())
+        // Inside authentication: it knows the user (their role, their person's language).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            i18n::localize,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

@@ -157,9 +157,12 @@ async fn add_override(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     // A technician may put themselves on call; others' cover is an admin's to set.
     if user.role < Role::Admin && !(user.role == Role::Technician && user.name == o.person) {
-        return Err(ApiError::forbidden(
-            "only an admin may set someone else's cover",
-        ));
+        return Err(ApiError::forbidden(format!(
+            "only an admin may set someone else's cover: a technician covers as the person whose \
+             id is their login name (\"{}\"), not \"{}\"",
+            user.name.chars().take(40).collect::<String>(),
+            o.person.chars().take(40).collect::<String>()
+        )));
     }
     let Some(rotation) = state
         .config
@@ -331,7 +334,8 @@ fn test_pages(
 }
 
 /// Sends a test page to a person on each of their channels, as a ticket of its own (severity
-/// S3, marked as a test, resolved at once so nothing climbs).
+/// S3, its caller [`crate::store::TEST_PAGE_CALLER`]): the pages go out and are delivered, and
+/// the ticket stays out of the console's queue and the SLA report.
 async fn test_page(
     State(state): State<AdminState>,
     user: CurrentUser,
@@ -363,7 +367,7 @@ async fn test_page(
     }
     let ticket = crate::store::NewTicket {
         severity: crate::triage::Severity::S3,
-        caller: "test".into(),
+        caller: crate::store::TEST_PAGE_CALLER.into(),
         callback_number: None,
         account_id: None,
         language: person.language.clone(),
@@ -407,17 +411,19 @@ async fn oncall_page(_user: CurrentUser) -> axum::response::Html<String> {
 const ONCALL_BODY: &str = r##"
 <section><h2>Now</h2><table id="rotations"><thead><tr><th>Rotation</th><th>On call now</th><th>Until</th><th>Next</th></tr></thead><tbody></tbody></table></section>
 <section><h2>The escalation ladder</h2><div id="ladder-warnings" class="error"></div><table id="ladder"><thead><tr><th>Level</th><th>Who</th><th>S1 (min)</th><th>S2 (min)</th></tr></thead><tbody></tbody></table></section>
-<section><h2>Overrides</h2><table id="overrides"><thead><tr><th>Rotation</th><th>Person</th><th>From</th><th>To</th><th>Reason</th><th></th></tr></thead><tbody></tbody></table>
-<form id="add-override"><select id="o-rotation"></select> <select id="o-person"></select>
-<input id="o-from" type="datetime-local" required> <input id="o-to" type="datetime-local" required>
-<input id="o-reason" placeholder="Reason"> <button>Add an override</button>
-<label><input id="o-force" type="checkbox"> admin: confirm even if a ladder level is left empty or the same as a lower one</label></form></section>
-<section><h2>People</h2><table id="people"><thead><tr><th>Id</th><th>Name</th><th>Phone</th><th>E-mail</th><th>Language</th><th></th></tr></thead><tbody></tbody></table></section>
-<p id="message" class="error"></p>
+<section><h2>Overrides</h2><table id="overrides"><thead><tr><th>Rotation</th><th>Person</th><th>From</th><th>To</th><th>Reason</th><th><span class="sr-only">Remove</span></th></tr></thead><tbody></tbody></table>
+<p id="cover-help" class="muted need-technician">A technician may put themselves on call, for a bounded time, in a rotation they take turns in: the console knows you as the person whose id is your login name.</p>
+<form id="add-override" class="tools need-technician"><label>Rotation <select id="o-rotation"></select></label> <label>Person <select id="o-person"></select></label>
+<label>From <input id="o-from" type="datetime-local" required></label> <label>To <input id="o-to" type="datetime-local" required></label>
+<label>Reason <input id="o-reason"></label> <button>Add an override</button>
+<label class="need-admin"><input id="o-force" type="checkbox"> admin: confirm even if a ladder level is left empty or the same as a lower one</label></form></section>
+<section><h2>People</h2><table id="people"><thead><tr><th>Id</th><th>Name</th><th>Phone</th><th>E-mail</th><th>Language</th><th><span class="sr-only">Test page</span></th></tr></thead><tbody></tbody></table></section>
+<p id="message" class="error" role="status"></p>
 "##;
 
 const ONCALL_SCRIPT: &str = r##"
-function when(s) { return s ? new Date(s).toLocaleString() : ""; }
+function when(s) { return s ? fmtWhen(s) : ""; }
+let myLogin = "";
 async function load() {
   const v = await api("GET", "/api/oncall");
   document.querySelector("#rotations tbody").innerHTML = v.rotations.map(r =>
@@ -430,14 +436,24 @@ async function load() {
     "</td><td>" + esc(l.s1_offset_minutes) + "</td><td>" + esc(l.s2_offset_minutes) + "</td></tr>").join("");
   document.getElementById("o-rotation").innerHTML = v.rotations_config.map(r => "<option>" + esc(r.id) + "</option>").join("");
   const people = await api("GET", "/api/people");
-  document.getElementById("o-person").innerHTML = people.map(p => "<option value='" + esc(p.id) + "'>" + esc(p.name) + "</option>").join("");
+  // A technician covers only as themselves: their login is their person id.
+  const mine = people.filter(p => p.id === myLogin);
+  const choices = UI_ROLE === "admin" ? people : mine;
+  document.getElementById("o-person").innerHTML = choices.map(p => "<option value='" + esc(p.id) + "'" + (p.id === myLogin ? " selected" : "") + ">" + esc(p.name) + "</option>").join("");
+  if (UI_ROLE === "technician" && !mine.length) {
+    const help = document.getElementById("cover-help");
+    help.className = "banner";
+    help.textContent = L("Your login \"" + myLogin + "\" is not a person id of the roster, so the console cannot put you on call: ask an admin to name your login after your person id, or to add the cover.",
+      "Votre identifiant « " + myLogin + " » n'est pas celui d'une personne de la liste de garde : la console ne peut pas vous mettre de garde. Demandez à un admin de nommer votre identifiant comme votre personne, ou d'ajouter le remplacement.");
+    document.querySelector("#add-override button").disabled = true;
+  }
   document.querySelector("#people tbody").innerHTML = people.map(p =>
     "<tr><td>" + esc(p.id) + "</td><td>" + esc(p.name) + "</td><td>" + esc(p.phone) + "</td><td>" + esc(p.email) + "</td><td>" + esc(p.language) +
-    "</td><td><button data-test='" + esc(p.id) + "'>Send a test page</button></td></tr>").join("");
+    "</td><td><button class='need-admin' data-test='" + esc(p.id) + "'>Send a test page</button></td></tr>").join("");
   const o = await api("GET", "/api/oncall/overrides");
   document.querySelector("#overrides tbody").innerHTML = o.map(x =>
     "<tr><td>" + esc(x.rotation) + "</td><td>" + esc(x.person) + "</td><td>" + esc(when(x.starts_at)) + "</td><td>" + esc(when(x.ends_at)) +
-    "</td><td>" + esc(x.reason) + "</td><td><button data-remove='" + x.id + "'>Remove</button></td></tr>").join("");
+    "</td><td>" + esc(x.reason) + "</td><td>" + (UI_ROLE === "admin" || (UI_ROLE === "technician" && x.created_by === myLogin) ? "<button data-remove='" + x.id + "'>Remove</button>" : "") + "</td></tr>").join("");
 }
 async function act(f, done) {
   const m = document.getElementById("message");
@@ -454,7 +470,7 @@ document.getElementById("add-override").addEventListener("submit", e => { e.prev
   act(() => api("POST", "/api/oncall/overrides", {rotation: document.getElementById("o-rotation").value,
     person: document.getElementById("o-person").value, from: iso("o-from"), to: iso("o-to"),
     reason: document.getElementById("o-reason").value, force: document.getElementById("o-force").checked})); });
-me().then(load);
+me().then(u => { if (u) { myLogin = u.name; load(); } });
 "##;
 
 pub fn routes() -> Router<AdminState> {

@@ -193,7 +193,12 @@ pub fn document() -> Value {
                     "status": {"type": "string", "enum": ["open", "paged", "acknowledged", "called_back", "resolved", "cancelled"]},
                     "caller": {"type": "string"}, "callback_number": {"type": "string"}, "company": {"type": "string", "nullable": true},
                     "created_at": {"type": "string", "format": "date-time"}, "callback_due_at": {"type": "string", "format": "date-time"},
-                    "seconds_to_target": {"type": "integer"}
+                    "seconds_to_target": {"type": "integer"},
+                    "on_ticket": {"type": "object", "description": "Who is on the ticket: the people paged, the highest level reached, who acknowledged it, the failing page channels",
+                        "properties": {"paged_to": {"type": "array", "items": {"type": "string"}}, "paged_ids": {"type": "array", "items": {"type": "string"}},
+                            "level": {"type": "integer"}, "acknowledged_by": {"type": "string", "nullable": true},
+                            "failing": {"type": "array", "items": {"type": "string"}}}},
+                    "test_page": {"type": "boolean", "description": "A test page's ticket (one ticket's page only): never in the list nor the SLA report"}
                 }}
             }
         }

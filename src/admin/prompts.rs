@@ -460,7 +460,8 @@ async fn audit(
 const PAGE_BODY: &str = r#"<p class="muted">What callers hear, per language. Upload a WAV, MP3 or Ogg file (converted to
 8 kHz mono; at most 60 s and 20 MB); earlier versions are kept and can be restored.
 A change reaches new calls at once; a prompt already playing finishes.</p>
-<p id="page-status" class="status"></p>
+<p class="tools"><label>Find a prompt <input id="prompt-filter" type="search" autocomplete="off"></label></p>
+<p id="page-status" class="status" role="status"></p>
 <div id="prompts"></div>"#;
 
 const PAGE_SCRIPT: &str = r#"
@@ -473,13 +474,14 @@ function promptPath(lang, name) {
 function rowHtml(p) {
   const key = p.lang + "/" + p.name;
   const kind = p.is_default ? "default" : "uploaded";
+  const kindText = p.is_default ? L("default", "par défaut") : L("uploaded", "téléversé");
   return '<tr data-prompt="' + esc(key) + '" data-version="' + esc(p.version) + '">' +
     '<td class="name"><code>' + esc(p.name) + '</code></td>' +
     '<td class="text">' + esc(p.text) + '</td>' +
-    '<td><audio controls preload="none" src="' + esc(promptPath(p.lang, p.name) + "/audio?version=" + p.version) + '"></audio></td>' +
+    '<td><audio controls preload="none" aria-label="' + esc(L("Listen to ", "Écouter ") + key) + '" src="' + esc(promptPath(p.lang, p.name) + "/audio?version=" + p.version) + '"></audio></td>' +
     '<td><span class="version">' + (p.is_default ? "0" : esc(p.version)) + '</span> ' +
-    '<span class="kind ' + kind + '">' + kind + '</span></td>' +
-    '<td><input type="file" class="upload" accept="audio/*,.wav,.mp3,.ogg" aria-label="Upload a new recording of ' + esc(key) + '">' +
+    '<span class="kind ' + kind + '">' + esc(kindText) + '</span></td>' +
+    '<td class="need-admin"><input type="file" class="upload" accept="audio/*,.wav,.mp3,.ogg" aria-label="Upload a new recording of ' + esc(key) + '">' +
     ' <span class="status" role="status"></span></td>' +
     '<td><details class="versions"><summary>versions</summary><ul></ul></details></td>' +
     '</tr>';
@@ -498,11 +500,11 @@ async function loadVersions(row) {
     const versions = await api("GET", promptPath(lang, name) + "/versions");
     ul.innerHTML = versions.map(v =>
       '<li data-version="' + esc(v.version) + '"' + (v.active ? ' class="active"' : '') + '>' +
-      (v.version === 0 ? "default" : "v" + esc(v.version) + " · " + esc(v.uploaded_by) + " · " +
-        esc(new Date(v.uploaded_at).toLocaleString())) +
+      (v.version === 0 ? L("default", "par défaut") : "v" + esc(v.version) + " · " + esc(v.uploaded_by) + " · " +
+        esc(fmtWhen(v.uploaded_at))) +
       " · " + esc(v.seconds.toFixed(1)) + " s " +
       (v.active ? "<strong>(playing)</strong>"
-        : '<button type="button" class="rollback" data-version="' + esc(v.version) + '">roll back</button>') +
+        : '<button type="button" class="rollback need-admin" data-version="' + esc(v.version) + '">roll back</button>') +
       '</li>').join("");
   } catch (e) {
     ul.innerHTML = '<li class="error">' + esc(e.message) + '</li>';
@@ -566,7 +568,7 @@ async function load() {
     const langs = [...new Set(list.map(p => p.lang))];
     root.innerHTML = langs.map(lang =>
       '<section data-lang="' + esc(lang) + '"><h2>' + esc(lang === "fr" ? "Français (fr)" : lang === "en" ? "English (en)" : lang) + '</h2>' +
-      '<table class="prompts"><thead><tr><th>Prompt</th><th>Text</th><th>Listen</th><th>Version</th><th>Upload</th><th>History</th></tr></thead><tbody>' +
+      '<table class="prompts"><thead><tr><th>Prompt</th><th>Text</th><th>Listen</th><th>Version</th><th class="need-admin">Upload</th><th>History</th></tr></thead><tbody>' +
       list.filter(p => p.lang === lang).map(rowHtml).join("") +
       '</tbody></table></section>').join("");
   } catch (e) {
@@ -574,6 +576,11 @@ async function load() {
   }
 }
 
+// 118 prompts: a word of the name or the text narrows them.
+document.getElementById("prompt-filter").addEventListener("input", e => {
+  const q = e.target.value.trim().toLowerCase();
+  document.querySelectorAll("tr[data-prompt]").forEach(tr => { tr.hidden = !!q && !tr.textContent.toLowerCase().includes(q); });
+});
 document.addEventListener("change", e => {
   if (e.target.matches("input.upload")) onUpload(e.target);
 });

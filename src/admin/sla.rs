@@ -283,7 +283,7 @@ td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
  <button type="submit">Show</button>
  <span id="state" class="muted">Loading…</span>
 </form>
-<div class="legend"><span style="--c:#1b7f3b">met</span><span style="--c:#c53030">missed (late callback)</span><span style="--c:#b7791f">no callback, past target</span><span style="--c:#a0aec0">no callback yet, within target</span></div>
+<div class="legend"><span style="--c:#1b6e35">met</span><span style="--c:#b42318">missed (late callback)</span><span style="--c:#8a4b00">no callback, past target</span><span style="--c:#a0aec0">no callback yet, within target</span></div>
 <div id="chart"></div>
 <section><h2>Per severity</h2>
 <table id="totals"><thead><tr><th>Severity</th><th class="n">Tickets</th><th class="n">Called back</th><th class="n">Within target</th><th class="n">Missed</th><th class="n">Past target, no callback</th><th class="n">Median to callback</th><th class="n">p90 to callback</th></tr></thead><tbody></tbody></table>
@@ -296,7 +296,7 @@ td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 </section>"##;
 
 const SCRIPT: &str = r##"
-const COLORS = { met: "#1b7f3b", missed: "#c53030", open_past_target: "#b7791f", pending: "#a0aec0" };
+const COLORS = { met: "#1b6e35", missed: "#b42318", open_past_target: "#8a4b00", pending: "#a0aec0" };
 const PARTS = ["met", "missed", "open_past_target", "pending"];
 function minutes(v) { return v === null || v === undefined ? "—" : v.toFixed(1) + " min"; }
 function chart(r) {
@@ -359,9 +359,7 @@ function render(r) {
     esc(s.tickets) + '</td><td class="n">' + esc(s.met) + '</td><td class="n">' + esc(s.missed) + '</td><td class="n">' +
     esc(s.open_past_target) + '</td><td class="n">' + esc(s.pending) + "</td></tr>")).join("") ||
     '<tr><td colspan="7" class="muted">No tickets in this range.</td></tr>';
-  const fmt = new Intl.DateTimeFormat("sv-SE", { timeZone: r.timezone, year: "numeric", month: "2-digit",
-    day: "2-digit", hour: "2-digit", minute: "2-digit" });
-  const when = iso => iso ? fmt.format(new Date(iso)) : "not called back";
+  const when = iso => iso ? fmtWhen(iso) : "not called back";
   document.querySelector("#misses tbody").innerHTML = r.severities.flatMap(s => s.misses.map(m =>
     '<tr><td><a href="/tickets/' + encodeURIComponent(m.number) + '">' + esc(m.number) + "</a></td><td>" + esc(s.severity) +
     "</td><td>" + esc(when(m.callback_due_at)) + "</td><td>" + esc(when(m.called_back_at)) + '</td><td class="n">' +
@@ -377,7 +375,7 @@ async function load(from, to) {
     document.getElementById("from").value = r.from;
     document.getElementById("to").value = r.to;
     render(r);
-    st.textContent = r.from + " to " + r.to + " (" + r.timezone + "), as of " + new Date(r.generated_at).toLocaleString();
+    st.textContent = r.from + " to " + r.to + " (" + r.timezone + "), as of " + fmtWhen(r.generated_at);
     history.replaceState(null, "", "/sla?from=" + encodeURIComponent(r.from) + "&to=" + encodeURIComponent(r.to));
   } catch (e) {
     st.className = "error";

@@ -31,7 +31,7 @@ use super::{AdminState, ApiError};
 use crate::schedule::Schedule;
 use crate::store::audit::NewAudit;
 use crate::store::ticket_views::ListScope;
-use crate::store::{number, Action, Ticket, VoicemailWav};
+use crate::store::{number, Action, PageJob, PageState, Ticket, VoicemailWav};
 use crate::triage::Severity;
 
 /// Tickets in a list when the request names no limit.
@@ -58,6 +58,91 @@ pub fn target(t: &Ticket) -> Option<(&'static str, DateTime<Utc>)> {
     } else {
         Some(("resolution", t.resolution_due_at))
     }
+}
+
+/// Who is on a ticket, for the list and the ticket's page: the people paged (names, in the order
+/// first paged), the highest escalation level reached, who acknowledged it, and the channels
+/// whose last page failed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OnTicket {
+    pub paged_to: Vec<String>,
+    /// The person ids of those paged (a login named as a person id finds its own tickets).
+    pub paged_ids: Vec<String>,
+    /// 0 when nobody was paged yet.
+    pub level: i32,
+    pub acknowledged_by: Option<String>,
+    /// "email to ada@example.net" and the like, for each page that failed or is retrying.
+    pub failing: Vec<String>,
+}
+
+impl OnTicket {
+    /// From a ticket's page jobs (oldest first), its acknowledgers and the people's names.
+    pub fn new<'a>(
+        jobs: impl IntoIterator<Item = &'a PageJob>,
+        acknowledged_by: Option<String>,
+        names: &HashMap<String, String>,
+    ) -> OnTicket {
+        let mut on = OnTicket {
+            acknowledged_by,
+            ..OnTicket::default()
+        };
+        for j in jobs {
+            let who = j
+                .person
+                .as_ref()
+                .map(|p| names.get(p).cloned().unwrap_or_else(|| p.clone()))
+                .unwrap_or_else(|| j.target.clone());
+            if !on.paged_to.contains(&who) {
+                on.paged_to.push(who);
+            }
+            if let Some(p) = &j.person {
+                if !on.paged_ids.contains(p) {
+                    on.paged_ids.push(p.clone());
+                }
+            }
+            on.level = on.level.max(j.level);
+            let failing = matches!(j.state, PageState::Failed)
+                || (matches!(j.state, PageState::Pending | PageState::Leased)
+                    && j.last_error.is_some());
+            if failing {
+                let what = format!("{} → {}", j.channel, j.target);
+                if !on.failing.contains(&what) {
+                    on.failing.push(what);
+                }
+            }
+        }
+        on
+    }
+}
+
+/// Who is on each of `tickets` (by ticket id), in three queries whatever their number.
+pub async fn on_tickets(
+    store: &crate::store::Store,
+    tickets: &[Ticket],
+) -> Result<HashMap<i64, OnTicket>, ApiError> {
+    let ids: Vec<i64> = tickets.iter().map(|t| t.id).collect();
+    let (jobs, acks, people) = tokio::try_join!(
+        store.page_jobs_of(&ids),
+        store.acknowledgers(&ids),
+        store.people()
+    )
+    .map_err(ApiError::store)?;
+    let names: HashMap<String, String> = people.into_iter().map(|p| (p.id, p.name)).collect();
+    let mut by_ticket: HashMap<i64, Vec<&PageJob>> = HashMap::new();
+    for j in &jobs {
+        by_ticket.entry(j.ticket_id).or_default().push(j);
+    }
+    let mut acked: HashMap<i64, String> = HashMap::new();
+    for (id, actor) in acks {
+        acked.entry(id).or_insert(actor);
+    }
+    Ok(ids
+        .iter()
+        .map(|id| {
+            let jobs = by_ticket.remove(id).unwrap_or_default();
+            (*id, OnTicket::new(jobs, acked.remove(id), &names))
+        })
+        .collect())
 }
 
 /// A ticket as the list gives it: the fields of `tickets list --json` and its clock.
@@ -127,19 +212,21 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    fn new(t: &Ticket, tz: Tz) -> Result<Prepared, ApiError> {
+    fn new(t: &Ticket, on: Option<&OnTicket>, tz: Tz) -> Result<Prepared, ApiError> {
         #[derive(Serialize)]
         struct Fixed<'a> {
             #[serde(flatten)]
             ticket: &'a Ticket,
             target: Option<&'static str>,
             callback_due_local: String,
+            on_ticket: Option<&'a OnTicket>,
         }
         let clock = target(t);
         let mut open_json = serde_json::to_string(&Fixed {
             ticket: t,
             target: clock.map(|(k, _)| k),
             callback_due_local: local(t.callback_due_at, tz),
+            on_ticket: on,
         })
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         open_json.pop(); // the closing '}'
@@ -211,9 +298,10 @@ impl ListCoalescer {
             .ticket_view(scope, limit)
             .await
             .map_err(ApiError::store)?;
+        let on = on_tickets(store, &rows).await?;
         let prepared = rows
             .iter()
-            .map(|t| Prepared::new(t, tz))
+            .map(|t| Prepared::new(t, on.get(&t.id), tz))
             .collect::<Result<Vec<_>, _>>()?;
         let tickets = Arc::new(prepared);
         *last = Some((started, tickets.clone()));
@@ -269,6 +357,19 @@ async fn show(
     let tz = zone(&state);
     let mut v = serde_json::to_value(ListedTicket::new(&t, Utc::now(), tz))
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let acknowledged_by = events
+        .iter()
+        .find(|e| e.kind == "acknowledged")
+        .map(|e| e.actor.clone());
+    let names: HashMap<String, String> = store
+        .people()
+        .await
+        .map_err(ApiError::store)?
+        .into_iter()
+        .map(|p| (p.id, p.name))
+        .collect();
+    v["on_ticket"] = json!(OnTicket::new(&jobs, acknowledged_by, &names));
+    v["test_page"] = json!(t.caller == crate::store::TEST_PAGE_CALLER);
     v["events"] = json!(events);
     v["page_jobs"] = json!(jobs);
     v["callback_target_met"] = json!(t.called_back_at.map(|c| c <= t.callback_due_at));
@@ -503,27 +604,22 @@ async fn reclassify(
 // ---------------------------------------------------------------------------------------------
 // Pages
 
-/// Countdown code shared by both pages: `clock(el)` renders the element's seconds-to-target as
-/// of now, from `data-seconds` (the API's `seconds_to_target`) and `data-fetched` (when the
-/// browser got it). Green; amber in the last 10 minutes before the target; red past it.
+/// Code shared by both pages: the countdown (`clock(el)` renders the element's seconds to
+/// target as of now, from `data-seconds`, the API's `seconds_to_target`, and `data-fetched`,
+/// when the browser got it: green, amber in the last 10 minutes, red past it, and always said in
+/// words too), statuses in words, and phone numbers as `tel:` links, all written alike.
 const CLOCK_JS: &str = r##"
 const AMBER_SECONDS = 600;
-function fmtClock(s) {
-  const late = s < 0;
-  let a = Math.abs(s);
-  const h = Math.floor(a / 3600); a -= h * 3600;
-  const m = Math.floor(a / 60); const sec = a - m * 60;
-  const mm = String(m).padStart(2, "0") + ":" + String(sec).padStart(2, "0");
-  const text = h > 0 ? h + ":" + mm : mm;
-  return late ? "late " + text : text;
-}
 function clock(el) {
   const base = el.dataset.seconds;
   if (base === undefined || base === "") { el.textContent = "—"; el.className = "countdown"; return; }
   const left = Math.round(Number(base) - (Date.now() - Number(el.dataset.fetched)) / 1000);
   el.textContent = fmtClock(left);
   el.className = "countdown " + (left < 0 ? "red" : left <= AMBER_SECONDS ? "amber" : "ok");
-  el.title = (el.dataset.target || "target") + (left < 0 ? " missed" : " ahead");
+  const callback = el.dataset.target === "callback";
+  el.title = left < 0
+    ? (callback ? L("callback target missed", "échéance de rappel dépassée") : L("resolution target missed", "échéance de résolution dépassée"))
+    : (callback ? L("time left to call back", "temps restant pour rappeler") : L("time left to resolve", "temps restant pour résoudre"));
 }
 function tickAll() { document.querySelectorAll(".countdown").forEach(clock); }
 function clockCell(t, fetched) {
@@ -531,53 +627,192 @@ function clockCell(t, fetched) {
   return '<span class="countdown" data-seconds="' + esc(s) + '" data-fetched="' + esc(fetched) +
     '" data-target="' + esc(t.target) + '"></span>';
 }
+const STATUS_WORDS = { open: ["open", "ouvert"], paged: ["paged", "avisé"], acknowledged: ["acknowledged", "pris en charge"],
+  called_back: ["called back", "rappelé"], resolved: ["resolved", "résolu"], cancelled: ["cancelled", "annulé"] };
+function statusWord(s) { const w = STATUS_WORDS[s]; return w ? L(w[0], w[1]) : String(s).replace(/_/g, " "); }
+const SEVERITY_WORDS = { S1: ["critical", "critique"], S2: ["major", "majeur"], S3: ["minor", "mineur"] };
+function severityText(s) { const w = SEVERITY_WORDS[s]; return s + (w ? " " + L(w[0], w[1]) : ""); }
+// North American numbers as "+1 514 907 3400" whatever the store kept; others as they are.
+function phoneDigits(n) {
+  const d = String(n || "").replace(/[^0-9]/g, "");
+  if (d.length === 10) return "1" + d;
+  return d;
+}
+function fmtPhone(n) {
+  const d = phoneDigits(n);
+  if (d.length === 11 && d[0] === "1") return "+1 " + d.slice(1, 4) + " " + d.slice(4, 7) + " " + d.slice(7);
+  return String(n || "");
+}
+function telLink(n, cls) {
+  const d = phoneDigits(n);
+  if (d.length < 3) return esc(n || "—");
+  return '<a class="tel' + (cls ? " " + cls : "") + '" href="tel:+' + esc(d) + '">' + esc(fmtPhone(n)) + "</a>";
+}
+function groupNumber(n) { return n.length === 8 ? n.slice(0, 4) + " " + n.slice(4) : n; }
+function onTicketText(o) {
+  if (!o) return "";
+  const parts = [];
+  if (o.acknowledged_by) parts.push(L("acknowledged by ", "pris en charge par ") + o.acknowledged_by);
+  if (o.paged_to && o.paged_to.length) parts.push(L("paged: ", "avisé : ") + o.paged_to.join(", ") + " (" + L("level ", "niveau ") + o.level + ")");
+  else parts.push(L("nobody paged yet", "personne d'avisé pour l'instant"));
+  return parts.join(" · ");
+}
 "##;
 
 const LIST_BODY: &str = r##"<style>
-#tickets td.num a { font-variant-numeric: tabular-nums; text-decoration: none; }
+#tickets td.num a { font-variant-numeric: tabular-nums; font-weight: 600; display: inline-flex; align-items: center; min-height: 44px; }
 #tickets tr.closed { color: var(--muted); }
 #tickets .incident { color: var(--red); font-size: .85em; }
+#tickets .failing { color: var(--red); font-weight: 600; }
+#tickets a.tel { display: inline-flex; align-items: center; min-height: 44px; }
 .drill { background: #ffd54f; color: #000; font-weight: bold; padding: 0 .3em; border-radius: 3px; font-size: .85em; }
 #list-state { margin: .5rem 0; }
+.tools { display: flex; flex-wrap: wrap; gap: .5rem 1rem; align-items: end; margin: .6rem 0; }
+.tools label { flex-direction: column; align-items: flex-start; gap: .1rem; font-size: .9em; }
+#find-number { width: 11em; font-variant-numeric: tabular-nums; }
+@media (max-width: 760px) { .tools label { flex: 1 1 40%; } .tools select, #find-number { width: 100%; } #find button { width: 100%; } }
 </style>
 <p class="muted">Open tickets first (most urgent callback first), then the most recent closed ones.
 The countdown runs to the callback target (to the resolution target once called back): amber in
 the last 10 minutes, red when missed. Times are in {{TZ}}. The list refreshes every 10 seconds.</p>
+<form id="find" class="tools" role="search">
+ <label for="find-number">Tracking number</label>
+ <input id="find-number" type="search" inputmode="numeric" autocomplete="off" placeholder="1234 5678" aria-describedby="find-state">
+ <button type="submit">Find</button>
+ <span id="find-state" role="status"></span>
+</form>
+<div class="tools">
+ <label>Severity <select id="f-severity"><option value="">All</option><option>S1</option><option>S2</option><option>S3</option></select></label>
+ <label>Status <select id="f-status"><option value="open">Open</option><option value="">All</option><option value="open,paged">Not acknowledged</option><option value="acknowledged">Acknowledged</option><option value="called_back">Called back</option><option value="resolved,cancelled">Closed</option></select></label>
+ <label>Sort <select id="f-sort"><option value="due">Most urgent first</option><option value="new">Newest first</option><option value="severity">Severity</option></select></label>
+ <label class="mine"><span>Only mine</span> <input id="f-mine" type="checkbox"></label>
+ <button id="notify" type="button" hidden>Notify me of new S1 tickets</button>
+</div>
 <p id="list-state" class="muted">Loading…</p>
-<table id="tickets"><thead><tr><th>Number</th><th>Severity</th><th>Status</th><th>Company / caller</th>
-<th>Call back</th><th>Callback due</th><th>Clock</th></tr></thead><tbody></tbody></table>"##;
+<p id="list-news" class="sr-only" aria-live="polite"></p>
+<table id="tickets" class="cards"><thead><tr><th>Number</th><th>Clock</th><th>Severity</th><th>Status</th><th>Who</th><th>Company / caller</th>
+<th>Call back</th><th>Callback due</th></tr></thead><tbody></tbody></table>"##;
 
 const LIST_JS: &str = r##"
-function groupNumber(n) { return n.length === 8 ? n.slice(0, 4) + " " + n.slice(4) : n; }
+let all = [];
+let fetchedAt = 0;
+let myName = "";
+let seenS1 = null;
+function mine(t) {
+  const o = t.on_ticket || {};
+  return !!myName && (o.acknowledged_by === myName || (o.paged_ids || []).includes(myName) || (o.paged_to || []).includes(myName));
+}
 function row(t, fetched) {
   const closed = t.status === "resolved" || t.status === "cancelled";
-  const who = t.company ? esc(t.company) + ' <span class="muted">' + esc(t.caller) + "</span>" : esc(t.caller);
+  const who = t.company ? esc(t.company) + ' <span class="muted">' + telLink(t.caller) + "</span>" : telLink(t.caller);
+  const o = t.on_ticket || {};
+  const failing = (o.failing || []).length
+    ? ' <span class="failing">⚠ ' + esc(L("failing: ", "en échec : ") + o.failing.join(", ")) + "</span>" : "";
   return '<tr data-ticket="' + esc(t.number) + '"' + (closed ? ' class="closed"' : "") + ">" +
-    '<td class="num"><a href="/tickets/' + encodeURIComponent(t.number) + '">' + esc(groupNumber(t.number)) + "</a></td>" +
-    '<td class="sev-' + esc(t.severity) + '">' + esc(t.severity) +
-      (t.suspected_incident ? ' <span class="incident" title="suspected incident">incident?</span>' : "") +
-      (t.time_scale > 1 ? ' <span class="drill" title="a drill ticket (time ×' + esc(String(t.time_scale)) + '): not a customer">DRILL ×' + esc(String(t.time_scale)) + "</span>" : "") + "</td>" +
-    '<td class="status">' + esc(t.status.replace("_", " ")) + "</td>" +
-    "<td>" + who + "</td>" +
-    "<td>" + esc(t.callback_number) + "</td>" +
-    "<td>" + esc(t.callback_due_local) + "</td>" +
-    "<td>" + clockCell(t, fetched) + "</td></tr>";
+    '<td class="num" data-label="' + esc(L("Number", "Numéro")) + '"><a href="/tickets/' + encodeURIComponent(t.number) + '">' + esc(groupNumber(t.number)) + "</a></td>" +
+    '<td data-label="' + esc(L("Clock", "Échéance")) + '">' + clockCell(t, fetched) + "</td>" +
+    '<td data-label="' + esc(L("Severity", "Gravité")) + '" class="sev-' + esc(t.severity) + '">' + esc(severityText(t.severity)) +
+      (t.suspected_incident ? ' <span class="incident">' + esc(L("suspected incident", "incident soupçonné")) + "</span>" : "") +
+      (t.time_scale > 1 ? ' <span class="drill">' + esc(L("DRILL", "EXERCICE")) + " ×" + esc(String(t.time_scale)) + "</span>" : "") + "</td>" +
+    '<td class="status" data-label="' + esc(L("Status", "État")) + '">' + esc(statusWord(t.status)) + "</td>" +
+    '<td class="who" data-label="' + esc(L("Who", "Qui")) + '">' + esc(onTicketText(o)) + failing + "</td>" +
+    '<td data-label="' + esc(L("Caller", "Appelant")) + '">' + who + "</td>" +
+    '<td data-label="' + esc(L("Call back", "Rappeler au")) + '">' + telLink(t.callback_number, "callback") + "</td>" +
+    '<td data-label="' + esc(L("Callback due", "Rappel dû")) + '">' + esc(fmtWhen(t.callback_due_at)) + "</td></tr>";
 }
+const SEV_ORDER = { S1: 0, S2: 1, S3: 2 };
+function shown() {
+  const sev = document.getElementById("f-severity").value;
+  const st = document.getElementById("f-status").value;
+  const sort = document.getElementById("f-sort").value;
+  const onlyMine = document.getElementById("f-mine").checked;
+  const digits = document.getElementById("find-number").value.replace(/[^0-9]/g, "");
+  const open = s => s !== "resolved" && s !== "cancelled";
+  let list = all.filter(t => (!sev || t.severity === sev) &&
+    (st === "" || (st === "open" ? open(t.status) : st.split(",").includes(t.status))) &&
+    (!onlyMine || mine(t)) && (!digits || t.number.includes(digits)));
+  if (sort === "new") list = list.slice().sort((a, b) => b.created_at.localeCompare(a.created_at));
+  if (sort === "severity") list = list.slice().sort((a, b) => SEV_ORDER[a.severity] - SEV_ORDER[b.severity]);
+  return list;
+}
+function draw() {
+  const list = shown();
+  document.querySelector("#tickets tbody").innerHTML = list.length
+    ? list.map(t => row(t, fetchedAt)).join("")
+    : '<tr><td class="muted">' + esc(L("No ticket matches.", "Aucun billet ne correspond.")) + "</td></tr>";
+  tickAll();
+}
+// A new S1 shows from another tab: the title counts the S1 tickets nobody acknowledged yet,
+// and a notification says so when the user allowed them.
+function watchS1(tickets) {
+  const waiting = tickets.filter(t => t.severity === "S1" && (t.status === "open" || t.status === "paged"));
+  document.title = (waiting.length ? "(" + waiting.length + ") S1 · " : "") + BASE_TITLE;
+  const numbers = new Set(waiting.map(t => t.number));
+  if (seenS1 !== null) {
+    const fresh = waiting.filter(t => !seenS1.has(t.number));
+    if (fresh.length) {
+      document.getElementById("list-news").textContent =
+        L("New S1 ticket: ", "Nouveau billet S1 : ") + fresh.map(t => groupNumber(t.number)).join(", ");
+      if ("Notification" in window && Notification.permission === "granted") {
+        for (const t of fresh) {
+          try { new Notification(L("New S1 ticket ", "Nouveau billet S1 ") + groupNumber(t.number), { body: t.company || fmtPhone(t.caller), tag: t.number }); } catch (e) { /* not allowed here */ }
+        }
+      }
+    }
+  }
+  seenS1 = numbers;
+}
+let lastOpen = null;
 async function load() {
   const state = document.getElementById("list-state");
   try {
-    const tickets = await api("GET", "/api/tickets");
-    const fetched = Date.now();
-    document.querySelector("#tickets tbody").innerHTML = tickets.map(t => row(t, fetched)).join("");
-    const open = tickets.filter(t => t.status !== "resolved" && t.status !== "cancelled").length;
+    all = await api("GET", "/api/tickets");
+    fetchedAt = Date.now();
+    draw();
+    watchS1(all);
+    const open = all.filter(t => t.status !== "resolved" && t.status !== "cancelled").length;
     state.className = "muted";
-    state.textContent = open + " open ticket(s); updated " + new Date(fetched).toLocaleTimeString();
-    tickAll();
+    state.textContent = L(open + " open ticket(s); updated at ", open + " billet(s) ouvert(s); mis à jour à ") +
+      fmtTimeOfDay(new Date(fetchedAt).toISOString());
+    if (lastOpen !== null && lastOpen !== open) {
+      document.getElementById("list-news").textContent = L(open + " open ticket(s)", open + " billet(s) ouvert(s)");
+    }
+    lastOpen = open;
   } catch (e) {
     state.className = "error";
-    state.textContent = "Cannot load the tickets: " + e.message;
+    state.textContent = L("Cannot load the tickets: ", "Impossible de charger les billets : ") + e.message;
   }
 }
+const BASE_TITLE = document.title;
+["f-severity", "f-status", "f-sort", "f-mine"].forEach(id => document.getElementById(id).addEventListener("change", draw));
+document.getElementById("find-number").addEventListener("input", draw);
+// A tracking number read out by a caller: straight to its ticket, listed or not.
+document.getElementById("find").addEventListener("submit", async ev => {
+  ev.preventDefault();
+  const out = document.getElementById("find-state");
+  const digits = document.getElementById("find-number").value.replace(/[^0-9]/g, "");
+  if (digits.length !== 8) {
+    out.className = "error";
+    out.textContent = L("A tracking number has 8 digits.", "Un numéro de suivi a 8 chiffres.");
+    return;
+  }
+  try {
+    const t = await api("GET", "/api/tickets/" + digits);
+    location.href = "/tickets/" + encodeURIComponent(t.number);
+  } catch (e) {
+    out.className = "error";
+    out.textContent = L("No ticket ", "Aucun billet ") + groupNumber(digits) + " : " + e.message;
+  }
+});
+const notify = document.getElementById("notify");
+if ("Notification" in window && Notification.permission === "default") {
+  notify.hidden = false;
+  notify.addEventListener("click", async () => {
+    try { await Notification.requestPermission(); } catch (e) { /* refused */ }
+    notify.hidden = true;
+  });
+}
+me().then(u => { if (u) { myName = u.name; draw(); } });
 load();
 setInterval(load, 10000);
 setInterval(tickAll, 1000);
@@ -596,111 +831,156 @@ async fn list_page(State(state): State<AdminState>, _user: CurrentUser) -> Html<
 
 const SHOW_BODY: &str = r##"<style>
 .drill { background: #ffd54f; color: #000; font-weight: bold; padding: 0 .3em; border-radius: 3px; }
-.facts { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; background: #fff; padding: .8rem; }
+.facts { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; background: #fff; padding: .8rem; margin: .4rem 0; }
 .facts dt { font-weight: 600; }
 .facts dd { margin: 0; }
-.actions { margin: 1rem 0; display: flex; gap: .6rem; flex-wrap: wrap; align-items: center; }
+.facts a.tel { display: inline-flex; align-items: center; min-height: 44px; font-size: 1.1em; font-weight: 600; }
+.actions { margin: 1rem 0; display: flex; gap: .6rem; flex-wrap: wrap; align-items: end; }
+.actions label { flex-direction: column; align-items: flex-start; gap: .1rem; }
 .actions input[type=text] { min-width: 18rem; }
 section { margin-top: 1.4rem; }
 #big-clock { font-size: 1.6rem; }
+#voicemail audio { width: 100%; max-width: 32rem; }
+@media (max-width: 760px) {
+  .facts { padding: .5rem; gap: 0 .6rem; }
+  #voicemail-section { margin-top: .4rem; }
+  #voicemail-section h2 { font-size: 1rem; margin: 0; }
+  .actions input[type=text] { min-width: 0; width: 100%; }
+  .actions label, .actions button { flex: 1 1 100%; }
+}
 </style>
 <p><a href="/tickets">← All tickets</a></p>
 <p id="state" class="muted">Loading…</p>
 <p>Clock: <span id="big-clock" class="countdown"></span> <span id="clock-what" class="muted"></span></p>
-<div class="actions">
- <input id="reason" type="text" placeholder="Reason or note (optional)" maxlength="500">
- <button id="ack" type="button">Acknowledge</button>
+<div id="failing" class="banner" role="alert" hidden></div>
+<section id="voicemail-section"><h2>Voicemail</h2><div id="voicemail"></div></section>
+<dl id="top-facts" class="facts"></dl>
+<div class="actions need-technician">
+ <label for="reason">Note (optional)</label>
+ <input id="reason" type="text" maxlength="500" autocomplete="off">
+ <button id="ack" type="button" class="primary">Acknowledge</button>
  <button id="callback" type="button">Called back</button>
- <button id="resolve" type="button">Resolve</button>
+ <button id="resolve" type="button" class="danger">Resolve</button>
 </div>
-<form id="reclassify" class="actions">
+<form id="reclassify" class="actions need-technician">
  <label>Reclassify as <select name="severity" id="severity">
   <option value="S1">S1 critical</option><option value="S2">S2 major</option><option value="S3">S3 minor</option>
  </select></label>
- <input name="reason" id="reclassify-reason" type="text" required placeholder="Why (required)" maxlength="500">
+ <label for="reclassify-reason">Why (required)</label>
+ <input name="reason" id="reclassify-reason" type="text" required maxlength="500" autocomplete="off">
  <button type="submit">Reclassify</button>
 </form>
-<p id="message" role="status"></p>
+<p id="message" role="status" aria-live="polite"></p>
 <dl id="facts" class="facts"></dl>
-<section><h2>Voicemail</h2><div id="voicemail"></div></section>
 <section><h2>Account</h2><div id="account"></div></section>
 <section><h2>IVR answers</h2><table id="answers"><tbody></tbody></table></section>
 <section><h2>Why this severity</h2><ul id="reasons"></ul></section>
-<section><h2>History</h2><table id="events"><thead><tr><th>When</th><th>What</th><th>Change</th><th>By</th><th>Reason</th></tr></thead><tbody></tbody></table></section>
-<section><h2>Pages</h2><table id="page-jobs"><thead><tr><th>#</th><th>Channel</th><th>To</th><th>Level</th><th>State</th><th>Run at</th><th>Attempts</th><th>Last error</th></tr></thead><tbody></tbody></table></section>"##;
+<section><h2>History</h2><table id="events" class="cards"><thead><tr><th>When</th><th>What</th><th>Change</th><th>By</th><th>Reason</th></tr></thead><tbody></tbody></table></section>
+<section><h2>Pages</h2><table id="page-jobs" class="cards"><thead><tr><th>Channel</th><th>Address</th><th>Level</th><th>State</th><th>Run at</th><th>Attempts</th><th>Last error</th></tr></thead><tbody></tbody></table></section>"##;
 
 const SHOW_JS: &str = r##"
-const fmtTime = new Intl.DateTimeFormat("sv-SE", { timeZone: ZONE, year: "numeric", month: "2-digit",
-  day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" });
-function when(iso) { if (!iso) return ""; try { return fmtTime.format(new Date(iso)); } catch (e) { return iso; } }
 function fact(label, value) { return "<dt>" + esc(label) + "</dt><dd>" + value + "</dd>"; }
+const ANSWER_LABELS = {
+  language: ["Language chosen", "Langue choisie"], main_menu: ["Main menu key", "Touche du menu principal"],
+  after_hours_menu: ["After-hours menu key", "Touche du menu hors heures"], after_hours_other: ["Chose “something else” after hours", "A choisi « autre chose » hors heures"],
+  emergency_key: ["Emergency key pressed", "Touche d'urgence"], business_hours: ["Called during business hours", "Appel pendant les heures d'ouverture"],
+  callback: ["Callback number given", "Numéro de rappel donné"], callback_refused: ["Callback number refused", "Numéro de rappel refusé"],
+  recovered: ["Recovered after a restart", "Récupéré après un redémarrage"], test_page: ["Test page", "Avis d'essai"],
+  entry: ["Called in through", "Entré par"],
+};
+const ANSWER_VALUES = { yes: ["yes", "oui"], no: ["no", "non"], fr: ["French", "français"], en: ["English", "anglais"],
+  main: ["the main menu", "le menu principal"], "caller id confirmed": ["the caller's number, confirmed", "le numéro de l'appelant, confirmé"] };
+// What the console shows never names a file on a server (a recording's path, say).
+function scrub(text) { return String(text === null || text === undefined ? "" : text).replace(/(^|[\s(])\/[^\s)]+/g, "$1…").trim(); }
+function answerLabel(k) { const w = ANSWER_LABELS[k]; return w ? L(w[0], w[1]) : k.replace(/_/g, " "); }
+function answerValue(v) { const w = ANSWER_VALUES[v]; return w ? L(w[0], w[1]) : v; }
+const EVENT_WORDS = { created: ["created", "créé"], paged: ["paged", "avisé"], acknowledged: ["acknowledged", "pris en charge"],
+  called_back: ["called back", "rappelé"], resolved: ["resolved", "résolu"], cancelled: ["cancelled", "annulé"], reclassified: ["reclassified", "reclassé"],
+  classified: ["classified", "classé"] };
+function eventWord(k) { const w = EVENT_WORDS[k]; return w ? L(w[0], w[1]) : String(k).replace(/_/g, " "); }
+const JOB_STATES = { pending: ["waiting", "en attente"], leased: ["sending", "envoi en cours"], done: ["delivered", "livré"], failed: ["FAILED", "ÉCHEC"], cancelled: ["stopped", "arrêté"] };
+function jobState(s) { const w = JOB_STATES[s]; return w ? L(w[0], w[1]) : s; }
 let voicemailShown = false;
+let current = null;
 function render(t) {
+  current = t;
   const fetched = Date.now();
   const big = document.getElementById("big-clock");
   big.dataset.seconds = t.seconds_to_target === null ? "" : t.seconds_to_target;
   big.dataset.fetched = fetched;
   big.dataset.target = t.target || "";
-  document.getElementById("clock-what").textContent = t.target ? "to the " + t.target + " target" : "closed";
+  document.getElementById("clock-what").textContent = t.target === "callback" ? L("to the callback target", "avant l'échéance de rappel")
+    : t.target === "resolution" ? L("to the resolution target", "avant l'échéance de résolution") : L("closed", "fermé");
   const closed = t.status === "resolved" || t.status === "cancelled";
-  document.getElementById("ack").disabled = readOnly || !(t.status === "open" || t.status === "paged");
-  document.getElementById("callback").disabled = readOnly || !(t.status === "open" || t.status === "paged" || t.status === "acknowledged");
-  document.getElementById("resolve").disabled = readOnly || closed;
-  document.querySelector("#reclassify button").disabled = readOnly || closed;
+  document.getElementById("ack").disabled = !(t.status === "open" || t.status === "paged");
+  document.getElementById("callback").disabled = !(t.status === "open" || t.status === "paged" || t.status === "acknowledged");
+  document.getElementById("resolve").disabled = closed;
+  document.querySelector("#reclassify button").disabled = closed;
   document.getElementById("severity").value = t.severity;
+  const o = t.on_ticket || {};
+  const banner = document.getElementById("failing");
+  banner.hidden = !(o.failing || []).length;
+  banner.textContent = (o.failing || []).length ? "⚠ " + L("These pages fail: ", "Ces avis échouent : ") + o.failing.join(", ") : "";
+  document.getElementById("top-facts").innerHTML =
+    (t.time_scale > 1 ? fact(L("Drill", "Exercice"), '<span class="drill">' + esc(L("DRILL", "EXERCICE")) + " ×" + esc(String(t.time_scale)) +
+      "</span> " + esc(L("a drill ticket, not a customer", "un billet d'exercice, pas un client"))) : "") +
+    (t.test_page ? fact(L("Test page", "Avis d'essai"), esc(L("not a customer: kept out of the queue and the SLA report", "pas un client : hors de la file et du rapport"))) : "") +
+    fact(L("Severity", "Gravité"), '<span class="sev-' + esc(t.severity) + '">' + esc(severityText(t.severity)) + "</span>" +
+      (t.suspected_incident ? esc(L(" (suspected incident)", " (incident soupçonné)")) : "")) +
+    fact(L("Status", "État"), '<span class="status">' + esc(statusWord(t.status)) + "</span>") +
+    fact(L("Acknowledged by", "Pris en charge par"), esc(o.acknowledged_by || L("nobody yet", "personne pour l'instant"))) +
+    fact(L("Paged", "Avisé"), (o.paged_to || []).length
+      ? esc(o.paged_to.join(", ")) + " · " + esc(L("level ", "niveau ") + o.level) : esc(L("nobody yet", "personne pour l'instant"))) +
+    fact(L("Call back", "Rappeler au"), telLink(t.callback_number, "callback")) +
+    fact(L("Caller", "Appelant"), telLink(t.caller, "caller")) +
+    fact(L("Callback due", "Rappel dû"), esc(fmtWhen(t.callback_due_at)) +
+      (t.callback_target_met === true ? esc(L(" (met)", " (respecté)")) : t.callback_target_met === false ? ' <span class="error">' + esc(L("(missed)", "(manqué)")) + "</span>" : ""));
   document.getElementById("facts").innerHTML =
-    (t.time_scale > 1 ? fact("Drill", '<span class="drill">DRILL ×' + esc(String(t.time_scale)) +
-      "</span> a drill ticket: its targets and its ladder ran " + esc(String(t.time_scale)) + " times faster. Not a customer.") : "") +
-    fact("Number", esc(t.number)) +
-    fact("Severity", '<span class="sev-' + esc(t.severity) + '">' + esc(t.severity) + "</span>" +
-      (t.suspected_incident ? " (suspected incident)" : "")) +
-    fact("Status", '<span class="status">' + esc(t.status.replace("_", " ")) + "</span>") +
-    fact("Caller", esc(t.caller)) +
-    fact("Call back", esc(t.callback_number)) +
-    fact("Language", esc(t.language)) +
-    fact("Created", esc(t.created_local)) +
-    fact("Callback due", esc(t.callback_due_local) +
-      (t.callback_target_met === true ? " (met)" : t.callback_target_met === false ? ' <span class="error">(missed)</span>' : "")) +
-    fact("Resolution due", esc(t.resolution_due_local)) +
-    fact("Paged", esc(when(t.paged_at))) +
-    fact("Acknowledged", esc(when(t.acknowledged_at))) +
-    fact("Called back", esc(when(t.called_back_at))) +
-    fact("Resolved", esc(when(t.resolved_at))) +
-    (t.cancelled_at ? fact("Cancelled", esc(when(t.cancelled_at))) : "");
+    fact(L("Number", "Numéro"), esc(groupNumber(t.number))) +
+    fact(L("Language", "Langue"), esc(answerValue(t.language))) +
+    fact(L("Created", "Créé"), esc(fmtWhen(t.created_at))) +
+    fact(L("Resolution due", "Résolution due"), esc(fmtWhen(t.resolution_due_at))) +
+    fact(L("Paged at", "Avisé à"), esc(fmtWhen(t.paged_at) || "—")) +
+    fact(L("Acknowledged at", "Pris en charge à"), esc(fmtWhen(t.acknowledged_at) || "—")) +
+    fact(L("Called back at", "Rappelé à"), esc(fmtWhen(t.called_back_at) || "—")) +
+    fact(L("Resolved at", "Résolu à"), esc(fmtWhen(t.resolved_at) || "—")) +
+    (t.cancelled_at ? fact(L("Cancelled at", "Annulé à"), esc(fmtWhen(t.cancelled_at))) : "");
   if (!voicemailShown) {
     voicemailShown = true;
     document.getElementById("voicemail").innerHTML = t.voicemail_path
-      ? '<audio controls preload="none" src="/api/tickets/' + encodeURIComponent(t.number) + '/voicemail"></audio> ' +
+      ? '<audio controls preload="none" aria-label="' + esc(L("The caller's voicemail", "Le message de l'appelant")) + '" src="/api/tickets/' + encodeURIComponent(t.number) + '/voicemail"></audio> ' +
         '<span class="muted">' + esc((t.voicemail_seconds || 0).toFixed(1)) + " s, " +
-        (t.speech_detected ? "speech detected" : "no speech detected") + "</span>"
-      : '<p class="muted">No voicemail.</p>';
+        esc(t.speech_detected ? L("speech detected", "parole détectée") : L("no speech detected", "aucune parole détectée")) + "</span>"
+      : '<p class="muted">' + esc(L("No voicemail.", "Aucun message vocal.")) + "</p>";
   }
   const a = t.account;
   document.getElementById("account").innerHTML = a
     ? "<p><strong>" + esc(a.code) + "</strong> — " + esc(a.company) + "<br>" + esc(a.address) +
-      '<br><span class="muted">numbers: ' + esc(a.numbers.join(", ")) + "</span></p>" +
-      (a.contacts.length ? "<table><thead><tr><th>Role</th><th>Name</th><th>Phone</th><th>E-mail</th></tr></thead><tbody>" +
-        a.contacts.map(c => "<tr><td>" + esc(c.role) + "</td><td>" + esc(c.name) + "</td><td>" + esc(c.phone) +
+      '<br><span class="muted">' + esc(L("numbers: ", "numéros : ")) + a.numbers.map(n => telLink(n)).join(", ") + "</span></p>" +
+      (a.contacts.length ? "<table><thead><tr><th>" + esc(L("Role", "Rôle")) + "</th><th>" + esc(L("Name", "Nom")) + "</th><th>" +
+        esc(L("Phone", "Téléphone")) + "</th><th>" + esc(L("E-mail", "Courriel")) + "</th></tr></thead><tbody>" +
+        a.contacts.map(c => "<tr><td>" + esc(c.role) + "</td><td>" + esc(c.name) + "</td><td>" + telLink(c.phone) +
           "</td><td>" + esc(c.email) + "</td></tr>").join("") + "</tbody></table>" : "")
-    : '<p class="muted">No account matched the caller\'s number.</p>';
+    : '<p class="muted">' + esc(L("No account matched the caller's number.", "Aucun compte ne correspond au numéro de l'appelant.")) + "</p>";
   const answers = Object.entries(t.answers || {});
   document.querySelector("#answers tbody").innerHTML = answers.length
-    ? answers.map(([q, v]) => "<tr><th>" + esc(q) + "</th><td>" + esc(v) + "</td></tr>").join("")
-    : '<tr><td class="muted">No answers.</td></tr>';
+    ? answers.map(([q, v]) => "<tr><th>" + esc(answerLabel(q)) + "</th><td>" + esc(answerValue(v)) + "</td></tr>").join("")
+    : '<tr><td class="muted">' + esc(L("No answers.", "Aucune réponse.")) + "</td></tr>";
   document.getElementById("reasons").innerHTML =
-    (t.classification_reasons || []).map(r => "<li>" + esc(r) + "</li>").join("") || '<li class="muted">None given.</li>';
+    (t.classification_reasons || []).map(r => "<li>" + esc(r) + "</li>").join("") || '<li class="muted">' + esc(L("None given.", "Aucune.")) + "</li>";
   document.querySelector("#events tbody").innerHTML = (t.events || []).map(e => {
     const change = e.from_severity || e.to_severity
       ? esc(e.from_severity) + " → " + esc(e.to_severity)
-      : e.from_status || e.to_status ? esc(e.from_status) + " → " + esc(e.to_status) : "";
-    return "<tr><td>" + esc(when(e.at)) + "</td><td>" + esc(e.kind) + "</td><td>" + change + "</td><td>" +
-      esc(e.actor) + "</td><td>" + esc(e.reason) + "</td></tr>";
+      : e.from_status || e.to_status ? esc(e.from_status ? statusWord(e.from_status) : "") + " → " + esc(e.to_status ? statusWord(e.to_status) : "") : "";
+    return "<tr><td><strong>" + esc(fmtWhen(e.at)) + "</strong></td><td>" + esc(eventWord(e.kind)) + "</td><td>" + change +
+      '</td><td data-label="' + esc(L("By", "Par")) + '">' + esc(e.actor) + "</td><td>" + esc(scrub(e.reason)) + "</td></tr>";
   }).join("");
   document.querySelector("#page-jobs tbody").innerHTML = (t.page_jobs || []).map(j =>
-    "<tr><td>" + esc(j.id) + "</td><td>" + esc(j.channel) + "</td><td>" + esc(j.person || j.target) +
-    "</td><td>" + esc(j.level) + "</td><td>" + esc(j.state) + "</td><td>" + esc(when(j.run_at)) + "</td><td>" +
-    esc(j.attempts) + "</td><td>" + esc(j.last_error) + "</td></tr>").join("") ||
-    '<tr><td colspan="8" class="muted">No pages.</td></tr>';
+    "<tr><td><strong>" + esc(j.channel) + " → " + esc(j.person || j.target) + "</strong></td><td data-label=\"" + esc(L("To", "À")) + "\">" + esc(j.target) +
+    "</td><td data-label=\"" + esc(L("Level", "Niveau")) + "\">" + esc(j.level) + "</td><td data-label=\"" + esc(L("State", "État")) + "\">" + esc(jobState(j.state)) +
+    "</td><td data-label=\"" + esc(L("Run at", "Prévu à")) + "\">" + esc(fmtWhen(j.run_at)) + "</td><td data-label=\"" + esc(L("Attempts", "Essais")) + "\">" +
+    esc(j.attempts) + "</td><td data-label=\"" + esc(L("Last error", "Dernière erreur")) + "\">" + esc(j.last_error || "—") + "</td></tr>").join("") ||
+    '<tr><td colspan="7" class="muted">' + esc(L("No pages.", "Aucun avis.")) + "</td></tr>";
   tickAll();
 }
 function say(text, ok) {
@@ -713,15 +993,18 @@ async function load() {
   try {
     render(await api("GET", "/api/tickets/" + NUMBER));
     st.className = "muted";
-    st.textContent = "Times in " + ZONE + ".";
+    st.textContent = L("Times in ", "Heures du fuseau ") + UI_ZONE + ".";
   } catch (e) {
     st.className = "error";
     st.textContent = e.message;
   }
 }
-async function act(path, body, done) {
+// Every action is confirmed once; the note goes with that action only, then the field empties.
+async function act(path, body, question, done, fields) {
+  if (!window.confirm(question)) return;
   try {
     await api("POST", "/api/tickets/" + NUMBER + "/" + path, body);
+    (fields || []).forEach(id => { document.getElementById(id).value = ""; });
     say(done, true);
   } catch (e) {
     say(e.message, false);
@@ -732,38 +1015,31 @@ function reasonBody() {
   const r = document.getElementById("reason").value.trim();
   return r ? { reason: r } : {};
 }
-document.getElementById("ack").addEventListener("click", () => act("acknowledge", reasonBody(), "Acknowledged."));
-document.getElementById("callback").addEventListener("click", () => act("callback", reasonBody(), "Marked called back."));
-document.getElementById("resolve").addEventListener("click", () => act("resolve", reasonBody(), "Resolved."));
+const G = groupNumber(NUMBER);
+document.getElementById("ack").addEventListener("click", () => act("acknowledge", reasonBody(),
+  L("Acknowledge ticket " + G + "? The pages stop; you take it in charge.", "Prendre en charge le billet " + G + "? Les avis s'arrêtent; vous en êtes responsable."),
+  L("Acknowledged.", "Pris en charge."), ["reason"]));
+document.getElementById("callback").addEventListener("click", () => act("callback", reasonBody(),
+  L("Mark ticket " + G + " called back? This stops its callback clock.", "Marquer le billet " + G + " comme rappelé? Cela arrête l'échéance de rappel."),
+  L("Marked called back.", "Marqué rappelé."), ["reason"]));
+document.getElementById("resolve").addEventListener("click", () => act("resolve", reasonBody(),
+  L("Resolve ticket " + G + "? This closes it and stops every clock.", "Résoudre le billet " + G + "? Cela le ferme et arrête toutes les échéances."),
+  L("Resolved.", "Résolu."), ["reason"]));
 document.getElementById("reclassify").addEventListener("submit", ev => {
   ev.preventDefault();
   const severity = document.getElementById("severity").value;
   const reason = document.getElementById("reclassify-reason").value.trim();
-  if (!reason) { say("A reclassification needs a reason.", false); return; }
-  act("reclassify", { severity, reason }, "Reclassified as " + severity + ".");
+  if (!reason) { say(L("A reclassification needs a reason.", "Un reclassement demande une raison."), false); return; }
+  act("reclassify", { severity, reason }, L("Reclassify ticket " + G + " as " + severity + "?", "Reclasser le billet " + G + " en " + severity + "?"),
+    L("Reclassified as ", "Reclassé en ") + severity + ".", ["reclassify-reason"]);
 });
-let readOnly = false;
-async function whoAmI() {
-  try {
-    const u = await me();
-    if (u && u.role === "viewer") {
-      readOnly = true;
-      document.querySelectorAll(".actions button, .actions input, .actions select").forEach(el => { el.disabled = true; });
-      say("You can read this ticket; changing it needs the technician role.", true);
-    }
-  } catch (e) { /* the API still says 403 on a change */ }
-}
-whoAmI();
+me();
 load();
 setInterval(tickAll, 1000);
 setInterval(load, 10000);
 "##;
 
-async fn show_page(
-    State(state): State<AdminState>,
-    _user: CurrentUser,
-    Path(n): Path<String>,
-) -> Response {
+async fn show_page(_user: CurrentUser, Path(n): Path<String>) -> Response {
     let n = match tracking_number(&n) {
         Ok(n) => n,
         Err(e) => {
@@ -778,14 +1054,8 @@ async fn show_page(
                 .into_response();
         }
     };
-    let tz = zone(&state);
-    // The number is 8 validated digits and the zone a chrono-tz name: both are safe in a JS
-    // string literal; JSON-encode them anyway.
-    let script = format!(
-        "const NUMBER = {num};\nconst ZONE = {zone};\n{CLOCK_JS}{SHOW_JS}",
-        num = json!(n),
-        zone = json!(tz.name()),
-    );
+    // The number is 8 validated digits: safe in a JS string literal; JSON-encode it anyway.
+    let script = format!("const NUMBER = {num};\n{CLOCK_JS}{SHOW_JS}", num = json!(n),);
     let title = format!("Ticket {}", number::grouped(&n));
     let body = format!("<div data-ticket=\"{}\">{SHOW_BODY}</div>", escape(&n));
     pages::page(&title, "/tickets", &body, &script).into_response()

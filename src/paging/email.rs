@@ -385,6 +385,13 @@ pub fn render(facts: &PageFacts, recording: &Recording) -> RenderedMail {
         t("Message vocal :", "Voicemail:")
     ));
 
+    if let Some(url) = &facts.console_url {
+        line(format!(
+            "{}\n{}",
+            t("Le billet dans la console :", "The ticket in the console:"),
+            one_line(url, 2000)
+        ));
+    }
     line(String::new());
     match &facts.ack_url {
         Some(url) => line(format!(
@@ -740,6 +747,7 @@ mod tests {
             voicemail_path: None,
             voicemail_seconds: Some(41.6),
             ack_url: Some("https://astreinte.example.net/ack/4821337?sig=ab12".into()),
+            console_url: Some("https://astreinte.example.net/tickets/4821337".into()),
             time_scale: crate::schedule::TimeScale::REAL,
             page_key: None,
             also: Vec::new(),
@@ -942,7 +950,7 @@ mod tests {
             "{}",
             mail.body
         );
-        // The only link line is ours.
+        // The only link lines are ours: the ticket in the console, and the acknowledgement.
         let links: Vec<_> = mail
             .body
             .lines()
@@ -950,7 +958,10 @@ mod tests {
             .collect();
         assert_eq!(
             links,
-            ["https://astreinte.example.net/ack/4821337?sig=ab12"]
+            [
+                "https://astreinte.example.net/tickets/4821337",
+                "https://astreinte.example.net/ack/4821337?sig=ab12"
+            ]
         );
     }
 

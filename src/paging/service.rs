@@ -65,6 +65,8 @@ pub struct PagingDeps {
     pub phone: Option<PhonePager>,
     /// None: pages carry no acknowledgement link (no `[http]`).
     pub ack_links: Option<AckLinkMaker>,
+    /// `[http] public_url`, when set: pages link to the ticket in the console.
+    pub console_base: Option<String>,
     /// This node's name on its leases.
     pub node: String,
     /// Notified when a ticket is opened or acknowledged: the planner runs at once.
@@ -82,6 +84,7 @@ pub async fn start(
         schedule,
         phone,
         ack_links,
+        console_base,
         node,
         wake,
     } = deps;
@@ -117,6 +120,7 @@ pub async fn start(
         webhook_sender: WebhookSender::new()?,
         phone,
         ack_links,
+        console_base,
         counters: counters.clone(),
         wake: work.clone(),
         group_window: config.group_window(now_schedule.sla().time_scale),

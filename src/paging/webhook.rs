@@ -261,6 +261,7 @@ pub fn body(cfg: &WebhookConfig, event: &WebhookEvent, now: DateTime<Utc>) -> Va
                     })).collect::<Vec<_>>(),
                 },
                 "ack_url": facts.ack_url,
+                "console_url": facts.console_url,
                 "text": text(event),
             });
             if let (WebhookEvent::Acknowledged { by, .. }, Some(obj)) = (event, v.as_object_mut()) {
@@ -312,11 +313,15 @@ pub fn body(cfg: &WebhookConfig, event: &WebhookEvent, now: DateTime<Utc>) -> Va
                 }
                 obj.insert("payload".into(), payload);
                 obj.insert("client".into(), json!("astreinte"));
+                let mut links = Vec::new();
                 if let Some(url) = &facts.ack_url {
-                    obj.insert(
-                        "links".into(),
-                        json!([{ "href": url, "text": "Acknowledge" }]),
-                    );
+                    links.push(json!({ "href": url, "text": "Acknowledge" }));
+                }
+                if let Some(url) = &facts.console_url {
+                    links.push(json!({ "href": url, "text": "Open in the console" }));
+                }
+                if !links.is_empty() {
+                    obj.insert("links".into(), json!(links));
                 }
             }
             v
@@ -505,6 +510,7 @@ mod tests {
             voicemail_path: None,
             voicemail_seconds: Some(12.5),
             ack_url: Some("https://a.example.net/ack/x".into()),
+            console_url: Some("https://a.example.net/tickets/x".into()),
             time_scale: crate::schedule::TimeScale::REAL,
             page_key: None,
             also: Vec::new(),
@@ -664,7 +670,10 @@ mod tests {
         assert_eq!(p["custom_details"]["level"], 2);
         assert_eq!(
             v["links"],
-            json!([{"href": "https://a.example.net/ack/x", "text": "Acknowledge"}])
+            json!([
+                {"href": "https://a.example.net/ack/x", "text": "Acknowledge"},
+                {"href": "https://a.example.net/tickets/x", "text": "Open in the console"}
+            ])
         );
     }
 
@@ -710,6 +719,7 @@ mod tests {
     fn pagerduty_trigger_without_link_or_company_omits_them() {
         let mut f = facts("en");
         f.ack_url = None;
+        f.console_url = None;
         f.company = None;
         let v = body(
             &hook(WebhookFormat::Pagerduty),

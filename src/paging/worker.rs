@@ -99,6 +99,8 @@ pub struct Worker {
     pub webhook_sender: WebhookSender,
     pub phone: Option<PhonePager>,
     pub ack_links: Option<AckLinkMaker>,
+    /// `[http] public_url`: pages link to the ticket in the console.
+    pub console_base: Option<String>,
     pub counters: Arc<PageCounters>,
     /// Woken when the planner enqueued something.
     pub wake: Arc<Notify>,
@@ -508,6 +510,10 @@ impl Worker {
             voicemail_path: t.voicemail_path.as_ref().map(std::path::PathBuf::from),
             voicemail_seconds: t.voicemail_seconds,
             ack_url,
+            console_url: self
+                .console_base
+                .as_ref()
+                .map(|b| format!("{}/tickets/{}", b.trim_end_matches('/'), t.number)),
             time_scale: t.time_scale,
             page_key: job.dedup_key.clone(),
             also: Vec::new(),

@@ -48,7 +48,9 @@ pub use accounts::{Account, AccountRef, Contact, ContactRole};
 pub use announcements::{Announcement, NewAnnouncement};
 pub use pages::{GroupTurn, LeaseFilter, NewEvent, NewPage, PageJob, PageOutcome, PageState};
 pub use people::{OverrideRow, PersonRow};
-pub use tickets::{Action, Event, ListFilter, NewTicket, Status, Ticket, Voicemail};
+pub use tickets::{
+    Action, Event, ListFilter, NewTicket, Status, Ticket, Voicemail, TEST_PAGE_CALLER,
+};
 pub use voicemail_audio::{
     BackfillReport, VoicemailAudioInfo, VoicemailFileError, VoicemailWav, WavSource,
     MAX_VOICEMAIL_BYTES,

@@ -362,6 +362,32 @@ impl Store {
         })
     }
 
+    /// The page jobs of several tickets at once, oldest first (the console's list: who was
+    /// paged on each ticket, in one query however long the list).
+    pub async fn page_jobs_of(&self, ticket_ids: &[i64]) -> Result<Vec<PageJob>, StoreError> {
+        if ticket_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Integers from the store itself: written into the query, not bound one by one.
+        let ids = ticket_ids
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM page_jobs j JOIN tickets t ON t.id = j.ticket_id \
+             WHERE j.ticket_id IN ({ids}) ORDER BY j.id"
+        );
+        on_read!(&self.db, pool => {
+            let rows = sqlx::query(&sql).fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(job_from_row!(r));
+            }
+            Ok(out)
+        })
+    }
+
     /// Ends `owner`'s lease on job `id`. Returns false when the lease was lost (expired and taken
     /// by another worker): that worker now owns the job.
     pub async fn finish_page_job(

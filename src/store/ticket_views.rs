@@ -14,6 +14,8 @@ use super::{on_read, Store, StoreError, Ticket};
 /// planners stop using it.
 const OPEN_WHERE: &str = "t.status IN ('open', 'paged', 'acknowledged', 'called_back')";
 const CLOSED_WHERE: &str = "t.status IN ('resolved', 'cancelled')";
+/// A test page's ticket (see [`super::TEST_PAGE_CALLER`]) is never in the console's queue.
+const NOT_TEST_PAGE: &str = "t.caller <> 'test'";
 
 /// Which tickets the console's list shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,7 +52,7 @@ impl Store {
     pub async fn open_tickets(&self, limit: i64) -> Result<Vec<Ticket>, StoreError> {
         let sql = format!(
             "SELECT {TICKET_COLUMNS} FROM tickets t LEFT JOIN accounts a ON a.id = t.account_id \
-             WHERE {OPEN_WHERE} ORDER BY t.callback_due_at, t.id LIMIT $1"
+             WHERE {OPEN_WHERE} AND {NOT_TEST_PAGE} ORDER BY t.callback_due_at, t.id LIMIT $1"
         );
         self.ticket_rows(&sql, limit.max(0)).await
     }
@@ -59,7 +61,7 @@ impl Store {
     pub async fn recent_closed_tickets(&self, limit: i64) -> Result<Vec<Ticket>, StoreError> {
         let sql = format!(
             "SELECT {TICKET_COLUMNS} FROM tickets t LEFT JOIN accounts a ON a.id = t.account_id \
-             WHERE {CLOSED_WHERE} ORDER BY t.created_at DESC, t.id DESC LIMIT $1"
+             WHERE {CLOSED_WHERE} AND {NOT_TEST_PAGE} ORDER BY t.created_at DESC, t.id DESC LIMIT $1"
         );
         self.ticket_rows(&sql, limit.max(0)).await
     }
@@ -89,11 +91,11 @@ impl Store {
     pub async fn ticket_view_plans(&self) -> Result<(String, String), StoreError> {
         let open = format!(
             "SELECT {TICKET_COLUMNS} FROM tickets t LEFT JOIN accounts a ON a.id = t.account_id \
-             WHERE {OPEN_WHERE} ORDER BY t.callback_due_at, t.id LIMIT 200"
+             WHERE {OPEN_WHERE} AND {NOT_TEST_PAGE} ORDER BY t.callback_due_at, t.id LIMIT 200"
         );
         let closed = format!(
             "SELECT {TICKET_COLUMNS} FROM tickets t LEFT JOIN accounts a ON a.id = t.account_id \
-             WHERE {CLOSED_WHERE} ORDER BY t.created_at DESC, t.id DESC LIMIT 200"
+             WHERE {CLOSED_WHERE} AND {NOT_TEST_PAGE} ORDER BY t.created_at DESC, t.id DESC LIMIT 200"
         );
         match &self.db {
             super::Db::Sqlite { read, .. } => {

@@ -130,6 +130,11 @@ impl NewTicket {
     }
 }
 
+/// The caller of a test page's ticket (the console's "send a test page"): a word no phone
+/// number can be. Such a ticket carries the test's page jobs and nothing else: it is never in
+/// the console's queue nor in the SLA report.
+pub const TEST_PAGE_CALLER: &str = "test";
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Ticket {
     pub id: i64,
@@ -334,6 +339,34 @@ impl Store {
                     to_severity: r.try_get("to_severity")?,
                     reason: r.try_get("reason")?,
                 });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Who acknowledged each of several tickets (ticket id, actor), in the order they did.
+    pub async fn acknowledgers(
+        &self,
+        ticket_ids: &[i64],
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        if ticket_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Integers from the store itself: written into the query, not bound one by one.
+        let ids = ticket_ids
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!(
+            "SELECT ticket_id, actor FROM ticket_events WHERE kind = 'acknowledged' \
+             AND ticket_id IN ({ids}) ORDER BY id"
+        );
+        on_read!(&self.db, pool => {
+            let rows = sqlx::query(&sql).fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push((r.try_get("ticket_id")?, r.try_get("actor")?));
             }
             Ok(out)
         })
@@ -570,14 +603,15 @@ impl Store {
     }
 
     /// Real tickets created in `[from, to)`, as the SLA report needs them: a drill's tickets
-    /// (`time_scale` above 1) never count in the provider's SLA (the drill reports them).
+    /// (`time_scale` above 1) never count in the provider's SLA (the drill reports them), nor
+    /// do test pages (their caller is [`TEST_PAGE_CALLER`]).
     pub async fn sla_tickets(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<SlaTicket>, StoreError> {
         let sql = "SELECT number, severity, created_at, callback_due_at, called_back_at FROM tickets \
-                   WHERE created_at >= $1 AND created_at < $2 AND status <> 'cancelled' AND time_scale = 1 \
+                   WHERE created_at >= $1 AND created_at < $2 AND status <> 'cancelled' AND time_scale = 1 AND caller <> 'test' \
                    ORDER BY created_at";
         on_read!(&self.db, pool => {
             let rows = sqlx::query(sql).bind(micros(from)).bind(micros(to)).fetch_all(pool).await?;

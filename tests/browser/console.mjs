@@ -38,8 +38,10 @@ try {
   // Its page: acknowledge.
   await row.locator("a").first().click();
   await page.waitForURL(new RegExp("/tickets/" + TICKET));
+  // Acknowledging asks for one confirmation.
+  page.once("dialog", d => d.accept());
   await page.click("#ack");
-  await page.waitForFunction(() => document.body.innerText.toLowerCase().includes("acknowledged"));
+  await page.locator("#top-facts .status", { hasText: "acknowledged" }).waitFor();
   seen.acknowledged = true;
   await page.screenshot({ path: SHOTS + "/ticket.png", fullPage: true });
 

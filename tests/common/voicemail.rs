@@ -47,7 +47,12 @@ pub fn speech() -> Vec<i16> {
 /// Leaves an S1 voicemail after hours from 514 555 0100 (in English) and returns its tracking
 /// number once the ticket exists.
 pub fn leave_s1_voicemail(engine: &Engine) -> String {
-    let mut c = Caller::call(engine.addr(), "5149073400", "5145550100");
+    leave_s1_voicemail_from(engine, "5145550100", &[])
+}
+
+/// Like [`leave_s1_voicemail`], from `from`, waiting for a ticket that is none of `known`.
+pub fn leave_s1_voicemail_from(engine: &Engine, from: &str, known: &[String]) -> String {
+    let mut c = Caller::call(engine.addr(), "5149073400", from);
     c.wait_prompt_start(PROMPT_WITHIN); // language choice
     c.press('9'); // English
     c.wait_prompt_start(PROMPT_WITHIN); // welcome, main menu
@@ -65,8 +70,11 @@ pub fn leave_s1_voicemail(engine: &Engine) -> String {
         Duration::from_secs(30),
         || {
             let list = cli_json(engine, &["tickets", "list", "--json"]);
-            let t = list.as_array().and_then(|a| a.first())?;
-            Some(t["number"].as_str().expect("number").to_string())
+            list.as_array()?
+                .iter()
+                .filter_map(|t| t["number"].as_str())
+                .find(|n| !known.iter().any(|k| k == n))
+                .map(str::to_string)
         },
         || engine.log_text(),
     );

@@ -72,6 +72,9 @@ pub struct PageFacts {
     pub voicemail_seconds: Option<f64>,
     /// Signed acknowledgement link, when `[http] public_url` is set.
     pub ack_url: Option<String>,
+    /// The ticket's page in the console (`<public_url>/tickets/<number>`), when `[http]
+    /// public_url` is set.
+    pub console_url: Option<String>,
     /// The ticket's drill compression (1: a real ticket); every page of a drill says so.
     pub time_scale: crate::schedule::TimeScale,
     /// This page's key, the same on every node and every retry

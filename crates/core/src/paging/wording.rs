@@ -349,6 +349,7 @@ mod tests {
             voicemail_path: None,
             voicemail_seconds: None,
             ack_url: None,
+            console_url: None,
             time_scale: crate::schedule::TimeScale::REAL,
             page_key: None,
             also: Vec::new(),
