@@ -51,7 +51,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let node = Node {
-        advertised: sip.advertised_addr().ip(),
+        // Where callers send RTP ([media] public_address, else SIP's advertised address).
+        advertised: config
+            .media
+            .public_address
+            .unwrap_or_else(|| sip.advertised_addr().ip()),
         config,
         store,
         schedule,

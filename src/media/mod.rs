@@ -54,6 +54,12 @@ pub struct MediaConfig {
     /// Where voicemail recordings are written (and recovered from at start-up).
     #[serde(default = "default_recordings_dir")]
     pub recordings_dir: String,
+    /// Address written in SDP, where callers send RTP: the host's address when the node runs
+    /// behind NAT or in a container whose RTP ports are published (Docker). Unset: `[sip]
+    /// public_address`, else the listen address. Unlike `[sip] public_address` it leaves
+    /// Contact alone, so in-dialog requests keep going through the SIP proxy to this node.
+    #[serde(default)]
+    pub public_address: Option<std::net::IpAddr>,
     /// Media threads; 0 means one per core.
     #[serde(default)]
     pub threads: usize,
@@ -178,6 +184,7 @@ impl Default for MediaConfig {
             inactivity_timeout_secs: default_timeout(),
             prompts_dir: default_prompts_dir(),
             recordings_dir: default_recordings_dir(),
+            public_address: None,
             threads: 0,
             realtime_priority: default_rt_priority(),
             pin_threads: false,
