@@ -267,6 +267,41 @@ docker rm -f "$standalone" >/dev/null
 standalone=""
 say "the image alone, with no capability and its own config, is healthy"
 
+# io_uring where the seccomp profile allows it, epoll where it does not: the image with
+# [media] io_uring = "always" (threads without real-time priority use the ring too), under
+# Docker's default profile and under one that refuses the io_uring calls.
+printf '[media]\nio_uring = "always"\n[http]\nlisten = "127.0.0.1:8080"\n' >"$work/uring.toml"
+printf '%s\n' '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["io_uring_setup", "io_uring_enter", "io_uring_register"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}' >"$work/no-uring.json"
+chmod 0644 "$work/uring.toml" "$work/no-uring.json"
+media_io_of() { # $@: docker run options; prints the engine's media I/O line and its gauges
+  local line="" gauges
+  standalone=$(docker run -d "$@" -v "$work/uring.toml:/etc/astreinte/astreinte.toml:ro" astreinte:local)
+  for _ in $(seq 1 30); do
+    line=$(docker logs "$standalone" 2>&1 | grep -o 'media I/O:.*' || true)
+    [ -n "$line" ] && break
+    sleep 1
+  done
+  [ -n "$line" ] || die "the image did not log its media I/O backend: $(docker logs --tail 20 "$standalone" 2>&1)"
+  wait_for "the image's /metrics" 30 docker exec "$standalone" curl -fsS -o /dev/null http://127.0.0.1:8080/metrics
+  gauges=$(docker exec "$standalone" curl -fsS http://127.0.0.1:8080/metrics | grep '^astreinte_media_io' | sort | tr '\n' ' ')
+  docker rm -f "$standalone" >/dev/null
+  standalone=""
+  echo "$line | $gauges"
+}
+io=$(media_io_of)
+say "default seccomp profile: $io"
+case "$io" in
+  *"io_uring on all"*'backend="epoll"} 0'*) ;;
+  *"kernel refused io_uring"*'backend="io_uring"} 0'*) ;;
+  *) die "with io_uring = \"always\" and Docker's default profile: $io" ;;
+esac
+io=$(media_io_of --security-opt "seccomp=$work/no-uring.json")
+say "a profile refusing io_uring: $io"
+case "$io" in
+  *"epoll on all"*"kernel refused io_uring"*'backend="io_uring"} 0'*) ;;
+  *) die "a seccomp profile refusing io_uring should leave epoll: $io" ;;
+esac
+
 exec_node() { "${compose[@]}" exec -T -e ASTREINTE_LOG=warn "$1" "${@:2}"; }
 node_cli() { exec_node "$1" astreinte "${@:2}" --config /etc/astreinte/astreinte.toml; }
 for n in node-a node-b; do
