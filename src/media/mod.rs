@@ -64,7 +64,8 @@ pub struct MediaConfig {
     #[serde(default)]
     pub threads: usize,
     /// SCHED_FIFO priority of the media threads (1-99; 0 keeps the normal scheduler). Needs
-    /// root or CAP_SYS_NICE; without it the threads run normally and one line is logged.
+    /// root, CAP_SYS_NICE or RLIMIT_RTPRIO; without it the threads run normally and one warning
+    /// is logged.
     #[serde(default = "default_rt_priority")]
     pub realtime_priority: u8,
     /// Pin media thread i to CPU i (mod the CPUs this process may use).
