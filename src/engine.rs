@@ -13,7 +13,7 @@ use crate::call::voicemail::VoicemailDesk;
 use crate::call::FlowKind;
 use crate::config::Config;
 use crate::live::LiveSettings;
-use crate::media::{recover_unfinished, MediaEngine};
+use crate::media::{recover_unfinished, MediaBackend, MediaEngine};
 use crate::store::Store;
 
 /// How long a stopping engine waits for its calls to hang up and save their recordings.
@@ -33,6 +33,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .listen_addr()
         .context("[sip] listen is invalid")?;
     let media = MediaEngine::start(&config.media, listen.ip()).context("starting media")?;
+    info!("{}", media.io_summary(config.media.io_uring));
     let live = start_live_settings(&store, &config, schedule, &media).await;
     let schedule = live.schedule();
     // Paging wakes as soon as a voicemail becomes a ticket.
@@ -51,7 +52,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let node = Node {
-        advertised: sip.advertised_addr().ip(),
+        // Where callers send RTP ([media] public_address, else SIP's advertised address).
+        advertised: config
+            .media
+            .public_address
+            .unwrap_or_else(|| sip.advertised_addr().ip()),
         config,
         store,
         schedule,
@@ -689,9 +694,16 @@ impl crate::http::EngineProbe for EngineState {
     }
 
     fn metrics(&self) -> crate::http::EngineMetrics {
+        let backends = self.media.backends();
+        let io_uring = backends
+            .iter()
+            .filter(|b| **b == MediaBackend::IoUring)
+            .count() as u64;
         crate::http::EngineMetrics {
             sip: self.sip.stats(),
             media_contained_panics: self.media.contained_panics(),
+            media_io_uring_threads: io_uring,
+            media_epoll_threads: backends.len() as u64 - io_uring,
             calls_active: self.calls.active.load(Ordering::Relaxed),
             calls_total: self.calls.total.load(Ordering::Relaxed),
             pages: self

@@ -118,6 +118,30 @@ fn migrate_creates_the_store_and_is_idempotent() {
     assert!(Path::new(path).exists());
 }
 
+/// During a rolling upgrade a node of the previous release may start on a database the new
+/// release has migrated: it runs on it (the migrations only add) instead of failing on the
+/// migration it does not know (issue 22).
+#[test]
+fn migrate_runs_on_a_database_a_newer_release_migrated() {
+    let e = env();
+    ok(&e, &["migrate"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&e.url).await.unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations \
+             (version, description, installed_on, success, checksum, execution_time) \
+             VALUES (99990101000000, 'a newer release', CURRENT_TIMESTAMP, 1, x'00', 1)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    });
+    let again = ok(&e, &["migrate"]);
+    assert!(again.contains("sqlite: 0 migration(s) applied"), "{again}");
+}
+
 /// `tickets voicemail N --out FILE` writes the WAV from the store: an operator on any node gets
 /// it, even once the recording node's file is gone (issue 14).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -252,6 +252,68 @@ fn systemd_unit_waits_out_the_default_drain() {
     assert!(unit.contains("AmbientCapabilities=CAP_SYS_NICE"));
 }
 
+/// The image starts without any capability (no file capability on the binary, none asked of
+/// compose), and its own config serves HTTP where its health check asks (issue #22; the
+/// containers themselves are run by scripts/compose-test.sh).
+#[test]
+fn image_needs_no_capability_and_its_config_serves_the_health_check() {
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    let instructions: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect();
+    assert!(
+        !instructions.iter().any(|l| l.contains("setcap")),
+        "the Dockerfile gives the binary a file capability: a container without it in its \
+         bounding set cannot even start the binary"
+    );
+    let compose = std::fs::read_to_string(repo().join("docker-compose.yml")).unwrap();
+    assert!(
+        !compose
+            .lines()
+            .any(|l| l.trim_start().starts_with("cap_add")),
+        "docker-compose.yml asks for a capability the image no longer needs"
+    );
+    // The config the image copies to /etc/astreinte/astreinte.toml.
+    let copy = instructions
+        .iter()
+        .find(|l| l.starts_with("COPY ") && l.contains("/etc/astreinte/"))
+        .expect("the Dockerfile copies a config to /etc/astreinte/");
+    let config = copy.split_whitespace().nth(1).expect("COPY SRC DEST");
+    let path = repo().join(config);
+    let out = Command::new(env!("CARGO_BIN_EXE_astreinte"))
+        .arg("check-config")
+        .arg("--config")
+        .arg(&path)
+        .env("ASTREINTE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{config}: {}", text(&out));
+    let (parsed, _) = astreinte::config::Config::load(Some(&path)).expect("the image's config");
+    let listen = parsed
+        .http
+        .listen
+        .clone()
+        .expect("the image's config has an [http] listen");
+    let health = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("ENV ASTREINTE_HEALTH_URL="))
+        .expect("ENV ASTREINTE_HEALTH_URL in the Dockerfile");
+    let port = listen.rsplit(':').next().expect("host:port");
+    assert!(
+        health.contains(&format!(":{port}/readyz"))
+            && (listen.starts_with("0.0.0.0:") || listen.starts_with("127.0.0.1:")),
+        "the health check asks {health}, the image's HTTP listens on {listen}"
+    );
+    // On a host, the embedded defaults keep HTTP off (nothing listens but SIP on loopback).
+    let (defaults, _) =
+        astreinte::config::Config::load(Some(&repo().join("config/astreinte.toml"))).unwrap();
+    assert!(
+        defaults.http.listen.is_none(),
+        "config/astreinte.toml turns HTTP on"
+    );
+}
+
 #[test]
 fn compose_nodes_trust_kamailio_and_agree_with_its_node_list() {
     let compose = compose_config();

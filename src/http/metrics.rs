@@ -38,6 +38,10 @@ pub struct EngineMetrics {
     pub sip: SipStats,
     /// Panics caught on the media threads (the call was ended, the thread went on).
     pub media_contained_panics: u64,
+    /// Media threads receiving RTP through io_uring and through epoll (`[media] io_uring`,
+    /// and whether the kernel's seccomp profile let the ring be created).
+    pub media_io_uring_threads: u64,
+    pub media_epoll_threads: u64,
     /// Calls in progress now.
     pub calls_active: u64,
     /// Calls since the start.
@@ -259,6 +263,18 @@ pub fn exposition(
         "Panics caught on the media threads",
         m.media_contained_panics,
     );
+    let media_io = Family::<[(&'static str, &'static str); 1], Gauge>::default();
+    media_io
+        .get_or_create(&[("backend", "io_uring")])
+        .set(to_i64(m.media_io_uring_threads));
+    media_io
+        .get_or_create(&[("backend", "epoll")])
+        .set(to_i64(m.media_epoll_threads));
+    r.register(
+        "media_io",
+        "Media threads receiving RTP through each I/O backend (io_uring where the config and the seccomp profile allow it, else epoll)",
+        media_io,
+    );
     gauge(
         &mut r,
         "calls_active",
@@ -362,6 +378,7 @@ mod tests {
         m.sip.tcp_open = 5;
         m.sip.endpoint.rate_dropped = 11;
         m.media_contained_panics = 2;
+        m.media_epoll_threads = 2;
         m.calls_active = 4;
         m.calls_total = 99;
         m.pages = vec![
@@ -400,6 +417,8 @@ mod tests {
             "astreinte_sip_rate_dropped_total 11",
             "astreinte_sip_tcp_connections 5",
             "astreinte_media_contained_panics_total 2",
+            "astreinte_media_io{backend=\"epoll\"} 2",
+            "astreinte_media_io{backend=\"io_uring\"} 0",
             "astreinte_calls_active 4",
             "astreinte_calls_total 99",
             "astreinte_pages_sent_total{channel=\"email\"} 7",

@@ -176,6 +176,42 @@ impl MediaEngine {
             .collect()
     }
 
+    /// One line for the log: which I/O backend the media threads use, and why not io_uring
+    /// when they do not (`mode` is the config's `[media] io_uring`).
+    pub fn io_summary(&self, mode: super::IoUringMode) -> String {
+        let backends = self.backends();
+        let ring = backends
+            .iter()
+            .filter(|b| **b == MediaBackend::IoUring)
+            .count();
+        let n = backends.len();
+        if ring == n {
+            return format!("media I/O: io_uring on all {n} media threads");
+        }
+        let refused = self
+            .inner
+            .shards
+            .iter()
+            .find_map(|s| s.state.uring_refused());
+        let why = match (refused, mode) {
+            (Some(e), _) => format!(
+                "the kernel refused io_uring ({e}; a seccomp profile such as Docker's blocks it)"
+            ),
+            (None, super::IoUringMode::Off) => "[media] io_uring = false".to_string(),
+            (None, _) => "io_uring serves real-time media threads only ([media] io_uring = \
+                          \"always\" uses it on normally scheduled threads)"
+                .to_string(),
+        };
+        if ring == 0 {
+            format!("media I/O: epoll on all {n} media threads: {why}")
+        } else {
+            format!(
+                "media I/O: io_uring on {ring} and epoll on {} media threads: {why}",
+                n - ring
+            )
+        }
+    }
+
     /// Panics contained to one call since start (each ended its call with
     /// [`MediaEvent::Failed`]).
     pub fn contained_panics(&self) -> u64 {

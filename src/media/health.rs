@@ -13,12 +13,24 @@ pub(crate) struct ShardState {
     failed: AtomicBool,
     reason: Mutex<Option<String>>,
     backend: AtomicU8,
+    /// Why the kernel refused this thread an io_uring ring (seccomp, an old kernel), if it did.
+    uring_refused: Mutex<Option<String>>,
     pub(crate) panics: AtomicU64,
 }
 
 impl ShardState {
     pub(crate) fn set_backend(&self, b: MediaBackend) {
         self.backend.store(b as u8, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_uring_refused(&self, why: String) {
+        if let Ok(mut r) = self.uring_refused.lock() {
+            *r = Some(why);
+        }
+    }
+
+    pub(crate) fn uring_refused(&self) -> Option<String> {
+        self.uring_refused.lock().ok().and_then(|r| r.clone())
     }
 
     pub(crate) fn backend(&self) -> MediaBackend {

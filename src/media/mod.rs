@@ -54,11 +54,18 @@ pub struct MediaConfig {
     /// Where voicemail recordings are written (and recovered from at start-up).
     #[serde(default = "default_recordings_dir")]
     pub recordings_dir: String,
+    /// Address written in SDP, where callers send RTP: the host's address when the node runs
+    /// behind NAT or in a container whose RTP ports are published (Docker). Unset: `[sip]
+    /// public_address`, else the listen address. Unlike `[sip] public_address` it leaves
+    /// Contact alone, so in-dialog requests keep going through the SIP proxy to this node.
+    #[serde(default)]
+    pub public_address: Option<std::net::IpAddr>,
     /// Media threads; 0 means one per core.
     #[serde(default)]
     pub threads: usize,
     /// SCHED_FIFO priority of the media threads (1-99; 0 keeps the normal scheduler). Needs
-    /// root or CAP_SYS_NICE; without it the threads run normally and one line is logged.
+    /// root, CAP_SYS_NICE or RLIMIT_RTPRIO; without it the threads run normally and one warning
+    /// is logged.
     #[serde(default = "default_rt_priority")]
     pub realtime_priority: u8,
     /// Pin media thread i to CPU i (mod the CPUs this process may use).
@@ -178,6 +185,7 @@ impl Default for MediaConfig {
             inactivity_timeout_secs: default_timeout(),
             prompts_dir: default_prompts_dir(),
             recordings_dir: default_recordings_dir(),
+            public_address: None,
             threads: 0,
             realtime_priority: default_rt_priority(),
             pin_threads: false,

@@ -396,9 +396,12 @@ impl Shard {
                     static LOGGED: std::sync::atomic::AtomicBool =
                         std::sync::atomic::AtomicBool::new(false);
                     if !LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                        tracing::info!(
+                        tracing::warn!(
                             error = %e,
-                            "media threads stay on the normal scheduler (SCHED_FIFO not permitted)"
+                            prio,
+                            "media threads stay on the normal scheduler: SCHED_FIFO was refused \
+                             (give the process RLIMIT_RTPRIO >= [media] realtime_priority or \
+                             CAP_SYS_NICE, or set realtime_priority = 0 to stop asking)"
                         );
                     }
                 }
@@ -416,7 +419,11 @@ impl Shard {
                     tracing::debug!("receiving and sending through io_uring");
                     self.uring = Some(u);
                 }
-                Err(e) => tracing::info!(error = %e, "io_uring not available: epoll"),
+                Err(e) => {
+                    // Said once for all threads by the engine (MediaEngine::io_summary).
+                    tracing::debug!(error = %e, "io_uring not available: epoll");
+                    self.ctx.state.set_uring_refused(e.to_string());
+                }
             }
         }
         // Per-tick receives: under SCHED_FIFO, or through the ring (the epoll set per tick on a

@@ -285,13 +285,25 @@ impl Store {
         match &self.db {
             Db::Sqlite { write, .. } => {
                 let before = applied(write, true).await;
-                sqlx::migrate!("migrations/sqlite").run(write).await?;
-                Ok(applied(write, true).await.saturating_sub(before))
+                let mut migrator = sqlx::migrate!("migrations/sqlite");
+                migrator.set_ignore_missing(true);
+                migrator.run(write).await?;
+                let after = applied(write, true).await;
+                newer_schema(after, migrator.iter().count());
+                Ok(after.saturating_sub(before))
             }
             Db::Postgres(pool) => {
                 let before = applied_pg(pool).await;
-                sqlx::migrate!("migrations/postgres").run(pool).await?;
-                Ok(applied_pg(pool).await.saturating_sub(before))
+                // During a rolling upgrade a node of the previous release may (re)start after
+                // a newer node has migrated the shared database: it starts, and says so. The
+                // newer release's migrations only add (README "Upgrading the nodes one at a
+                // time"), so the old node's queries still work.
+                let mut migrator = sqlx::migrate!("migrations/postgres");
+                migrator.set_ignore_missing(true);
+                migrator.run(pool).await?;
+                let after = applied_pg(pool).await;
+                newer_schema(after, migrator.iter().count());
+                Ok(after.saturating_sub(before))
             }
         }
     }
@@ -319,6 +331,19 @@ impl Store {
             }
             Db::Postgres(p) => p.close().await,
         }
+    }
+}
+
+/// Says when the database holds migrations this binary does not know (a newer release made
+/// them): the node runs on, as one release older than its schema.
+fn newer_schema(applied: usize, known: usize) {
+    if applied > known {
+        tracing::warn!(
+            applied,
+            known,
+            "the database has migrations newer than this binary (a newer node made them): \
+             running on them; upgrade this node"
+        );
     }
 }
 
