@@ -305,12 +305,14 @@ fn image_needs_no_capability_and_its_config_serves_the_health_check() {
             && (listen.starts_with("0.0.0.0:") || listen.starts_with("127.0.0.1:")),
         "the health check asks {health}, the image's HTTP listens on {listen}"
     );
-    // On a host, the embedded defaults keep HTTP off (nothing listens but SIP on loopback).
+    // On a host, the embedded defaults listen on loopback only (the console on 127.0.0.1:8080,
+    // as a self-hosted tool's first start does; SIP on loopback).
     let (defaults, _) =
         astreinte::config::Config::load(Some(&repo().join("config/astreinte.toml"))).unwrap();
-    assert!(
-        defaults.http.listen.is_none(),
-        "config/astreinte.toml turns HTTP on"
+    assert_eq!(
+        defaults.http.listen.as_deref(),
+        Some("127.0.0.1:8080"),
+        "config/astreinte.toml's console listens beyond loopback"
     );
 }
 
