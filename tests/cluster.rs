@@ -318,14 +318,25 @@ fn a_page_leased_by_a_dead_node_is_sent_once_by_the_other_with_the_voicemail() {
     // Node A's mail server hangs, so A leases the page and is still sending it when it dies.
     let (hung, hung_port) = silent_smtp();
     let mut a = node(&pg, "35000-35999", "", &paging_config(hung_port, None));
-    let b = node(&pg, "36000-36999", "", &paging_config(mail.port, None));
 
     let number = leave_s1_voicemail(&a);
     let wav = std::fs::read(voicemail_file(&a, &number)).expect("the voicemail on A's disk");
-    hung.set_nonblocking(false).expect("blocking");
-    let _held = hung.accept().expect("node A connects to send the page");
+    // Node A leases the page and connects to its mail server, which never answers. (Node B
+    // starts only then: started before, it could take the page first.)
+    hung.set_nonblocking(true).expect("nonblocking");
+    let mut held = None;
+    common::wait::wait_until_or(
+        "node A to connect to its mail server",
+        Duration::from_secs(30),
+        || {
+            held = held.take().or_else(|| hung.accept().ok());
+            held.is_some()
+        },
+        || a.log_text(),
+    );
     let leased = pg.query("SELECT lease_owner FROM page_jobs WHERE channel = 'email'");
     assert!(!leased.trim().is_empty(), "the page is not leased");
+    let b = node(&pg, "36000-36999", "", &paging_config(mail.port, None));
     a.kill9();
     // Node A's disk dies with it: the voicemail is only in the database now.
     std::fs::remove_dir_all(a.dir.path().join("data")).expect("remove A's data");
