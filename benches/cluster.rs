@@ -21,50 +21,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{free_port, Engine};
+use common::{free_port, Engine, Schema};
 
 #[allow(dead_code)]
 #[path = "../tests/common/kamailio.rs"]
 mod kamailio;
-
-/// A schema of its own on the benchmark's PostgreSQL, dropped at the end.
-struct Schema {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl Schema {
-    fn create(admin: &str) -> Schema {
-        let name = format!("bench_cluster_{}", std::process::id());
-        psql(admin, &format!("CREATE SCHEMA {name}"));
-        let sep = if admin.contains('?') { '&' } else { '?' };
-        Schema {
-            admin: admin.to_string(),
-            url: format!("{admin}{sep}options=-c%20search_path%3D{name}"),
-            name,
-        }
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        psql(
-            &self.admin,
-            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
-        );
-    }
-}
-
-fn psql(url: &str, sql: &str) {
-    let ok = Command::new("psql")
-        .args([url, "-X", "-q", "-c", sql])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "psql: {sql}");
-}
 
 /// A node on the shared database; returns it with its SIP address once it answers OPTIONS.
 fn node(dir: &Path, name: &str, db: &str, rtp: &str) -> (Engine, SocketAddr) {
@@ -213,7 +174,7 @@ fn main() {
     let (one_rate, one_ivr) = if only == "cluster" {
         (0.0, 0)
     } else {
-        let schema = Schema::create(&admin);
+        let schema = Schema::create(&admin, "cluster");
         let (_node, addr) = node(dir.path(), "direct", &schema.url, "20000-29999");
         (
             setup_rate("one node, direct", addr, seconds),
@@ -223,7 +184,7 @@ fn main() {
     let (two_rate, two_ivr) = if only == "direct" {
         (0.0, 0)
     } else {
-        let schema = Schema::create(&admin);
+        let schema = Schema::create(&admin, "cluster");
         let (_a, a) = node(dir.path(), "node-a", &schema.url, "20000-24999");
         let (_b, b) = node(dir.path(), "node-b", &schema.url, "25000-29999");
         let proxy = kamailio::Kamailio::start(&[a, b], 2);

@@ -18,50 +18,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{free_port, Engine};
+use common::{free_port, Engine, Schema};
 
 #[allow(dead_code)]
 #[path = "../tests/common/kamailio.rs"]
 mod kamailio;
-
-/// A schema of its own on the benchmark's PostgreSQL, dropped at the end.
-struct Schema {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl Schema {
-    fn create(admin: &str) -> Schema {
-        let name = format!("bench_storm_{}", std::process::id());
-        psql(admin, &format!("CREATE SCHEMA {name}"));
-        let sep = if admin.contains('?') { '&' } else { '?' };
-        Schema {
-            admin: admin.to_string(),
-            url: format!("{admin}{sep}options=-c%20search_path%3D{name}"),
-            name,
-        }
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        psql(
-            &self.admin,
-            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
-        );
-    }
-}
-
-fn psql(url: &str, sql: &str) {
-    let ok = Command::new("psql")
-        .args([url, "-X", "-q", "-c", sql])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "psql: {sql}");
-}
 
 /// The ports the drill listens on, which every node's config names.
 struct DrillPorts {
@@ -155,7 +116,7 @@ fn main() {
     let pg = std::env::var("ASTREINTE_BENCH_PG_URL")
         .or_else(|_| std::env::var("ASTREINTE_TEST_PG_URL"))
         .ok();
-    let schema = pg.as_deref().map(Schema::create);
+    let schema = pg.as_deref().map(|admin| Schema::create(admin, "storm"));
     let (sip_a, http_a) = (free_port(), free_port());
     let mut nodes = Vec::new();
     let target: SocketAddr;

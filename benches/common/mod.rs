@@ -123,3 +123,43 @@ pub fn print_memory(before_kib: u64, peak_kib: u64, after_kib: u64) {
         after_kib as f64 / 1024.0
     );
 }
+
+/// A schema of its own on the benchmark's PostgreSQL, dropped at the end.
+pub struct Schema {
+    admin: String,
+    name: String,
+    pub url: String,
+}
+
+impl Schema {
+    /// `bench` names it (e.g. "cluster"), with this process's id.
+    pub fn create(admin: &str, bench: &str) -> Schema {
+        let name = format!("bench_{bench}_{}", std::process::id());
+        psql(admin, &format!("CREATE SCHEMA {name}"));
+        let sep = if admin.contains('?') { '&' } else { '?' };
+        Schema {
+            admin: admin.to_string(),
+            url: format!("{admin}{sep}options=-c%20search_path%3D{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        psql(
+            &self.admin,
+            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
+        );
+    }
+}
+
+pub fn psql(url: &str, sql: &str) {
+    let ok = Command::new("psql")
+        .args([url, "-X", "-q", "-c", sql])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "psql: {sql}");
+}
