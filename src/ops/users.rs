@@ -22,6 +22,24 @@ pub enum UsersCmd {
         /// admin, technician or viewer
         #[arg(long)]
         role: String,
+        /// The roster's person id this login is (see `astreinte people list`): who they cover
+        /// as and whose tickets are "mine". Without it, the person whose id is the login name.
+        #[arg(long)]
+        person: Option<String>,
+        #[command(flatten)]
+        cfg: ConfigArg,
+    },
+    /// Link NAME to the roster's person PERSON (see `astreinte people list`): the console then
+    /// knows them as that person (covering their own shift, "only mine", their language).
+    Link {
+        name: String,
+        person: String,
+        #[command(flatten)]
+        cfg: ConfigArg,
+    },
+    /// Remove NAME's link to a person: the person whose id is the login name stands again.
+    Unlink {
+        name: String,
         #[command(flatten)]
         cfg: ConfigArg,
     },
@@ -141,18 +159,54 @@ fn when(t: Option<chrono::DateTime<Utc>>) -> String {
 
 pub async fn run_users(cmd: UsersCmd) -> anyhow::Result<()> {
     match cmd {
-        UsersCmd::Add { name, role, cfg } => {
+        UsersCmd::Add {
+            name,
+            role,
+            person,
+            cfg,
+        } => {
             check_name(&name)?;
             if !ROLES.contains(&role.as_str()) {
                 bail!("--role \"{role}\" is not one of admin, technician, viewer");
             }
-            let hash = hashed(read_password()?).await?;
+            let person = person.filter(|p| !p.trim().is_empty());
             let config = load(&cfg)?;
             let store = store_of(&config).await?;
+            if let Some(p) = &person {
+                known_person(&store, &config, p).await?;
+            }
+            let hash = hashed(read_password()?).await?;
             store
-                .create_user(&name, &role, &hash, CLI, Utc::now())
+                .create_user_as(&name, &role, &hash, person.as_deref(), CLI, Utc::now())
                 .await?;
-            println!("user {name} ({role}) created");
+            match person {
+                Some(p) => println!("user {name} ({role}) created, linked to person {p}"),
+                None => println!("user {name} ({role}) created"),
+            }
+            Ok(())
+        }
+        UsersCmd::Link { name, person, cfg } => {
+            let config = load(&cfg)?;
+            let store = store_of(&config).await?;
+            known_person(&store, &config, &person).await?;
+            if !store
+                .set_user_person(&name, Some(&person), CLI, Utc::now())
+                .await?
+            {
+                bail!("there is no user named \"{name}\" (see `astreinte users list`)");
+            }
+            println!("{name} is linked to person {person}");
+            Ok(())
+        }
+        UsersCmd::Unlink { name, cfg } => {
+            let config = load(&cfg)?;
+            let store = store_of(&config).await?;
+            if !store.set_user_person(&name, None, CLI, Utc::now()).await? {
+                bail!("there is no user named \"{name}\" (see `astreinte users list`)");
+            }
+            println!(
+                "{name} is linked to no person: the console takes the login name as the person id"
+            );
             Ok(())
         }
         UsersCmd::Passwd { name, cfg } => {
@@ -224,10 +278,16 @@ pub async fn run_users(cmd: UsersCmd) -> anyhow::Result<()> {
             } else {
                 for u in &users {
                     println!(
-                        "{} {}{} (since {})",
+                        "{} {}{}, person {}{} (since {})",
                         u.name,
                         u.role,
                         if u.disabled { ", DISABLED" } else { "" },
+                        u.person_id.as_deref().unwrap_or(&u.name),
+                        if u.person_id.is_none() {
+                            " (the login name; `astreinte users link` to change)"
+                        } else {
+                            ""
+                        },
                         when(Some(u.created_at))
                     );
                 }
@@ -237,6 +297,21 @@ pub async fn run_users(cmd: UsersCmd) -> anyhow::Result<()> {
         UsersCmd::Disable { name, cfg } => set_disabled(name, cfg, true).await,
         UsersCmd::Enable { name, cfg } => set_disabled(name, cfg, false).await,
     }
+}
+
+/// Ok if `person` is in the roster (the configuration's people seeded first, as `serve` would).
+async fn known_person(
+    store: &crate::store::Store,
+    config: &crate::config::Config,
+    person: &str,
+) -> anyhow::Result<()> {
+    crate::paging::service::seed_people(store, &config.paging).await?;
+    if !store.people().await?.iter().any(|p| p.id == person) {
+        bail!(
+            "there is no person \"{person}\" in the paging roster: see `astreinte people list` for the ids, or add them first with `astreinte people set {person} --name …` (or in [[paging.people]])"
+        );
+    }
+    Ok(())
 }
 
 async fn set_disabled(name: String, cfg: ConfigArg, disabled: bool) -> anyhow::Result<()> {

@@ -22,6 +22,11 @@ pub struct UserRow {
     pub role: String,
     pub created_at: DateTime<Utc>,
     pub disabled: bool,
+    /// The roster's person this login acts as (covers, "only mine"); None: the person whose id
+    /// is the login name.
+    pub person_id: Option<String>,
+    /// The console language the user chose ("fr" or "en"); None: not chosen yet.
+    pub lang: Option<String>,
 }
 
 /// What a login checks.
@@ -32,6 +37,8 @@ pub struct UserCredentials {
     /// argon2 PHC string.
     pub password_hash: String,
     pub disabled: bool,
+    pub person_id: Option<String>,
+    pub lang: Option<String>,
 }
 
 /// A live session (not expired, its user not disabled).
@@ -39,6 +46,8 @@ pub struct UserCredentials {
 pub struct SessionRow {
     pub user_name: String,
     pub role: String,
+    pub person_id: Option<String>,
+    pub lang: Option<String>,
     pub csrf_token: String,
     pub expires_at: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
@@ -50,6 +59,8 @@ pub struct TokenUser {
     pub token_id: i64,
     pub user_name: String,
     pub role: String,
+    pub person_id: Option<String>,
+    pub lang: Option<String>,
     pub last_used: Option<DateTime<Utc>>,
 }
 
@@ -71,13 +82,23 @@ where
     for<'d> String: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
     for<'d> DateTime<Utc>: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
     for<'d> bool: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
+    for<'d> Option<String>: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
 {
     Ok(UserRow {
         name: r.try_get("name")?,
         role: r.try_get("role")?,
         created_at: r.try_get("created_at")?,
         disabled: r.try_get("disabled")?,
+        person_id: r.try_get("person_id")?,
+        lang: r.try_get("lang")?,
     })
+}
+
+/// The languages a user may choose (the column's CHECK constraint).
+pub const LANGS: &[&str] = &["fr", "en"];
+
+fn no_person(p: &str) -> String {
+    format!("there is no person \"{p}\" in the paging roster (see `astreinte people list`; add one with `astreinte people set ID --name …` or in [[paging.people]])")
 }
 
 impl Store {
@@ -87,6 +108,21 @@ impl Store {
         name: &str,
         role: &str,
         password_hash: &str,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.create_user_as(name, role, password_hash, None, actor, now)
+            .await
+    }
+
+    /// Creates a user linked to the roster's `person` (if any); `Invalid` if the name is taken,
+    /// the role unknown or there is no such person.
+    pub async fn create_user_as(
+        &self,
+        name: &str,
+        role: &str,
+        password_hash: &str,
+        person: Option<&str>,
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
@@ -101,16 +137,25 @@ impl Store {
             action: "user.add",
             target: name,
             before: None,
-            after: Some(json!({ "name": name, "role": role, "disabled": false })),
+            after: Some(
+                json!({ "name": name, "role": role, "disabled": false, "person_id": person }),
+            ),
             at: now,
         };
         on_write!(&self.db, pool => {
             let mut tx = pool.begin_with(self.db.begin_write()).await?;
+            if let Some(p) = person {
+                let known: Option<String> = sqlx::query_scalar("SELECT id FROM paging_people WHERE id = $1")
+                    .bind(p).fetch_optional(&mut *tx).await?;
+                if known.is_none() {
+                    return Err(StoreError::Invalid(no_person(p)));
+                }
+            }
             let r = sqlx::query(
-                "INSERT INTO users (name, role, password_hash, created_at, disabled) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
+                "INSERT INTO users (name, role, password_hash, created_at, disabled, person_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING",
             )
-            .bind(name).bind(role).bind(password_hash).bind(now).bind(false)
+            .bind(name).bind(role).bind(password_hash).bind(now).bind(false).bind(person)
             .execute(&mut *tx).await?;
             if r.rows_affected() == 0 {
                 return Err(StoreError::Invalid(format!("a user named \"{name}\" already exists")));
@@ -124,7 +169,7 @@ impl Store {
     /// One user, if there is one by that name.
     pub async fn user(&self, name: &str) -> Result<Option<UserRow>, StoreError> {
         on_read!(&self.db, pool => {
-            let r = sqlx::query("SELECT name, role, created_at, disabled FROM users WHERE name = $1")
+            let r = sqlx::query("SELECT name, role, created_at, disabled, person_id, lang FROM users WHERE name = $1")
                 .bind(name).fetch_optional(pool).await?;
             Ok(match r { Some(r) => Some(user_row(&r)?), None => None })
         })
@@ -133,7 +178,7 @@ impl Store {
     /// Every user, by name.
     pub async fn users(&self) -> Result<Vec<UserRow>, StoreError> {
         on_read!(&self.db, pool => {
-            let rows = sqlx::query("SELECT name, role, created_at, disabled FROM users ORDER BY name")
+            let rows = sqlx::query("SELECT name, role, created_at, disabled, person_id, lang FROM users ORDER BY name")
                 .fetch_all(pool).await?;
             let mut out = Vec::with_capacity(rows.len());
             for r in &rows {
@@ -149,7 +194,7 @@ impl Store {
         name: &str,
     ) -> Result<Option<UserCredentials>, StoreError> {
         on_read!(&self.db, pool => {
-            let r = sqlx::query("SELECT name, role, password_hash, disabled FROM users WHERE name = $1")
+            let r = sqlx::query("SELECT name, role, password_hash, disabled, person_id, lang FROM users WHERE name = $1")
                 .bind(name).fetch_optional(pool).await?;
             Ok(match r {
                 Some(r) => Some(UserCredentials {
@@ -157,6 +202,8 @@ impl Store {
                     role: r.try_get("role")?,
                     password_hash: r.try_get("password_hash")?,
                     disabled: r.try_get("disabled")?,
+                    person_id: r.try_get("person_id")?,
+                    lang: r.try_get("lang")?,
                 }),
                 None => None,
             })
@@ -203,6 +250,62 @@ impl Store {
             insert_audit!(&mut *tx, &audit)?;
             tx.commit().await?;
             Ok(true)
+        })
+    }
+
+    /// Links a user to the roster's person `person` (None: unlinks, so the login name stands for
+    /// the person id again). Ok(false) if there is no such user; `Invalid` if there is no such
+    /// person. Audited as `user.link`.
+    pub async fn set_user_person(
+        &self,
+        name: &str,
+        person: Option<&str>,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = micros(now);
+        on_write!(&self.db, pool => {
+            let mut tx = pool.begin_with(self.db.begin_write()).await?;
+            let before: Option<Option<String>> = sqlx::query_scalar("SELECT person_id FROM users WHERE name = $1")
+                .bind(name).fetch_optional(&mut *tx).await?;
+            let Some(before) = before else { return Ok(false) };
+            if let Some(p) = person {
+                let known: Option<String> = sqlx::query_scalar("SELECT id FROM paging_people WHERE id = $1")
+                    .bind(p).fetch_optional(&mut *tx).await?;
+                if known.is_none() {
+                    return Err(StoreError::Invalid(no_person(p)));
+                }
+            }
+            sqlx::query("UPDATE users SET person_id = $1 WHERE name = $2")
+                .bind(person).bind(name).execute(&mut *tx).await?;
+            let audit = NewAudit {
+                actor,
+                action: "user.link",
+                target: name,
+                before: Some(json!({ "person_id": before })),
+                after: Some(json!({ "person_id": person })),
+                at: now,
+            };
+            insert_audit!(&mut *tx, &audit)?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    /// Keeps the console language a user chose ("fr" or "en"; None forgets it). A preference,
+    /// not a change to the installation: not audited. Ok(false) if there is no such user.
+    pub async fn set_user_lang(&self, name: &str, lang: Option<&str>) -> Result<bool, StoreError> {
+        if let Some(l) = lang {
+            if !LANGS.contains(&l) {
+                return Err(StoreError::Invalid(format!(
+                    "\"{l}\" is not a console language (fr or en)"
+                )));
+            }
+        }
+        on_write!(&self.db, pool => {
+            let r = sqlx::query("UPDATE users SET lang = $1 WHERE name = $2")
+                .bind(lang).bind(name).execute(pool).await?;
+            Ok(r.rows_affected() == 1)
         })
     }
 
@@ -270,7 +373,7 @@ impl Store {
     ) -> Result<Option<SessionRow>, StoreError> {
         on_read!(&self.db, pool => {
             let r = sqlx::query(
-                "SELECT s.user_name, u.role, s.csrf_token, s.expires_at, s.last_seen \
+                "SELECT s.user_name, u.role, u.person_id, u.lang, s.csrf_token, s.expires_at, s.last_seen \
                  FROM sessions s JOIN users u ON u.name = s.user_name \
                  WHERE s.id_hash = $1 AND s.expires_at > $2 AND u.disabled = $3",
             )
@@ -280,6 +383,8 @@ impl Store {
                 Some(r) => Some(SessionRow {
                     user_name: r.try_get("user_name")?,
                     role: r.try_get("role")?,
+                    person_id: r.try_get("person_id")?,
+                    lang: r.try_get("lang")?,
                     csrf_token: r.try_get("csrf_token")?,
                     expires_at: r.try_get("expires_at")?,
                     last_seen: r.try_get("last_seen")?,
@@ -355,7 +460,7 @@ impl Store {
     pub async fn api_token_user(&self, token_hash: &str) -> Result<Option<TokenUser>, StoreError> {
         on_read!(&self.db, pool => {
             let r = sqlx::query(
-                "SELECT t.id, t.user_name, u.role, t.last_used \
+                "SELECT t.id, t.user_name, u.role, u.person_id, u.lang, t.last_used \
                  FROM api_tokens t JOIN users u ON u.name = t.user_name \
                  WHERE t.token_hash = $1 AND t.revoked = $2 AND u.disabled = $2",
             )
@@ -366,6 +471,8 @@ impl Store {
                     token_id: r.try_get("id")?,
                     user_name: r.try_get("user_name")?,
                     role: r.try_get("role")?,
+                    person_id: r.try_get("person_id")?,
+                    lang: r.try_get("lang")?,
                     last_used: r.try_get("last_used")?,
                 }),
                 None => None,
