@@ -230,7 +230,8 @@ async fn sessions_cookies_csrf_and_logout() {
     let me: Value = r.json().await.unwrap();
     assert_eq!(
         me,
-        json!({ "name": "alice", "role": "admin", "csrf_token": csrf })
+        json!({ "name": "alice", "role": "admin", "csrf_token": csrf,
+                "person_id": null, "person": "alice", "lang": null })
     );
 
     // A change with the cookie needs the CSRF token.
@@ -935,4 +936,667 @@ async fn a_source_over_its_quota_is_refused_before_its_body_is_read() {
     let answer = raw_login_from(&c, "127.0.0.5", 10_000, &[b' '; 10_000]).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("at most 4 KiB"), "{answer}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 21: a login linked to a paging person; the language kept with the user
+
+/// Two people of the roster, as `serve` seeds them: Bob speaks English, Claire French.
+async fn seed_people(s: &Store) {
+    use astreinte::store::PersonRow;
+    let person = |id: &str, name: &str, language: &str| PersonRow {
+        id: id.into(),
+        name: name.into(),
+        phone: None,
+        email: Some(format!("{id}@example.net")),
+        language: language.into(),
+    };
+    s.upsert_people(
+        &[
+            person("tech-b", "Bob Tremblay", "en"),
+            person("tech-c", "Claire Roy", "fr"),
+        ],
+        "test",
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+}
+
+async fn link_flow(s: &Store) {
+    let now = Utc::now();
+    seed_people(s).await;
+    // Linked when created; a person the roster does not have is refused, naming the fix.
+    let e = s
+        .create_user_as(
+            "bob",
+            "technician",
+            "$argon2id$fake",
+            Some("ghost"),
+            "cli",
+            now,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("\"ghost\"") && e.to_string().contains("astreinte people list"),
+        "{e}"
+    );
+    assert!(s.user("bob").await.unwrap().is_none());
+    s.create_user_as(
+        "bob",
+        "technician",
+        "$argon2id$fake",
+        Some("tech-b"),
+        "cli",
+        now,
+    )
+    .await
+    .unwrap();
+    s.create_user("carol", "technician", "$argon2id$fake", "cli", now)
+        .await
+        .unwrap();
+    let bob = s.user("bob").await.unwrap().unwrap();
+    assert_eq!(
+        (bob.person_id.as_deref(), bob.lang.as_deref()),
+        (Some("tech-b"), None)
+    );
+    // Linked later; an unknown person or user changes nothing.
+    assert!(s
+        .set_user_person("carol", Some("tech-c"), "cli", now)
+        .await
+        .unwrap());
+    assert!(s
+        .set_user_person("carol", Some("ghost"), "cli", now)
+        .await
+        .is_err());
+    assert!(!s
+        .set_user_person("nobody", Some("tech-c"), "cli", now)
+        .await
+        .unwrap());
+    let users = s.users().await.unwrap();
+    let links: Vec<_> = users
+        .iter()
+        .map(|u| (u.name.as_str(), u.person_id.as_deref()))
+        .collect();
+    assert_eq!(links, [("bob", Some("tech-b")), ("carol", Some("tech-c"))]);
+    // The language: kept per user, and carried by their sessions and API tokens.
+    assert!(s.set_user_lang("bob", Some("fr")).await.unwrap());
+    assert!(s.set_user_lang("bob", Some("de")).await.is_err());
+    assert!(!s.set_user_lang("nobody", Some("en")).await.unwrap());
+    s.create_session("hb", "bob", "c", now, now + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    let sess = s.session("hb", now).await.unwrap().unwrap();
+    assert_eq!(
+        (sess.person_id.as_deref(), sess.lang.as_deref()),
+        (Some("tech-b"), Some("fr"))
+    );
+    s.create_api_token("carol", "tc", "", "cli", now)
+        .await
+        .unwrap();
+    let t = s.api_token_user("tc").await.unwrap().unwrap();
+    assert_eq!(
+        (t.person_id.as_deref(), t.lang.as_deref()),
+        (Some("tech-c"), None)
+    );
+    // Unlinked: the login name stands for the person id again.
+    assert!(s.set_user_person("carol", None, "cli", now).await.unwrap());
+    assert_eq!(s.user("carol").await.unwrap().unwrap().person_id, None);
+    // Links are audited, language choices are not.
+    let events = s.audit_events(100, None).await.unwrap();
+    let linked: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "user.link")
+        .map(|e| (e.target.as_str(), e.after.clone()))
+        .collect();
+    assert_eq!(
+        linked,
+        [
+            ("carol", Some(json!({"person_id": null}))),
+            ("carol", Some(json!({"person_id": "tech-c"}))),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_link_to_people_and_keep_a_language_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/astreinte.db", dir.path().display());
+    let store = Store::connect(&StoreConfig::with_url(url)).await.unwrap();
+    link_flow(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_link_to_people_and_keep_a_language_on_postgres() {
+    let Some(pg) = pg("console_links").await else {
+        return;
+    };
+    link_flow(&pg.store).await;
+    pg.drop().await;
+}
+
+impl Console {
+    /// A page as a browser sending `cookie` (may be empty) and `accept_language` sees it: its
+    /// Content-Language and its text.
+    async fn page_in(&self, path: &str, cookie: &str, accept_language: &str) -> (String, String) {
+        let mut r = self.get(path).header("Accept", "text/html");
+        if !cookie.is_empty() {
+            r = r.header("Cookie", cookie);
+        }
+        if !accept_language.is_empty() {
+            r = r.header("Accept-Language", accept_language);
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let lang = r
+            .headers()
+            .get("content-language")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        (lang, r.text().await.unwrap())
+    }
+
+    /// The header's switch, followed with `cookie`; returns the Set-Cookie it answers.
+    async fn switch(&self, cookie: &str, to: &str) -> String {
+        let r = self
+            .get(&format!("/lang?to={to}&next=/tickets"))
+            .header("Cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(r.headers()["location"], "/tickets");
+        set_cookie(r.headers())
+    }
+}
+
+/// The phone and the desktop are two browsers (two cookie jars): the choice made on one is what
+/// the other gets at the next login, whatever its browser language; each user has their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_language_follows_the_user_from_the_phone_to_the_desktop() {
+    let c = console().await;
+    seed_people(&c.store).await;
+    c.add_user("alice", "admin").await;
+    c.add_user("bob", "technician").await;
+    c.store
+        .set_user_person("bob", Some("tech-b"), "test", Utc::now())
+        .await
+        .unwrap();
+
+    // Alice, on her phone (a French browser): no choice yet, no person: the browser's French.
+    let (phone, _) = c.login("alice").await;
+    let (lang, html) = c.page_in("/tickets", &phone, "fr-CA,fr;q=0.9").await;
+    assert_eq!(lang, "fr");
+    assert!(html.contains(">Billets<"), "{html}");
+    // She switches to English there.
+    let set = c.switch(&phone, "en").await;
+    assert!(set.contains("astreinte_lang=en"), "{set}");
+    // Her desktop: a fresh login, no cookie but the session's, a French browser: English.
+    let (desktop, _) = c.login("alice").await;
+    let (lang, html) = c.page_in("/tickets", &desktop, "fr-CA,fr;q=0.9").await;
+    assert_eq!(lang, "en");
+    assert!(
+        html.contains(">Tickets<") && !html.contains(">Billets<"),
+        "{html}"
+    );
+    let me: Value = c
+        .get("/api/me")
+        .header("Cookie", &desktop)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&me["lang"], &me["person_id"], &me["person"]),
+        (&json!("en"), &json!(null), &json!("alice"))
+    );
+
+    // Bob has chosen nothing: his linked person's English beats his French browser.
+    let (bob, body) = {
+        let r = c.login_raw("bob", PASSWORD).await;
+        let cookie = session_cookie(r.headers()).unwrap();
+        (cookie, r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(
+        (&body["person_id"], &body["person"]),
+        (&json!("tech-b"), &json!("tech-b"))
+    );
+    assert_eq!(c.page_in("/tickets", &bob, "fr").await.0, "en");
+    // He switches to French; his next session, in an English browser that still holds
+    // Alice's "en" cookie, is French: his choice, not the browser's nor the cookie's.
+    c.switch(&bob, "fr").await;
+    let (bob2, _) = c.login("bob").await;
+    let (lang, html) = c
+        .page_in("/oncall", &format!("{bob2}; astreinte_lang=en"), "en-US")
+        .await;
+    assert_eq!(lang, "fr");
+    assert!(html.contains(">Garde<"), "{html}");
+    // Alice's choice is still hers.
+    let (alice3, _) = c.login("alice").await;
+    assert_eq!(c.page_in("/tickets", &alice3, "fr").await.0, "en");
+
+    // Logged out (the login page): the switch's cookie, else the browser, else French.
+    assert_eq!(c.page_in("/login", "astreinte_lang=en", "fr").await.0, "en");
+    assert_eq!(c.page_in("/login", "", "en-US").await.0, "en");
+    let (lang, html) = c.page_in("/login", "", "").await;
+    assert_eq!(lang, "fr");
+    assert!(html.contains(">Se connecter<"), "{html}");
+    // A switch without a session only sets the cookie.
+    let set = c.switch("", "en").await;
+    assert!(set.contains("astreinte_lang=en"), "{set}");
+}
+
+/// `astreinte users add --person`, `users link`, `users unlink`, and what `users list` says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_links_a_login_to_a_person() {
+    let c = console().await;
+    seed_people(&c.store).await;
+    let pw = format!("{PASSWORD}\n");
+    // An unknown person: refused before anything is created, saying where the ids are.
+    let out = c.cli(
+        &[
+            "users",
+            "add",
+            "dana",
+            "--role",
+            "technician",
+            "--person",
+            "ghost",
+        ],
+        Some(&pw),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no person \"ghost\"") && err.contains("astreinte people list"),
+        "{err}"
+    );
+    assert!(c.store.user("dana").await.unwrap().is_none());
+    let said = c.cli_ok(
+        &[
+            "users",
+            "add",
+            "dana",
+            "--role",
+            "technician",
+            "--person",
+            "tech-c",
+        ],
+        Some(&pw),
+    );
+    assert!(said.contains("linked to person tech-c"), "{said}");
+    let list = c.cli_ok(&["users", "list"], None);
+    assert!(list.contains("dana technician, person tech-c"), "{list}");
+    // Unlinked: the login name stands, and the list says how to change it.
+    c.cli_ok(&["users", "unlink", "dana"], None);
+    let list = c.cli_ok(&["users", "list"], None);
+    assert!(
+        list.contains(
+            "dana technician, person dana (the login name; `astreinte users link` to change)"
+        ),
+        "{list}"
+    );
+    c.cli_ok(&["users", "link", "dana", "tech-b"], None);
+    let json: Value = serde_json::from_str(&c.cli_ok(&["users", "list", "--json"], None)).unwrap();
+    assert_eq!(json[0]["person_id"], "tech-b");
+    for (args, says) in [
+        (
+            ["users", "link", "nobody", "tech-b"],
+            "no user named \"nobody\"",
+        ),
+        (["users", "link", "dana", "ghost"], "no person \"ghost\""),
+    ] {
+        let out = c.cli(&args, None);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert_eq!(
+        c.store
+            .user("dana")
+            .await
+            .unwrap()
+            .unwrap()
+            .person_id
+            .as_deref(),
+        Some("tech-b")
+    );
+}
+
+/// The words of a page a reader sees without its scripts running: the text outside `<script>`
+/// and `<style>`, tags removed, cut into words.
+fn visible_words(html: &str) -> Vec<String> {
+    // The switch names the other language in that language.
+    let html = html.replace("<span lang=\"en\">English</span>", "");
+    let mut text = String::new();
+    let mut rest = html.as_str();
+    while let Some(i) = rest.find('<') {
+        text.push_str(&rest[..i]);
+        text.push(' ');
+        rest = &rest[i..];
+        let skip_to = ["<script", "<style"]
+            .iter()
+            .find(|t| rest.starts_with(**t))
+            .map(|t| {
+                if *t == "<script" {
+                    "</script>"
+                } else {
+                    "</style>"
+                }
+            });
+        let end = match skip_to {
+            Some(close) => rest.find(close).map(|j| j + close.len()),
+            None => rest.find('>').map(|j| j + 1),
+        };
+        rest = &rest[end.unwrap_or(rest.len())..];
+    }
+    text.push_str(rest);
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// English words no French page of the console has (names and codes aside).
+const ENGLISH: &[&str] = &[
+    "the",
+    "The",
+    "and",
+    "of",
+    "your",
+    "Your",
+    "you",
+    "is",
+    "are",
+    "with",
+    "from",
+    "From",
+    "by",
+    "By",
+    "for",
+    "when",
+    "When",
+    "who",
+    "Who",
+    "what",
+    "What",
+    "this",
+    "not",
+    "no",
+    "No",
+    "in",
+    "to",
+    "To",
+    "Loading",
+    "Log",
+    "Skip",
+    "Tickets",
+    "Ticket",
+    "Why",
+    "Severity",
+    "Status",
+    "Announce",
+    "Drill",
+    "Add",
+    "Send",
+    "Remove",
+    "Upload",
+    "Show",
+    "Find",
+    "Sort",
+    "Only",
+    "Notify",
+    "Number",
+    "Clock",
+    "Level",
+    "Name",
+    "Password",
+    "Language",
+    "Phone",
+    "People",
+    "Overrides",
+    "Hours",
+    "Prompts",
+    "Announcements",
+    "Audit",
+    "English",
+    "French",
+    "Closed",
+    "Open",
+    "Now",
+    "Until",
+    "Next",
+    "Reason",
+    "Person",
+    "Met",
+    "Missed",
+];
+
+/// A night with one S1 met and one S2 missed, as `astreinte drill --json` posts it.
+fn a_drill_report() -> Value {
+    use astreinte_core::drill::{Ack, Night, NightReport, PageResult, PageTrace, TicketTrace};
+    use astreinte_core::triage::Severity;
+    let start = Utc::now() - chrono::Duration::hours(1);
+    let min = |m: i64| start + chrono::Duration::minutes(m);
+    let page = |at, channel: &str, level, person: &str, result| PageTrace {
+        at,
+        channel: channel.into(),
+        level,
+        round: 1,
+        person: person.into(),
+        result,
+        phase: "climb".into(),
+        carried: false,
+    };
+    let night = Night {
+        name: "nuit de test".into(),
+        start,
+        end: min(60),
+        time_scale: 1,
+        top_level: 2,
+        margin_secs: 300,
+        s1_target_secs: 1800,
+        s2_target_secs: 3600,
+    };
+    let tickets = [
+        TicketTrace {
+            number: "10000017".into(),
+            severity: Severity::S1,
+            caller: "15145550100".into(),
+            voicemail_end: min(0),
+            callback_due: min(30),
+            pages: vec![page(min(1), "phone", 1, "tech-b", PageResult::Answered)],
+            acknowledged: Some(Ack {
+                at: min(2),
+                by: "tech-b".into(),
+            }),
+            callback_connected: Some(min(10)),
+        },
+        TicketTrace {
+            number: "10000025".into(),
+            severity: Severity::S2,
+            caller: "15145550101".into(),
+            voicemail_end: min(0),
+            callback_due: min(40),
+            pages: vec![
+                page(min(5), "phone", 1, "tech-c", PageResult::NotAnswered),
+                page(min(6), "email", 1, "tech-c", PageResult::Delivered),
+            ],
+            acknowledged: None,
+            callback_connected: None,
+        },
+    ];
+    serde_json::to_value(NightReport::build(night, &tickets, &[])).unwrap()
+}
+
+/// Issue 21: a French admin reads French on every page, in the drill's verdicts and
+/// explanations, the announcement phases, the ladder and the API's refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_reads_in_french_for_a_french_admin() {
+    let c = console().await;
+    seed_people(&c.store).await;
+    c.add_user("alice", "admin").await;
+    let (cookie, csrf) = c.login("alice").await;
+    c.switch(&cookie, "fr").await;
+    // An English browser: the stored choice wins.
+    for path in [
+        "/tickets",
+        "/oncall",
+        "/hours",
+        "/prompts",
+        "/announcements",
+        "/audit",
+        "/sla",
+        "/drill",
+    ] {
+        let (lang, html) = c.page_in(path, &cookie, "en-US,en").await;
+        assert_eq!(lang, "fr", "{path}");
+        let english: Vec<String> = visible_words(&html)
+            .into_iter()
+            .filter(|w| ENGLISH.contains(&w.as_str()))
+            .collect();
+        assert!(
+            english.is_empty(),
+            "{path} shows English {english:?}:\n{html}"
+        );
+    }
+    // The login page, logged out in a French browser.
+    let (_, html) = c.page_in("/login", "", "fr-CA").await;
+    let english: Vec<String> = visible_words(&html)
+        .into_iter()
+        .filter(|w| ENGLISH.contains(&w.as_str()))
+        .collect();
+    assert!(english.is_empty(), "/login shows English {english:?}");
+
+    // What the scripts write: the drill's verdicts and the announcement phases in French.
+    let (_, drill) = c.page_in("/drill", &cookie, "").await;
+    for fr in [
+        "\"PROMESSE TENUE\"",
+        "\"PROMESSE NON TENUE\"",
+        "L(\"met\", \"respecté\")",
+        "L(\"MISSED\", \"MANQUÉ\")",
+        "\"rappelé à temps\"",
+        "\"<p>Respectés : \"",
+    ] {
+        assert!(drill.contains(fr), "/drill lacks {fr}");
+    }
+    let (_, ann) = c.page_in("/announcements", &cookie, "").await;
+    for fr in [
+        ">enquête en cours<",
+        ">cause identifiée<",
+        ">sous surveillance<",
+        "[\"investigating\", \"enquête en cours\"]",
+        "\" depuis \"",
+        "\"Aucune annonce : les appelants vont directement au menu.\"",
+    ] {
+        assert!(ann.contains(fr), "/announcements lacks {fr}");
+    }
+
+    // The drill report: each missed ticket's explanation in French, with no English left.
+    let r = c
+        .post("/api/drill/report")
+        .header("Cookie", &cookie)
+        .header("X-CSRF-Token", &csrf)
+        .json(&a_drill_report())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let report: Value = c
+        .get("/api/drill/report")
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let missed = report["tickets"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["verdict"]["kind"] == "missed"))
+        .map(|t| t["verdict"].clone())
+        .unwrap_or_else(|| panic!("no missed ticket in {report:#}"));
+    let fr = missed["explanation_fr"].as_str().unwrap_or_default();
+    assert!(
+        fr.contains("avant l'échéance") && fr.contains("personne n'a pris en charge"),
+        "{fr}"
+    );
+    for en in [
+        "was",
+        "paged",
+        "before",
+        "after",
+        "target",
+        "acknowledged",
+        "called",
+        "back",
+        "nobody",
+        "level",
+        "top",
+        "answered",
+        "delivered",
+    ] {
+        assert!(
+            !fr.split(|c: char| !c.is_alphanumeric()).any(|w| w == en),
+            "{en} in {fr}"
+        );
+    }
+
+    // Refusals: `error` stays English for scripts, `error_fr` is what the console shows.
+    let r = c
+        .http
+        .delete(format!("{}/api/announcement", c.base))
+        .header("Cookie", &cookie)
+        .header("X-CSRF-Token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"], "there is no announcement to end");
+    assert_eq!(e["error_fr"], "aucune annonce à terminer");
+    let r = c
+        .post("/api/oncall/overrides")
+        .header("Cookie", &cookie)
+        .header("X-CSRF-Token", &csrf)
+        .json(&json!({"rotation": "night", "person": "tech-b", "from": Utc::now(), "to": Utc::now() + chrono::Duration::hours(1)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error_fr"], "aucune rotation « night »", "{e}");
+    // A session that ended, in French too (the console sends the reader back to log in).
+    let r = c
+        .get("/api/me")
+        .header("Cookie", "astreinte_session=stale")
+        .send()
+        .await
+        .unwrap();
+    let e: Value = r.json().await.unwrap();
+    assert!(
+        e["error_fr"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("votre session a pris fin")),
+        "{e}"
+    );
+    // The console's script shows `error_fr` to a French reader.
+    let js = c
+        .get("/assets/console.js")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(js.contains("data.error_fr || data.error"), "{js}");
 }

@@ -5,7 +5,7 @@
 //! (audited); the console and `astreinte oncall now` warn of such a ladder.
 //!
 //! In-process on a real socket with a temp SQLite store; each request says who makes it with
-//! an `x-test-user: name:role` header (what the authentication layer would have found).
+//! an `x-test-user: name:role[:person]` header (what the authentication layer would have found).
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -55,14 +55,22 @@ async fn as_user(
     mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    // "name:role", or "name:role:person" for a login linked to a person.
     let who = req
         .headers()
         .get("x-test-user")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(':'))
-        .and_then(|(name, role)| Some((name.to_string(), Role::parse(role)?)));
-    if let Some((name, role)) = who {
-        req.extensions_mut().insert(CurrentUser { name, role });
+        .and_then(|v| {
+            let mut parts = v.splitn(3, ':');
+            let name = parts.next()?.to_string();
+            let role = Role::parse(parts.next()?)?;
+            Some(CurrentUser {
+                person: parts.next().map(str::to_string),
+                ..CurrentUser::new(name, role)
+            })
+        });
+    if let Some(user) = who {
+        req.extensions_mut().insert(user);
     }
     next.run(req).await
 }
@@ -388,4 +396,92 @@ async fn a_change_making_level_2_the_person_of_level_1_is_refused_unless_an_admi
         "{e}"
     );
     assert!(error(&e).contains("ask an admin"), "{e}");
+}
+
+/// Issue 21: a login need not be named after its person id. Unlinked, the refusal says how to
+/// link it; linked, the technician covers their own shift (and only theirs) and removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_technician_whose_login_is_not_their_person_id_covers_once_linked() {
+    let c = console(ROSTER).await;
+    let now = Utc::now();
+    // "mroy" is Martin Roy, person tech1, but the login is not linked yet.
+    let (s, e) = call(
+        &c,
+        "mroy:technician",
+        "POST",
+        "/api/oncall/overrides",
+        Some(cover("oncall", "tech1", now, 1)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{e}");
+    assert!(
+        error(&e).contains("linked to no person")
+            && error(&e).contains("`astreinte users link mroy tech1`"),
+        "{e}"
+    );
+    // A French reader gets the same refusal in French, with the same command.
+    let fr = e["error_fr"].as_str().unwrap_or_default();
+    assert!(
+        fr.contains("n'est lié à aucune personne")
+            && fr.contains("`astreinte users link mroy tech1`"),
+        "{e}"
+    );
+    assert!(c.store.overrides(now).await.unwrap().is_empty());
+
+    // Linked to tech1: their own shift is theirs to cover.
+    const MROY: &str = "mroy:technician:tech1";
+    let (s, v) = call(
+        &c,
+        MROY,
+        "POST",
+        "/api/oncall/overrides",
+        Some(cover("oncall", "tech1", now, 2)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let covers = c.store.overrides(now).await.unwrap();
+    assert_eq!(covers.len(), 1);
+    assert_eq!(
+        (covers[0].person.as_str(), covers[0].created_by.as_str()),
+        ("tech1", "mroy")
+    );
+    // Someone else's still is not, and the refusal names their link.
+    let (s, e) = call(
+        &c,
+        MROY,
+        "POST",
+        "/api/oncall/overrides",
+        Some(cover("oncall", "tech2", now, 1)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{e}");
+    assert!(
+        error(&e).contains("is linked to person \"tech1\", not \"tech2\""),
+        "{e}"
+    );
+    // Nor a rotation their person is not in.
+    let (s, e) = call(
+        &c,
+        MROY,
+        "POST",
+        "/api/oncall/overrides",
+        Some(cover("director", "tech1", now, 1)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{e}");
+    assert!(
+        error(&e).contains("tech1 is not in rotation \"director\""),
+        "{e}"
+    );
+    // They remove the cover they posted.
+    let (s, e) = call(
+        &c,
+        MROY,
+        "DELETE",
+        &format!("/api/oncall/overrides/{}", covers[0].id),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{e}");
+    assert!(c.store.overrides(now).await.unwrap().is_empty());
 }

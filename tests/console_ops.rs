@@ -36,10 +36,7 @@ async fn console(role: Role, config_text: &str) -> Console {
         .merge(astreinte::admin::hours::routes())
         .merge(astreinte::admin::oncall::routes())
         .merge(astreinte::admin::announcements::routes())
-        .layer(axum::Extension(CurrentUser {
-            name: "ada".into(),
-            role,
-        }))
+        .layer(axum::Extension(CurrentUser::new("ada", role)))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

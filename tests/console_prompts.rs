@@ -41,10 +41,7 @@ async fn serve(store: Store, role: Role, media: Option<MediaEngine>) -> String {
         config: Arc::new(Config::default()),
     };
     let app = prompts::routes()
-        .layer(axum::Extension(CurrentUser {
-            name: "ada".into(),
-            role,
-        }))
+        .layer(axum::Extension(CurrentUser::new("ada", role)))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -55,6 +55,10 @@ struct Console {
 
 impl Console {
     async fn start(store: &Store, role: Role) -> Console {
+        Console::start_as(store, CurrentUser::new("ada", role)).await
+    }
+
+    async fn start_as(store: &Store, user: CurrentUser) -> Console {
         let state = AdminState {
             store: store.clone(),
             secure_cookies: false,
@@ -64,10 +68,7 @@ impl Console {
         };
         let app = admin::tickets::routes()
             .merge(admin::sla::routes())
-            .layer(axum::Extension(CurrentUser {
-                name: "ada".into(),
-                role,
-            }))
+            .layer(axum::Extension(user))
             .with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -893,3 +894,83 @@ async fn without_a_user_everything_is_401() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
+
+// ---------------------------------------------------------------------------------------------
+// "Only mine": the person a login is linked to (issue 21)
+
+/// The numbers the list marks `mine` for the reader.
+fn mine(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["mine"] == json!(true))
+        .map(|t| t["number"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn only_mine_follows_the_linked_person(store: &Store, _dir: &std::path::Path) {
+    let now = Utc::now();
+    // Paged to tech1; paged to tech2; acknowledged from tech1's phone; acknowledged in the
+    // console by the login "mroy"; nobody's.
+    let paged_to = |person: &str| {
+        let mut t = new_ticket(Severity::S1, "15145550100", now);
+        t.pages = vec![NewPage {
+            person: Some(person.to_string()),
+            level: 1,
+            ..NewPage::simple("email", &format!("{person}@example.net"), now)
+        }];
+        t
+    };
+    let a = store.create_ticket(&paged_to("tech1")).await.unwrap();
+    let b = store.create_ticket(&paged_to("tech2")).await.unwrap();
+    let c = store
+        .create_ticket(&new_ticket(Severity::S2, "15145550101", now))
+        .await
+        .unwrap();
+    store
+        .transition(&c.number, Action::Acknowledge, "tech1 (phone)", None, now)
+        .await
+        .unwrap();
+    let d = store
+        .create_ticket(&new_ticket(Severity::S2, "15145550102", now))
+        .await
+        .unwrap();
+    store
+        .transition(&d.number, Action::Acknowledge, "mroy", None, now)
+        .await
+        .unwrap();
+    let e = store
+        .create_ticket(&new_ticket(Severity::S3, "15145550103", now))
+        .await
+        .unwrap();
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+
+    // The login "mroy" linked to person tech1: the pages to tech1, tech1's phone ack, and
+    // their own console ack.
+    let linked = CurrentUser {
+        person: Some("tech1".into()),
+        ..CurrentUser::new("mroy", Role::Technician)
+    };
+    let console = Console::start_as(store, linked).await;
+    let (status, list) = console.get("/api/tickets").await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(numbers(&list).len(), 5, "{list}");
+    assert_eq!(
+        sorted(mine(&list)),
+        sorted(vec![a.number.clone(), c.number.clone(), d.number.clone()]),
+        "{list}"
+    );
+    // Unlinked, "mroy" is taken for person "mroy": only what the login itself acknowledged.
+    let console = Console::start_as(store, CurrentUser::new("mroy", Role::Technician)).await;
+    let (_, list) = console.get("/api/tickets").await;
+    assert_eq!(mine(&list), vec![d.number.clone()], "{list}");
+    // A login named after its person id (deployments before links) keeps its tickets.
+    let console = Console::start_as(store, CurrentUser::new("tech2", Role::Technician)).await;
+    let (_, list) = console.get("/api/tickets").await;
+    assert_eq!(mine(&list), vec![b.number.clone()], "{list}");
+    assert!(!mine(&list).contains(&e.number));
+}
+both!(only_mine_follows_the_linked_person);

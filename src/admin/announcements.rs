@@ -257,11 +257,14 @@ const BODY: &str = r##"
 "##;
 
 const SCRIPT: &str = r##"
+const PHASE_WORDS = { investigating: ["investigating", "enquête en cours"], identified: ["identified", "cause identifiée"],
+  monitoring: ["monitoring", "sous surveillance"], resolved: ["resolved", "résolu"] };
+function phaseWord(p) { const w = PHASE_WORDS[p]; return w ? L(w[0], w[1]) : String(p); }
 async function load() {
   const a = await api("GET", "/api/announcement");
   const cur = document.getElementById("current");
   if (!a) { cur.textContent = "No announcement: callers go straight to the menu."; }
-  else { cur.textContent = a.phase + " since " + fmtWhen(a.set_at) + " (by " + a.set_by + "): " + a.text_fr + " / " + a.text_en; }
+  else { cur.textContent = phaseWord(a.phase) + " since " + fmtWhen(a.set_at) + " (by " + a.set_by + "): " + a.text_fr + " / " + a.text_en; }
   for (const l of ["fr", "en"]) {
     const el = document.getElementById("hear-" + l);
     if (a) el.src = "/api/announcement/preview/" + l + "?t=" + Date.now(); else el.removeAttribute("src");

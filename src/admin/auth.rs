@@ -37,6 +37,16 @@ use sha2::{Digest, Sha256};
 
 use super::{AdminState, ApiError};
 use crate::store::StoreError;
+use astreinte_core::lang::Lang;
+
+/// A stored language choice ("fr", "en"); anything else is no choice.
+fn stored_lang(s: Option<&str>) -> Option<Lang> {
+    match s {
+        Some("fr") => Some(Lang::Fr),
+        Some("en") => Some(Lang::En),
+        _ => None,
+    }
+}
 
 /// The session cookie's name.
 pub const COOKIE: &str = "astreinte_session";
@@ -100,9 +110,39 @@ impl std::fmt::Display for Role {
 pub struct CurrentUser {
     pub name: String,
     pub role: Role,
+    /// The roster's person this login is linked to (`astreinte users link`), if any.
+    pub person: Option<String>,
+    /// The console language the user chose with the switch, if any.
+    pub lang: Option<Lang>,
 }
 
 impl CurrentUser {
+    /// A user with no person link and no language chosen (what tests and scripts start from).
+    pub fn new(name: impl Into<String>, role: Role) -> CurrentUser {
+        CurrentUser {
+            name: name.into(),
+            role,
+            person: None,
+            lang: None,
+        }
+    }
+
+    /// The roster's person id this user acts as: their link, else their login name (so a
+    /// deployment that named logins after person ids keeps working unlinked).
+    pub fn person_id(&self) -> &str {
+        self.person.as_deref().unwrap_or(&self.name)
+    }
+
+    /// Whether an acknowledgement's actor ("tech1", "tech1 (phone)", "tech1 (link)") is this
+    /// user or their person.
+    pub fn acknowledged(&self, actor: &str) -> bool {
+        let who = actor
+            .strip_suffix(" (phone)")
+            .or_else(|| actor.strip_suffix(" (link)"))
+            .unwrap_or(actor);
+        who == self.name || who == self.person_id()
+    }
+
     /// 403 unless the user's role is at least `min`.
     pub fn require(&self, min: Role) -> Result<(), ApiError> {
         if self.role >= min {
@@ -498,6 +538,19 @@ fn is_public(path: &str) -> bool {
     matches!(path, "/" | "/login" | "/api/login" | "/lang") || path.starts_with("/assets/")
 }
 
+/// The name of the user whose live session cookie comes with `headers`, if any (for the
+/// public paths, which the layer does not identify: the language switch).
+pub async fn session_user(state: &AdminState, headers: &HeaderMap) -> Option<String> {
+    let cookie = session_cookie(headers)?;
+    match state.store.session(&secret_hash(&cookie), Utc::now()).await {
+        Ok(s) => s.map(|s| s.user_name),
+        Err(e) => {
+            tracing::warn!(error = %e, "console: cannot read a session");
+            None
+        }
+    }
+}
+
 fn session_cookie(headers: &HeaderMap) -> Option<String> {
     let jar = axum_extra::extract::cookie::CookieJar::from_headers(headers);
     jar.get(COOKIE)
@@ -641,6 +694,8 @@ async fn identify(
         request.extensions_mut().insert(CurrentUser {
             name: t.user_name,
             role,
+            person: t.person_id,
+            lang: stored_lang(t.lang.as_deref()),
         });
         request.extensions_mut().insert(Via::Token);
         return Ok(None);
@@ -691,6 +746,8 @@ async fn identify(
     request.extensions_mut().insert(CurrentUser {
         name: s.user_name,
         role,
+        person: s.person_id,
+        lang: stored_lang(s.lang.as_deref()),
     });
     request.extensions_mut().insert(Via::Session {
         id_hash,
@@ -706,6 +763,12 @@ async fn identify(
 struct Me {
     name: String,
     role: Role,
+    /// The roster's person the login is linked to (null: not linked).
+    person_id: Option<String>,
+    /// The person id the console takes the user for: the link, else the login name.
+    person: String,
+    /// The console language the user chose (null: none yet).
+    lang: Option<Lang>,
     /// Send it as X-CSRF-Token with every change (null for API tokens, which need none).
     csrf_token: Option<String>,
 }
@@ -840,6 +903,9 @@ async fn login(State(state): State<AdminState>, request: axum::extract::Request)
     state.login_limiter.succeeded(source, &user.name);
     tracing::info!(user = ?user.name, source = %source_text, role = %role, "console login");
     let mut r = Json(Me {
+        person: user.person_id.clone().unwrap_or_else(|| user.name.clone()),
+        person_id: user.person_id,
+        lang: stored_lang(user.lang.as_deref()),
         name: user.name,
         role,
         csrf_token: Some(csrf_token),
@@ -881,6 +947,9 @@ async fn me(user: CurrentUser, extensions: axum::http::Extensions) -> Json<Me> {
         _ => None,
     };
     Json(Me {
+        person: user.person_id().to_string(),
+        person_id: user.person,
+        lang: user.lang,
         name: user.name,
         role: user.role,
         csrf_token,
@@ -926,8 +995,9 @@ document.getElementById("login").addEventListener("submit", async (ev) => {
       }),
     });
     if (r.ok) { location.href = nextUrl(); return; }
-    let message = r.status + " " + r.statusText;
-    try { message = (await r.json()).error || message; } catch (e) { /* not JSON */ }
+    const fr = typeof UI_LANG === "string" && UI_LANG === "fr";
+    let message = (fr ? "refusé (HTTP " : "refused (HTTP ") + r.status + ")";
+    try { const d = await r.json(); message = (fr && d.error_fr) || d.error || message; } catch (e) { /* not JSON */ }
     error.textContent = message;
   } catch (e) {
     error.textContent = "the server did not answer: " + e.message;

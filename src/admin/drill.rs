@@ -114,6 +114,15 @@ async fn get_report(
     let mut v = serde_json::to_value(&report)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     v["posted"] = meta;
+    // Each missed ticket's explanation in French too, for a French reader.
+    if let Some(tickets) = v["tickets"].as_array_mut() {
+        for t in tickets {
+            let fr = t["verdict"]["explanation"].as_str().map(super::fr::drill);
+            if let Some(fr) = fr {
+                t["verdict"]["explanation_fr"] = json!(fr);
+            }
+        }
+    }
     Ok(Json(v).into_response())
 }
 
@@ -154,6 +163,8 @@ fn body() -> String {
 }
 
 const SCRIPT: &str = r##"
+const MET_BY = { callback_on_time: ["called back on time", "rappelé à temps"],
+  top_paged_in_time: ["the top of the ladder was paged in time", "le sommet de l'échelle a été avisé à temps"] };
 (async () => {
   const state = document.getElementById("state");
   let r;
@@ -163,15 +174,18 @@ const SCRIPT: &str = r##"
   const held = r.promise_held ? "PROMISE HELD" : "PROMISE BROKEN";
   const per = (m) => Object.entries(m || {}).map(([k, v]) => esc(k) + " " + esc(String(v))).join(", ");
   document.getElementById("summary").innerHTML =
-    "<h2>" + esc(r.name) + " · DRILL ×" + esc(String(r.time_scale)) + " · " + held + "</h2>" +
+    "<h2>" + esc(r.name) + " · " + esc(L("DRILL", "EXERCICE")) + " ×" + esc(String(r.time_scale)) + " · " + held + "</h2>" +
     "<p>Met: " + per(r.met) + ". Missed: " + per(r.missed) + ". Duplicate pages: " +
     esc(String(r.duplicate_pages)) + ". Calls without a ticket: " + esc(String(r.calls_without_ticket)) +
-    ". Posted by " + esc(r.posted.posted_by) + " at " + esc(r.posted.posted_at) + ".</p>";
+    ". Posted by " + esc(r.posted.posted_by) + esc(L(", ", ", le ")) + esc(fmtWhen(r.posted.posted_at)) + ".</p>";
   document.getElementById("night").src = "/api/drill/report.svg?id=" + encodeURIComponent(r.posted.id);
   const rows = (r.tickets || []).map((t) => {
     const v = t.verdict || {};
-    const verdict = v.kind === "met" ? "met" : v.kind === "missed" ? "MISSED" : "no target";
-    const why = v.kind === "missed" ? v.explanation : v.kind === "met" ? String(v.by).replace(/_/g, " ") : "";
+    const verdict = v.kind === "met" ? L("met", "respecté") : v.kind === "missed" ? L("MISSED", "MANQUÉ") : L("no target", "sans échéance");
+    const by = MET_BY[v.by];
+    const why = v.kind === "missed" ? L(v.explanation, v.explanation_fr || v.explanation)
+      : v.kind === "met" ? (by ? L(by[0], by[1]) : String(v.by).replace(/_/g, " "))
+      : L("no callback is promised at night for S3", "aucun rappel n'est promis la nuit pour un S3");
     return "<tr><td>" + esc(t.number) + "</td><td>" + esc(t.severity) + "</td><td>" + esc(verdict) +
       "</td><td>" + esc(why) + "</td></tr>";
   });

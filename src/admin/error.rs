@@ -1,4 +1,6 @@
-//! API errors: a status and a message a person understands, as JSON `{"error": "..."}`.
+//! API errors: a status and a message a person understands, as JSON `{"error": "..."}`, with
+//! `"error_fr"`, the same in French, when [`super::fr`] knows it (the console shows it to a
+//! French reader; scripts keep reading `error`).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -56,10 +58,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(serde_json::json!({ "error": self.message })),
-        )
-            .into_response()
+        let body = match super::fr::message(&self.message) {
+            Some(fr) => serde_json::json!({ "error": self.message, "error_fr": fr }),
+            None => serde_json::json!({ "error": self.message }),
+        };
+        (self.status, Json(body)).into_response()
     }
 }

@@ -1,6 +1,9 @@
-//! The console in French or English, chosen per reader: the `astreinte_lang` cookie (the switch
-//! in the header sets it, for a year), else the language of the person whose id is the login
-//! name, else the browser's `Accept-Language`, else French (the line is French first).
+//! The console in French or English, chosen per reader. A logged-in user gets the language they
+//! chose with the switch in the header (kept on their user, so it follows them from the phone
+//! to the desktop), else their person's language (the person they are linked to, else the one
+//! whose id is their login name), else the browser's `Accept-Language`, else French (the line is
+//! French first). Logged out (the login page): the `astreinte_lang` cookie the switch also sets,
+//! else the browser, else French.
 //!
 //! Pages are written once, in English; on their way out, [`localize`] tells their scripts the
 //! reader's language, the schedule's zone and the user's role (`UI_LANG`, `UI_ZONE`, `UI_ROLE`,
@@ -70,21 +73,26 @@ pub fn accept_language(value: &str) -> Option<Lang> {
     best.map(|(_, _, l)| l)
 }
 
-/// The reader's language: cookie, then their person's language, then the browser, then French.
+/// The reader's language: see the module's comment.
 pub async fn reader_lang(
     state: &AdminState,
     headers: &HeaderMap,
     user: Option<&CurrentUser>,
 ) -> Lang {
-    if let Some(l) = cookie_lang(headers) {
-        return l;
-    }
     if let Some(u) = user {
-        if let Ok(people) = state.store.people().await {
-            if let Some(p) = people.iter().find(|p| p.id == u.name) {
-                return Lang::from_tag(&p.language);
-            }
+        if let Some(l) = u.lang {
+            return l;
         }
+        match state.store.people().await {
+            Ok(people) => {
+                if let Some(p) = people.iter().find(|p| p.id == u.person_id()) {
+                    return Lang::from_tag(&p.language);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "console: cannot read the people for a language"),
+        }
+    } else if let Some(l) = cookie_lang(headers) {
+        return l;
     }
     headers
         .get(header::ACCEPT_LANGUAGE)
@@ -114,8 +122,14 @@ struct SwitchQuery {
     next: Option<String>,
 }
 
-/// `GET /lang?to=fr&next=/tickets`: keeps the choice in a cookie and goes back.
-async fn switch(query: Result<Query<SwitchQuery>, QueryRejection>) -> Response {
+/// `GET /lang?to=fr&next=/tickets`: keeps the choice on the logged-in user (and in a cookie,
+/// for the login page) and goes back. The session cookie is SameSite=Strict: a link from
+/// another site cannot change a user's language.
+async fn switch(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    query: Result<Query<SwitchQuery>, QueryRejection>,
+) -> Response {
     let Ok(Query(q)) = query else {
         return super::ApiError::bad_request("write /lang?to=fr or /lang?to=en").into_response();
     };
@@ -126,6 +140,11 @@ async fn switch(query: Result<Query<SwitchQuery>, QueryRejection>) -> Response {
             return super::ApiError::bad_request("to= is \"fr\" or \"en\"").into_response();
         }
     };
+    if let Some(name) = super::auth::session_user(&state, &headers).await {
+        if let Err(e) = state.store.set_user_lang(&name, Some(lang.as_str())).await {
+            tracing::warn!(error = %e, user = %name, "console: cannot keep a user's language");
+        }
+    }
     let mut r = Redirect::to(&local_path(q.next.as_deref())).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!(
         "{LANG_COOKIE}={lang}; Path=/; SameSite=Lax; Max-Age=31536000"
@@ -240,6 +259,7 @@ pub const FR: &[(&str, &str)] = &[
     (">Tickets<", ">Billets<"),
     ("<title>Tickets ·", "<title>Billets ·"),
     (">Drill<", ">Exercice<"),
+    ("<title>Drill ·", "<title>Exercice ·"),
     (">On call<", ">Garde<"),
     ("<title>On call ·", "<title>Garde ·"),
     (">Hours<", ">Heures<"),
@@ -337,8 +357,8 @@ pub const FR: &[(&str, &str)] = &[
     ("<label>Person ", "<label>Personne "),
     ("<label>To <", "<label>Au <"),
     ("<label>Reason ", "<label>Raison "),
-    ("A technician may put themselves on call, for a bounded time, in a rotation they take turns in: the console knows you as the person whose id is your login name.",
-     "Un technicien peut se mettre de garde, pour une durée bornée, dans une rotation dont il fait partie : la console vous reconnaît comme la personne dont l'identifiant est votre nom de connexion."),
+    ("A technician may put themselves on call, for a bounded time, in a rotation they take turns in: the console knows you as the person your login is linked to (an admin links it with <code>astreinte users link</code>), else as the person whose id is your login name.",
+     "Un technicien peut se mettre de garde, pour une durée bornée, dans une rotation dont il fait partie : la console vous reconnaît comme la personne à laquelle votre nom de connexion est lié (un admin le lie avec <code>astreinte users link</code>), sinon comme la personne dont l'identifiant est votre nom de connexion."),
     (">Test page<", ">Avis d'essai<"),
     ("<label>Date and time ", "<label>Date et heure "),
     ("<label>Date ", "<label>Date "),
@@ -349,6 +369,10 @@ pub const FR: &[(&str, &str)] = &[
     ("aria-label=\"English\"", "aria-label=\"Anglais\""),
     ("<label>Find a prompt ", "<label>Trouver un message "),
     ("The last night drill's report", "Le rapport du dernier exercice de nuit"),
+    (", README \"Drilling a deployment\"). Drill tickets are marked DRILL ×N and stay out of the SLA report.",
+     ", README « Drilling a deployment »). Les billets d'exercice portent la marque EXERCICE ×N et restent hors du rapport d'entente de service."),
+    (">Verdict<", ">Verdict<"),
+    (">Why<", ">Pourquoi<"),
     ("alt=\"the night drawn: one line per ticket\"", "alt=\"la nuit dessinée : une ligne par billet\""),
     // On call.
     ("<h2>Now</h2>", "<h2>Maintenant</h2>"),
@@ -439,6 +463,12 @@ pub const FR: &[(&str, &str)] = &[
     ("\"not called back\"", "\"pas rappelé\""),
     ("\" to \" + r.to", "\" au \" + r.to"),
     ("\"), as of \"", "\"), en date du \""),
+    ("Callback targets per week (weeks start on Monday, days in ",
+     "Échéances de rappel par semaine (les semaines commencent le lundi, jours du fuseau "),
+    ("); cancelled tickets are left out, as in <code>astreinte sla report</code>.",
+     "); les billets annulés sont exclus, comme dans <code>astreinte sla report</code>."),
+    ("aria-label=\"Callback targets met and missed per week and severity\"",
+     "aria-label=\"Échéances de rappel respectées et manquées par semaine et par gravité\""),
     ("bars: S1, S2, S3 per week (week of Monday, MM-DD)", "barres : S1, S2, S3 par semaine (semaine du lundi, MM-JJ)"),
     // Prompts.
     ("What callers hear, per language. Upload a WAV, MP3 or Ogg file (converted to\n8 kHz mono; at most 60 s and 20 MB); earlier versions are kept and can be restored.\nA change reaches new calls at once; a prompt already playing finishes.",

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod drill;
 pub mod error;
+pub mod fr;
 pub mod headers;
 pub mod hours;
 pub mod i18n;

@@ -45,6 +45,23 @@ async fn oncall(
         .iter()
         .map(|r| json!({"id": r.id, "people": r.people, "every": r.every, "handover": r.handover}))
         .collect::<Vec<_>>());
+    // The ladder's warnings in French too, for a French reader.
+    let fr = |w: &Value| -> Value {
+        json!(w
+            .as_array()
+            .map(|a| a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(|s| super::fr::message(s).unwrap_or_else(|| s.to_string()))
+                .collect::<Vec<_>>())
+            .unwrap_or_default())
+    };
+    v["warnings_fr"] = fr(&v["warnings"]);
+    if let Some(levels) = v["ladder"].as_array_mut() {
+        for l in levels {
+            l["warnings_fr"] = fr(&l["warnings"]);
+        }
+    }
     Ok(Json(v))
 }
 
@@ -150,19 +167,35 @@ fn gaps_json(gaps: &[(DateTime<Utc>, LadderGap)]) -> Value {
         .collect::<Vec<_>>())
 }
 
+/// Why a technician may not set this cover, and how their login becomes the right person.
+fn not_yours(user: &CurrentUser, person: &str) -> String {
+    let name: String = user.name.chars().take(40).collect();
+    let person: String = person.chars().take(40).collect();
+    match &user.person {
+        Some(mine) => format!(
+            "only an admin may set someone else's cover: your login \"{name}\" is linked to \
+             person \"{}\", not \"{person}\" (an admin changes the link with \
+             `astreinte users link {name} PERSON_ID`)",
+            mine.chars().take(40).collect::<String>()
+        ),
+        None => format!(
+            "only an admin may set someone else's cover: your login \"{name}\" is linked to no \
+             person, so the console takes you for the person whose id is \"{name}\", not \
+             \"{person}\"; if you are \"{person}\", an admin links your login with \
+             `astreinte users link {name} {person}`"
+        ),
+    }
+}
+
 async fn add_override(
     State(state): State<AdminState>,
     user: CurrentUser,
     Json(o): Json<NewOverride>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    // A technician may put themselves on call; others' cover is an admin's to set.
-    if user.role < Role::Admin && !(user.role == Role::Technician && user.name == o.person) {
-        return Err(ApiError::forbidden(format!(
-            "only an admin may set someone else's cover: a technician covers as the person whose \
-             id is their login name (\"{}\"), not \"{}\"",
-            user.name.chars().take(40).collect::<String>(),
-            o.person.chars().take(40).collect::<String>()
-        )));
+    // A technician may put themselves on call; others' cover is an admin's to set. "Themselves"
+    // is the person their login is linked to, else the one whose id is their login name.
+    if user.role < Role::Admin && !(user.role == Role::Technician && user.person_id() == o.person) {
+        return Err(ApiError::forbidden(not_yours(&user, &o.person)));
     }
     let Some(rotation) = state
         .config
@@ -179,10 +212,11 @@ async fn add_override(
     // A technician covers only a rotation they take turns in, and for a bounded time: one
     // cover must not put them in the director's place, or on call for a century.
     if user.role < Role::Admin {
-        if !rotation.people.contains(&user.name) {
+        if !rotation.people.iter().any(|p| p == user.person_id()) {
             return Err(ApiError::forbidden(format!(
                 "{} is not in rotation \"{}\": a technician may cover only a rotation they take turns in",
-                user.name, rotation.id
+                user.person_id(),
+                rotation.id
             )));
         }
         let max_days = state.config.paging.max_cover_days;
@@ -412,7 +446,7 @@ const ONCALL_BODY: &str = r##"
 <section><h2>Now</h2><table id="rotations"><thead><tr><th>Rotation</th><th>On call now</th><th>Until</th><th>Next</th></tr></thead><tbody></tbody></table></section>
 <section><h2>The escalation ladder</h2><div id="ladder-warnings" class="error"></div><table id="ladder"><thead><tr><th>Level</th><th>Who</th><th>S1 (min)</th><th>S2 (min)</th></tr></thead><tbody></tbody></table></section>
 <section><h2>Overrides</h2><table id="overrides"><thead><tr><th>Rotation</th><th>Person</th><th>From</th><th>To</th><th>Reason</th><th><span class="sr-only">Remove</span></th></tr></thead><tbody></tbody></table>
-<p id="cover-help" class="muted need-technician">A technician may put themselves on call, for a bounded time, in a rotation they take turns in: the console knows you as the person whose id is your login name.</p>
+<p id="cover-help" class="muted need-technician">A technician may put themselves on call, for a bounded time, in a rotation they take turns in: the console knows you as the person your login is linked to (an admin links it with <code>astreinte users link</code>), else as the person whose id is your login name.</p>
 <form id="add-override" class="tools need-technician"><label>Rotation <select id="o-rotation"></select></label> <label>Person <select id="o-person"></select></label>
 <label>From <input id="o-from" type="datetime-local" required></label> <label>To <input id="o-to" type="datetime-local" required></label>
 <label>Reason <input id="o-reason"></label> <button>Add an override</button>
@@ -424,27 +458,34 @@ const ONCALL_BODY: &str = r##"
 const ONCALL_SCRIPT: &str = r##"
 function when(s) { return s ? fmtWhen(s) : ""; }
 let myLogin = "";
+let myPerson = "";
+let myLinked = false;
 async function load() {
   const v = await api("GET", "/api/oncall");
   document.querySelector("#rotations tbody").innerHTML = v.rotations.map(r =>
     "<tr><td>" + esc(r.rotation) + "</td><td>" + (r.now ? esc(r.now.name) + (r.now.by_override ? " (override)" : "") : "nobody") +
     "</td><td>" + (r.now ? esc(when(r.now.until)) : "") + "</td><td>" + (r.next ? esc(r.next.name) + " from " + esc(when(r.next.from)) : "") + "</td></tr>").join("");
-  document.getElementById("ladder-warnings").innerHTML = (v.warnings || []).map(w => "<p>⚠ Warning: " + esc(w) + "</p>").join("");
+  document.getElementById("ladder-warnings").innerHTML = (L(v.warnings, v.warnings_fr || v.warnings) || []).map(w => "<p>⚠ Warning: " + esc(w) + "</p>").join("");
   document.querySelector("#ladder tbody").innerHTML = v.ladder.map(l =>
     "<tr" + ((l.warnings || []).length ? " class='error'" : "") + "><td>" + l.level + "</td><td>" + esc(l.slots.join(", ")) + " → " + esc(l.people.map(p => p.name).join(", ") || "nobody") +
-    ((l.warnings || []).length ? " ⚠ " + esc(l.warnings.join("; ")) : "") +
+    ((l.warnings || []).length ? " ⚠ " + esc(L(l.warnings, l.warnings_fr || l.warnings).join("; ")) : "") +
     "</td><td>" + esc(l.s1_offset_minutes) + "</td><td>" + esc(l.s2_offset_minutes) + "</td></tr>").join("");
   document.getElementById("o-rotation").innerHTML = v.rotations_config.map(r => "<option>" + esc(r.id) + "</option>").join("");
   const people = await api("GET", "/api/people");
-  // A technician covers only as themselves: their login is their person id.
-  const mine = people.filter(p => p.id === myLogin);
+  // A technician covers only as themselves: the person their login is linked to, else the
+  // person whose id is their login name (/api/me says which).
+  const mine = people.filter(p => p.id === myPerson);
   const choices = UI_ROLE === "admin" ? people : mine;
-  document.getElementById("o-person").innerHTML = choices.map(p => "<option value='" + esc(p.id) + "'" + (p.id === myLogin ? " selected" : "") + ">" + esc(p.name) + "</option>").join("");
+  document.getElementById("o-person").innerHTML = choices.map(p => "<option value='" + esc(p.id) + "'" + (p.id === myPerson ? " selected" : "") + ">" + esc(p.name) + "</option>").join("");
   if (UI_ROLE === "technician" && !mine.length) {
     const help = document.getElementById("cover-help");
     help.className = "banner";
-    help.textContent = L("Your login \"" + myLogin + "\" is not a person id of the roster, so the console cannot put you on call: ask an admin to name your login after your person id, or to add the cover.",
-      "Votre identifiant « " + myLogin + " » n'est pas celui d'une personne de la liste de garde : la console ne peut pas vous mettre de garde. Demandez à un admin de nommer votre identifiant comme votre personne, ou d'ajouter le remplacement.");
+    const link = "astreinte users link " + myLogin + " PERSON_ID";
+    help.textContent = myLinked
+      ? L("Your login \"" + myLogin + "\" is linked to person \"" + myPerson + "\", who is not in the roster, so the console cannot put you on call: ask an admin to link your login to your person (" + link + "), or to add the cover.",
+        "Votre nom de connexion « " + myLogin + " » est lié à la personne « " + myPerson + " », absente de la liste de garde : la console ne peut pas vous mettre de garde. Demandez à un admin de lier votre nom de connexion à votre personne (" + link + "), ou d'ajouter le remplacement.")
+      : L("Your login \"" + myLogin + "\" is linked to no person of the roster, so the console cannot put you on call: ask an admin to link it to your person (" + link + "), or to add the cover.",
+        "Votre nom de connexion « " + myLogin + " » n'est lié à aucune personne de la liste de garde : la console ne peut pas vous mettre de garde. Demandez à un admin de le lier à votre personne (" + link + "), ou d'ajouter le remplacement.");
     document.querySelector("#add-override button").disabled = true;
   }
   document.querySelector("#people tbody").innerHTML = people.map(p =>
@@ -470,7 +511,7 @@ document.getElementById("add-override").addEventListener("submit", e => { e.prev
   act(() => api("POST", "/api/oncall/overrides", {rotation: document.getElementById("o-rotation").value,
     person: document.getElementById("o-person").value, from: iso("o-from"), to: iso("o-to"),
     reason: document.getElementById("o-reason").value, force: document.getElementById("o-force").checked})); });
-me().then(u => { if (u) { myLogin = u.name; load(); } });
+me().then(u => { if (u) { myLogin = u.name; myPerson = u.person || u.name; myLinked = !!u.person_id; load(); } });
 "##;
 
 pub fn routes() -> Router<AdminState> {

@@ -185,8 +185,11 @@ pub fn document() -> Value {
                 "session": {"type": "apiKey", "in": "cookie", "name": "astreinte_session"}
             },
             "schemas": {
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
-                "Me": {"type": "object", "required": ["name", "role"], "properties": {"name": {"type": "string"}, "role": {"type": "string", "enum": ["admin", "technician", "viewer"]}, "csrf_token": {"type": "string"}}},
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}, "error_fr": {"type": "string", "description": "The same message in French, when the console knows it (the console shows it to French readers)"}}},
+                "Me": {"type": "object", "required": ["name", "role", "person"], "properties": {"name": {"type": "string"}, "role": {"type": "string", "enum": ["admin", "technician", "viewer"]}, "csrf_token": {"type": "string", "nullable": true},
+                    "person_id": {"type": "string", "nullable": true, "description": "The roster's person the login is linked to (astreinte users link), null when it is not"},
+                    "person": {"type": "string", "description": "The person id the console takes the user for (covering their own shift, their tickets): the link, else the login name"},
+                    "lang": {"type": "string", "nullable": true, "description": "The console language the user chose (fr or en), null before any choice"}}},
                 "Prompt": {"type": "object", "required": ["lang", "name", "version", "is_default"], "properties": {"lang": {"type": "string"}, "name": {"type": "string"}, "text": {"type": "string"}, "version": {"type": "integer"}, "is_default": {"type": "boolean"}}},
                 "Ticket": {"type": "object", "required": ["number", "severity", "status", "created_at", "callback_due_at"], "properties": {
                     "number": {"type": "string"}, "severity": {"type": "string", "enum": ["S1", "S2", "S3"]},
@@ -198,6 +201,8 @@ pub fn document() -> Value {
                         "properties": {"paged_to": {"type": "array", "items": {"type": "string"}}, "paged_ids": {"type": "array", "items": {"type": "string"}},
                             "level": {"type": "integer"}, "acknowledged_by": {"type": "string", "nullable": true},
                             "failing": {"type": "array", "items": {"type": "string"}}}},
+                    "mine": {"type": "boolean", "description": "In the list: the reader's person was paged for it, or the reader acknowledged it"},
+                    "classification_reasons_fr": {"type": "array", "items": {"type": "string"}, "description": "One ticket: why this severity, in French"},
                     "test_page": {"type": "boolean", "description": "A test page's ticket (one ticket's page only): never in the list nor the SLA report"}
                 }}
             }

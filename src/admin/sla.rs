@@ -298,6 +298,9 @@ td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 const SCRIPT: &str = r##"
 const COLORS = { met: "#1b6e35", missed: "#b42318", open_past_target: "#8a4b00", pending: "#a0aec0" };
 const PARTS = ["met", "missed", "open_past_target", "pending"];
+const PART_WORDS = { met: ["met", "respectés"], missed: ["missed", "manqués"],
+  open_past_target: ["open past target", "ouverts après l'échéance"], pending: ["pending", "en attente"] };
+function partWord(p) { const w = PART_WORDS[p]; return w ? L(w[0], w[1]) : p.replace(/_/g, " "); }
 function minutes(v) { return v === null || v === undefined ? "—" : v.toFixed(1) + " min"; }
 function chart(r) {
   const weeks = r.weeks;
@@ -326,7 +329,7 @@ function chart(r) {
         const y1 = y(base + n), h = y(base) - y1;
         out += '<rect class="bar ' + p + '" data-week="' + esc(w.week_start) + '" data-severity="' + esc(s.severity) +
           '" x="' + x + '" y="' + y1 + '" width="' + bar + '" height="' + h + '" fill="' + COLORS[p] + '">' +
-          "<title>" + esc(w.week_start + " " + s.severity + ": " + n + " " + p.replace(/_/g, " ")) + "</title></rect>";
+          "<title>" + esc(w.week_start + " " + s.severity + " : " + n + " " + partWord(p)) + "</title></rect>";
         base += n;
       });
       out += '<text x="' + (x + bar / 2) + '" y="' + (top + plot + 12) + '" text-anchor="middle">' + esc(s.severity.slice(1)) + "</text>";

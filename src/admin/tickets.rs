@@ -66,7 +66,7 @@ pub fn target(t: &Ticket) -> Option<(&'static str, DateTime<Utc>)> {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct OnTicket {
     pub paged_to: Vec<String>,
-    /// The person ids of those paged (a login named as a person id finds its own tickets).
+    /// The person ids of those paged (the list's `mine` compares them with the reader's person).
     pub paged_ids: Vec<String>,
     /// 0 when nobody was paged yet.
     pub level: i32,
@@ -209,6 +209,9 @@ pub fn list_scope(q: &ListQuery) -> Result<(ListScope, i64), ApiError> {
 pub struct Prepared {
     open_json: String,
     due: Option<DateTime<Utc>>,
+    /// Who was paged (person ids) and who acknowledged: what "mine" is computed from.
+    paged_ids: Vec<String>,
+    acknowledged_by: Option<String>,
 }
 
 impl Prepared {
@@ -233,12 +236,24 @@ impl Prepared {
         Ok(Prepared {
             open_json,
             due: clock.map(|(_, due)| due),
+            paged_ids: on.map(|o| o.paged_ids.clone()).unwrap_or_default(),
+            acknowledged_by: on.and_then(|o| o.acknowledged_by.clone()),
         })
+    }
+
+    /// Whether `user` is on this ticket: their person was paged, or they acknowledged it.
+    fn is_mine(&self, user: &CurrentUser) -> bool {
+        self.paged_ids.iter().any(|p| p == user.person_id())
+            || self
+                .acknowledged_by
+                .as_deref()
+                .is_some_and(|a| user.acknowledged(a))
     }
 }
 
-/// The list as JSON at `now`: the prepared tickets with their clocks (`seconds_to_target`).
-pub fn list_json(tickets: &[Prepared], now: DateTime<Utc>) -> String {
+/// The list as JSON at `now`: the prepared tickets with their clocks (`seconds_to_target`) and
+/// whether each is `user`'s (`mine`: their person was paged, or they acknowledged it).
+pub fn list_json(tickets: &[Prepared], now: DateTime<Utc>, user: &CurrentUser) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(tickets.iter().map(|t| t.open_json.len() + 40).sum());
     out.push('[');
@@ -247,6 +262,11 @@ pub fn list_json(tickets: &[Prepared], now: DateTime<Utc>) -> String {
             out.push(',');
         }
         out.push_str(&t.open_json);
+        out.push_str(if t.is_mine(user) {
+            ",\"mine\":true"
+        } else {
+            ",\"mine\":false"
+        });
         match t.due {
             Some(due) => {
                 let _ = write!(
@@ -312,7 +332,7 @@ impl ListCoalescer {
 async fn list(
     State(state): State<AdminState>,
     Extension(coalescer): Extension<Arc<ListCoalescer>>,
-    _user: CurrentUser,
+    user: CurrentUser,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
@@ -322,7 +342,7 @@ async fn list(
         .await?;
     Ok((
         [(header::CONTENT_TYPE, "application/json")],
-        list_json(&tickets, Utc::now()),
+        list_json(&tickets, Utc::now(), &user),
     )
         .into_response())
 }
@@ -371,6 +391,21 @@ async fn show(
     v["on_ticket"] = json!(OnTicket::new(&jobs, acknowledged_by, &names));
     v["test_page"] = json!(t.caller == crate::store::TEST_PAGE_CALLER);
     v["events"] = json!(events);
+    // For a French reader: why this severity and the history's reasons, in French where the
+    // wording is the engine's own (an admin's rules and a technician's notes stay as written).
+    v["classification_reasons_fr"] = json!(t
+        .classification_reasons
+        .iter()
+        .map(|r| super::fr::message(r).unwrap_or_else(|| r.clone()))
+        .collect::<Vec<_>>());
+    if let Some(list) = v["events"].as_array_mut() {
+        for e in list {
+            let fr = e["reason"].as_str().and_then(super::fr::message);
+            if let Some(fr) = fr {
+                e["reason_fr"] = json!(fr);
+            }
+        }
+    }
     v["page_jobs"] = json!(jobs);
     v["callback_target_met"] = json!(t.called_back_at.map(|c| c <= t.callback_due_at));
     v["account"] = json!(account);
@@ -696,12 +731,9 @@ the last 10 minutes, red when missed. Times are in {{TZ}}. The list refreshes ev
 const LIST_JS: &str = r##"
 let all = [];
 let fetchedAt = 0;
-let myName = "";
 let seenS1 = null;
-function mine(t) {
-  const o = t.on_ticket || {};
-  return !!myName && (o.acknowledged_by === myName || (o.paged_ids || []).includes(myName) || (o.paged_to || []).includes(myName));
-}
+// The server says which tickets are the reader's (their linked person paged, or their ack).
+function mine(t) { return t.mine === true; }
 function row(t, fetched) {
   const closed = t.status === "resolved" || t.status === "cancelled";
   const who = t.company ? esc(t.company) + ' <span class="muted">' + telLink(t.caller) + "</span>" : telLink(t.caller);
@@ -812,7 +844,7 @@ if ("Notification" in window && Notification.permission === "default") {
     notify.hidden = true;
   });
 }
-me().then(u => { if (u) { myName = u.name; draw(); } });
+me();
 load();
 setInterval(load, 10000);
 setInterval(tickAll, 1000);
@@ -967,13 +999,13 @@ function render(t) {
     ? answers.map(([q, v]) => "<tr><th>" + esc(answerLabel(q)) + "</th><td>" + esc(answerValue(v)) + "</td></tr>").join("")
     : '<tr><td class="muted">' + esc(L("No answers.", "Aucune réponse.")) + "</td></tr>";
   document.getElementById("reasons").innerHTML =
-    (t.classification_reasons || []).map(r => "<li>" + esc(r) + "</li>").join("") || '<li class="muted">' + esc(L("None given.", "Aucune.")) + "</li>";
+    (L(t.classification_reasons, t.classification_reasons_fr || t.classification_reasons) || []).map(r => "<li>" + esc(r) + "</li>").join("") || '<li class="muted">' + esc(L("None given.", "Aucune.")) + "</li>";
   document.querySelector("#events tbody").innerHTML = (t.events || []).map(e => {
     const change = e.from_severity || e.to_severity
       ? esc(e.from_severity) + " → " + esc(e.to_severity)
       : e.from_status || e.to_status ? esc(e.from_status ? statusWord(e.from_status) : "") + " → " + esc(e.to_status ? statusWord(e.to_status) : "") : "";
     return "<tr><td><strong>" + esc(fmtWhen(e.at)) + "</strong></td><td>" + esc(eventWord(e.kind)) + "</td><td>" + change +
-      '</td><td data-label="' + esc(L("By", "Par")) + '">' + esc(e.actor) + "</td><td>" + esc(scrub(e.reason)) + "</td></tr>";
+      '</td><td data-label="' + esc(L("By", "Par")) + '">' + esc(e.actor) + "</td><td>" + esc(scrub(L(e.reason, e.reason_fr || e.reason))) + "</td></tr>";
   }).join("");
   document.querySelector("#page-jobs tbody").innerHTML = (t.page_jobs || []).map(j =>
     "<tr><td><strong>" + esc(j.channel) + " → " + esc(j.person || j.target) + "</strong></td><td data-label=\"" + esc(L("To", "À")) + "\">" + esc(j.target) +

@@ -42,13 +42,23 @@ async function api(method, path, body, contentType) {
   const r = await fetch(path, { method, headers, body: payload, credentials: "same-origin" });
   if (r.status === 401) {
     location.href = "/login?next=" + encodeURIComponent(location.pathname);
-    throw new Error("logged out");
+    throw new Error(L("logged out", "déconnecté"));
   }
   if (r.status === 204) return null;
   const type = r.headers.get("Content-Type") || "";
   const data = type.includes("json") ? await r.json() : await r.text();
-  if (!r.ok) throw new Error((data && data.error) || (r.status + " " + r.statusText));
+  if (!r.ok) throw new Error(apiError(data, r.status));
   return data;
+}
+
+// An API refusal in the reader's language: the server sends `error_fr` beside `error` when it
+// has the French; a refusal without a message (a malformed request) says its HTTP status.
+function apiError(data, status) {
+  if (data && typeof data === "object") {
+    const m = uiLang() === "fr" ? (data.error_fr || data.error) : data.error;
+    if (m) return m;
+  }
+  return L("the server refused the request (HTTP " + status + ")", "le serveur a refusé la demande (HTTP " + status + ")");
 }
 
 // Text for HTML (the pages build rows from API data).
