@@ -30,14 +30,25 @@ impl Drop for Engine {
 
 impl Engine {
     /// Writes `config` to `dir/name` and starts the engine on it, logging at `log` to nowhere.
+    /// To read what the engines did: `ASTREINTE_BENCH_LOG_DIR=DIR` keeps each one's log there
+    /// as `NAME.log`, at the level `ASTREINTE_BENCH_LOG` (e.g. `info`) if set.
     pub fn spawn(dir: &Path, name: &str, config: &str, log: &str) -> Engine {
         let cfg = dir.join(name);
         std::fs::write(&cfg, config).expect("write config");
+        let (level, stderr) = match std::env::var_os("ASTREINTE_BENCH_LOG_DIR") {
+            Some(logs) => {
+                let file = Path::new(&logs).join(format!("{name}.log"));
+                let out = std::fs::File::create(&file).expect("create the engine's log");
+                let level = std::env::var("ASTREINTE_BENCH_LOG").unwrap_or_else(|_| log.into());
+                (level, Stdio::from(out))
+            }
+            None => (log.to_string(), Stdio::null()),
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_astreinte"))
             .args(["serve", "--config", cfg.to_str().expect("path")])
-            .env("ASTREINTE_LOG", log)
+            .env("ASTREINTE_LOG", level)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start engine");
         Engine(child)

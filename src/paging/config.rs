@@ -173,8 +173,13 @@ impl PagingConfig {
     pub fn validate(&self, sla: &SlaConfig, issues: &mut Vec<ConfigIssue>) {
         super::roster::validate(&self.people, &self.rotations, issues);
         let slots = super::roster::slot_names(&self.people, &self.rotations);
-        self.ladder
-            .validate(&slots, sla, super::channel::known(), issues);
+        self.ladder.validate(
+            &slots,
+            sla,
+            super::channel::known(),
+            self.group_window(crate::schedule::TimeScale::REAL),
+            issues,
+        );
         self.in_hours
             .validate(&slots, super::channel::known(), issues);
         if let Some(smtp) = &self.smtp {

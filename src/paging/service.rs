@@ -90,8 +90,13 @@ pub async fn start(
     } = deps;
     let seeded = seed_people(&store, config).await?;
     let now_schedule = schedule.get();
-    let policy = LadderPolicy::from_config(&config.ladder, &config.in_hours, now_schedule.sla())
-        .map_err(PagingStartError::Ladder)?;
+    let policy = LadderPolicy::from_config(
+        &config.ladder,
+        &config.in_hours,
+        now_schedule.sla(),
+        config.group_window(crate::schedule::TimeScale::REAL),
+    )
+    .map_err(PagingStartError::Ladder)?;
     let mailer = match &config.smtp {
         Some(smtp) => Some(Mailer::new(smtp)?),
         None => None,

@@ -73,8 +73,13 @@ pub async fn oncall_json(
         now - chrono::Duration::days(400),
     )
     .await?;
-    let policy = LadderPolicy::from_config(&config.ladder, &config.in_hours, sla)
-        .map_err(|e| ViewError::Config(format!("[paging.ladder]: {e}")))?;
+    let policy = LadderPolicy::from_config(
+        &config.ladder,
+        &config.in_hours,
+        sla,
+        config.group_window(crate::schedule::TimeScale::REAL),
+    )
+    .map_err(|e| ViewError::Config(format!("[paging.ladder]: {e}")))?;
     let rotations: Vec<Value> = config
         .rotations
         .iter()

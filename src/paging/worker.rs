@@ -132,7 +132,14 @@ impl Worker {
             let jobs = match filter {
                 Some(filter) => match self
                     .store
-                    .lease_page_jobs_where(&self.owner, Utc::now(), lease, max, filter)
+                    .lease_page_jobs_where(
+                        &self.owner,
+                        Utc::now(),
+                        lease,
+                        max,
+                        filter,
+                        self.group_window,
+                    )
                     .await
                 {
                     Ok(jobs) => jobs,
@@ -214,8 +221,17 @@ impl Worker {
         };
         // Every job of the group whose ticket still needs it, most urgent first.
         let mut live: Vec<(PageJob, Ticket)> = Vec::new();
+        // A group may hold several rounds of one ticket: each ticket is read once.
+        let mut tickets: std::collections::HashMap<String, Ticket> = Default::default();
         for j in std::iter::once(job).chain(members) {
-            let t = self.store.ticket(&j.ticket_number).await?;
+            let t = match tickets.get(&j.ticket_number) {
+                Some(t) => t.clone(),
+                None => {
+                    let t = self.store.ticket(&j.ticket_number).await?;
+                    tickets.insert(j.ticket_number.clone(), t.clone());
+                    t
+                }
+            };
             match no_longer_needed(&j, &t) {
                 Some(why) => {
                     info!(ticket = %j.ticket_number, job = j.id, %why, "page not sent");

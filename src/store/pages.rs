@@ -9,6 +9,21 @@ use sqlx::Row;
 
 use super::{micros, on_read, on_write, Db, Store, StoreError};
 
+/// Ids bound in one `IN (...)` (well under SQLite's and PostgreSQL's parameter limits).
+const IDS_PER_QUERY: usize = 500;
+
+/// "$first, $first+1, ..." (`n` of them).
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Why a repeat was written cancelled (see [`Store::enqueue_planned`]).
+pub const SUPERSEDED: &str =
+    "not sent: the page before it to this person on this channel had not gone out yet";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewPage {
     /// "phone", "email", "webhook:<id>".
@@ -193,12 +208,15 @@ impl Store {
         lease: Duration,
         max: i64,
     ) -> Result<Vec<PageJob>, StoreError> {
-        self.lease_page_jobs_where(owner, now, lease, max, LeaseFilter::Any)
+        self.lease_page_jobs_where(owner, now, lease, max, LeaseFilter::Any, Duration::zero())
             .await
     }
 
     /// [`Store::lease_page_jobs`], for some channels only (a worker whose phone lines are all
-    /// busy still sends e-mail).
+    /// busy still sends e-mail). With a `group_window` (pages grouped), a job whose person is
+    /// not to be paged on its channel yet is left where it is: another page to them is under
+    /// way, or one went out less than the window ago. It is carried by the next page to them
+    /// (`take_group_turn`), rather than leased, found held and put back again and again.
     pub async fn lease_page_jobs_where(
         &self,
         owner: &str,
@@ -206,20 +224,35 @@ impl Store {
         lease: Duration,
         max: i64,
         filter: LeaseFilter<'_>,
+        group_window: Duration,
     ) -> Result<Vec<PageJob>, StoreError> {
         let now = micros(now);
         let (channel_clause, channel) = match filter {
             LeaseFilter::Any => ("", None),
-            LeaseFilter::Only(c) => (" AND channel = $5", Some(c)),
-            LeaseFilter::Except(c) => (" AND channel <> $5", Some(c)),
+            LeaseFilter::Only(c) => (" AND j.channel = $6", Some(c)),
+            LeaseFilter::Except(c) => (" AND j.channel <> $6", Some(c)),
+        };
+        let grouped = group_window > Duration::zero();
+        let turn_clause = if grouped {
+            // Two probes, each answered by its own partial index (migration 0015).
+            " AND (j.person IS NULL OR (\
+             NOT EXISTS (SELECT 1 FROM page_jobs b WHERE b.state = 'leased' \
+             AND b.person = j.person AND b.channel = j.channel AND b.lease_until >= $3 \
+             AND b.id <> j.id) \
+             AND NOT EXISTS (SELECT 1 FROM page_jobs s WHERE s.state IN ('done', 'failed') \
+             AND s.group_of IS NULL AND s.person = j.person AND s.channel = j.channel \
+             AND s.updated_at > $5)))"
+        } else {
+            // $5 is bound either way: keep it in the statement.
+            " AND $5 = $5"
         };
         let pick = format!(
-            "SELECT id FROM page_jobs WHERE run_at <= $3 AND \
-             (state = 'pending' OR (state = 'leased' AND lease_until < $3)){channel_clause} \
-             ORDER BY run_at, id LIMIT $4"
+            "SELECT j.id FROM page_jobs j WHERE j.run_at <= $3 AND \
+             (j.state = 'pending' OR (j.state = 'leased' AND j.lease_until < $3)){channel_clause}{turn_clause} \
+             ORDER BY j.run_at, j.id LIMIT $4"
         );
         let lock = match self.db {
-            Db::Postgres(_) => " FOR UPDATE SKIP LOCKED",
+            Db::Postgres(_) => " FOR UPDATE OF j SKIP LOCKED",
             // One writer at a time already: nothing to skip.
             Db::Sqlite { .. } => "",
         };
@@ -229,7 +262,8 @@ impl Store {
         );
         let ids: Vec<i64> = on_write!(&self.db, pool => {
             let mut q = sqlx::query_scalar(&sql)
-                .bind(owner).bind(micros(now + lease)).bind(now).bind(max);
+                .bind(owner).bind(micros(now + lease)).bind(now).bind(max)
+                .bind(micros(now - group_window.max(Duration::zero())));
             if let Some(c) = channel {
                 q = q.bind(c);
             }
@@ -321,28 +355,45 @@ impl Store {
 
     /// Marks `members` as carried by `lead`'s page (before it is sent: a reader sees the group).
     pub async fn mark_carried(&self, lead: i64, members: &[i64]) -> Result<(), StoreError> {
-        on_write!(&self.db, pool => {
-            for id in members {
-                sqlx::query("UPDATE page_jobs SET group_of = $1 WHERE id = $2")
-                    .bind(lead).bind(id)
-                    .execute(pool).await?;
-            }
-        });
+        for chunk in members.chunks(IDS_PER_QUERY) {
+            let sql = format!(
+                "UPDATE page_jobs SET group_of = $1 WHERE id IN ({})",
+                placeholders(2, chunk.len())
+            );
+            on_write!(&self.db, pool => {
+                let mut q = sqlx::query(&sql).bind(lead);
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                q.execute(pool).await?;
+            });
+        }
         Ok(())
     }
 
+    /// The jobs `ids`, in that order (ids that no longer exist are left out); a few queries
+    /// however many there are.
     async fn page_jobs_by_id(&self, ids: &[i64]) -> Result<Vec<PageJob>, StoreError> {
         let mut out = Vec::with_capacity(ids.len());
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM page_jobs j JOIN tickets t ON t.id = j.ticket_id WHERE j.id = $1"
-        );
-        for id in ids {
+        for chunk in ids.chunks(IDS_PER_QUERY) {
+            let sql = format!(
+                "SELECT {JOB_COLUMNS} FROM page_jobs j JOIN tickets t ON t.id = j.ticket_id \
+                 WHERE j.id IN ({})",
+                placeholders(1, chunk.len())
+            );
             on_read!(&self.db, pool => {
-                if let Some(r) = sqlx::query(&sql).bind(id).fetch_optional(pool).await? {
+                let mut q = sqlx::query(&sql);
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                for r in q.fetch_all(pool).await? {
                     out.push(job_from_row!(&r));
                 }
             });
         }
+        let position: std::collections::HashMap<i64, usize> =
+            ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        out.sort_by_key(|j| position.get(&j.id).copied().unwrap_or(usize::MAX));
         Ok(out)
     }
 
@@ -417,8 +468,10 @@ impl Store {
     }
 
     /// Enqueues the pages a planner decided, ignoring any whose dedup key exists already (another
-    /// node, or this one before a restart, enqueued it). When at least one is new, `event` is
-    /// added to the ticket's history in the same transaction. Returns how many were new.
+    /// node, or this one before a restart, enqueued it); a repeat whose page before it still
+    /// waits is written cancelled ([`SUPERSEDED`]). When at least one is new and to be sent,
+    /// `event` is added to the ticket's history in the same transaction. Returns how many are
+    /// to be sent.
     pub async fn enqueue_planned(
         &self,
         ticket_id: i64,
@@ -431,17 +484,26 @@ impl Store {
             let mut tx = pool.begin_with(self.db.begin_write()).await?;
             let mut added = 0;
             for page in pages {
+                // A repeat while the page before it (same ticket, person and channel) has not
+                // gone out yet would tell them nothing new: it is written already cancelled,
+                // keeping its dedup key so that no node writes it again.
                 let r = sqlx::query(
                     "INSERT INTO page_jobs (ticket_id, channel, target, state, run_at, attempts, \
-                     created_at, updated_at, person, level, reason, dedup_key) \
-                     VALUES ($1, $2, $3, 'pending', $4, 0, $5, $5, $6, $7, $8, $9) \
-                     ON CONFLICT (dedup_key) DO NOTHING",
+                     created_at, updated_at, person, level, reason, dedup_key, last_error) \
+                     SELECT $1, $2, $3, CASE WHEN w.n > 0 THEN 'cancelled' ELSE 'pending' END, \
+                     $4, 0, $5, $5, $6, $7, $8, $9, CASE WHEN w.n > 0 THEN $10 END \
+                     FROM (SELECT COUNT(*) AS n FROM page_jobs WHERE $8 = 'repeat' \
+                     AND ticket_id = $1 AND person = $6 AND channel = $2 \
+                     AND state IN ('pending', 'leased')) w WHERE true \
+                     ON CONFLICT (dedup_key) DO NOTHING RETURNING state",
                 )
                 .bind(ticket_id).bind(&page.channel).bind(&page.target).bind(micros(page.run_at))
                 .bind(now).bind(page.person.as_deref()).bind(page.level).bind(&page.reason)
-                .bind(page.dedup_key.as_deref())
-                .execute(&mut *tx).await?;
-                added += r.rows_affected() as usize;
+                .bind(page.dedup_key.as_deref()).bind(SUPERSEDED)
+                .fetch_optional(&mut *tx).await?;
+                if r.is_some_and(|r| r.get::<String, _>(0) == "pending") {
+                    added += 1;
+                }
             }
             if added > 0 {
                 if let Some(e) = event {

@@ -101,19 +101,27 @@ fn minutes(m: u32) -> Duration {
 /// by the target minus that margin, not that a page leaves at that instant.
 pub const DELIVERY_LEAD: Duration = Duration::minutes(1);
 
+/// How much earlier than `reescalate_before` the top of the ladder is paged when pages to one
+/// person are grouped for `group_window`: a page may wait that long for the person's last one,
+/// and must still have arrived by the margin.
+pub fn page_lead(group_window: Duration) -> Duration {
+    DELIVERY_LEAD + group_window.max(Duration::zero())
+}
+
 /// The offsets used when `s1`/`s2` is absent: level 1 at 0, the last level `reescalate_before`
-/// plus [`DELIVERY_LEAD`] before the target (so the top of the ladder has heard of a coming miss
-/// by the margin), and the levels between spread evenly over the target, rounded down to the
-/// minute.
+/// plus `lead` ([`page_lead`]) before the target (so the top of the ladder has heard of a
+/// coming miss by the margin), and the levels between spread evenly over the target, rounded
+/// down to the minute.
 pub fn default_offsets(
     target: Duration,
     reescalate_before: Duration,
+    lead: Duration,
     n: usize,
 ) -> Result<Vec<Duration>, String> {
     if n <= 1 {
         return Ok(vec![Duration::zero(); n]);
     }
-    let last = target - reescalate_before - DELIVERY_LEAD;
+    let last = target - reescalate_before - lead;
     let minute = Duration::minutes(1);
     let mut out = vec![Duration::zero()];
     let steps = n as i64 - 1;
@@ -129,21 +137,24 @@ pub fn default_offsets(
     let increasing = out.windows(2).all(|w| w[0] < w[1]);
     if !increasing {
         return Err(format!(
-            "{n} levels cannot be spaced a minute apart between 0 and {} ({} target minus {} reescalate_before minus a minute to deliver)",
+            "{n} levels cannot be spaced a minute apart between 0 and {} ({} target minus {} reescalate_before minus {} to deliver)",
             show(last),
             show(target),
-            show(reescalate_before)
+            show(reescalate_before),
+            show(lead)
         ));
     }
     Ok(out)
 }
 
 impl LadderConfig {
+    /// `group_window`: `[paging] group_window` (the top is paged that much earlier).
     pub fn validate(
         &self,
         slots: &BTreeSet<String>,
         sla: &SlaConfig,
         channels: KnownChannels<'_>,
+        group_window: Duration,
         issues: &mut Vec<ConfigIssue>,
     ) {
         if self.levels.is_empty() {
@@ -245,9 +256,12 @@ impl LadderConfig {
                     let Some(before) = reescalate_before else {
                         continue;
                     };
-                    if let Err(message) =
-                        default_offsets(minutes(target), before, self.levels.len())
-                    {
+                    if let Err(message) = default_offsets(
+                        minutes(target),
+                        before,
+                        page_lead(group_window),
+                        self.levels.len(),
+                    ) {
                         issues.push(ConfigIssue::new(
                             vec![KeySeg::Key("paging"), KeySeg::Key("ladder")],
                             format!("{key}: {message}"),
@@ -515,7 +529,7 @@ pub struct LadderPolicy {
     repeat_every: Option<Duration>,
     repeat_channels: Vec<String>,
     reescalate_before: Duration,
-    /// [`DELIVERY_LEAD`], compressed on a drill.
+    /// [`page_lead`], compressed on a drill.
     delivery_lead: Duration,
     repeat_for: Duration,
     notify: Vec<String>,
@@ -611,10 +625,12 @@ impl Track<'_> {
 }
 
 impl LadderPolicy {
+    /// `group_window`: `[paging] group_window`, as written (a drill compresses it with the rest).
     pub fn from_config(
         ladder: &LadderConfig,
         notice: &NoticeConfig,
         sla: &SlaConfig,
+        group_window: Duration,
     ) -> Result<Self, String> {
         // The same checks as check-config, minus the slot names (the roster resolves them).
         let mut issues = Vec::new();
@@ -622,6 +638,7 @@ impl LadderPolicy {
             &BTreeSet::new(),
             sla,
             KnownChannels(&["phone", "email", "webhook"]),
+            group_window,
             &mut issues,
         );
         notice.validate(
@@ -642,7 +659,12 @@ impl LadderPolicy {
                     .iter()
                     .map(|s| parse_duration(s))
                     .collect::<Result<_, _>>()?,
-                None => default_offsets(minutes(target), before, ladder.levels.len())?,
+                None => default_offsets(
+                    minutes(target),
+                    before,
+                    page_lead(group_window),
+                    ladder.levels.len(),
+                )?,
             };
             Ok(night.into_iter().map(|d| scale.compress(d)).collect())
         };
@@ -654,7 +676,7 @@ impl LadderPolicy {
             repeat_every: (repeat_every > Duration::zero()).then_some(repeat_every),
             repeat_channels: ladder.repeat_channels.clone(),
             reescalate_before: scale.compress(before),
-            delivery_lead: scale.compress(DELIVERY_LEAD),
+            delivery_lead: scale.compress(page_lead(group_window)),
             repeat_for: scale.compress(parse_duration(&ladder.repeat_for)?),
             notify: notice.notify.clone(),
             notice_channels: notice.channels.clone(),
@@ -770,7 +792,13 @@ mod tests {
             notify: vec!["support".into()],
             channels: vec!["email".into()],
         };
-        LadderPolicy::from_config(&LadderConfig::default(), &notice, &SlaConfig::default()).unwrap()
+        LadderPolicy::from_config(
+            &LadderConfig::default(),
+            &notice,
+            &SlaConfig::default(),
+            Duration::zero(),
+        )
+        .unwrap()
     }
 
     /// An after-hours ticket created at `created`, due `target` minutes later.
@@ -1129,6 +1157,7 @@ mod tests {
             &LadderConfig::default(),
             &NoticeConfig::default(),
             &SlaConfig::default(),
+            Duration::zero(),
         )
         .unwrap();
         let mut t = ticket(Severity::S3, t0(), 30);
@@ -1224,8 +1253,13 @@ mod tests {
             repeat_every: "0s".into(),
             ..LadderConfig::default()
         };
-        let p = LadderPolicy::from_config(&cfg, &NoticeConfig::default(), &SlaConfig::default())
-            .unwrap();
+        let p = LadderPolicy::from_config(
+            &cfg,
+            &NoticeConfig::default(),
+            &SlaConfig::default(),
+            Duration::zero(),
+        )
+        .unwrap();
         let story = Story {
             base: ticket(Severity::S1, t0(), 30),
             ack: None,
@@ -1243,7 +1277,7 @@ mod tests {
     #[test]
     fn default_offsets_for_30_and_60_minutes() {
         let mins = |target: i64, n: usize| -> Vec<i64> {
-            default_offsets(m(target), m(5), n)
+            default_offsets(m(target), m(5), DELIVERY_LEAD, n)
                 .unwrap()
                 .iter()
                 .map(|d| d.num_minutes())
@@ -1261,13 +1295,20 @@ mod tests {
         assert_eq!(mins(60, 4), vec![0, 20, 40, 54]);
         assert_eq!(mins(60, 5), vec![0, 15, 30, 45, 54]);
         // Squeezed below a near last level, still increasing.
-        let squeezed: Vec<i64> = default_offsets(m(30), m(15), 4)
+        let squeezed: Vec<i64> = default_offsets(m(30), m(15), DELIVERY_LEAD, 4)
             .unwrap()
             .iter()
             .map(|d| d.num_minutes())
             .collect();
         assert_eq!(squeezed, vec![0, 10, 13, 14]);
-        assert!(default_offsets(m(5), m(3), 4).is_err());
+        assert!(default_offsets(m(5), m(3), DELIVERY_LEAD, 4).is_err());
+        // Pages grouped for a minute: the top is paged that minute earlier still.
+        let grouped: Vec<i64> = default_offsets(m(30), m(5), page_lead(m(1)), 4)
+            .unwrap()
+            .iter()
+            .map(|d| d.num_minutes())
+            .collect();
+        assert_eq!(grouped, vec![0, 10, 20, 23]);
         let p = policy();
         assert_eq!(p.offsets(Severity::S1), &[m(0), m(10), m(20), m(24)]);
         assert!(p.offsets(Severity::S3).is_empty());
@@ -1285,7 +1326,8 @@ mod tests {
             s1_callback_minutes: 120,
             ..SlaConfig::default()
         };
-        let p = LadderPolicy::from_config(&cfg, &NoticeConfig::default(), &sla).unwrap();
+        let p = LadderPolicy::from_config(&cfg, &NoticeConfig::default(), &sla, Duration::zero())
+            .unwrap();
         assert_eq!(
             p.offsets(Severity::S1),
             &[m(0), Duration::seconds(90), m(90)]
@@ -1294,8 +1336,8 @@ mod tests {
         assert_eq!(p.offsets(Severity::S2), &[m(0), m(30), m(54)]);
     }
 
-    /// A drill at ×60 climbs the guide's ladder in seconds: level 4 of an S1 at 24 s instead
-    /// of 24 min, re-pages every 5 s for 2 min, and nothing else changes.
+    /// A drill at ×60 climbs the guide's ladder in seconds: level 4 of an S1 at 23 s instead
+    /// of 23 min, re-pages every 5 s for 2 min, and nothing else changes.
     #[test]
     fn a_drill_compresses_offsets_repeats_and_margins() {
         let sla = SlaConfig {
@@ -1311,17 +1353,27 @@ mod tests {
             ],
             ..LadderConfig::default()
         };
-        let drill = LadderPolicy::from_config(&cfg, &NoticeConfig::default(), &sla).unwrap();
+        // Pages grouped for a minute (the default): the top a minute earlier, compressed too.
+        let drill = LadderPolicy::from_config(&cfg, &NoticeConfig::default(), &sla, m(1)).unwrap();
         let s = Duration::seconds;
-        assert_eq!(drill.offsets(Severity::S1), &[s(0), s(10), s(20), s(24)]);
-        assert_eq!(drill.offsets(Severity::S2), &[s(0), s(20), s(40), s(54)]);
+        assert_eq!(drill.offsets(Severity::S1), &[s(0), s(10), s(20), s(23)]);
+        assert_eq!(drill.offsets(Severity::S2), &[s(0), s(20), s(40), s(53)]);
         assert_eq!(drill.repeat_every, Some(s(5)));
         assert_eq!(drill.repeat_for, s(120));
         assert_eq!(drill.reescalate_before, s(5));
-        assert_eq!(drill.delivery_lead, s(1));
-        let real = LadderPolicy::from_config(&cfg, &NoticeConfig::default(), &SlaConfig::default())
-            .unwrap();
-        assert_eq!(real.offsets(Severity::S1), &[m(0), m(10), m(20), m(24)]);
+        assert_eq!(drill.delivery_lead, s(2));
+        let real =
+            LadderPolicy::from_config(&cfg, &NoticeConfig::default(), &SlaConfig::default(), m(1))
+                .unwrap();
+        assert_eq!(real.offsets(Severity::S1), &[m(0), m(10), m(20), m(23)]);
+        let alone = LadderPolicy::from_config(
+            &cfg,
+            &NoticeConfig::default(),
+            &SlaConfig::default(),
+            Duration::zero(),
+        )
+        .unwrap();
+        assert_eq!(alone.offsets(Severity::S1), &[m(0), m(10), m(20), m(24)]);
     }
 
     #[test]
@@ -1348,6 +1400,7 @@ mod tests {
             &BTreeSet::new(),
             &SlaConfig::default(),
             KnownChannels(&["phone", "email", "webhook"]),
+            Duration::zero(),
             &mut issues,
         );
         NoticeConfig {
@@ -1365,6 +1418,7 @@ mod tests {
             &slots,
             &SlaConfig::default(),
             KnownChannels(&["phone", "email", "webhook"]),
+            Duration::zero(),
             &mut issues,
         );
         // The four default levels name nobody configured.
